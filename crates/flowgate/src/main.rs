@@ -1,1 +1,66 @@
-fn main() {}
+//! The `flowgate` command: loads configuration, sets up tracing and runs a subcommand.
+
+mod cmd;
+mod config;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Flowgate runs API flows: Rhai scripts behind HTTP endpoints, webhooks, events and schedules.
+#[derive(Parser)]
+#[command(name = "flowgate", version, about)]
+struct Cli {
+    /// Configuration file (TOML); `FLOWGATE_*` variables override it.
+    #[arg(long, global = true, env = "FLOWGATE_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the server.
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Manage API keys directly in the configured database.
+    Keys {
+        #[command(subcommand)]
+        command: cmd::keys::KeysCommand,
+    },
+    /// Upload changed flow packages to a server.
+    Deploy(cmd::deploy::DeployArgs),
+    /// Run flow fixtures offline.
+    Test(cmd::test::TestArgs),
+    /// Run one flow package locally with a request body.
+    Run(cmd::run::RunArgs),
+    /// Export generated OpenAPI documents.
+    Openapi {
+        #[command(subcommand)]
+        command: cmd::openapi::OpenapiCommand,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let result = match cli.command {
+        Command::Test(args) => cmd::test::run(args),
+        Command::Run(args) => cmd::run::run(args),
+        Command::Deploy(args) => cmd::deploy::run(args),
+        Command::Serve => config::load(cli.config.as_deref()).and_then(cmd::serve::run),
+        Command::Migrate => config::load(cli.config.as_deref()).and_then(cmd::migrate::run),
+        Command::Keys { command } => {
+            config::load(cli.config.as_deref()).and_then(|c| cmd::keys::run(c, command))
+        }
+        Command::Openapi { command } => cmd::openapi::run(command),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
