@@ -1,12 +1,314 @@
-//! Layered configuration: defaults → `flowgate.toml` → `FLOWGATE_*` environment.
+//! Layered configuration: built-in defaults → `flowgate.toml` → `FLOWGATE_*`
+//! environment variables (SPEC §6). Validated once at start; errors name the key.
 
-use std::path::Path;
+use anyhow::{bail, Context};
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
 
-/// The server configuration.
-#[derive(Debug, Clone, serde::Deserialize)]
-pub struct Config {}
+/// The whole configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// `[server]`.
+    pub server: ServerConfig,
+    /// `[database]`.
+    pub database: DatabaseConfig,
+    /// `[http]` (outbound calls from flows).
+    pub http: HttpConfig,
+    /// `[secrets]`.
+    pub secrets: SecretsConfig,
+    /// `[runs]`.
+    pub runs: RunsConfig,
+    /// `[oauth2]`; off unless issuer and JWKS URL are set.
+    pub oauth2: OAuth2Config,
+    /// `[log]`.
+    pub log: LogConfig,
+    /// `[idempotency]`.
+    pub idempotency: IdempotencyConfig,
+}
 
-/// Loads the configuration.
-pub fn load(_path: Option<&Path>) -> anyhow::Result<Config> {
-    Ok(Config {})
+/// `[server]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Listen address.
+    pub listen: String,
+    /// Seconds in-flight requests get to finish on shutdown.
+    pub shutdown_grace_secs: u64,
+    /// HTTP worker threads (0 = number of cores).
+    pub workers: usize,
+    /// Base URL partners use, for generated docs (default: `http://<listen>`).
+    pub public_url: Option<String>,
+}
+
+/// `[database]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `sqlite://path` or `postgres://…`.
+    pub url: String,
+    /// Connections in the pool.
+    pub pool_size: u32,
+}
+
+/// `[http]`.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Allow flows to call loopback/private/link-local addresses.
+    pub allow_private_hosts: bool,
+}
+
+/// `[secrets]`.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecretsConfig {
+    /// Base64 of 32 bytes; generated into the data directory when unset.
+    pub key: Option<String>,
+}
+
+/// `[runs]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RunsConfig {
+    /// Lease length; a dead node's runs are claimed again after this.
+    pub lease_seconds: u64,
+    /// Concurrent async runs per node.
+    pub workers: usize,
+}
+
+/// `[oauth2]`.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct OAuth2Config {
+    /// Expected `iss`.
+    pub issuer: Option<String>,
+    /// Where the JWKS is fetched.
+    pub jwks_url: Option<String>,
+    /// Expected `aud`.
+    pub audience: Option<String>,
+    /// Require `typ: at+jwt` (RFC 9068).
+    pub require_at_jwt: bool,
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `tracing` filter, e.g. `info,flowgate=debug`.
+    pub filter: String,
+}
+
+/// `[idempotency]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IdempotencyConfig {
+    /// How long a stored response is replayed.
+    pub ttl_seconds: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            server: ServerConfig {
+                listen: "127.0.0.1:8080".into(),
+                shutdown_grace_secs: 30,
+                workers: 0,
+                public_url: None,
+            },
+            database: DatabaseConfig {
+                url: "sqlite://./data/flowgate.db".into(),
+                pool_size: 8,
+            },
+            http: HttpConfig::default(),
+            secrets: SecretsConfig::default(),
+            runs: RunsConfig {
+                lease_seconds: 30,
+                workers: 4,
+            },
+            oauth2: OAuth2Config::default(),
+            log: LogConfig {
+                filter: "info".into(),
+            },
+            idempotency: IdempotencyConfig {
+                ttl_seconds: 24 * 3600,
+            },
+        }
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Config::default().server
+    }
+}
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Config::default().database
+    }
+}
+impl Default for RunsConfig {
+    fn default() -> Self {
+        Config::default().runs
+    }
+}
+impl Default for LogConfig {
+    fn default() -> Self {
+        Config::default().log
+    }
+}
+impl Default for IdempotencyConfig {
+    fn default() -> Self {
+        Config::default().idempotency
+    }
+}
+
+/// Environment variable → config key (SPEC §6, plus a few of our own).
+const ENV_KEYS: &[(&str, &str)] = &[
+    ("FLOWGATE_LISTEN", "server.listen"),
+    ("FLOWGATE_PUBLIC_URL", "server.public_url"),
+    ("FLOWGATE_SHUTDOWN_GRACE_SECS", "server.shutdown_grace_secs"),
+    ("FLOWGATE_DATABASE_URL", "database.url"),
+    ("FLOWGATE_DATABASE_POOL_SIZE", "database.pool_size"),
+    ("FLOWGATE_ALLOW_PRIVATE_HOSTS", "http.allow_private_hosts"),
+    ("FLOWGATE_SECRETS_KEY", "secrets.key"),
+    ("FLOWGATE_RUN_LEASE_SECONDS", "runs.lease_seconds"),
+    ("FLOWGATE_RUN_WORKERS", "runs.workers"),
+    ("FLOWGATE_OAUTH2_ISSUER", "oauth2.issuer"),
+    ("FLOWGATE_OAUTH2_JWKS_URL", "oauth2.jwks_url"),
+    ("FLOWGATE_OAUTH2_AUDIENCE", "oauth2.audience"),
+    ("FLOWGATE_OAUTH2_REQUIRE_AT_JWT", "oauth2.require_at_jwt"),
+    ("FLOWGATE_LOG", "log.filter"),
+    ("FLOWGATE_IDEMPOTENCY_TTL_SECONDS", "idempotency.ttl_seconds"),
+];
+
+/// Loads defaults, then the file (when given or when `./flowgate.toml` exists), then the environment.
+pub fn load(path: Option<&Path>) -> anyhow::Result<Config> {
+    let mut fig = Figment::from(Serialized::defaults(Config::default()));
+    match path {
+        Some(p) => {
+            if !p.exists() {
+                bail!("config file {} does not exist", p.display());
+            }
+            fig = fig.merge(Toml::file(p));
+        }
+        None => {
+            if Path::new("flowgate.toml").exists() {
+                fig = fig.merge(Toml::file("flowgate.toml"));
+            }
+        }
+    }
+    let names: Vec<&str> = ENV_KEYS.iter().map(|(k, _)| *k).collect();
+    fig = fig.merge(
+        Env::raw()
+            .only(&names)
+            .map(|k| {
+                ENV_KEYS
+                    .iter()
+                    .find(|(e, _)| k.as_str().eq_ignore_ascii_case(e))
+                    .map(|(_, key)| (*key).into())
+                    .unwrap_or_else(|| k.into())
+            })
+            .split("."),
+    );
+    let config: Config = fig.extract().map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+    config.validate()?;
+    Ok(config)
+}
+
+impl Config {
+    fn validate(&self) -> anyhow::Result<()> {
+        self.server
+            .listen
+            .parse::<std::net::SocketAddr>()
+            .with_context(|| format!("server.listen `{}` is not an address like 127.0.0.1:8080", self.server.listen))?;
+        let url = &self.database.url;
+        if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            bail!("database.url `{url}` must start with sqlite://, postgres:// or postgresql://");
+        }
+        if self.database.pool_size == 0 {
+            bail!("database.pool_size must be at least 1");
+        }
+        if self.runs.lease_seconds < 2 {
+            bail!("runs.lease_seconds must be at least 2");
+        }
+        if self.runs.workers == 0 {
+            bail!("runs.workers must be at least 1");
+        }
+        match (&self.oauth2.issuer, &self.oauth2.jwks_url) {
+            (Some(_), None) | (None, Some(_)) => {
+                bail!("oauth2.issuer and oauth2.jwks_url must be set together")
+            }
+            _ => {}
+        }
+        if let Some(k) = &self.secrets.key {
+            decode_key(k).context("secrets.key")?;
+        }
+        Ok(())
+    }
+
+    /// The folder that holds generated state (the SQLite file's folder, or `./data`).
+    pub fn data_dir(&self) -> PathBuf {
+        let url = &self.database.url;
+        if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+            if !path.contains(":memory:") {
+                if let Some(parent) = Path::new(path).parent() {
+                    if !parent.as_os_str().is_empty() {
+                        return parent.to_path_buf();
+                    }
+                }
+            }
+        }
+        PathBuf::from("./data")
+    }
+
+    /// The 32-byte key that encrypts secrets at rest: configured, or read from
+    /// (and on first start generated into) `<data dir>/secrets.key`.
+    pub fn secrets_key(&self) -> anyhow::Result<[u8; 32]> {
+        if let Some(k) = &self.secrets.key {
+            return decode_key(k);
+        }
+        let dir = self.data_dir();
+        let file = dir.join("secrets.key");
+        if file.exists() {
+            let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+            return decode_key(text.trim()).with_context(|| format!("{} is not a valid key", file.display()));
+        }
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let mut key = [0u8; 32];
+        rand::RngCore::fill_bytes(&mut rand::rng(), &mut key);
+        use base64::Engine as _;
+        let text = base64::engine::general_purpose::STANDARD.encode(key);
+        write_private(&file, &text).with_context(|| format!("writing {}", file.display()))?;
+        Ok(key)
+    }
+}
+
+fn decode_key(k: &str) -> anyhow::Result<[u8; 32]> {
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(k.trim())
+        .context("must be base64")?;
+    bytes
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("must decode to exactly 32 bytes"))
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(text.as_bytes())
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    std::fs::write(path, text)
 }

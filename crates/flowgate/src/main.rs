@@ -2,6 +2,7 @@
 
 mod cmd;
 mod config;
+mod telemetry;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;

@@ -1,11 +1,83 @@
-//! `flowgate serve`.
+//! `flowgate serve`: opens and migrates the database, starts the engine's
+//! background services and the HTTP server, and shuts down gracefully.
 
+use anyhow::Context;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use crate::config::Config;
 
-/// Starts the server.
-pub fn run(_config: Config) -> anyhow::Result<ExitCode> {
-    eprintln!("flowgate serve: not yet available");
-    Ok(ExitCode::FAILURE)
+/// Starts the server and blocks until it has shut down.
+pub fn run(config: Config) -> anyhow::Result<ExitCode> {
+    crate::telemetry::init(&config.log.filter);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("flowgate")
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(serve(config))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let store = super::open_store(&config)?;
+    let migrating = store.clone();
+    tokio::task::spawn_blocking(move || migrating.migrate())
+        .await
+        .context("migration task")?
+        .context("applying migrations")?;
+
+    let prometheus = PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Suffix("_seconds".into()),
+            &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0],
+        )
+        .context("metric buckets")?
+        .install_recorder()
+        .context("installing the metrics recorder")?;
+
+    let listener = std::net::TcpListener::bind(&config.server.listen)
+        .with_context(|| format!("binding {}", config.server.listen))?;
+    let addr = listener.local_addr().context("reading the bound address")?;
+    let public_url = config
+        .server
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"));
+
+    let engine = flowgate_engine::Engine::start(
+        store,
+        flowgate_engine::EngineConfig {
+            public_url: public_url.clone(),
+            lease: Duration::from_secs(config.runs.lease_seconds),
+            run_workers: config.runs.workers,
+            allow_private_hosts: config.http.allow_private_hosts,
+            idempotency_ttl: Duration::from_secs(config.idempotency.ttl_seconds),
+            oauth2: config.oauth2.issuer.clone().zip(config.oauth2.jwks_url.clone()).map(
+                |(issuer, jwks_url)| flowgate_engine::OAuth2Settings {
+                    issuer,
+                    jwks_url,
+                    audience: config.oauth2.audience.clone(),
+                    require_at_jwt: config.oauth2.require_at_jwt,
+                },
+            ),
+        },
+    )
+    .await
+    .context("starting the engine")?;
+
+    tracing::info!(listen = %addr, database = %super::redact_url(&config.database.url), "flowgate listening");
+    println!("flowgate listening on {public_url}");
+    flowgate_gateway::serve(
+        listener,
+        flowgate_gateway::AppState { engine, prometheus },
+        flowgate_gateway::ServerConfig {
+            workers: config.server.workers,
+            shutdown_grace: Duration::from_secs(config.server.shutdown_grace_secs),
+        },
+    )
+    .await
+    .context("running the HTTP server")?;
+    Ok(())
 }

@@ -1,0 +1,105 @@
+//! Cross-cutting middleware: request ids, panic containment, access metrics.
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue, CONTENT_TYPE};
+use actix_web::middleware::Next;
+use actix_web::{Error, ResponseError};
+use futures_util::FutureExt;
+use std::panic::AssertUnwindSafe;
+use std::time::Instant;
+
+use crate::error::ApiError;
+
+/// Header carrying the request id.
+pub const REQUEST_ID: &str = "x-request-id";
+
+tokio::task_local! {
+    static CURRENT_REQUEST_ID: String;
+}
+
+/// The id of the request being handled on this task (empty outside a request).
+pub fn current_request_id() -> String {
+    CURRENT_REQUEST_ID.try_with(Clone::clone).unwrap_or_default()
+}
+
+/// A request id we accept from callers: 1–128 visible ASCII characters.
+fn acceptable_request_id(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// Assigns or echoes `X-Request-Id`, contains panics as 500 problems, and
+/// records request counts and latency by route and status.
+pub async fn request_context(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, Error> {
+    let started = Instant::now();
+    let id = req
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|s| acceptable_request_id(s))
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    let method = req.method().to_string();
+    let http_req = req.request().clone();
+
+    let fut = async move {
+        match AssertUnwindSafe(next.call(req)).catch_unwind().await {
+            Ok(Ok(res)) => Ok(res.map_into_boxed_body()),
+            Ok(Err(e)) => Err(e),
+            Err(panic) => {
+                let msg = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".into());
+                let err = ApiError::internal(format!("handler panicked: {msg}"));
+                Ok(ServiceResponse::new(http_req.clone(), err.error_response()))
+            }
+        }
+    };
+    let result = CURRENT_REQUEST_ID.scope(id.clone(), fut).await;
+    let mut res = match result {
+        Ok(res) => res,
+        Err(e) => {
+            let resp = e.error_response();
+            ServiceResponse::new(http_req, resp)
+        }
+    };
+    // Responses actix makes on its own (a resource's 405, a bare 404) carry no
+    // body type: give them the same problem+json shape as ours.
+    if res.status().as_u16() >= 400 && !res.headers().contains_key(CONTENT_TYPE) {
+        let err = CURRENT_REQUEST_ID.sync_scope(id.clone(), || {
+            let status = res.status();
+            let (code, detail) = match status.as_u16() {
+                404 => ("not_found", format!("no route for {} {}", res.request().method(), res.request().path())),
+                405 => ("method_not_allowed", format!("{} is not allowed on {}", res.request().method(), res.request().path())),
+                _ => ("error", status.canonical_reason().unwrap_or("error").to_owned()),
+            };
+            ApiError::new(status, code, detail).error_response()
+        });
+        let (req, old) = res.into_parts();
+        let mut new = err;
+        for (k, v) in old.headers() {
+            if !new.headers().contains_key(k) {
+                new.headers_mut().insert(k.clone(), v.clone());
+            }
+        }
+        res = ServiceResponse::new(req, new);
+    }
+    if let (Ok(name), Ok(value)) = (HeaderName::try_from(REQUEST_ID), HeaderValue::try_from(id.as_str())) {
+        res.headers_mut().insert(name, value);
+    }
+    let route = res
+        .request()
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let status = res.status().as_u16().to_string();
+    let elapsed = started.elapsed().as_secs_f64();
+    metrics::counter!("flowgate_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status.clone()).increment(1);
+    metrics::histogram!("flowgate_http_request_duration_seconds", "method" => method.clone(), "route" => route.clone(), "status" => status.clone()).record(elapsed);
+    tracing::debug!(request_id = %id, http.method = %method, http.route = %route, http.status = %status, duration_ms = (elapsed * 1000.0) as u64, "request");
+    Ok(res)
+}

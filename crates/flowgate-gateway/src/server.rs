@@ -1,0 +1,92 @@
+//! Builds the actix application and runs it until a shutdown signal.
+
+use actix_web::middleware::from_fn;
+use actix_web::{web, App, HttpRequest, HttpServer};
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::error::{json_error_handler, path_error_handler, query_error_handler, ApiError};
+use crate::middleware::request_context;
+use crate::{routes, AppState};
+
+/// Server settings the gateway needs.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// HTTP worker threads (0 = cores).
+    pub workers: usize,
+    /// Grace period for in-flight requests on shutdown.
+    pub shutdown_grace: Duration,
+}
+
+/// Unknown route: 404, or 405 when the path exists with another method.
+async fn not_found(req: HttpRequest) -> ApiError {
+    if req.match_pattern().is_some() {
+        ApiError::new(
+            actix_web::http::StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            format!("{} is not allowed on {}", req.method(), req.path()),
+        )
+    } else {
+        ApiError::not_found(format!("no route for {} {}", req.method(), req.path()))
+    }
+}
+
+/// Runs the server on `listener` until SIGTERM/SIGINT, then drains in-flight
+/// requests for up to the grace period and shuts the engine down.
+pub async fn serve(listener: TcpListener, state: AppState, config: ServerConfig) -> std::io::Result<()> {
+    let state = web::Data::from(Arc::new(state));
+    let app_state = state.clone();
+    let mut server = HttpServer::new(move || {
+        App::new()
+            .app_data(app_state.clone())
+            .app_data(web::JsonConfig::default().limit(1 << 20).error_handler(json_error_handler))
+            .app_data(web::QueryConfig::default().error_handler(query_error_handler))
+            .app_data(web::PathConfig::default().error_handler(path_error_handler))
+            .configure(routes::configure)
+            .default_service(web::to(not_found))
+            .wrap(from_fn(request_context))
+    })
+    .disable_signals()
+    .shutdown_timeout(config.shutdown_grace.as_secs())
+    .listen(listener)?;
+    if config.workers > 0 {
+        server = server.workers(config.workers);
+    }
+    let server = server.run();
+    let handle = server.handle();
+    let engine = state.engine.clone();
+    let signals = tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutdown signal received: draining in-flight requests");
+        engine.begin_shutdown();
+        handle.stop(true).await;
+    });
+    server.await?;
+    signals.abort();
+    state.engine.shutdown().await;
+    tracing::info!("shutdown complete");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {},
+                    _ = int.recv() => {},
+                }
+            }
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
