@@ -1,0 +1,250 @@
+//! The two-backend connection enum, URL parsing and the r2d2 connection manager.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
+use diesel::r2d2::{self, ManageConnection};
+use diesel::{Connection, ConnectionError, PgConnection, RunQueryDsl, SqliteConnection};
+
+use crate::error::{Result, StoreError};
+
+/// A connection to either supported database; queries are written once against it.
+#[derive(diesel::MultiConnection)]
+pub enum AnyConnection {
+    /// SQLite (bundled), the default.
+    Sqlite(SqliteConnection),
+    /// PostgreSQL, for several nodes sharing one database.
+    Postgres(PgConnection),
+}
+
+/// Which database a [`crate::Store`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Backend {
+    /// SQLite file or in-memory database.
+    Sqlite,
+    /// PostgreSQL server.
+    Postgres,
+}
+
+impl Backend {
+    /// `sqlite` or `postgres`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+/// Where to connect, decided from the URL scheme alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Target {
+    /// A database file (parent directory created when missing).
+    SqliteFile(PathBuf),
+    /// A private in-memory database (the pool holds exactly one connection).
+    SqliteMemory,
+    /// A libpq URL, with `connect_timeout` added when absent.
+    Postgres(String),
+}
+
+/// Seconds libpq and the pool wait for a connection before failing.
+pub(crate) const CONNECT_TIMEOUT_SECS: u64 = 5;
+
+impl Target {
+    /// Parses `sqlite://path`, `sqlite:path`, `sqlite::memory:`, `sqlite://:memory:`,
+    /// `postgres://…` and `postgresql://…`.
+    pub(crate) fn parse(url: &str) -> Result<Self> {
+        let url = url.trim();
+        if let Some(rest) = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+        {
+            if rest == ":memory:" {
+                return Ok(Target::SqliteMemory);
+            }
+            // Drop `?mode=…`-style query strings: options are set per connection instead.
+            let path = rest.split('?').next().unwrap_or(rest);
+            if path.is_empty() {
+                return Err(StoreError::Invalid(format!(
+                    "database url `{url}` names no file (use sqlite://path/to/file.db or sqlite::memory:)"
+                )));
+            }
+            return Ok(Target::SqliteFile(PathBuf::from(path)));
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let mut u = url.to_owned();
+            if !u.contains("connect_timeout=") {
+                u.push(if u.contains('?') { '&' } else { '?' });
+                u.push_str(&format!("connect_timeout={CONNECT_TIMEOUT_SECS}"));
+            }
+            return Ok(Target::Postgres(u));
+        }
+        Err(StoreError::Invalid(format!(
+            "unsupported database url `{}` (expected sqlite://, sqlite::memory: or postgres://)",
+            redact_url(url)
+        )))
+    }
+
+    pub(crate) fn backend(&self) -> Backend {
+        match self {
+            Target::SqliteFile(_) | Target::SqliteMemory => Backend::Sqlite,
+            Target::Postgres(_) => Backend::Postgres,
+        }
+    }
+}
+
+/// The URL with any password replaced, for messages.
+pub(crate) fn redact_url(url: &str) -> String {
+    if let Some((scheme, rest)) = url.split_once("://") {
+        if let Some((creds, host)) = rest.split_once('@') {
+            if let Some((user, _)) = creds.split_once(':') {
+                return format!("{scheme}://{user}:***@{host}");
+            }
+        }
+    }
+    url.to_owned()
+}
+
+const SQLITE_PRAGMAS: &str = "PRAGMA busy_timeout = 5000;\
+     PRAGMA journal_mode = WAL;\
+     PRAGMA synchronous = NORMAL;\
+     PRAGMA foreign_keys = ON;";
+
+/// r2d2 manager that opens the backend chosen by [`Target`] and applies the
+/// per-connection SQLite settings (WAL, busy timeout, foreign keys).
+#[derive(Debug, Clone)]
+pub(crate) struct Manager {
+    pub(crate) target: Target,
+}
+
+impl ManageConnection for Manager {
+    type Connection = AnyConnection;
+    type Error = r2d2::Error;
+
+    fn connect(&self) -> std::result::Result<AnyConnection, r2d2::Error> {
+        match &self.target {
+            Target::SqliteFile(path) => {
+                let p = path.to_string_lossy();
+                let mut c =
+                    SqliteConnection::establish(&p).map_err(r2d2::Error::ConnectionError)?;
+                c.batch_execute(SQLITE_PRAGMAS)
+                    .map_err(r2d2::Error::QueryError)?;
+                Ok(AnyConnection::Sqlite(c))
+            }
+            Target::SqliteMemory => {
+                let mut c = SqliteConnection::establish(":memory:")
+                    .map_err(r2d2::Error::ConnectionError)?;
+                c.batch_execute(SQLITE_PRAGMAS)
+                    .map_err(r2d2::Error::QueryError)?;
+                Ok(AnyConnection::Sqlite(c))
+            }
+            Target::Postgres(url) => PgConnection::establish(url)
+                .map(AnyConnection::Postgres)
+                .map_err(|e| {
+                    r2d2::Error::ConnectionError(match e {
+                        ConnectionError::BadConnection(m) => {
+                            ConnectionError::BadConnection(m.trim().to_owned())
+                        }
+                        other => other,
+                    })
+                }),
+        }
+    }
+
+    fn is_valid(&self, conn: &mut AnyConnection) -> std::result::Result<(), r2d2::Error> {
+        diesel::sql_query("SELECT 1")
+            .execute(conn)
+            .map(|_| ())
+            .map_err(r2d2::Error::QueryError)
+    }
+
+    fn has_broken(&self, _conn: &mut AnyConnection) -> bool {
+        false
+    }
+}
+
+/// Runs `f` in a write transaction: `BEGIN IMMEDIATE` on SQLite (takes the write
+/// lock up front, so the busy timeout applies and no read→write upgrade can fail),
+/// a plain transaction on PostgreSQL. Rolls back when `f` fails.
+pub(crate) fn write_tx<T>(
+    conn: &mut AnyConnection,
+    f: impl FnOnce(&mut AnyConnection) -> Result<T>,
+) -> Result<T> {
+    match conn {
+        AnyConnection::Postgres(_) => conn.transaction(f),
+        AnyConnection::Sqlite(c) => {
+            AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?;
+            let out = f(conn);
+            let AnyConnection::Sqlite(c) = conn else {
+                return Err(StoreError::Database("connection changed backend".into()));
+            };
+            match out {
+                Ok(v) => match AnsiTransactionManager::commit_transaction(c) {
+                    Ok(()) => Ok(v),
+                    Err(e) => {
+                        let _ = AnsiTransactionManager::rollback_transaction(c);
+                        Err(e.into())
+                    }
+                },
+                Err(e) => {
+                    AnsiTransactionManager::rollback_transaction(c)?;
+                    Err(e)
+                }
+            }
+        }
+    }
+}
+
+/// How long the pool waits for a free connection.
+pub(crate) fn pool_timeout() -> Duration {
+    Duration::from_secs(CONNECT_TIMEOUT_SECS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_urls() {
+        assert_eq!(
+            Target::parse("sqlite::memory:").ok(),
+            Some(Target::SqliteMemory)
+        );
+        assert_eq!(
+            Target::parse("sqlite://:memory:").ok(),
+            Some(Target::SqliteMemory)
+        );
+        assert_eq!(
+            Target::parse("sqlite://./data/flowgate.db").ok(),
+            Some(Target::SqliteFile(PathBuf::from("./data/flowgate.db")))
+        );
+        assert_eq!(
+            Target::parse("sqlite:///var/lib/fg.db").ok(),
+            Some(Target::SqliteFile(PathBuf::from("/var/lib/fg.db")))
+        );
+        assert_eq!(
+            Target::parse("postgres://u:p@h/db").ok(),
+            Some(Target::Postgres(
+                "postgres://u:p@h/db?connect_timeout=5".into()
+            ))
+        );
+        assert_eq!(
+            Target::parse("postgresql://h/db?sslmode=disable").ok(),
+            Some(Target::Postgres(
+                "postgresql://h/db?sslmode=disable&connect_timeout=5".into()
+            ))
+        );
+        assert!(Target::parse("mysql://x").is_err());
+        assert!(Target::parse("sqlite://").is_err());
+    }
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(
+            redact_url("postgres://u:secret@h/db"),
+            "postgres://u:***@h/db"
+        );
+        assert_eq!(redact_url("postgres://h/db"), "postgres://h/db");
+    }
+}

@@ -1,0 +1,100 @@
+//! Row model of the `runs` table.
+
+use diesel::prelude::*;
+
+use flowgate_core::run::{RunStatus, TriggerKind};
+use flowgate_core::{EventId, RunId};
+
+use crate::error::{Result, StoreError};
+use crate::models::{json_opt, json_text, name};
+use crate::schema::runs;
+use crate::types::Run;
+
+/// A `runs` row.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = runs)]
+#[diesel(treat_none_as_default_value = false)]
+pub struct RunRow {
+    pub id: String,
+    pub flow: String,
+    pub version: i32,
+    pub trigger_kind: String,
+    pub status: String,
+    pub attempt: i32,
+    pub max_attempts: i32,
+    pub input: String,
+    pub available_at: i64,
+    pub lease_owner: Option<String>,
+    pub lease_expires_at: Option<i64>,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    pub duration_ms: Option<i64>,
+    pub response_status: Option<i32>,
+    pub response: Option<String>,
+    pub error: Option<String>,
+    pub scheduled_at: Option<i64>,
+    pub event_id: Option<String>,
+    pub idempotency_key: Option<String>,
+    pub created_at: i64,
+}
+
+impl RunRow {
+    /// The row for a public run.
+    pub fn from_run(r: &Run) -> Result<Self> {
+        Ok(Self {
+            id: r.id.to_string(),
+            flow: r.flow.as_str().to_owned(),
+            version: r.version as i32,
+            trigger_kind: r.trigger.as_str().to_owned(),
+            status: r.status.as_str().to_owned(),
+            attempt: r.attempt as i32,
+            max_attempts: r.max_attempts as i32,
+            input: json_text(&r.input)?,
+            available_at: r.available_at,
+            lease_owner: r.lease_owner.clone(),
+            lease_expires_at: r.lease_expires_at,
+            started_at: r.started_at,
+            finished_at: r.finished_at,
+            duration_ms: r.duration_ms,
+            response_status: r.response_status.map(i32::from),
+            response: r.response.as_ref().map(json_text).transpose()?,
+            error: r.error.clone(),
+            scheduled_at: r.scheduled_at,
+            event_id: r.event_id.map(|e| e.to_string()),
+            idempotency_key: r.idempotency_key.clone(),
+            created_at: r.created_at,
+        })
+    }
+
+    /// Converts to the public run.
+    pub fn into_run(self) -> Result<Run> {
+        Ok(Run {
+            id: RunId::parse(&self.id)?,
+            flow: name(&self.flow)?,
+            version: self.version.max(0) as u32,
+            trigger: TriggerKind::parse(&self.trigger_kind)?,
+            status: RunStatus::parse(&self.status)?,
+            attempt: self.attempt.max(0) as u32,
+            max_attempts: self.max_attempts.max(0) as u32,
+            input: serde_json::from_str(&self.input)?,
+            available_at: self.available_at,
+            lease_owner: self.lease_owner,
+            lease_expires_at: self.lease_expires_at,
+            started_at: self.started_at,
+            finished_at: self.finished_at,
+            duration_ms: self.duration_ms,
+            response_status: self
+                .response_status
+                .map(|s| {
+                    u16::try_from(s).map_err(|_| StoreError::Database(format!("bad status {s}")))
+                })
+                .transpose()?,
+            response: json_opt(self.response.as_deref())?,
+            error: self.error,
+            scheduled_at: self.scheduled_at,
+            event_id: self.event_id.as_deref().map(EventId::parse).transpose()?,
+            idempotency_key: self.idempotency_key,
+            created_at: self.created_at,
+        })
+    }
+}

@@ -1,0 +1,12 @@
+//! Repository operations on [`crate::Store`], one module per area.
+
+mod audit;
+mod events;
+mod flows;
+mod idempotency;
+mod keys;
+mod kv;
+mod runs;
+mod secrets;
+mod ticks;
+mod users;

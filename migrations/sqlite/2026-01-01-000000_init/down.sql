@@ -1,0 +1,14 @@
+DROP TABLE audit;
+DROP TABLE schedule_ticks;
+DROP TABLE idempotency;
+DROP TABLE events;
+DROP TABLE kv;
+DROP TABLE secrets;
+DROP TABLE api_keys;
+DROP TABLE user_external_ids;
+DROP TABLE users;
+DROP TABLE run_attempts;
+DROP TABLE run_logs;
+DROP TABLE runs;
+DROP TABLE flow_versions;
+DROP TABLE flows;
