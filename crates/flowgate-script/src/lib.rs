@@ -1,1 +1,31 @@
-//! flowgate-script
+//! The flow runtime: compiles and runs flow scripts (Rhai) in a sandbox, exposes the
+//! host API of SPEC §4 (`users::`, `http::`, `kv::`, …), and runs offline fixtures.
+//!
+//! Entry points: [`FlowRuntime`] (compile + execute with a bounded pool and an AST
+//! cache), [`Host`] (the repositories and HTTP client a run may use), the in-memory
+//! and overlay repositories in [`memory`] and [`overlay`], and [`fixtures`].
+
+pub mod config;
+pub mod convert;
+pub mod engine;
+pub mod error;
+pub mod fixtures;
+pub mod host;
+pub mod http;
+pub mod memory;
+pub mod outcome;
+pub mod overlay;
+pub mod package_dir;
+pub mod runtime;
+
+pub use config::{HttpDefaults, RuntimeConfig, SandboxLimits};
+pub use engine::{RhaiEngine, ScriptEngine};
+pub use error::{CompileError, RuntimeError};
+pub use host::{Host, HostModule};
+pub use http::{
+    HttpClient, HttpError, MockHttp, MockResponse, OutboundRequest, OutboundResponse, ReqwestHttp,
+};
+pub use memory::MemoryRepo;
+pub use outcome::{FlowResponse, RunFailure, RunInput, RunOutcome};
+pub use overlay::{Changes, OverlayRepo};
+pub use runtime::{CacheStats, FlowRuntime, FlowVersion};

@@ -1,0 +1,655 @@
+//! The namespaces of the script API (SPEC §4), one [`HostModule`] each.
+
+use base64::Engine as _;
+use flowgate_core::event::EmittedEvent;
+use flowgate_core::run::LogLevel;
+use flowgate_core::user::{NewUser, UserFilter, UserStatus};
+use flowgate_core::UserId;
+use hmac::{Hmac, KeyInit, Mac};
+use rhai::{
+    Array, Dynamic, Engine, EvalAltResult, FuncRegistration, ImmutableString, Map, Module, INT,
+};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use super::context::{runtime_error, terminate, with_ctx, Terminal};
+use super::HostModule;
+use crate::convert::{to_dynamic, to_json};
+use crate::http::{host_allowed, HttpError, OutboundRequest};
+use crate::outcome::FlowResponse;
+
+type RResult<T> = Result<T, Box<EvalAltResult>>;
+
+/// Host functions are volatile: the optimizer must never evaluate them at compile time.
+fn func(name: &str) -> FuncRegistration {
+    FuncRegistration::new(name)
+        .in_internal_namespace()
+        .with_volatility(true)
+}
+
+fn install(engine: &mut Engine, ns: &str, module: Module) {
+    engine.register_static_module(ns, module.into());
+}
+
+fn status_arg(status: INT) -> RResult<u16> {
+    u16::try_from(status)
+        .ok()
+        .filter(|s| (100..=599).contains(s))
+        .ok_or_else(|| runtime_error(format!("status {status} must be between 100 and 599")))
+}
+
+fn respond(status: INT, body: Dynamic, headers: Option<Map>) -> RResult<Dynamic> {
+    let status = status_arg(status)?;
+    let mut hs = BTreeMap::new();
+    for (k, v) in headers.unwrap_or_default() {
+        let name = k.to_ascii_lowercase();
+        let ok = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_!#$%&'*+.^`|~".contains(&b));
+        if !ok {
+            return Err(runtime_error(format!("respond: invalid header name `{k}`")));
+        }
+        let value = v.to_string();
+        if value.bytes().any(|b| b == b'\r' || b == b'\n') {
+            return Err(runtime_error(format!(
+                "respond: header `{k}` contains a line break"
+            )));
+        }
+        hs.insert(name, value);
+    }
+    let resp = FlowResponse {
+        status,
+        headers: hs,
+        body: to_json(&body),
+    };
+    with_ctx(|c| c.terminal = Some(Terminal::Respond(resp)))?;
+    Err(terminate())
+}
+
+/// Global functions: `respond(status, body[, headers])`, `fail(status, code, detail)`.
+pub struct CoreModule;
+
+impl HostModule for CoreModule {
+    fn namespace(&self) -> &'static str {
+        ""
+    }
+    fn register(&self, engine: &mut Engine) {
+        func("respond").register_into_engine(engine, |status: INT, body: Dynamic| {
+            respond(status, body, None)
+        });
+        func("respond").register_into_engine(engine, |status: INT, body: Dynamic, headers: Map| {
+            respond(status, body, Some(headers))
+        });
+        func("fail").register_into_engine(
+            engine,
+            |status: INT, code: ImmutableString, detail: Dynamic| -> RResult<Dynamic> {
+                let status = status_arg(status)?;
+                if status < 400 {
+                    return Err(runtime_error(format!(
+                        "fail: status {status} must be 400 or higher"
+                    )));
+                }
+                let detail = if detail.is_string() {
+                    detail.into_string().unwrap_or_default()
+                } else {
+                    detail.to_string()
+                };
+                with_ctx(|c| {
+                    let detail = c.redact(&detail);
+                    c.terminal = Some(Terminal::Fail {
+                        status,
+                        code: code.to_string(),
+                        detail,
+                    });
+                })?;
+                Err(terminate())
+            },
+        );
+    }
+}
+
+/// `log::trace|info|warn|error(message)`.
+pub struct LogModule;
+
+impl HostModule for LogModule {
+    fn namespace(&self) -> &'static str {
+        "log"
+    }
+    fn register(&self, engine: &mut Engine) {
+        let mut m = Module::new();
+        for (name, level) in [
+            ("trace", LogLevel::Trace),
+            ("info", LogLevel::Info),
+            ("warn", LogLevel::Warn),
+            ("error", LogLevel::Error),
+        ] {
+            func(name).set_into_module(&mut m, move |msg: Dynamic| -> RResult<()> {
+                let text = if msg.is_string() {
+                    msg.into_string().unwrap_or_default()
+                } else {
+                    to_json(&msg).to_string()
+                };
+                with_ctx(|c| c.log(level, &text))
+            });
+        }
+        install(engine, "log", m);
+    }
+}
+
+fn parse_user_id(op: &str, id: &str) -> RResult<UserId> {
+    UserId::parse(id)
+        .map_err(|_| runtime_error(format!("users::{op}: `{id}` is not a valid user id")))
+}
+
+fn repo_err(op: &str, e: flowgate_core::Error) -> Box<EvalAltResult> {
+    runtime_error(format!("users::{op}: {e}"))
+}
+
+fn user_or_unit(u: Option<flowgate_core::user::User>) -> Dynamic {
+    u.map_or(Dynamic::UNIT, |u| to_dynamic(&u.to_json()))
+}
+
+/// `users::get|find_by_email|find_by_external_id|find|create|update|set_status|delete`.
+pub struct UsersModule;
+
+impl HostModule for UsersModule {
+    fn namespace(&self) -> &'static str {
+        "users"
+    }
+    fn register(&self, engine: &mut Engine) {
+        let mut m = Module::new();
+        func("get").set_into_module(&mut m, |id: ImmutableString| -> RResult<Dynamic> {
+            let Ok(id) = UserId::parse(&id) else {
+                return Ok(Dynamic::UNIT);
+            };
+            let users = with_ctx(|c| c.host.users.clone())?;
+            users
+                .get_user(id)
+                .map(user_or_unit)
+                .map_err(|e| repo_err("get", e))
+        });
+        func("find_by_email").set_into_module(
+            &mut m,
+            |email: ImmutableString| -> RResult<Dynamic> {
+                let users = with_ctx(|c| c.host.users.clone())?;
+                users
+                    .find_user_by_email(&email)
+                    .map(user_or_unit)
+                    .map_err(|e| repo_err("find_by_email", e))
+            },
+        );
+        func("find_by_external_id").set_into_module(
+            &mut m,
+            |system: ImmutableString, id: ImmutableString| -> RResult<Dynamic> {
+                let users = with_ctx(|c| c.host.users.clone())?;
+                users
+                    .find_user_by_external_id(&system, &id)
+                    .map(user_or_unit)
+                    .map_err(|e| repo_err("find_by_external_id", e))
+            },
+        );
+        let find = |filter: Map, limit: INT| -> RResult<Array> {
+            let filter = UserFilter::from_json(&to_json(&Dynamic::from_map(filter)))
+                .map_err(|e| repo_err("find", e))?;
+            let limit = usize::try_from(limit.clamp(1, 1000)).unwrap_or(100);
+            let users = with_ctx(|c| c.host.users.clone())?;
+            let found = users
+                .find_users(&filter, limit)
+                .map_err(|e| repo_err("find", e))?;
+            Ok(found.iter().map(|u| to_dynamic(&u.to_json())).collect())
+        };
+        func("find").set_into_module(&mut m, find);
+        func("find").set_into_module(&mut m, move |filter: Map| find(filter, 100));
+        func("create").set_into_module(&mut m, |fields: Map| -> RResult<Dynamic> {
+            let new = NewUser::from_json(&to_json(&Dynamic::from_map(fields)))
+                .map_err(|e| repo_err("create", e))?;
+            let users = with_ctx(|c| c.host.users.clone())?;
+            let u = users.create_user(new).map_err(|e| repo_err("create", e))?;
+            Ok(to_dynamic(&u.to_json()))
+        });
+        func("update").set_into_module(
+            &mut m,
+            |id: ImmutableString, patch: Map| -> RResult<Dynamic> {
+                let id = parse_user_id("update", &id)?;
+                let users = with_ctx(|c| c.host.users.clone())?;
+                let u = users
+                    .update_user(id, &to_json(&Dynamic::from_map(patch)))
+                    .map_err(|e| repo_err("update", e))?;
+                Ok(to_dynamic(&u.to_json()))
+            },
+        );
+        func("set_status").set_into_module(
+            &mut m,
+            |id: ImmutableString, status: ImmutableString| -> RResult<Dynamic> {
+                let id = parse_user_id("set_status", &id)?;
+                let status = UserStatus::parse(&status).map_err(|e| repo_err("set_status", e))?;
+                let users = with_ctx(|c| c.host.users.clone())?;
+                let u = users
+                    .set_user_status(id, status)
+                    .map_err(|e| repo_err("set_status", e))?;
+                Ok(to_dynamic(&u.to_json()))
+            },
+        );
+        func("delete").set_into_module(&mut m, |id: ImmutableString| -> RResult<bool> {
+            let Ok(id) = UserId::parse(&id) else {
+                return Ok(false);
+            };
+            let users = with_ctx(|c| c.host.users.clone())?;
+            users.delete_user(id).map_err(|e| repo_err("delete", e))
+        });
+        install(engine, "users", m);
+    }
+}
+
+/// Options of `http::get/post`: `headers`, `query`, `timeout_ms`.
+fn http_call(
+    method: &str,
+    url: &str,
+    body: Option<Dynamic>,
+    options: Option<Map>,
+) -> RResult<Dynamic> {
+    let opts = options.unwrap_or_default();
+    for k in opts.keys() {
+        if !matches!(k.as_str(), "headers" | "query" | "timeout_ms") {
+            return Err(runtime_error(format!(
+                "http: unknown option `{k}` (use headers, query, timeout_ms)"
+            )));
+        }
+    }
+    let mut parsed =
+        url::Url::parse(url).map_err(|_| runtime_error(format!("http: invalid URL `{url}`")))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(runtime_error(format!(
+            "http: only http and https URLs are allowed, not `{url}`"
+        )));
+    }
+    if let Some(q) = opts.get("query") {
+        let q = q
+            .read_lock::<Map>()
+            .map(|m| m.clone())
+            .ok_or_else(|| runtime_error("http: `query` must be a map"))?;
+        let mut pairs = parsed.query_pairs_mut();
+        for (k, v) in q {
+            let v = if v.is_string() {
+                v.into_string().unwrap_or_default()
+            } else {
+                v.to_string()
+            };
+            pairs.append_pair(&k, &v);
+        }
+    }
+    let mut headers = BTreeMap::new();
+    if let Some(h) = opts.get("headers") {
+        let h = h
+            .read_lock::<Map>()
+            .map(|m| m.clone())
+            .ok_or_else(|| runtime_error("http: `headers` must be a map"))?;
+        for (k, v) in h {
+            let v = if v.is_string() {
+                v.into_string().unwrap_or_default()
+            } else {
+                v.to_string()
+            };
+            headers.insert(k.to_ascii_lowercase(), v);
+        }
+    }
+    let body = match body {
+        None => None,
+        Some(b) if b.is_unit() => None,
+        Some(b) if b.is_string() => Some(b.into_string().unwrap_or_default().into_bytes()),
+        Some(b) => {
+            headers
+                .entry("content-type".into())
+                .or_insert_with(|| "application/json".into());
+            Some(to_json(&b).to_string().into_bytes())
+        }
+    };
+    let host = parsed.host_str().unwrap_or_default().to_owned();
+    let (client, allowed, defaults, remaining) = with_ctx(|c| {
+        (
+            c.host.http.clone(),
+            host_allowed(&host, &c.http_allow),
+            c.http.clone(),
+            c.deadline.saturating_duration_since(Instant::now()),
+        )
+    })?;
+    if !allowed {
+        return Err(runtime_error(format!(
+            "http: {}",
+            HttpError::NotAllowed(host)
+        )));
+    }
+    let asked = match opts.get("timeout_ms") {
+        Some(t) => Duration::from_millis(
+            u64::try_from(
+                t.as_int()
+                    .map_err(|_| runtime_error("http: `timeout_ms` must be an integer"))?,
+            )
+            .unwrap_or(0),
+        ),
+        None => defaults.timeout,
+    };
+    let timeout = asked.min(defaults.max_timeout).min(remaining);
+    if timeout.is_zero() {
+        return Err(runtime_error(format!(
+            "http: no time left in this run to call \"{host}\""
+        )));
+    }
+    let req = OutboundRequest {
+        method: method.to_ascii_uppercase(),
+        url: parsed.to_string(),
+        headers,
+        body,
+        timeout,
+        allow_private: defaults.allow_private_hosts,
+        max_response_bytes: defaults.max_response_bytes,
+    };
+    let resp = client
+        .send(req)
+        .map_err(|e| runtime_error(format!("http: {e}")))?;
+    let mut out = Map::new();
+    out.insert("status".into(), Dynamic::from_int(INT::from(resp.status)));
+    let mut hs = Map::new();
+    for (k, v) in resp.headers {
+        hs.insert(k.into(), Dynamic::from(v));
+    }
+    out.insert("headers".into(), Dynamic::from_map(hs));
+    out.insert("body".into(), to_dynamic(&resp.body));
+    Ok(Dynamic::from_map(out))
+}
+
+/// `http::get(url[, options])`, `http::post(url, body[, options])`, `http::request(map)`.
+pub struct HttpModule;
+
+impl HostModule for HttpModule {
+    fn namespace(&self) -> &'static str {
+        "http"
+    }
+    fn register(&self, engine: &mut Engine) {
+        let mut m = Module::new();
+        func("get").set_into_module(&mut m, |url: ImmutableString| {
+            http_call("GET", &url, None, None)
+        });
+        func("get").set_into_module(&mut m, |url: ImmutableString, o: Map| {
+            http_call("GET", &url, None, Some(o))
+        });
+        func("post").set_into_module(&mut m, |url: ImmutableString, body: Dynamic| {
+            http_call("POST", &url, Some(body), None)
+        });
+        func("post").set_into_module(&mut m, |url: ImmutableString, body: Dynamic, o: Map| {
+            http_call("POST", &url, Some(body), Some(o))
+        });
+        func("request").set_into_module(&mut m, |spec: Map| -> RResult<Dynamic> {
+            let mut opts = Map::new();
+            let mut method = "GET".to_string();
+            let mut url = None;
+            let mut body = None;
+            for (k, v) in spec {
+                match k.as_str() {
+                    "method" => method = v.to_string(),
+                    "url" => url = Some(v.to_string()),
+                    "body" => body = Some(v),
+                    "headers" | "query" | "timeout_ms" => {
+                        opts.insert(k, v);
+                    }
+                    other => {
+                        return Err(runtime_error(format!(
+                            "http::request: unknown key `{other}` (use method, url, headers, query, body, timeout_ms)"
+                        )))
+                    }
+                }
+            }
+            let url = url.ok_or_else(|| runtime_error("http::request: `url` is required"))?;
+            let ok = !method.is_empty() && method.bytes().all(|b| b.is_ascii_alphabetic());
+            if !ok {
+                return Err(runtime_error(format!("http::request: invalid method `{method}`")));
+            }
+            http_call(&method, &url, body, Some(opts))
+        });
+        install(engine, "http", m);
+    }
+}
+
+/// `secrets::get(name)`.
+pub struct SecretsModule;
+
+impl HostModule for SecretsModule {
+    fn namespace(&self) -> &'static str {
+        "secrets"
+    }
+    fn register(&self, engine: &mut Engine) {
+        let mut m = Module::new();
+        func("get").set_into_module(&mut m, |name: ImmutableString| -> RResult<Dynamic> {
+            let repo = with_ctx(|c| c.host.secrets.clone())?;
+            let v = repo
+                .secret_get(&name)
+                .map_err(|e| runtime_error(format!("secrets::get: {e}")))?;
+            match v {
+                None => Ok(Dynamic::UNIT),
+                Some(s) => {
+                    let value = s.expose().to_owned();
+                    with_ctx(|c| c.secrets.push(value.clone()))?;
+                    Ok(Dynamic::from(value))
+                }
+            }
+        });
+        install(engine, "secrets", m);
+    }
+}
+
+const MAX_KV_KEY: usize = 256;
+const MAX_KV_VALUE: usize = 64 * 1024;
+
+fn kv_key(key: &str) -> RResult<()> {
+    if key.is_empty() || key.len() > MAX_KV_KEY {
+        return Err(runtime_error(format!(
+            "kv: keys must be 1 to {MAX_KV_KEY} bytes long"
+        )));
+    }
+    Ok(())
+}
+
+fn kv_set(key: &str, value: &Dynamic, ttl: Option<INT>) -> RResult<()> {
+    kv_key(key)?;
+    let v = to_json(value);
+    if v.to_string().len() > MAX_KV_VALUE {
+        return Err(runtime_error(format!(
+            "kv::set: the value of `{key}` is larger than {MAX_KV_VALUE} bytes"
+        )));
+    }
+    let ttl = match ttl {
+        None => None,
+        Some(t) if t > 0 => u64::try_from(t).ok(),
+        Some(t) => {
+            return Err(runtime_error(format!(
+                "kv::set: ttl_seconds {t} must be positive"
+            )))
+        }
+    };
+    let (kv, flow) = with_ctx(|c| (c.host.kv.clone(), c.host.flow.clone()))?;
+    kv.kv_set(&flow, key, &v, ttl)
+        .map_err(|e| runtime_error(format!("kv::set: {e}")))
+}
+
+/// `kv::get|set|delete`, scoped to the flow.
+pub struct KvModule;
+
+impl HostModule for KvModule {
+    fn namespace(&self) -> &'static str {
+        "kv"
+    }
+    fn register(&self, engine: &mut Engine) {
+        let mut m = Module::new();
+        func("get").set_into_module(&mut m, |key: ImmutableString| -> RResult<Dynamic> {
+            kv_key(&key)?;
+            let (kv, flow) = with_ctx(|c| (c.host.kv.clone(), c.host.flow.clone()))?;
+            let v = kv
+                .kv_get(&flow, &key)
+                .map_err(|e| runtime_error(format!("kv::get: {e}")))?;
+            Ok(v.as_ref().map_or(Dynamic::UNIT, to_dynamic))
+        });
+        func("set").set_into_module(&mut m, |key: ImmutableString, value: Dynamic| {
+            kv_set(&key, &value, None)
+        });
+        func("set").set_into_module(&mut m, |key: ImmutableString, value: Dynamic, ttl: INT| {
+            kv_set(&key, &value, Some(ttl))
+        });
+        func("delete").set_into_module(&mut m, |key: ImmutableString| -> RResult<bool> {
+            kv_key(&key)?;
+            let (kv, flow) = with_ctx(|c| (c.host.kv.clone(), c.host.flow.clone()))?;
+            kv.kv_delete(&flow, &key)
+                .map_err(|e| runtime_error(format!("kv::delete: {e}")))
+        });
+        install(engine, "kv", m);
+    }
+}
+
+/// `events::emit(type, data)`.
+pub struct EventsModule;
+
+impl HostModule for EventsModule {
+    fn namespace(&self) -> &'static str {
+        "events"
+    }
+    fn register(&self, engine: &mut Engine) {
+        let mut m = Module::new();
+        func("emit").set_into_module(
+            &mut m,
+            |kind: ImmutableString, data: Dynamic| -> RResult<()> {
+                if !flowgate_core::manifest::is_valid_event_type(&kind) {
+                    return Err(runtime_error(format!(
+                    "events::emit: `{kind}` is not a valid event type (dotted lower-case words)"
+                )));
+                }
+                let data = to_json(&data);
+                with_ctx(|c| {
+                    if c.events.len() >= c.max_events {
+                        return Err(runtime_error(format!(
+                            "events::emit: a run may emit at most {} events",
+                            c.max_events
+                        )));
+                    }
+                    c.events.push(EmittedEvent {
+                        kind: kind.to_string(),
+                        data,
+                    });
+                    Ok(())
+                })?
+            },
+        );
+        install(engine, "events", m);
+    }
+}
+
+/// `crypto::sha256|hmac_sha256|uuid|random_token`.
+pub struct CryptoModule;
+
+impl HostModule for CryptoModule {
+    fn namespace(&self) -> &'static str {
+        "crypto"
+    }
+    fn register(&self, engine: &mut Engine) {
+        let mut m = Module::new();
+        func("sha256").set_into_module(&mut m, |s: ImmutableString| -> String {
+            hex::encode(Sha256::digest(s.as_bytes()))
+        });
+        func("hmac_sha256").set_into_module(
+            &mut m,
+            |key: ImmutableString, msg: ImmutableString| -> RResult<String> {
+                let mut mac = Hmac::<Sha256>::new_from_slice(key.as_bytes())
+                    .map_err(|e| runtime_error(format!("crypto::hmac_sha256: {e}")))?;
+                mac.update(msg.as_bytes());
+                Ok(hex::encode(mac.finalize().into_bytes()))
+            },
+        );
+        func("uuid").set_into_module(&mut m, || -> String { uuid::Uuid::new_v4().to_string() });
+        func("random_token").set_into_module(&mut m, |bytes: INT| -> RResult<String> {
+            let n = usize::try_from(bytes)
+                .ok()
+                .filter(|n| (1..=1024).contains(n))
+                .ok_or_else(|| {
+                    runtime_error(format!(
+                        "crypto::random_token: {bytes} must be between 1 and 1024"
+                    ))
+                })?;
+            let mut buf = vec![0u8; n];
+            rand::fill(&mut buf[..]);
+            Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf))
+        });
+        install(engine, "crypto", m);
+    }
+}
+
+/// `base64::encode|decode`.
+pub struct Base64Module;
+
+impl HostModule for Base64Module {
+    fn namespace(&self) -> &'static str {
+        "base64"
+    }
+    fn register(&self, engine: &mut Engine) {
+        use base64::engine::general_purpose::{
+            STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD,
+        };
+        let mut m = Module::new();
+        func("encode").set_into_module(&mut m, |s: ImmutableString| -> String {
+            STANDARD.encode(s.as_bytes())
+        });
+        func("decode").set_into_module(&mut m, |s: ImmutableString| -> RResult<String> {
+            let s = s.trim();
+            let bytes = STANDARD
+                .decode(s)
+                .or_else(|_| STANDARD_NO_PAD.decode(s))
+                .or_else(|_| URL_SAFE.decode(s))
+                .or_else(|_| URL_SAFE_NO_PAD.decode(s))
+                .map_err(|_| runtime_error("base64::decode: the input is not valid base64"))?;
+            String::from_utf8(bytes)
+                .map_err(|_| runtime_error("base64::decode: the decoded bytes are not UTF-8 text"))
+        });
+        install(engine, "base64", m);
+    }
+}
+
+/// `time::now|now_ms|parse|format`.
+pub struct TimeModule;
+
+impl HostModule for TimeModule {
+    fn namespace(&self) -> &'static str {
+        "time"
+    }
+    fn register(&self, engine: &mut Engine) {
+        let mut m = Module::new();
+        func("now").set_into_module(&mut m, || -> String {
+            flowgate_core::rfc3339(flowgate_core::now_ms())
+        });
+        func("now_ms").set_into_module(&mut m, || -> INT { flowgate_core::now_ms() });
+        func("parse").set_into_module(&mut m, |s: ImmutableString| -> RResult<INT> {
+            chrono::DateTime::parse_from_rfc3339(s.trim())
+                .map(|d| d.timestamp_millis())
+                .map_err(|e| {
+                    runtime_error(format!("time::parse: `{s}` is not an RFC 3339 time: {e}"))
+                })
+        });
+        func("format").set_into_module(
+            &mut m,
+            |ms: INT, fmt: ImmutableString| -> RResult<String> {
+                use chrono::format::{Item, StrftimeItems};
+                use std::fmt::Write as _;
+                if StrftimeItems::new(&fmt).any(|i| matches!(i, Item::Error)) {
+                    return Err(runtime_error(format!(
+                        "time::format: invalid format `{fmt}`"
+                    )));
+                }
+                let dt = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms)
+                    .ok_or_else(|| runtime_error(format!("time::format: {ms} is out of range")))?;
+                let mut out = String::new();
+                write!(out, "{}", dt.format(&fmt))
+                    .map_err(|_| runtime_error(format!("time::format: invalid format `{fmt}`")))?;
+                Ok(out)
+            },
+        );
+        install(engine, "time", m);
+    }
+}

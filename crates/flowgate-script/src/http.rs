@@ -1,0 +1,434 @@
+//! Outbound HTTP for `http::`: the [`HttpClient`] trait, the real client
+//! ([`ReqwestHttp`]: DNS resolved and checked before connecting, pinned address,
+//! size cap, no redirects) and [`MockHttp`] for fixtures and tests.
+
+use parking_lot::Mutex;
+use serde::Deserialize;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+/// One outbound request, already checked against the flow's allow list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboundRequest {
+    /// Upper-case method.
+    pub method: String,
+    /// Absolute `http`/`https` URL including the query.
+    pub url: String,
+    /// Header name (lower-case) → value.
+    pub headers: BTreeMap<String, String>,
+    /// Body bytes, if any.
+    pub body: Option<Vec<u8>>,
+    /// Timeout of this call.
+    pub timeout: Duration,
+    /// Whether private/loopback targets are allowed (server config).
+    pub allow_private: bool,
+    /// Largest response body accepted.
+    pub max_response_bytes: usize,
+}
+
+/// The answer to an outbound request (any status).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboundResponse {
+    /// HTTP status.
+    pub status: u16,
+    /// Header name (lower-case) → value.
+    pub headers: BTreeMap<String, String>,
+    /// Parsed JSON body, or the text, or `null` when empty.
+    pub body: Value,
+}
+
+/// Why an outbound call produced no response.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum HttpError {
+    /// The host is not on the allow list.
+    #[error("host \"{0}\" is not in this flow's [http] allow list")]
+    NotAllowed(String),
+    /// The host resolves to a private, loopback or otherwise internal address.
+    #[error("host \"{host}\" resolves to {addr}, a private or loopback address; outbound calls to internal networks are refused")]
+    PrivateAddress {
+        /// Host name.
+        host: String,
+        /// The refused address.
+        addr: IpAddr,
+    },
+    /// The URL is not a valid absolute http(s) URL.
+    #[error("invalid URL `{0}`")]
+    InvalidUrl(String),
+    /// The response body is larger than allowed.
+    #[error("the response from \"{host}\" is larger than {limit} bytes")]
+    ResponseTooLarge {
+        /// Host name.
+        host: String,
+        /// The cap in bytes.
+        limit: usize,
+    },
+    /// The call did not finish in time.
+    #[error("the call to \"{host}\" timed out after {timeout_ms} ms")]
+    Timeout {
+        /// Host name.
+        host: String,
+        /// The timeout.
+        timeout_ms: u64,
+    },
+    /// No mock matches (fixtures and tests).
+    #[error("no mock for {method} {url}")]
+    NoMock {
+        /// Method.
+        method: String,
+        /// URL.
+        url: String,
+    },
+    /// DNS, connection, TLS or protocol failure.
+    #[error("{0}")]
+    Network(String),
+}
+
+/// Sends outbound requests. Blocking: called from the script's thread.
+pub trait HttpClient: Send + Sync {
+    /// Sends one request and returns any response, whatever its status.
+    fn send(&self, req: OutboundRequest) -> Result<OutboundResponse, HttpError>;
+}
+
+/// Whether `host` (lower-case, IPv6 without brackets) is on the allow list:
+/// exact names, `*.domain` for any sub-domain of `domain`, and IP literals.
+pub fn host_allowed(host: &str, allow: &[String]) -> bool {
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_ascii_lowercase();
+    let host = host.trim_end_matches('.');
+    allow.iter().any(|entry| {
+        let entry = entry
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_ascii_lowercase();
+        match entry.strip_prefix("*.") {
+            Some(domain) => host
+                .strip_suffix(domain)
+                .is_some_and(|rest| rest.len() > 1 && rest.ends_with('.')),
+            None => {
+                if let (Ok(a), Ok(b)) = (host.parse::<IpAddr>(), entry.parse::<IpAddr>()) {
+                    a == b
+                } else {
+                    host == entry
+                }
+            }
+        }
+    })
+}
+
+/// Whether an address is internal: loopback, private (RFC 1918), link-local,
+/// unspecified, CGNAT (100.64/10), ULA (fc00::/7), multicast, broadcast,
+/// documentation, or an IPv4-mapped IPv6 form of one of those.
+pub fn is_forbidden_ip(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || v4.is_documentation()
+                || o[0] == 0
+                || (o[0] == 100 && (o[1] & 0xc0) == 64)
+                || (o[0] == 192 && o[1] == 0 && o[2] == 0)
+                || (o[0] == 198 && (o[1] & 0xfe) == 18)
+                || o[0] >= 240
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_forbidden_ip(IpAddr::V4(v4));
+            }
+            let s = v6.segments();
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (s[0] & 0xfe00) == 0xfc00
+                || (s[0] & 0xffc0) == 0xfe80
+                || (s[0] == 0x2001 && s[1] == 0x0db8)
+                || (s[0] == 0x64 && s[1] == 0xff9b)
+        }
+    }
+}
+
+/// The real client: async reqwest driven from the script thread through a tokio handle.
+pub struct ReqwestHttp {
+    handle: tokio::runtime::Handle,
+}
+
+impl ReqwestHttp {
+    /// A client that runs its I/O on `handle` (call `send` only from non-async
+    /// threads, e.g. `spawn_blocking`, as the runtime does).
+    pub fn new(handle: tokio::runtime::Handle) -> Self {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        Self { handle }
+    }
+
+    async fn send_async(&self, req: OutboundRequest) -> Result<OutboundResponse, HttpError> {
+        let url = url::Url::parse(&req.url).map_err(|_| HttpError::InvalidUrl(req.url.clone()))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(HttpError::InvalidUrl(req.url.clone()));
+        }
+        let host = url
+            .host_str()
+            .ok_or_else(|| HttpError::InvalidUrl(req.url.clone()))?
+            .to_owned();
+        let bare = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        let port = url.port_or_known_default().unwrap_or(443);
+        let timeout_ms = u64::try_from(req.timeout.as_millis()).unwrap_or(u64::MAX);
+        let timed_out = || HttpError::Timeout {
+            host: host.clone(),
+            timeout_ms,
+        };
+        let deadline = tokio::time::Instant::now() + req.timeout;
+
+        // Resolve ourselves and check every address, then pin the connection to a
+        // checked address so a second DNS answer cannot point somewhere else.
+        let addrs: Vec<SocketAddr> = match bare.parse::<IpAddr>() {
+            Ok(ip) => vec![SocketAddr::new(ip, port)],
+            Err(_) => {
+                tokio::time::timeout_at(deadline, tokio::net::lookup_host((bare.as_str(), port)))
+                    .await
+                    .map_err(|_| timed_out())?
+                    .map_err(|e| HttpError::Network(format!("cannot resolve \"{host}\": {e}")))?
+                    .collect()
+            }
+        };
+        if !req.allow_private {
+            if let Some(bad) = addrs.iter().find(|a| is_forbidden_ip(a.ip())) {
+                return Err(HttpError::PrivateAddress {
+                    host: host.clone(),
+                    addr: bad.ip(),
+                });
+            }
+        }
+        let pinned = addrs
+            .first()
+            .copied()
+            .ok_or_else(|| HttpError::Network(format!("\"{host}\" has no address")))?;
+
+        let mut builder = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .timeout(req.timeout);
+        if bare.parse::<IpAddr>().is_err() {
+            builder = builder.resolve(&bare, pinned);
+        }
+        let client = builder
+            .build()
+            .map_err(|e| HttpError::Network(format!("cannot build HTTP client: {e}")))?;
+        let method = reqwest::Method::from_bytes(req.method.as_bytes())
+            .map_err(|_| HttpError::Network(format!("invalid method `{}`", req.method)))?;
+        let mut rb = client.request(method, url);
+        for (k, v) in &req.headers {
+            rb = rb.header(k.as_str(), v.as_str());
+        }
+        if let Some(body) = req.body {
+            rb = rb.body(body);
+        }
+        let net = |e: reqwest::Error| {
+            if e.is_timeout() {
+                timed_out()
+            } else {
+                HttpError::Network(format!("call to \"{host}\" failed: {e}"))
+            }
+        };
+        let mut resp = rb.send().await.map_err(net)?;
+        let status = resp.status().as_u16();
+        let headers = resp
+            .headers()
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_ascii_lowercase(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+        let mut buf = Vec::new();
+        loop {
+            let chunk = tokio::time::timeout_at(deadline, resp.chunk())
+                .await
+                .map_err(|_| timed_out())?
+                .map_err(net)?;
+            match chunk {
+                Some(c) => {
+                    if buf.len() + c.len() > req.max_response_bytes {
+                        return Err(HttpError::ResponseTooLarge {
+                            host,
+                            limit: req.max_response_bytes,
+                        });
+                    }
+                    buf.extend_from_slice(&c);
+                }
+                None => break,
+            }
+        }
+        Ok(OutboundResponse {
+            status,
+            headers,
+            body: parse_body(&buf),
+        })
+    }
+}
+
+impl HttpClient for ReqwestHttp {
+    fn send(&self, req: OutboundRequest) -> Result<OutboundResponse, HttpError> {
+        self.handle.block_on(self.send_async(req))
+    }
+}
+
+/// A response body as scripts see it: JSON when it parses, text otherwise, `null` when empty.
+pub fn parse_body(bytes: &[u8]) -> Value {
+    if bytes.is_empty() {
+        return Value::Null;
+    }
+    serde_json::from_slice(bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(bytes).into_owned()))
+}
+
+/// One canned response of [`MockHttp`] (the `http` list of a fixture).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct MockResponse {
+    /// Method to match (case-insensitive); default `GET`.
+    #[serde(default = "default_method")]
+    pub method: String,
+    /// URL to match exactly (query included, when the call has one).
+    pub url: String,
+    /// Status to answer; default 200.
+    #[serde(default = "default_status")]
+    pub status: u16,
+    /// Response headers.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Response body (JSON; a string is sent as text).
+    #[serde(default)]
+    pub body: Value,
+}
+
+fn default_method() -> String {
+    "GET".into()
+}
+fn default_status() -> u16 {
+    200
+}
+
+/// Canned responses for fixtures and tests. A call with no matching mock is an
+/// error and is recorded in [`MockHttp::unmatched`].
+#[derive(Debug, Default)]
+pub struct MockHttp {
+    mocks: Vec<MockResponse>,
+    calls: Mutex<Vec<OutboundRequest>>,
+    unmatched: Mutex<Vec<String>>,
+}
+
+impl MockHttp {
+    /// A mock answering with `mocks` (the first match wins; mocks can be reused).
+    pub fn new(mocks: Vec<MockResponse>) -> Self {
+        Self {
+            mocks,
+            ..Self::default()
+        }
+    }
+    /// Every request sent, in order.
+    pub fn calls(&self) -> Vec<OutboundRequest> {
+        self.calls.lock().clone()
+    }
+    /// `METHOD url` of every call that had no mock.
+    pub fn unmatched(&self) -> Vec<String> {
+        self.unmatched.lock().clone()
+    }
+}
+
+impl HttpClient for MockHttp {
+    fn send(&self, req: OutboundRequest) -> Result<OutboundResponse, HttpError> {
+        self.calls.lock().push(req.clone());
+        let found = self
+            .mocks
+            .iter()
+            .find(|m| m.method.eq_ignore_ascii_case(&req.method) && m.url == req.url);
+        match found {
+            Some(m) => Ok(OutboundResponse {
+                status: m.status,
+                headers: m
+                    .headers
+                    .iter()
+                    .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+                    .collect(),
+                body: m.body.clone(),
+            }),
+            None => {
+                self.unmatched
+                    .lock()
+                    .push(format!("{} {}", req.method, req.url));
+                Err(HttpError::NoMock {
+                    method: req.method,
+                    url: req.url,
+                })
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allow_list() {
+        let allow = vec![
+            "api.partner.example".to_string(),
+            "*.crm.example".to_string(),
+            "10.1.2.3".to_string(),
+            "[::1]".to_string(),
+        ];
+        assert!(host_allowed("api.partner.example", &allow));
+        assert!(host_allowed("API.partner.example", &allow));
+        assert!(host_allowed("eu.crm.example", &allow));
+        assert!(host_allowed("a.b.crm.example", &allow));
+        assert!(!host_allowed("crm.example", &allow));
+        assert!(!host_allowed("evilcrm.example", &allow));
+        assert!(!host_allowed("partner.example", &allow));
+        assert!(host_allowed("10.1.2.3", &allow));
+        assert!(host_allowed("[::1]", &allow));
+        assert!(!host_allowed("api.partner.example.evil.com", &allow));
+    }
+
+    #[test]
+    fn forbidden_ips() {
+        for ip in [
+            "127.0.0.1",
+            "10.0.0.1",
+            "172.16.5.4",
+            "192.168.1.1",
+            "169.254.169.254",
+            "0.0.0.0",
+            "100.64.0.1",
+            "::1",
+            "::",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+        ] {
+            assert!(is_forbidden_ip(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in ["93.184.216.34", "8.8.8.8", "2606:4700::1111", "100.128.0.1"] {
+            assert!(!is_forbidden_ip(ip.parse().unwrap()), "{ip}");
+        }
+    }
+
+    #[test]
+    fn body_parsing() {
+        assert_eq!(parse_body(b""), Value::Null);
+        assert_eq!(parse_body(b"{\"a\":1}"), serde_json::json!({"a": 1}));
+        assert_eq!(parse_body(b"hello"), Value::String("hello".into()));
+    }
+}

@@ -1,0 +1,331 @@
+//! [`FlowRuntime`]: one configured engine, a cache of compiled scripts keyed by the
+//! version's content hash, and a bounded execution pool off the async workers.
+
+use flowgate_core::run::LogLevel;
+use flowgate_core::{FlowName, FlowPackage, Manifest};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
+
+use crate::config::RuntimeConfig;
+use crate::engine::{RhaiEngine, ScriptEngine};
+use crate::error::{CompileError, RuntimeError};
+use crate::host::{self, Host, RunContext};
+use crate::outcome::{RunFailure, RunInput, RunOutcome};
+
+/// One immutable flow version as the runtime runs it.
+#[derive(Debug, Clone)]
+pub struct FlowVersion {
+    /// Flow name.
+    pub flow: FlowName,
+    /// Version number (0 for local, unpublished packages).
+    pub version: i64,
+    /// Content hash of the package ([`FlowPackage::sha256`]); the cache key.
+    pub sha256: String,
+    /// Parsed manifest.
+    pub manifest: Arc<Manifest>,
+    /// The package files.
+    pub package: Arc<FlowPackage>,
+}
+
+impl FlowVersion {
+    /// Builds a version from a parsed manifest and its package, computing the hash.
+    pub fn new(version: i64, manifest: Manifest, package: FlowPackage) -> Self {
+        Self {
+            flow: manifest.name.clone(),
+            version,
+            sha256: package.sha256(),
+            manifest: Arc::new(manifest),
+            package: Arc::new(package),
+        }
+    }
+}
+
+/// Cache counters and size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Compiles served from the cache.
+    pub hits: u64,
+    /// Compiles that had to compile.
+    pub misses: u64,
+    /// Scripts in the cache.
+    pub entries: u64,
+    /// Total source bytes of the cached scripts.
+    pub weighted_bytes: u64,
+}
+
+struct Entry<C> {
+    compiled: Arc<C>,
+    bytes: u32,
+}
+
+impl<C> Clone for Entry<C> {
+    fn clone(&self) -> Self {
+        Self {
+            compiled: Arc::clone(&self.compiled),
+            bytes: self.bytes,
+        }
+    }
+}
+
+struct Inner<E: ScriptEngine> {
+    engine: E,
+    cache: moka::sync::Cache<String, Entry<E::Compiled>>,
+    pool: Arc<Semaphore>,
+    config: RuntimeConfig,
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+/// Compiles and runs flow versions. Cheap to clone (an `Arc` inside).
+pub struct FlowRuntime<E: ScriptEngine = RhaiEngine> {
+    inner: Arc<Inner<E>>,
+}
+
+impl<E: ScriptEngine> Clone for FlowRuntime<E> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl FlowRuntime<RhaiEngine> {
+    /// A runtime with the Rhai engine and every host module of SPEC §4.
+    pub fn new(config: RuntimeConfig) -> Self {
+        let engine = RhaiEngine::new(&config.limits, &host::standard_modules());
+        Self::with_engine(config, engine)
+    }
+}
+
+impl Default for FlowRuntime<RhaiEngine> {
+    fn default() -> Self {
+        Self::new(RuntimeConfig::default())
+    }
+}
+
+impl<E: ScriptEngine> FlowRuntime<E> {
+    /// A runtime around any [`ScriptEngine`].
+    pub fn with_engine(config: RuntimeConfig, engine: E) -> Self {
+        let cache = moka::sync::Cache::builder()
+            .max_capacity(config.cache_max_bytes)
+            .weigher(|_k: &String, v: &Entry<E::Compiled>| v.bytes)
+            .build();
+        Self {
+            inner: Arc::new(Inner {
+                engine,
+                cache,
+                pool: Arc::new(Semaphore::new(config.pool_size.max(1))),
+                config,
+                hits: AtomicU64::new(0),
+                misses: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.inner.config
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &E {
+        &self.inner.engine
+    }
+
+    /// Compiles the version's script, or returns the cached result for its sha256.
+    pub fn compile(&self, version: &FlowVersion) -> Result<Arc<E::Compiled>, CompileError> {
+        if let Some(e) = self.inner.cache.get(&version.sha256) {
+            self.inner.hits.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!("flowgate_script_cache_hits_total").increment(1);
+            return Ok(e.compiled);
+        }
+        self.inner.misses.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("flowgate_script_cache_misses_total").increment(1);
+        let file = version.manifest.script.as_str();
+        let source = version
+            .package
+            .script(&version.manifest)
+            .ok_or_else(|| CompileError {
+                file: file.to_owned(),
+                line: 0,
+                column: 0,
+                message: "the script file is missing from the package".into(),
+            })?;
+        let compiled = Arc::new(self.inner.engine.compile(file, source)?);
+        self.inner.cache.insert(
+            version.sha256.clone(),
+            Entry {
+                compiled: Arc::clone(&compiled),
+                bytes: u32::try_from(source.len().max(1)).unwrap_or(u32::MAX),
+            },
+        );
+        Ok(compiled)
+    }
+
+    /// Compiles a script without touching the cache (upload-time checks, benches).
+    pub fn check(&self, file: &str, source: &str) -> Result<E::Compiled, CompileError> {
+        self.inner.engine.compile(file, source)
+    }
+
+    /// Cache counters and size.
+    pub fn cache_stats(&self) -> CacheStats {
+        self.inner.cache.run_pending_tasks();
+        CacheStats {
+            hits: self.inner.hits.load(Ordering::Relaxed),
+            misses: self.inner.misses.load(Ordering::Relaxed),
+            entries: self.inner.cache.entry_count(),
+            weighted_bytes: self.inner.cache.weighted_size(),
+        }
+    }
+
+    /// Execution slots in use right now.
+    pub fn pool_in_use(&self) -> usize {
+        self.inner.config.pool_size.max(1) - self.inner.pool.available_permits()
+    }
+
+    fn report_pool(&self) {
+        metrics::gauge!("flowgate_script_pool_in_use").set(self.pool_in_use() as f64);
+    }
+
+    /// Runs a version on the bounded pool (off the async workers). Waits at most
+    /// `queue_wait` for a slot, then answers [`RuntimeError::Overloaded`].
+    pub async fn execute(
+        &self,
+        version: &FlowVersion,
+        input: RunInput,
+        host: Host,
+    ) -> Result<RunOutcome, RuntimeError> {
+        let wait = self.inner.config.queue_wait;
+        let permit =
+            match tokio::time::timeout(wait, Arc::clone(&self.inner.pool).acquire_owned()).await {
+                Ok(Ok(p)) => p,
+                _ => {
+                    metrics::counter!("flowgate_script_overloaded_total").increment(1);
+                    return Err(RuntimeError::Overloaded {
+                        retry_after_secs: self.inner.config.retry_after_secs,
+                    });
+                }
+            };
+        self.report_pool();
+        let this = self.clone();
+        let version = version.clone();
+        let joined = tokio::task::spawn_blocking(move || {
+            let out = this.execute_blocking(&version, input, host);
+            drop(permit);
+            this.report_pool();
+            out
+        })
+        .await;
+        joined.map_err(|e| RuntimeError::Internal(format!("run task failed: {e}")))?
+    }
+
+    /// Runs a version on the calling thread (CLI, tests, callers that already run
+    /// off the async workers). Does not take a pool slot.
+    pub fn execute_blocking(
+        &self,
+        version: &FlowVersion,
+        input: RunInput,
+        host: Host,
+    ) -> Result<RunOutcome, RuntimeError> {
+        let compiled = self.compile(version)?;
+        Ok(self.run_compiled(&compiled, version, &input, host))
+    }
+
+    /// Runs an already compiled script on the calling thread.
+    pub fn run_compiled(
+        &self,
+        compiled: &E::Compiled,
+        version: &FlowVersion,
+        input: &RunInput,
+        host: Host,
+    ) -> RunOutcome {
+        let cfg = &self.inner.config;
+        let timeout_ms = version.manifest.limits.timeout_ms.max(1);
+        let started = Instant::now();
+        let ctx = RunContext {
+            host,
+            http_allow: version.manifest.http_allow.clone(),
+            http: cfg.http.clone(),
+            deadline: started + Duration::from_millis(timeout_ms),
+            logs: Vec::new(),
+            events: Vec::new(),
+            secrets: Vec::new(),
+            terminal: None,
+            max_log_lines: cfg.max_log_lines,
+            max_events: cfg.max_events,
+            logs_dropped: 0,
+        };
+        let guard = host::enter(ctx);
+        let result = self.inner.engine.execute(compiled, input, timeout_ms);
+        let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let Some(mut ctx) = guard.finish() else {
+            return RunOutcome {
+                result: Err(RunFailure::Error {
+                    message: "the run context was lost".into(),
+                    line: None,
+                    column: None,
+                }),
+                logs: Vec::new(),
+                events: Vec::new(),
+                duration_ms,
+            };
+        };
+        let result = result.map_err(|f| redact_failure(&ctx, f));
+        if let Err(f) = &result {
+            if !matches!(f, RunFailure::Fail { .. }) {
+                ctx.max_log_lines = ctx.max_log_lines.saturating_add(1);
+                ctx.log(LogLevel::Error, &f.message());
+            }
+        }
+        if ctx.logs_dropped > 0 {
+            let note = format!("{} further log lines were dropped", ctx.logs_dropped);
+            ctx.max_log_lines = usize::MAX;
+            ctx.log(LogLevel::Warn, &note);
+        }
+        let logs = ctx
+            .logs
+            .iter()
+            .map(|l| {
+                let mut l = l.clone();
+                l.message = ctx.redact(&l.message);
+                l
+            })
+            .collect();
+        RunOutcome {
+            result,
+            logs,
+            events: ctx.events,
+            duration_ms,
+        }
+    }
+}
+
+fn redact_failure(ctx: &RunContext, f: RunFailure) -> RunFailure {
+    match f {
+        RunFailure::Fail {
+            status,
+            code,
+            detail,
+        } => RunFailure::Fail {
+            status,
+            code,
+            detail: ctx.redact(&detail),
+        },
+        RunFailure::Error {
+            message,
+            line,
+            column,
+        } => RunFailure::Error {
+            message: ctx.redact(&message),
+            line,
+            column,
+        },
+        RunFailure::LimitExceeded { limit, message } => RunFailure::LimitExceeded {
+            limit,
+            message: ctx.redact(&message),
+        },
+        t @ RunFailure::Timeout { .. } => t,
+    }
+}
