@@ -403,3 +403,433 @@ fn execute_one<S: TickStore + ?Sized, D: Dispatcher + ?Sized>(
     }
     Outcome::Recorded
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::CronSpec;
+    use flowgate_core::manifest::Misfire;
+    use std::collections::BTreeMap;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Mutex;
+
+    /// A tick table with the `(flow, due_at)` unique key, shareable between nodes.
+    #[derive(Default)]
+    struct MemStore {
+        ticks: Mutex<BTreeMap<(String, i64), (TickState, Option<String>)>>,
+        fail_inserts: AtomicUsize,
+    }
+
+    impl TickStore for MemStore {
+        fn insert_tick(
+            &self,
+            flow: &str,
+            due_at_ms: i64,
+            state: TickState,
+            run_id: Option<String>,
+        ) -> flowgate_core::Result<bool> {
+            if self
+                .fail_inserts
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+            {
+                return Err(flowgate_core::Error::Unavailable("db down".into()));
+            }
+            let mut t = self.ticks.lock().unwrap();
+            let key = (flow.to_string(), due_at_ms);
+            if t.contains_key(&key) {
+                return Ok(false);
+            }
+            t.insert(key, (state, run_id));
+            Ok(true)
+        }
+
+        fn latest_tick(&self, flow: &str) -> flowgate_core::Result<Option<i64>> {
+            let t = self.ticks.lock().unwrap();
+            Ok(t.keys().filter(|(f, _)| f == flow).map(|(_, d)| *d).max())
+        }
+
+        fn attach_run(
+            &self,
+            flow: &str,
+            due_at_ms: i64,
+            run_id: &str,
+        ) -> flowgate_core::Result<()> {
+            let mut t = self.ticks.lock().unwrap();
+            match t.get_mut(&(flow.to_string(), due_at_ms)) {
+                Some(row) => {
+                    row.1 = Some(run_id.to_string());
+                    Ok(())
+                }
+                None => Err(flowgate_core::Error::NotFound("tick".into())),
+            }
+        }
+    }
+
+    impl MemStore {
+        fn rows(&self) -> Vec<(String, i64, TickState, Option<String>)> {
+            let t = self.ticks.lock().unwrap();
+            t.iter()
+                .map(|((f, d), (s, r))| (f.clone(), *d, *s, r.clone()))
+                .collect()
+        }
+
+        fn with_state(&self, state: TickState) -> Vec<i64> {
+            self.rows()
+                .into_iter()
+                .filter(|r| r.2 == state)
+                .map(|r| r.1)
+                .collect()
+        }
+    }
+
+    #[derive(Default)]
+    struct RecordingDispatcher {
+        calls: Mutex<Vec<(String, i64, i64)>>,
+        running: AtomicBool,
+    }
+
+    impl Dispatcher for RecordingDispatcher {
+        fn is_running(&self, _flow: &str) -> flowgate_core::Result<bool> {
+            Ok(self.running.load(Ordering::SeqCst))
+        }
+
+        fn dispatch(
+            &self,
+            flow: &str,
+            version: i64,
+            due_at_ms: i64,
+        ) -> flowgate_core::Result<String> {
+            let mut c = self.calls.lock().unwrap();
+            c.push((flow.to_string(), version, due_at_ms));
+            Ok(format!("run-{}", c.len()))
+        }
+    }
+
+    impl RecordingDispatcher {
+        fn dues(&self) -> Vec<i64> {
+            self.calls.lock().unwrap().iter().map(|c| c.2).collect()
+        }
+    }
+
+    /// A clock the test moves by hand.
+    struct ManualClock(Mutex<DateTime<Utc>>);
+
+    impl ManualClock {
+        fn at(s: &str) -> Arc<ManualClock> {
+            Arc::new(ManualClock(Mutex::new(utc(s))))
+        }
+        fn set(&self, s: &str) {
+            *self.0.lock().unwrap() = utc(s);
+        }
+    }
+
+    impl Clock for ManualClock {
+        fn now(&self) -> DateTime<Utc> {
+            *self.0.lock().unwrap()
+        }
+    }
+
+    fn utc(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    fn entry(flow: &str, cron: &str, overlap: Overlap, misfire: Misfire) -> ScheduleEntry {
+        ScheduleEntry {
+            flow: flow.into(),
+            version: 7,
+            spec: CronSpec::parse(cron, "UTC").unwrap(),
+            overlap,
+            misfire,
+        }
+    }
+
+    fn fast() -> SchedulerConfig {
+        SchedulerConfig {
+            max_sleep: Duration::from_millis(20),
+            ..SchedulerConfig::default()
+        }
+    }
+
+    async fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+        for _ in 0..200 {
+            if f() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("timed out waiting for {what}");
+    }
+
+    type Channels = (
+        watch::Sender<Arc<Vec<ScheduleEntry>>>,
+        watch::Receiver<Arc<Vec<ScheduleEntry>>>,
+        watch::Sender<bool>,
+        watch::Receiver<bool>,
+    );
+
+    fn channels(entries: Vec<ScheduleEntry>) -> Channels {
+        let (etx, erx) = watch::channel(Arc::new(entries));
+        let (stx, srx) = watch::channel(false);
+        (etx, erx, stx, srx)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_nodes_fire_each_second_once() {
+        let store = Arc::new(MemStore::default());
+        let disp = Arc::new(RecordingDispatcher::default());
+        let (_etx, erx, stx, srx) = channels(vec![entry(
+            "tick",
+            "* * * * * *",
+            Overlap::Queue,
+            Misfire::Skip,
+        )]);
+        let start = Utc::now();
+        let a = tokio::spawn(
+            Scheduler::new(Arc::clone(&store), Arc::clone(&disp)).run(erx.clone(), srx.clone()),
+        );
+        let b = tokio::spawn(Scheduler::new(Arc::clone(&store), Arc::clone(&disp)).run(erx, srx));
+        tokio::time::sleep(Duration::from_millis(3200)).await;
+        stx.send(true).unwrap();
+        a.await.unwrap();
+        b.await.unwrap();
+        let end = Utc::now();
+
+        let mut dues = disp.dues();
+        let n = dues.len();
+        dues.sort();
+        dues.dedup();
+        assert_eq!(
+            dues.len(),
+            n,
+            "a due time was dispatched twice: {:?}",
+            disp.dues()
+        );
+        assert!((3..=4).contains(&n), "expected 3 or 4 dispatches, got {n}");
+        for w in dues.windows(2) {
+            assert_eq!(w[1] - w[0], 1000, "not one per second: {dues:?}");
+        }
+        for d in &dues {
+            assert!(*d > start.timestamp_millis() && *d <= end.timestamp_millis());
+            assert_eq!(d % 1000, 0);
+        }
+        let rows = store.rows();
+        assert_eq!(rows.len(), n);
+        for r in rows {
+            assert_eq!(r.2, TickState::Dispatched);
+            assert!(r.3.is_some(), "run id attached");
+        }
+        assert!(disp.calls.lock().unwrap().iter().all(|c| c.1 == 7));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn overlap_skip_records_skipped_ticks_and_queue_dispatches() {
+        let store = Arc::new(MemStore::default());
+        let disp = Arc::new(RecordingDispatcher::default());
+        disp.running.store(true, Ordering::SeqCst);
+        let clock = ManualClock::at("2026-05-01T10:00:00.500Z");
+        let (_etx, erx, stx, srx) = channels(vec![
+            entry("skipper", "* * * * * *", Overlap::Skip, Misfire::Skip),
+            entry("queuer", "* * * * * *", Overlap::Queue, Misfire::Skip),
+        ]);
+        let task = tokio::spawn(
+            Scheduler::new(Arc::clone(&store), Arc::clone(&disp))
+                .with_config(fast())
+                .with_clock(clock.clone())
+                .run(erx, srx),
+        );
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        clock.set("2026-05-01T10:00:01.100Z");
+        wait_until("first ticks", || store.rows().len() == 2).await;
+        clock.set("2026-05-01T10:00:02.100Z");
+        wait_until("second ticks", || store.rows().len() == 4).await;
+        stx.send(true).unwrap();
+        task.await.unwrap();
+
+        let rows = store.rows();
+        let skipped: Vec<_> = rows
+            .iter()
+            .filter(|r| r.0 == "skipper")
+            .map(|r| (r.1, r.2))
+            .collect();
+        assert_eq!(
+            skipped,
+            [
+                (
+                    utc("2026-05-01T10:00:01Z").timestamp_millis(),
+                    TickState::SkippedOverlap
+                ),
+                (
+                    utc("2026-05-01T10:00:02Z").timestamp_millis(),
+                    TickState::SkippedOverlap
+                ),
+            ]
+        );
+        let calls = disp.calls.lock().unwrap().clone();
+        assert_eq!(calls.len(), 2);
+        assert!(calls.iter().all(|c| c.0 == "queuer"));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn startup_after_downtime_follows_misfire_policy() {
+        let store = Arc::new(MemStore::default());
+        let last = utc("2026-05-01T10:00:00Z").timestamp_millis();
+        store
+            .insert_tick("once", last, TickState::Dispatched, None)
+            .unwrap();
+        store
+            .insert_tick("skip", last, TickState::Dispatched, None)
+            .unwrap();
+        let disp = Arc::new(RecordingDispatcher::default());
+        let clock = ManualClock::at("2026-05-01T10:04:30Z");
+        let (_etx, erx, stx, srx) = channels(vec![
+            entry("once", "0 * * * * *", Overlap::Skip, Misfire::RunOnce),
+            entry("skip", "0 * * * * *", Overlap::Skip, Misfire::Skip),
+        ]);
+        let task = tokio::spawn(
+            Scheduler::new(Arc::clone(&store), Arc::clone(&disp))
+                .with_config(fast())
+                .with_clock(clock)
+                .run(erx, srx),
+        );
+        wait_until("catch-up", || store.rows().len() == 10).await;
+        stx.send(true).unwrap();
+        task.await.unwrap();
+        let m = |s: &str| utc(s).timestamp_millis();
+        assert_eq!(
+            disp.calls.lock().unwrap().clone(),
+            [("once".to_string(), 7, m("2026-05-01T10:04:00Z"))]
+        );
+        let rows = store.rows();
+        let states = |flow: &str| -> Vec<TickState> {
+            rows.iter()
+                .filter(|r| r.0 == flow && r.1 > last)
+                .map(|r| r.2)
+                .collect()
+        };
+        use TickState::*;
+        assert_eq!(
+            states("once"),
+            [SkippedMisfire, SkippedMisfire, SkippedMisfire, Dispatched]
+        );
+        assert_eq!(states("skip"), [SkippedMisfire; 4]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn store_errors_are_retried_then_become_misfires() {
+        let store = Arc::new(MemStore::default());
+        let disp = Arc::new(RecordingDispatcher::default());
+        let clock = ManualClock::at("2026-05-01T10:00:00.200Z");
+        let (_etx, erx, stx, srx) = channels(vec![entry(
+            "retry",
+            "0 * * * * *",
+            Overlap::Skip,
+            Misfire::Skip,
+        )]);
+        let task = tokio::spawn(
+            Scheduler::new(Arc::clone(&store), Arc::clone(&disp))
+                .with_config(fast())
+                .with_clock(clock.clone())
+                .run(erx, srx),
+        );
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        // 10:01 is due; the store is down for the first attempt only.
+        store.fail_inserts.store(1, Ordering::SeqCst);
+        clock.set("2026-05-01T10:01:00.100Z");
+        wait_until("failed attempt", || {
+            store.fail_inserts.load(Ordering::SeqCst) == 0
+        })
+        .await;
+        assert!(store.rows().is_empty());
+        clock.set("2026-05-01T10:01:01.300Z");
+        wait_until("retried tick", || store.rows().len() == 1).await;
+        assert_eq!(
+            disp.dues(),
+            [utc("2026-05-01T10:01:00Z").timestamp_millis()]
+        );
+
+        // 10:02 is due and the store stays down past the grace: recorded as a misfire.
+        store.fail_inserts.store(usize::MAX, Ordering::SeqCst);
+        clock.set("2026-05-01T10:02:00.100Z");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        store.fail_inserts.store(0, Ordering::SeqCst);
+        clock.set("2026-05-01T10:02:09Z");
+        wait_until("misfire record", || store.rows().len() == 2).await;
+        stx.send(true).unwrap();
+        task.await.unwrap();
+        assert_eq!(
+            store.with_state(TickState::SkippedMisfire),
+            [utc("2026-05-01T10:02:00Z").timestamp_millis()]
+        );
+        assert_eq!(disp.dues().len(), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn new_entries_start_now_and_removed_ones_stop() {
+        let store = Arc::new(MemStore::default());
+        // An old tick must not make a newly added schedule catch up.
+        store
+            .insert_tick(
+                "later",
+                utc("2026-05-01T09:00:00Z").timestamp_millis(),
+                TickState::Dispatched,
+                None,
+            )
+            .unwrap();
+        let disp = Arc::new(RecordingDispatcher::default());
+        let clock = ManualClock::at("2026-05-01T10:00:30Z");
+        let (etx, erx, stx, srx) = channels(vec![entry(
+            "first",
+            "0 * * * * *",
+            Overlap::Skip,
+            Misfire::Skip,
+        )]);
+        let task = tokio::spawn(
+            Scheduler::new(Arc::clone(&store), Arc::clone(&disp))
+                .with_config(fast())
+                .with_clock(clock.clone())
+                .run(erx, srx),
+        );
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        etx.send(Arc::new(vec![entry(
+            "later",
+            "0 * * * * *",
+            Overlap::Skip,
+            Misfire::RunOnce,
+        )]))
+        .unwrap();
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        clock.set("2026-05-01T10:01:00.050Z");
+        wait_until("new schedule fires", || !disp.dues().is_empty()).await;
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        stx.send(true).unwrap();
+        task.await.unwrap();
+        let calls = disp.calls.lock().unwrap().clone();
+        assert_eq!(
+            calls,
+            [(
+                "later".to_string(),
+                7,
+                utc("2026-05-01T10:01:00Z").timestamp_millis()
+            )]
+        );
+        assert_eq!(store.rows().len(), 2, "{:?}", store.rows());
+    }
+
+    #[tokio::test]
+    async fn dropped_shutdown_sender_stops_the_loop() {
+        let store = Arc::new(MemStore::default());
+        let disp = Arc::new(RecordingDispatcher::default());
+        let (_etx, erx, stx, srx) = channels(Vec::new());
+        let task = tokio::spawn(
+            Scheduler::new(store, disp)
+                .with_config(fast())
+                .run(erx, srx),
+        );
+        drop(stx);
+        tokio::time::timeout(Duration::from_secs(2), task)
+            .await
+            .expect("loop stopped")
+            .unwrap();
+    }
+}
