@@ -1,0 +1,685 @@
+//! API keys: `fgk_<id>_<secret>`, argon2id hashes, and a verifier with a
+//! short-lived cache of successful checks, bounded argon2 concurrency and a
+//! per-IP limit on failed attempts.
+//!
+//! Format: `fgk_` + a 16-character lower-case hex id (8 random bytes) + `_` +
+//! 43 characters of base64url (32 random bytes, no padding); 64 characters in
+//! all. The id is not secret (it is listed by the admin API); only the whole
+//! key, hashed with argon2id (m = 19456 KiB, t = 2, p = 1), is stored.
+//!
+//! The id is an [`ApiKeyId`], not core's UUID `KeyId`: it is embedded in the
+//! key and kept short so keys stay readable in logs of *ids*.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use argon2::{Algorithm, Argon2, Params, Version};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use flowgate_core::SecretString;
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use hmac::{KeyInit, Mac};
+use moka::sync::Cache;
+use serde::{Deserialize, Serialize};
+use tokio::sync::Semaphore;
+
+use crate::{AuthError, Principal, PrincipalKind, Result};
+
+/// Prefix of every key.
+pub const KEY_PREFIX: &str = "fgk_";
+/// Length of the id part (hex characters).
+pub const ID_LEN: usize = 16;
+/// Length of the secret part (base64url characters for 32 bytes).
+pub const SECRET_LEN: usize = 43;
+/// Length of a whole key.
+pub const KEY_LEN: usize = KEY_PREFIX.len() + ID_LEN + 1 + SECRET_LEN;
+
+/// OWASP argon2id parameters: memory in KiB.
+pub const ARGON2_M_KIB: u32 = 19_456;
+/// OWASP argon2id parameters: iterations.
+pub const ARGON2_T: u32 = 2;
+/// OWASP argon2id parameters: lanes.
+pub const ARGON2_P: u32 = 1;
+
+/// The id of an API key: 16 lower-case hex characters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ApiKeyId(String);
+
+impl ApiKeyId {
+    /// Parses an id, refusing anything but 16 lower-case hex characters.
+    pub fn parse(s: &str) -> Result<Self, MalformedKey> {
+        if s.len() == ID_LEN && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(MalformedKey)
+        }
+    }
+
+    /// A fresh random id.
+    pub fn random() -> Self {
+        Self(hex::encode(rand::random::<[u8; 8]>()))
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ApiKeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl TryFrom<String> for ApiKeyId {
+    type Error = MalformedKey;
+    fn try_from(s: String) -> Result<Self, MalformedKey> {
+        Self::parse(&s)
+    }
+}
+
+impl From<ApiKeyId> for String {
+    fn from(id: ApiKeyId) -> Self {
+        id.0
+    }
+}
+
+/// A presented key that does not have the `fgk_<id>_<secret>` shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("malformed API key")]
+pub struct MalformedKey;
+
+/// A freshly generated key; `full_key` is shown to the user once and never stored.
+#[derive(Debug, Clone)]
+pub struct GeneratedKey {
+    /// The key's id.
+    pub id: ApiKeyId,
+    /// The whole key, `fgk_<id>_<secret>`.
+    pub full_key: SecretString,
+}
+
+/// What the store keeps about a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredKey {
+    /// The key's id.
+    pub id: String,
+    /// Human name.
+    pub name: String,
+    /// argon2id PHC string of the whole key.
+    pub hash: String,
+    /// Granted scopes.
+    pub scopes: Vec<String>,
+    /// Expiry in epoch milliseconds.
+    pub expires_at: Option<i64>,
+    /// Revoked keys never verify again.
+    pub revoked: bool,
+}
+
+/// What the verifier needs from storage. Blocking, like core's repository
+/// traits; the verifier calls it from `spawn_blocking`.
+pub trait KeyStore: Send + Sync + 'static {
+    /// The stored record of key `id`, if any.
+    fn get_key(&self, id: &str) -> flowgate_core::Result<Option<StoredKey>>;
+    /// Records a successful use (called on cache misses only, so at most
+    /// about once per cache TTL per key and process).
+    fn touch_last_used(&self, id: &str, now_ms: i64) -> flowgate_core::Result<()>;
+}
+
+fn argon2() -> Result<Argon2<'static>> {
+    let params = Params::new(ARGON2_M_KIB, ARGON2_T, ARGON2_P, None)
+        .map_err(|e| AuthError::Internal(format!("argon2 parameters: {e}")))?;
+    Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
+}
+
+/// Generates a key and its argon2id PHC hash (the value to store).
+///
+/// Hashing takes tens of milliseconds; call it from a blocking context.
+pub fn generate() -> Result<(GeneratedKey, String)> {
+    let id = ApiKeyId::random();
+    let secret = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
+    let full_key = SecretString::new(format!("{KEY_PREFIX}{id}_{secret}"));
+    let hash = hash_key(full_key.expose())?;
+    Ok((GeneratedKey { id, full_key }, hash))
+}
+
+/// Hashes a whole key with argon2id at the OWASP parameters and a random salt.
+pub fn hash_key(full_key: &str) -> Result<String> {
+    argon2()?
+        .hash_password(full_key.as_bytes())
+        .map(|h| h.to_string())
+        .map_err(|e| AuthError::Internal(format!("argon2 hash: {e}")))
+}
+
+/// Verifies a whole key against a PHC string (constant time in the secret).
+/// A malformed hash verifies nothing.
+pub fn verify_hash(full_key: &str, phc: &str) -> bool {
+    match argon2() {
+        Ok(a) => a.verify_password(full_key.as_bytes(), phc).is_ok(),
+        Err(_) => false,
+    }
+}
+
+/// Splits a presented key into `(id, secret)`, refusing anything malformed
+/// before any expensive work: wrong length, prefix, id or secret alphabet.
+pub fn parse_presented(presented: &str) -> Result<(ApiKeyId, &str), MalformedKey> {
+    if presented.len() != KEY_LEN {
+        return Err(MalformedKey);
+    }
+    let rest = presented.strip_prefix(KEY_PREFIX).ok_or(MalformedKey)?;
+    let (id, rest) = rest.split_at_checked(ID_LEN).ok_or(MalformedKey)?;
+    let secret = rest.strip_prefix('_').ok_or(MalformedKey)?;
+    let id = ApiKeyId::parse(id)?;
+    if secret.len() != SECRET_LEN
+        || !secret
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(MalformedKey);
+    }
+    // 43 characters carry 258 bits: the last character must leave the 2 spare bits zero.
+    let decoded = URL_SAFE_NO_PAD.decode(secret).map_err(|_| MalformedKey)?;
+    if decoded.len() != 32 {
+        return Err(MalformedKey);
+    }
+    Ok((id, secret))
+}
+
+/// Tuning of a [`KeyVerifier`].
+#[derive(Debug, Clone)]
+pub struct KeyVerifierConfig {
+    /// How long a successful verification is remembered.
+    pub cache_ttl: Duration,
+    /// Most remembered verifications.
+    pub cache_capacity: u64,
+    /// argon2 verifications allowed to run at once.
+    pub argon2_permits: usize,
+    /// Failed verifications allowed per client IP and minute.
+    pub failures_per_minute: u32,
+}
+
+impl Default for KeyVerifierConfig {
+    fn default() -> Self {
+        Self {
+            cache_ttl: Duration::from_secs(60),
+            cache_capacity: 10_000,
+            argon2_permits: 2,
+            failures_per_minute: 20,
+        }
+    }
+}
+
+/// Counters for `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CacheStats {
+    /// Verifications answered from the cache.
+    pub hits: u64,
+    /// Verifications that needed the store (and argon2 for known ids).
+    pub misses: u64,
+    /// Entries now cached.
+    pub entries: u64,
+    /// Failed verifications.
+    pub failures: u64,
+    /// Requests refused by the per-IP failure limit.
+    pub throttled: u64,
+    /// argon2 verifications run.
+    pub argon2_runs: u64,
+    /// argon2 verifications that had to wait for a permit.
+    pub argon2_waits: u64,
+}
+
+#[derive(Debug, Clone)]
+struct CachedKey {
+    id: String,
+    scopes: Vec<String>,
+    expires_at: Option<i64>,
+}
+
+#[derive(Default)]
+struct Counters {
+    hits: AtomicU64,
+    misses: AtomicU64,
+    failures: AtomicU64,
+    throttled: AtomicU64,
+    argon2_runs: AtomicU64,
+    argon2_waits: AtomicU64,
+}
+
+/// Verifies presented API keys against a [`KeyStore`].
+pub struct KeyVerifier {
+    store: Arc<dyn KeyStore>,
+    /// Per-process HMAC key: cache keys are digests, never the presented key.
+    digest_key: [u8; 32],
+    cache: Cache<[u8; 32], Arc<CachedKey>>,
+    /// Ids evicted within the last TTL: a verification racing an eviction
+    /// must not leave a stale entry behind.
+    evicted: Cache<String, ()>,
+    permits: Arc<Semaphore>,
+    failures: DefaultKeyedRateLimiter<IpAddr>,
+    blocked: Cache<IpAddr, Instant>,
+    counters: Counters,
+}
+
+impl fmt::Debug for KeyVerifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyVerifier")
+            .field("stats", &self.cache_stats())
+            .finish_non_exhaustive()
+    }
+}
+
+impl KeyVerifier {
+    /// A verifier with default tuning (60 s cache, 2 argon2 permits, 20 failures/min/IP).
+    pub fn new(store: Arc<dyn KeyStore>) -> Self {
+        Self::with_config(store, KeyVerifierConfig::default())
+    }
+
+    /// A verifier with explicit tuning.
+    pub fn with_config(store: Arc<dyn KeyStore>, cfg: KeyVerifierConfig) -> Self {
+        let per_minute = NonZeroU32::new(cfg.failures_per_minute).unwrap_or(NonZeroU32::MIN);
+        Self {
+            store,
+            digest_key: rand::random(),
+            cache: Cache::builder()
+                .max_capacity(cfg.cache_capacity)
+                .time_to_live(cfg.cache_ttl)
+                .build(),
+            evicted: Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(cfg.cache_ttl)
+                .build(),
+            permits: Arc::new(Semaphore::new(cfg.argon2_permits.max(1))),
+            failures: RateLimiter::keyed(Quota::per_minute(per_minute)),
+            blocked: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(Duration::from_secs(3_600))
+                .build(),
+            counters: Counters::default(),
+        }
+    }
+
+    fn digest(&self, presented: &str) -> [u8; 32] {
+        match hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.digest_key) {
+            Ok(mut mac) => {
+                mac.update(presented.as_bytes());
+                mac.finalize().into_bytes().into()
+            }
+            // HMAC takes keys of any length; unreachable, but never panic.
+            Err(_) => [0; 32],
+        }
+    }
+
+    /// Verifies a presented key (from `Authorization: Bearer` or `X-API-Key`).
+    ///
+    /// Successful checks are cached for the TTL; expiry is re-checked on every
+    /// hit. Failures (malformed, unknown, wrong secret, expired, revoked) count
+    /// against `client_ip`; past the limit, answers `TooManyFailures` without
+    /// doing argon2 work.
+    #[tracing::instrument(skip_all, fields(client.ip = %client_ip))]
+    pub async fn verify(
+        &self,
+        presented: &str,
+        client_ip: IpAddr,
+        now_ms: i64,
+    ) -> Result<Principal> {
+        let digest = self.digest(presented);
+        if let Some(hit) = self.cache.get(&digest) {
+            self.counters.hits.fetch_add(1, Ordering::Relaxed);
+            if hit.expires_at.is_some_and(|e| e <= now_ms) {
+                self.cache.invalidate(&digest);
+                return Err(self.note_failure(client_ip, AuthError::KeyExpired));
+            }
+            return Ok(principal(&hit));
+        }
+        self.counters.misses.fetch_add(1, Ordering::Relaxed);
+        if let Some(until) = self.blocked.get(&client_ip) {
+            let now = Instant::now();
+            if until > now {
+                self.counters.throttled.fetch_add(1, Ordering::Relaxed);
+                return Err(AuthError::TooManyFailures {
+                    retry_after: until - now,
+                });
+            }
+        }
+        match self.verify_uncached(presented, now_ms).await {
+            Ok(key) => {
+                let key = Arc::new(key);
+                self.cache.insert(digest, key.clone());
+                if self.evicted.contains_key(&key.id) {
+                    self.cache.invalidate(&digest);
+                }
+                self.touch(&key.id, now_ms).await;
+                Ok(principal(&key))
+            }
+            Err(e @ (AuthError::InvalidApiKey | AuthError::KeyExpired | AuthError::KeyRevoked)) => {
+                Err(self.note_failure(client_ip, e))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn verify_uncached(&self, presented: &str, now_ms: i64) -> Result<CachedKey> {
+        let (id, _) = parse_presented(presented).map_err(|_| AuthError::InvalidApiKey)?;
+        let store = self.store.clone();
+        let lookup_id = id.clone();
+        let record = tokio::task::spawn_blocking(move || store.get_key(lookup_id.as_str()))
+            .await
+            .map_err(|e| AuthError::Internal(format!("key lookup task: {e}")))?
+            .map_err(|e| AuthError::Unavailable(format!("key store: {e}")))?;
+        let Some(record) = record else {
+            return Err(AuthError::InvalidApiKey);
+        };
+        if record.id != id.as_str() {
+            return Err(AuthError::InvalidApiKey);
+        }
+        let permit = match self.permits.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                self.counters.argon2_waits.fetch_add(1, Ordering::Relaxed);
+                self.permits
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .map_err(|e| AuthError::Internal(format!("argon2 permits: {e}")))?
+            }
+        };
+        self.counters.argon2_runs.fetch_add(1, Ordering::Relaxed);
+        let key = SecretString::new(presented);
+        let hash = record.hash.clone();
+        let span = tracing::Span::current();
+        let ok = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let _g = span.enter();
+            verify_hash(key.expose(), &hash)
+        })
+        .await
+        .map_err(|e| AuthError::Internal(format!("argon2 task: {e}")))?;
+        // Only holders of the real key learn that it is revoked or expired.
+        if !ok {
+            return Err(AuthError::InvalidApiKey);
+        }
+        if record.revoked {
+            return Err(AuthError::KeyRevoked);
+        }
+        if record.expires_at.is_some_and(|e| e <= now_ms) {
+            return Err(AuthError::KeyExpired);
+        }
+        Ok(CachedKey {
+            id: record.id,
+            scopes: record.scopes,
+            expires_at: record.expires_at,
+        })
+    }
+
+    async fn touch(&self, id: &str, now_ms: i64) {
+        let store = self.store.clone();
+        let id_owned = id.to_owned();
+        match tokio::task::spawn_blocking(move || store.touch_last_used(&id_owned, now_ms)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(key.id = id, error = %e, "recording key use failed"),
+            Err(e) => tracing::warn!(key.id = id, error = %e, "recording key use panicked"),
+        }
+    }
+
+    fn note_failure(&self, ip: IpAddr, err: AuthError) -> AuthError {
+        self.counters.failures.fetch_add(1, Ordering::Relaxed);
+        match self.failures.check_key(&ip) {
+            Ok(()) => err,
+            Err(not_until) => {
+                let wait = not_until.wait_time_from(DefaultClock::default().now());
+                self.blocked.insert(ip, Instant::now() + wait);
+                self.counters.throttled.fetch_add(1, Ordering::Relaxed);
+                if self.failures.len() > 100_000 {
+                    self.failures.retain_recent();
+                }
+                AuthError::TooManyFailures { retry_after: wait }
+            }
+        }
+    }
+
+    /// Forgets cached verifications of key `id`; call on revoke or scope change.
+    pub fn evict(&self, id: &str) {
+        self.evicted.insert(id.to_owned(), ());
+        for (digest, key) in self.cache.iter() {
+            if key.id == id {
+                self.cache.invalidate(&*digest);
+            }
+        }
+    }
+
+    /// Drops idle per-IP failure state; call now and then (e.g. every minute).
+    pub fn housekeeping(&self) {
+        self.failures.retain_recent();
+        self.failures.shrink_to_fit();
+        self.cache.run_pending_tasks();
+    }
+
+    /// Cache and argon2 counters for `/metrics`.
+    pub fn cache_stats(&self) -> CacheStats {
+        let c = &self.counters;
+        CacheStats {
+            hits: c.hits.load(Ordering::Relaxed),
+            misses: c.misses.load(Ordering::Relaxed),
+            entries: self.cache.entry_count(),
+            failures: c.failures.load(Ordering::Relaxed),
+            throttled: c.throttled.load(Ordering::Relaxed),
+            argon2_runs: c.argon2_runs.load(Ordering::Relaxed),
+            argon2_waits: c.argon2_waits.load(Ordering::Relaxed),
+        }
+    }
+}
+
+fn principal(key: &CachedKey) -> Principal {
+    Principal {
+        kind: PrincipalKind::ApiKey,
+        id: key.id.clone(),
+        scopes: key.scopes.clone(),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+
+    #[derive(Default)]
+    struct MemStore {
+        keys: Mutex<HashMap<String, StoredKey>>,
+        gets: AtomicU64,
+        touches: Mutex<Vec<(String, i64)>>,
+    }
+
+    impl KeyStore for MemStore {
+        fn get_key(&self, id: &str) -> flowgate_core::Result<Option<StoredKey>> {
+            self.gets.fetch_add(1, Ordering::SeqCst);
+            Ok(self.keys.lock().unwrap().get(id).cloned())
+        }
+        fn touch_last_used(&self, id: &str, now_ms: i64) -> flowgate_core::Result<()> {
+            self.touches.lock().unwrap().push((id.to_owned(), now_ms));
+            Ok(())
+        }
+    }
+
+    fn add(store: &MemStore, scopes: &[&str], expires_at: Option<i64>) -> GeneratedKey {
+        let (k, hash) = generate().unwrap();
+        store.keys.lock().unwrap().insert(
+            k.id.to_string(),
+            StoredKey {
+                id: k.id.to_string(),
+                name: "test".into(),
+                hash,
+                scopes: scopes.iter().map(|s| s.to_string()).collect(),
+                expires_at,
+                revoked: false,
+            },
+        );
+        k
+    }
+
+    const IP: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 1));
+    const NOW: i64 = 1_700_000_000_000;
+
+    #[test]
+    fn generated_keys_parse_and_hash_is_owasp_argon2id() {
+        let (k, hash) = generate().unwrap();
+        let full = k.full_key.expose();
+        assert_eq!(full.len(), KEY_LEN);
+        assert!(full.starts_with("fgk_"));
+        let (id, secret) = parse_presented(full).unwrap();
+        assert_eq!(id, k.id);
+        assert_eq!(URL_SAFE_NO_PAD.decode(secret).unwrap().len(), 32);
+        assert!(
+            hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+            "{hash}"
+        );
+        assert!(verify_hash(full, &hash));
+        assert!(!verify_hash(&full.replace(secret, &"A".repeat(43)), &hash));
+        assert!(!verify_hash(full, "not a phc string"));
+        assert!(!format!("{k:?}").contains(secret));
+    }
+
+    #[test]
+    fn malformed_keys_are_refused() {
+        let good = format!("fgk_{}_{}", "0123456789abcdef", "A".repeat(43));
+        assert!(parse_presented(&good).is_ok());
+        let cases = [
+            String::new(),
+            "fgk_".into(),
+            good.replacen("fgk_", "fgx_", 1),
+            good.replacen("0123456789abcdef", "0123456789ABCDEF", 1),
+            good.replacen("0123456789abcdef_", "0123456789abcdef-", 1),
+            format!("{good}A"),
+            good[..good.len() - 1].to_string(),
+            good.replacen("AAAA", "AA+/", 1),
+            // Non-zero spare bits in the last character.
+            format!("fgk_{}_{}B", "0123456789abcdef", "A".repeat(42)),
+            // Multi-byte characters must not panic the split.
+            format!("fgk_é123456789abcde_{}", "A".repeat(43)),
+        ];
+        for c in cases {
+            assert_eq!(parse_presented(&c), Err(MalformedKey), "{c:?}");
+        }
+        assert!(ApiKeyId::parse("0123456789abcde").is_err());
+        assert!(serde_json::from_str::<ApiKeyId>("\"xyz\"").is_err());
+    }
+
+    #[tokio::test]
+    async fn verifies_caches_and_evicts() {
+        let store = Arc::new(MemStore::default());
+        let key = add(&store, &["billing:write"], None);
+        let v = KeyVerifier::new(store.clone());
+        let p = v.verify(key.full_key.expose(), IP, NOW).await.unwrap();
+        assert_eq!(p.kind, PrincipalKind::ApiKey);
+        assert_eq!(p.id, key.id.as_str());
+        assert_eq!(p.scopes, vec!["billing:write".to_string()]);
+        assert_eq!(store.touches.lock().unwrap().len(), 1);
+
+        // Second call is a cache hit: no store lookup, no argon2.
+        v.verify(key.full_key.expose(), IP, NOW + 1).await.unwrap();
+        let s = v.cache_stats();
+        assert_eq!((s.hits, s.misses, s.argon2_runs), (1, 1, 1));
+        assert_eq!(store.gets.load(Ordering::SeqCst), 1);
+
+        // Revoke: the store says so and the cache is evicted.
+        store
+            .keys
+            .lock()
+            .unwrap()
+            .get_mut(key.id.as_str())
+            .unwrap()
+            .revoked = true;
+        v.evict(key.id.as_str());
+        let e = v
+            .verify(key.full_key.expose(), IP, NOW + 2)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, AuthError::KeyRevoked), "{e:?}");
+        assert_eq!(store.gets.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn wrong_secret_unknown_id_and_expiry_are_distinct() {
+        let store = Arc::new(MemStore::default());
+        let key = add(&store, &[], Some(NOW + 1_000));
+        let v = KeyVerifier::new(store.clone());
+        let (_, secret) = parse_presented(key.full_key.expose()).unwrap();
+        let wrong = key.full_key.expose().replace(secret, &"A".repeat(43));
+        let e = v.verify(&wrong, IP, NOW).await.unwrap_err();
+        assert!(matches!(e, AuthError::InvalidApiKey), "{e:?}");
+        let unknown = format!("fgk_{}_{}", "ffffffffffffffff", "A".repeat(43));
+        let e = v.verify(&unknown, IP, NOW).await.unwrap_err();
+        assert!(matches!(e, AuthError::InvalidApiKey), "{e:?}");
+
+        // Valid now, cached, then expired on a later hit.
+        v.verify(key.full_key.expose(), IP, NOW).await.unwrap();
+        let e = v
+            .verify(key.full_key.expose(), IP, NOW + 1_000)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, AuthError::KeyExpired), "{e:?}");
+        // And expired when the store is consulted too (cache was dropped).
+        let e = v
+            .verify(key.full_key.expose(), IP, NOW + 5_000)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, AuthError::KeyExpired), "{e:?}");
+    }
+
+    #[tokio::test]
+    async fn failures_are_limited_per_ip() {
+        let store = Arc::new(MemStore::default());
+        let v = KeyVerifier::with_config(
+            store.clone(),
+            KeyVerifierConfig {
+                failures_per_minute: 3,
+                ..Default::default()
+            },
+        );
+        for _ in 0..3 {
+            let e = v.verify("garbage", IP, NOW).await.unwrap_err();
+            assert!(matches!(e, AuthError::InvalidApiKey), "{e:?}");
+        }
+        let e = v.verify("garbage", IP, NOW).await.unwrap_err();
+        let AuthError::TooManyFailures { retry_after } = e else {
+            panic!("expected TooManyFailures, got {e:?}")
+        };
+        assert!(retry_after > Duration::from_secs(10) && retry_after <= Duration::from_secs(20));
+        assert_eq!(e_status(&v, IP).await, 429);
+        // Another address is unaffected.
+        let other: IpAddr = "198.51.100.7".parse().unwrap();
+        let e = v.verify("garbage", other, NOW).await.unwrap_err();
+        assert!(matches!(e, AuthError::InvalidApiKey), "{e:?}");
+        // Blocked callers cost no store lookups.
+        assert_eq!(store.gets.load(Ordering::SeqCst), 0);
+    }
+
+    async fn e_status(v: &KeyVerifier, ip: IpAddr) -> u16 {
+        v.verify("garbage", ip, NOW)
+            .await
+            .unwrap_err()
+            .http_status()
+    }
+
+    #[tokio::test]
+    async fn cache_is_keyed_by_whole_key_not_id() {
+        let store = Arc::new(MemStore::default());
+        let key = add(&store, &[], None);
+        let v = KeyVerifier::new(store.clone());
+        v.verify(key.full_key.expose(), IP, NOW).await.unwrap();
+        let (_, secret) = parse_presented(key.full_key.expose()).unwrap();
+        let forged = key
+            .full_key
+            .expose()
+            .replace(secret, &format!("{}A", "B".repeat(42)));
+        assert!(v.verify(&forged, IP, NOW).await.is_err());
+    }
+}
