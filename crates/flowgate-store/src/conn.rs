@@ -196,6 +196,24 @@ pub(crate) fn write_tx<T>(
     }
 }
 
+/// Multi-row `INSERT … VALUES (…), (…)` on the concrete backend (the
+/// multi-backend query builder has no batch insert): `batch_insert!(conn, table, &rows)`.
+macro_rules! batch_insert {
+    ($conn:expr, $table:expr, $rows:expr) => {{
+        let rows = $rows;
+        let n: usize = match $conn {
+            $crate::conn::AnyConnection::Postgres(pg) => {
+                diesel::insert_into($table).values(rows).execute(pg)?
+            }
+            $crate::conn::AnyConnection::Sqlite(sq) => {
+                diesel::insert_into($table).values(rows).execute(sq)?
+            }
+        };
+        n
+    }};
+}
+pub(crate) use batch_insert;
+
 /// How long the pool waits for a free connection.
 pub(crate) fn pool_timeout() -> Duration {
     Duration::from_secs(CONNECT_TIMEOUT_SECS)

@@ -1,1 +1,527 @@
-//! runs
+//! Runs, their logs and attempts, and the durable queue built on the `runs` table.
+//!
+//! Queue protocol: `enqueue` → `claim_next` (lease) → `renew_lease`* →
+//! `complete_run` / `finish_run_with_events` / `retry_run` / `mark_dead`, or
+//! `release_run` on shutdown. A lease that expires (the worker died) makes the run
+//! claimable again with `attempt + 1`; when no attempt is left it becomes `dead`
+//! and a `flow.run_failed` event is stored in the same transaction.
+
+use diesel::prelude::*;
+use serde_json::json;
+
+use flowgate_core::event::{types, Event};
+use flowgate_core::run::{LogLine, RunStatus};
+use flowgate_core::{now_ms, EpochMs, FlowName, RunId};
+
+use crate::conn::{batch_insert, write_tx, AnyConnection};
+use crate::error::{Result, StoreError};
+use crate::models::run_attempts::RunAttemptRow;
+use crate::models::run_logs::RunLogRow;
+use crate::models::runs::RunRow;
+use crate::repo::events::insert_events_tx;
+use crate::repo::flows::page;
+use crate::schema::{run_attempts, run_logs, runs};
+use crate::types::{Page, Run, RunDetail, RunFilter, RunOutcome};
+use crate::Store;
+
+const QUEUED: &str = "queued";
+const RUNNING: &str = "running";
+/// Owner recorded for attempts of synchronous runs inserted after the fact.
+const SYNC_OWNER: &str = "sync";
+
+/// Inserts a run row (and its first attempt when it already started) plus logs.
+pub(crate) fn insert_run_tx(c: &mut AnyConnection, run: &Run, logs: &[LogLine]) -> Result<()> {
+    let row = RunRow::from_run(run)?;
+    diesel::insert_into(runs::table).values(&row).execute(c)?;
+    if run.attempt >= 1 {
+        if let Some(started) = run.started_at {
+            let att = RunAttemptRow {
+                run_id: row.id.clone(),
+                attempt: run.attempt as i32,
+                owner: run
+                    .lease_owner
+                    .clone()
+                    .unwrap_or_else(|| SYNC_OWNER.to_owned()),
+                started_at: started,
+                finished_at: run.finished_at,
+                outcome: run
+                    .status
+                    .is_final()
+                    .then(|| run.status.as_str().to_owned()),
+                error: run.error.clone(),
+            };
+            diesel::insert_into(run_attempts::table)
+                .values(&att)
+                .execute(c)?;
+        }
+    }
+    append_logs_tx(c, &row.id, run.attempt, logs)
+}
+
+fn append_logs_tx(
+    c: &mut AnyConnection,
+    run_id: &str,
+    attempt: u32,
+    logs: &[LogLine],
+) -> Result<()> {
+    if logs.is_empty() {
+        return Ok(());
+    }
+    let max: Option<i32> = run_logs::table
+        .filter(run_logs::run_id.eq(run_id))
+        .select(diesel::dsl::max(run_logs::seq))
+        .first(c)?;
+    let start = max.unwrap_or(0);
+    let rows: Vec<RunLogRow> = logs
+        .iter()
+        .enumerate()
+        .map(|(i, l)| RunLogRow {
+            run_id: run_id.to_owned(),
+            seq: start + 1 + i as i32,
+            time: l.time,
+            level: l.level.as_str().to_owned(),
+            message: l.message.clone(),
+            attempt: attempt as i32,
+        })
+        .collect();
+    for chunk in rows.chunks(500) {
+        batch_insert!(&mut *c, run_logs::table, chunk);
+    }
+    Ok(())
+}
+
+fn close_attempt(
+    c: &mut AnyConnection,
+    run_id: &str,
+    attempt: i32,
+    now: EpochMs,
+    outcome: &str,
+    error: Option<&str>,
+) -> Result<()> {
+    diesel::update(run_attempts::table.find((run_id, attempt)))
+        .set((
+            run_attempts::finished_at.eq(now),
+            run_attempts::outcome.eq(outcome),
+            run_attempts::error.eq(error),
+        ))
+        .execute(c)?;
+    Ok(())
+}
+
+fn load_run(c: &mut AnyConnection, id: &str) -> Result<Option<Run>> {
+    runs::table
+        .find(id)
+        .select(RunRow::as_select())
+        .first(c)
+        .optional()?
+        .map(RunRow::into_run)
+        .transpose()
+}
+
+/// The current attempt of a run still leased by `owner`, `None` when the lease is lost.
+fn owned_attempt(c: &mut AnyConnection, id: &str, owner: &str) -> Result<Option<i32>> {
+    Ok(runs::table
+        .find(id)
+        .filter(runs::lease_owner.eq(owner))
+        .filter(runs::status.eq(RUNNING))
+        .select(runs::attempt)
+        .first(c)
+        .optional()?)
+}
+
+type Candidate = (String, String, i32, i32, Option<String>);
+
+macro_rules! claim_candidates {
+    ($now:expr) => {
+        runs::table
+            .filter(
+                runs::status
+                    .eq(QUEUED)
+                    .and(runs::available_at.le($now))
+                    .or(runs::status
+                        .eq(RUNNING)
+                        .and(runs::lease_expires_at.le($now))),
+            )
+            .order((runs::available_at.asc(), runs::id.asc()))
+            .select((
+                runs::id,
+                runs::status,
+                runs::attempt,
+                runs::max_attempts,
+                runs::lease_owner,
+            ))
+            .limit(1)
+    };
+}
+
+fn next_candidate(c: &mut AnyConnection, now: EpochMs) -> Result<Option<Candidate>> {
+    Ok(match c {
+        AnyConnection::Postgres(pg) => claim_candidates!(now)
+            .for_update()
+            .skip_locked()
+            .first::<Candidate>(pg)
+            .optional()?,
+        // SQLite: the caller holds the write lock (BEGIN IMMEDIATE), so a plain
+        // read is already exclusive among claimers.
+        AnyConnection::Sqlite(s) => claim_candidates!(now).first::<Candidate>(s).optional()?,
+    })
+}
+
+impl Store {
+    /// Records a run as given (a finished sync run, or any state), with its logs
+    /// and the events it emitted, in one transaction.
+    #[tracing::instrument(skip_all, err, fields(run.id = %run.id, flow.name = %run.flow))]
+    pub fn insert_run(&self, run: &Run, logs: &[LogLine], events: &[Event]) -> Result<()> {
+        let mut c = self.conn()?;
+        write_tx(&mut c, |c| {
+            insert_run_tx(c, run, logs)?;
+            insert_events_tx(c, events)
+        })
+    }
+
+    /// Durably queues a run (status must be `queued`, attempt 0); once this
+    /// returns the run will reach an end state.
+    #[tracing::instrument(skip_all, err, fields(run.id = %run.id, flow.name = %run.flow))]
+    pub fn enqueue(&self, run: &Run) -> Result<RunId> {
+        if run.status != RunStatus::Queued || run.attempt != 0 || run.lease_owner.is_some() {
+            return Err(StoreError::Invalid(
+                "an enqueued run must be queued, attempt 0, without a lease".into(),
+            ));
+        }
+        let mut c = self.conn()?;
+        insert_run_tx(&mut c, run, &[])?;
+        Ok(run.id)
+    }
+
+    /// One run with logs and attempt history, `None` when missing.
+    #[tracing::instrument(skip_all, err, fields(run.id = %id))]
+    pub fn get_run(&self, id: RunId) -> Result<Option<RunDetail>> {
+        let mut c = self.conn()?;
+        let id = id.to_string();
+        let Some(run) = load_run(&mut c, &id)? else {
+            return Ok(None);
+        };
+        let logs = run_logs::table
+            .filter(run_logs::run_id.eq(&id))
+            .order(run_logs::seq.asc())
+            .select(RunLogRow::as_select())
+            .load(&mut *c)?
+            .into_iter()
+            .map(RunLogRow::into_log)
+            .collect::<Result<Vec<_>>>()?;
+        let attempts = run_attempts::table
+            .filter(run_attempts::run_id.eq(&id))
+            .order(run_attempts::attempt.asc())
+            .select(RunAttemptRow::as_select())
+            .load(&mut *c)?
+            .into_iter()
+            .map(RunAttemptRow::into_attempt)
+            .collect();
+        Ok(Some(RunDetail {
+            run,
+            logs,
+            attempts,
+        }))
+    }
+
+    /// Runs newest first, optionally by flow and status. `cursor` is the
+    /// `next_cursor` of the previous page (a run id); `limit` is clamped to 1..=1000.
+    #[tracing::instrument(skip_all, err)]
+    pub fn list_runs(
+        &self,
+        filter: &RunFilter,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Run>> {
+        let limit = limit.clamp(1, 1000);
+        let mut q = runs::table
+            .select(RunRow::as_select())
+            .order(runs::id.desc())
+            .limit(limit as i64 + 1)
+            .into_boxed();
+        if let Some(f) = &filter.flow {
+            q = q.filter(runs::flow.eq(f.as_str().to_owned()));
+        }
+        if let Some(s) = filter.status {
+            q = q.filter(runs::status.eq(s.as_str()));
+        }
+        if let Some(cur) = cursor {
+            let cur = RunId::parse(cur)
+                .map_err(|_| StoreError::Invalid(format!("bad cursor `{cur}`")))?;
+            q = q.filter(runs::id.lt(cur.to_string()));
+        }
+        let mut c = self.conn()?;
+        let rows = q.load(&mut *c)?;
+        page(rows, limit, |r| r.id.clone(), RunRow::into_run)
+    }
+
+    /// Appends log lines to a run, tagged with `attempt`.
+    #[tracing::instrument(skip_all, err, fields(run.id = %id, lines = logs.len()))]
+    pub fn append_logs(&self, id: RunId, attempt: u32, logs: &[LogLine]) -> Result<()> {
+        let mut c = self.conn()?;
+        write_tx(&mut c, |c| {
+            append_logs_tx(c, &id.to_string(), attempt, logs)
+        })
+    }
+
+    /// Claims the oldest runnable run for `owner` with a lease of `lease_ms`:
+    /// a queued run with `available_at <= now`, or a running one whose lease
+    /// expired (attempt + 1). Returns it as claimed (status running, attempt
+    /// incremented), or `None` when nothing is due. PostgreSQL uses
+    /// `FOR UPDATE SKIP LOCKED`; SQLite serialises claimers with `BEGIN IMMEDIATE`.
+    #[tracing::instrument(skip_all, err, fields(worker = owner))]
+    pub fn claim_next(&self, owner: &str, lease_ms: i64, now: EpochMs) -> Result<Option<Run>> {
+        let mut c = self.conn()?;
+        write_tx(&mut c, |c| {
+            // Bounded: each pass either claims or moves one exhausted run to `dead`.
+            for _ in 0..32 {
+                let Some((id, status, attempt, max, old_owner)) = next_candidate(c, now)? else {
+                    return Ok(None);
+                };
+                if status == RUNNING {
+                    let err = format!(
+                        "lease of worker `{}` expired during attempt {attempt}",
+                        old_owner.as_deref().unwrap_or("?")
+                    );
+                    close_attempt(c, &id, attempt, now, "lease_expired", Some(&err))?;
+                    if attempt >= max {
+                        let err = format!("{err}; no attempts left");
+                        diesel::update(runs::table.find(&id))
+                            .set((
+                                runs::status.eq(RunStatus::Dead.as_str()),
+                                runs::finished_at.eq(now),
+                                runs::error.eq(&err),
+                                runs::lease_owner.eq(None::<String>),
+                                runs::lease_expires_at.eq(None::<i64>),
+                            ))
+                            .execute(c)?;
+                        if let Some(run) = load_run(c, &id)? {
+                            let ev = run_failed_event(&run, &err);
+                            insert_events_tx(c, &[ev])?;
+                        }
+                        tracing::warn!(run.id = %id, "run dead after its last lease expired");
+                        continue;
+                    }
+                }
+                let next = attempt + 1;
+                diesel::update(runs::table.find(&id))
+                    .set((
+                        runs::status.eq(RUNNING),
+                        runs::attempt.eq(next),
+                        runs::lease_owner.eq(owner),
+                        runs::lease_expires_at.eq(now + lease_ms),
+                        runs::started_at.eq(now),
+                    ))
+                    .execute(c)?;
+                diesel::insert_into(run_attempts::table)
+                    .values(&RunAttemptRow {
+                        run_id: id.clone(),
+                        attempt: next,
+                        owner: owner.to_owned(),
+                        started_at: now,
+                        finished_at: None,
+                        outcome: None,
+                        error: None,
+                    })
+                    .execute(c)?;
+                return load_run(c, &id);
+            }
+            Ok(None)
+        })
+    }
+
+    /// Extends the lease to `until`; `false` when `owner` no longer holds it.
+    #[tracing::instrument(skip_all, err, fields(run.id = %id, worker = owner))]
+    pub fn renew_lease(&self, id: RunId, owner: &str, until: EpochMs) -> Result<bool> {
+        let mut c = self.conn()?;
+        let n = diesel::update(
+            runs::table
+                .find(id.to_string())
+                .filter(runs::lease_owner.eq(owner))
+                .filter(runs::status.eq(RUNNING)),
+        )
+        .set(runs::lease_expires_at.eq(until))
+        .execute(&mut *c)?;
+        Ok(n == 1)
+    }
+
+    /// Ends a claimed run (succeeded, failed or dead) and stores its logs, if
+    /// `owner` still holds the lease; `false` (nothing written) otherwise.
+    pub fn complete_run(&self, id: RunId, owner: &str, outcome: &RunOutcome) -> Result<bool> {
+        self.finish_run_with_events(id, owner, outcome, &[])
+    }
+
+    /// Like [`Store::complete_run`], and stores `events` (emitted by the flow or
+    /// about the run) in the same transaction, so they exist exactly when the run
+    /// ended. Pass emitted events only when the run succeeded.
+    #[tracing::instrument(skip_all, err, fields(run.id = %id, worker = owner, run.status = outcome.status.as_str()))]
+    pub fn finish_run_with_events(
+        &self,
+        id: RunId,
+        owner: &str,
+        outcome: &RunOutcome,
+        events: &[Event],
+    ) -> Result<bool> {
+        if !outcome.status.is_final() {
+            return Err(StoreError::Invalid(format!(
+                "`{}` is not an end state",
+                outcome.status.as_str()
+            )));
+        }
+        let id = id.to_string();
+        let response = outcome
+            .response
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()?;
+        let mut c = self.conn()?;
+        write_tx(&mut c, |c| {
+            let Some(attempt) = owned_attempt(c, &id, owner)? else {
+                return Ok(false);
+            };
+            diesel::update(runs::table.find(&id))
+                .set((
+                    runs::status.eq(outcome.status.as_str()),
+                    runs::finished_at.eq(outcome.finished_at),
+                    runs::duration_ms.eq(outcome.duration_ms),
+                    runs::response_status.eq(outcome.response_status.map(i32::from)),
+                    runs::response.eq(&response),
+                    runs::error.eq(&outcome.error),
+                    runs::lease_owner.eq(None::<String>),
+                    runs::lease_expires_at.eq(None::<i64>),
+                ))
+                .execute(c)?;
+            close_attempt(
+                c,
+                &id,
+                attempt,
+                outcome.finished_at,
+                outcome.status.as_str(),
+                outcome.error.as_deref(),
+            )?;
+            append_logs_tx(c, &id, attempt as u32, &outcome.logs)?;
+            insert_events_tx(c, events)?;
+            Ok(true)
+        })
+    }
+
+    /// Puts a claimed run back in the queue after a failed attempt, available
+    /// again at `available_at` (the backoff); `false` when the lease was lost.
+    #[tracing::instrument(skip_all, err, fields(run.id = %id, worker = owner))]
+    pub fn retry_run(
+        &self,
+        id: RunId,
+        owner: &str,
+        available_at: EpochMs,
+        error: &str,
+        logs: &[LogLine],
+    ) -> Result<bool> {
+        let id = id.to_string();
+        let mut c = self.conn()?;
+        write_tx(&mut c, |c| {
+            let Some(attempt) = owned_attempt(c, &id, owner)? else {
+                return Ok(false);
+            };
+            diesel::update(runs::table.find(&id))
+                .set((
+                    runs::status.eq(QUEUED),
+                    runs::available_at.eq(available_at),
+                    runs::error.eq(error),
+                    runs::lease_owner.eq(None::<String>),
+                    runs::lease_expires_at.eq(None::<i64>),
+                ))
+                .execute(c)?;
+            close_attempt(c, &id, attempt, now_ms(), "retry", Some(error))?;
+            append_logs_tx(c, &id, attempt as u32, logs)?;
+            Ok(true)
+        })
+    }
+
+    /// Ends a claimed run as `dead` with `error`; `false` when the lease was lost.
+    pub fn mark_dead(&self, id: RunId, owner: &str, error: &str, logs: &[LogLine]) -> Result<bool> {
+        let now = now_ms();
+        let started = self
+            .get_run_row(id)?
+            .and_then(|r| r.started_at)
+            .unwrap_or(now);
+        let outcome = RunOutcome {
+            status: RunStatus::Dead,
+            finished_at: now,
+            duration_ms: now - started,
+            response_status: None,
+            response: None,
+            error: Some(error.to_owned()),
+            logs: logs.to_vec(),
+        };
+        self.complete_run(id, owner, &outcome)
+    }
+
+    /// Gives a claimed run back without consuming an attempt (graceful
+    /// shutdown); `false` when the lease was lost.
+    #[tracing::instrument(skip_all, err, fields(run.id = %id, worker = owner))]
+    pub fn release_run(&self, id: RunId, owner: &str) -> Result<bool> {
+        let id = id.to_string();
+        let mut c = self.conn()?;
+        write_tx(&mut c, |c| {
+            let Some(attempt) = owned_attempt(c, &id, owner)? else {
+                return Ok(false);
+            };
+            diesel::update(runs::table.find(&id))
+                .set((
+                    runs::status.eq(QUEUED),
+                    runs::attempt.eq((attempt - 1).max(0)),
+                    runs::lease_owner.eq(None::<String>),
+                    runs::lease_expires_at.eq(None::<i64>),
+                ))
+                .execute(c)?;
+            diesel::delete(run_attempts::table.find((&id, attempt))).execute(c)?;
+            Ok(true)
+        })
+    }
+
+    /// Number of runs per status, for metrics (statuses without runs are omitted).
+    #[tracing::instrument(skip_all, err)]
+    pub fn queue_depth_by_status(&self) -> Result<Vec<(RunStatus, u64)>> {
+        let mut c = self.conn()?;
+        let rows: Vec<(String, i64)> = runs::table
+            .group_by(runs::status)
+            .select((runs::status, diesel::dsl::count_star()))
+            .load(&mut *c)?;
+        rows.into_iter()
+            .map(|(s, n)| Ok((RunStatus::parse(&s)?, n.max(0) as u64)))
+            .collect()
+    }
+
+    /// How many runs of `flow` are queued or running (for `overlap = "skip"`).
+    #[tracing::instrument(skip_all, err, fields(flow.name = %flow))]
+    pub fn active_runs(&self, flow: &FlowName) -> Result<u64> {
+        let mut c = self.conn()?;
+        let n: i64 = runs::table
+            .filter(runs::flow.eq(flow.as_str()))
+            .filter(runs::status.eq_any([QUEUED, RUNNING]))
+            .count()
+            .get_result(&mut *c)?;
+        Ok(n.max(0) as u64)
+    }
+
+    fn get_run_row(&self, id: RunId) -> Result<Option<Run>> {
+        let mut c = self.conn()?;
+        load_run(&mut c, &id.to_string())
+    }
+}
+
+/// The `flow.run_failed` event for a run that ended with `error`.
+pub fn run_failed_event(run: &Run, error: &str) -> Event {
+    Event::new(
+        types::RUN_FAILED,
+        "flowgate",
+        json!({
+            "run_id": run.id.to_string(),
+            "flow": run.flow.as_str(),
+            "version": run.version,
+            "status": run.status.as_str(),
+            "attempt": run.attempt,
+            "error": error,
+        }),
+    )
+}

@@ -1,1 +1,69 @@
-//! ticks
+//! Schedule ticks: each (flow, due time) is handled once cluster-wide.
+
+use diesel::prelude::*;
+
+use flowgate_core::FlowName;
+
+use crate::conn::write_tx;
+use crate::error::{Result, StoreError};
+use crate::models::schedule_ticks::TickRow;
+use crate::repo::runs::insert_run_tx;
+use crate::schema::schedule_ticks;
+use crate::types::{Run, Tick};
+use crate::Store;
+
+impl Store {
+    /// Records a tick and, when given, queues its run in the same transaction.
+    /// Returns `false` (and queues nothing) when any node already recorded this
+    /// (flow, due time): the unique key decides the one winner.
+    #[tracing::instrument(skip_all, err, fields(flow.name = %tick.flow, due_at = tick.due_at))]
+    pub fn insert_tick(&self, tick: &Tick, run: Option<&Run>) -> Result<bool> {
+        let row = TickRow::from_tick(tick);
+        let mut c = self.conn()?;
+        let res = write_tx(&mut c, |c| {
+            diesel::insert_into(schedule_ticks::table)
+                .values(&row)
+                .execute(c)?;
+            if let Some(r) = run {
+                insert_run_tx(c, r, &[])?;
+            }
+            Ok(())
+        });
+        match res {
+            Ok(()) => Ok(true),
+            Err(StoreError::Conflict(_)) => {
+                // Distinguish "tick exists" from a conflicting run id.
+                let exists: i64 = schedule_ticks::table
+                    .find((tick.flow.as_str(), tick.due_at))
+                    .count()
+                    .get_result(&mut *c)?;
+                if exists > 0 {
+                    Ok(false)
+                } else {
+                    Err(StoreError::Conflict("run id already exists".into()))
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The latest ticks of a flow, newest first.
+    #[tracing::instrument(skip_all, err, fields(flow.name = %flow))]
+    pub fn list_ticks(&self, flow: &FlowName, limit: usize) -> Result<Vec<Tick>> {
+        let mut c = self.conn()?;
+        schedule_ticks::table
+            .filter(schedule_ticks::flow.eq(flow.as_str()))
+            .order(schedule_ticks::due_at.desc())
+            .limit(limit.clamp(1, 1000) as i64)
+            .select(TickRow::as_select())
+            .load(&mut *c)?
+            .into_iter()
+            .map(TickRow::into_tick)
+            .collect()
+    }
+
+    /// The newest tick of a flow (where the scheduler resumes after a restart).
+    pub fn latest_tick(&self, flow: &FlowName) -> Result<Option<Tick>> {
+        Ok(self.list_ticks(flow, 1)?.into_iter().next())
+    }
+}
