@@ -233,6 +233,10 @@ pub struct CacheStats {
     pub argon2_runs: u64,
     /// argon2 verifications that had to wait for a permit.
     pub argon2_waits: u64,
+    /// argon2 verifications running now.
+    pub argon2_in_flight: u64,
+    /// Most argon2 verifications seen running at once.
+    pub max_argon2_in_flight: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -250,6 +254,8 @@ struct Counters {
     throttled: AtomicU64,
     argon2_runs: AtomicU64,
     argon2_waits: AtomicU64,
+    argon2_in_flight: AtomicU64,
+    max_argon2_in_flight: AtomicU64,
 }
 
 /// Verifies presented API keys against a [`KeyStore`].
@@ -264,7 +270,7 @@ pub struct KeyVerifier {
     permits: Arc<Semaphore>,
     failures: DefaultKeyedRateLimiter<IpAddr>,
     blocked: Cache<IpAddr, Instant>,
-    counters: Counters,
+    counters: Arc<Counters>,
 }
 
 impl fmt::Debug for KeyVerifier {
@@ -301,7 +307,7 @@ impl KeyVerifier {
                 .max_capacity(100_000)
                 .time_to_live(Duration::from_secs(3_600))
                 .build(),
-            counters: Counters::default(),
+            counters: Arc::default(),
         }
     }
 
@@ -394,13 +400,21 @@ impl KeyVerifier {
         let key = SecretString::new(presented);
         let hash = record.hash.clone();
         let span = tracing::Span::current();
+        let counters = self.counters.clone();
         let ok = tokio::task::spawn_blocking(move || {
-            let _permit = permit;
             let _g = span.enter();
-            verify_hash(key.expose(), &hash)
+            let running = counters.argon2_in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+            counters
+                .max_argon2_in_flight
+                .fetch_max(running, Ordering::SeqCst);
+            let ok = verify_hash(key.expose(), &hash);
+            counters.argon2_in_flight.fetch_sub(1, Ordering::SeqCst);
+            // Release the permit only after the gauge is down.
+            drop(permit);
+            ok
         })
-        .await
-        .map_err(|e| AuthError::Internal(format!("argon2 task: {e}")))?;
+        .await;
+        let ok = ok.map_err(|e| AuthError::Internal(format!("argon2 task: {e}")))?;
         // Only holders of the real key learn that it is revoked or expired.
         if !ok {
             return Err(AuthError::InvalidApiKey);
@@ -472,6 +486,8 @@ impl KeyVerifier {
             throttled: c.throttled.load(Ordering::Relaxed),
             argon2_runs: c.argon2_runs.load(Ordering::Relaxed),
             argon2_waits: c.argon2_waits.load(Ordering::Relaxed),
+            argon2_in_flight: c.argon2_in_flight.load(Ordering::Relaxed),
+            max_argon2_in_flight: c.max_argon2_in_flight.load(Ordering::Relaxed),
         }
     }
 }
@@ -667,6 +683,34 @@ mod tests {
             .await
             .unwrap_err()
             .http_status()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn argon2_work_is_bounded_by_permits() {
+        let store = Arc::new(MemStore::default());
+        let keys: Vec<_> = (0..3).map(|_| add(&store, &[], None)).collect();
+        let v = Arc::new(KeyVerifier::with_config(
+            store.clone(),
+            KeyVerifierConfig {
+                argon2_permits: 1,
+                ..Default::default()
+            },
+        ));
+        let tasks: Vec<_> = keys
+            .iter()
+            .map(|k| {
+                let v = v.clone();
+                let full = k.full_key.expose().to_owned();
+                tokio::spawn(async move { v.verify(&full, IP, NOW).await })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        let s = v.cache_stats();
+        assert_eq!(s.argon2_runs, 3);
+        assert!(s.argon2_waits >= 1, "{s:?}");
+        assert_eq!(s.max_argon2_in_flight, 1, "{s:?}");
     }
 
     #[tokio::test]

@@ -335,3 +335,35 @@ async fn jwks_outage_is_unavailable_not_invalid() {
     assert!(matches!(e, AuthError::Unavailable(_)), "{e:?}");
     assert_eq!(e.http_status(), 503);
 }
+
+#[tokio::test]
+async fn hand_written_jwks_with_odd_keys() {
+    // n/e as the issuer would publish them, no `alg`, next to keys we must skip.
+    let AlgorithmParameters::RSA(rsa_params) = jwk(&rsa(), Algorithm::RS256, "x").algorithm else {
+        panic!("rsa expected")
+    };
+    let doc = json!({"keys": [
+        {"kty": "oct", "kid": "hmac", "k": "c2VjcmV0"},
+        {"kty": "XYZ", "kid": "weird"},
+        {"kty": "RSA", "kid": "enc", "use": "enc", "n": rsa_params.n, "e": rsa_params.e},
+        {"kty": "RSA", "kid": "rsa1", "use": "sig", "n": rsa_params.n, "e": rsa_params.e},
+    ]});
+    let srv = serve(doc.to_string()).await;
+    let v = verifier(&srv, false, Duration::from_secs(60)).await;
+    assert!(v.verify(&rs(&claims())).await.is_ok());
+    // The encryption key is not a signing key.
+    let enc = sign(Algorithm::RS256, "enc", &claims(), &rsa());
+    assert_eq!(reason(v.verify(&enc).await), "unknown signing key");
+    // No kid with a single usable key is fine; no subject is not.
+    let mut h = Header::new(Algorithm::RS256);
+    h.kid = None;
+    assert!(v
+        .verify(&encode(&h, &claims(), &rsa()).unwrap())
+        .await
+        .is_ok());
+    let mut c = claims();
+    c.as_object_mut().unwrap().remove("sub");
+    assert_eq!(reason(v.verify(&rs(&c)).await), "token names no subject");
+    c["client_id"] = json!("svc");
+    assert_eq!(v.verify(&rs(&c)).await.unwrap().id, "svc");
+}
