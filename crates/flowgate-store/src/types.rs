@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use flowgate_core::run::{LogLevel, LogLine, RunStatus, TriggerKind};
-use flowgate_core::{rfc3339, EpochMs, EventId, FlowName, FlowPackage, KeyId, RunId};
+use flowgate_core::{rfc3339, EpochMs, EventId, FlowName, FlowPackage, RunId};
 
 use crate::error::{Result, StoreError};
 
@@ -393,8 +393,8 @@ pub struct Tick {
 /// A stored API key (the secret part only as its argon2 hash).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ApiKeyRecord {
-    /// Key id (visible part of the key).
-    pub id: KeyId,
+    /// Key id (visible part of the key, `fgk_<id>_…`).
+    pub id: String,
     /// Human name.
     pub name: String,
     /// Argon2 PHC string of the secret part.

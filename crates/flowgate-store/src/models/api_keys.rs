@@ -2,8 +2,6 @@
 
 use diesel::prelude::*;
 
-use flowgate_core::KeyId;
-
 use crate::error::Result;
 use crate::models::flag;
 use crate::schema::api_keys;
@@ -28,7 +26,7 @@ impl ApiKeyRow {
     /// The row for a key record.
     pub fn from_record(k: &ApiKeyRecord) -> Result<Self> {
         Ok(Self {
-            id: k.id.to_string(),
+            id: k.id.clone(),
             name: k.name.clone(),
             hash: k.hash.clone(),
             scopes: serde_json::to_string(&k.scopes)?,
@@ -42,7 +40,7 @@ impl ApiKeyRow {
     /// Converts to the public record.
     pub fn into_record(self) -> Result<ApiKeyRecord> {
         Ok(ApiKeyRecord {
-            id: KeyId::parse(&self.id)?,
+            id: self.id,
             name: self.name,
             hash: self.hash,
             scopes: serde_json::from_str(&self.scopes)?,

@@ -2,7 +2,7 @@
 
 use diesel::prelude::*;
 
-use flowgate_core::{EpochMs, KeyId};
+use flowgate_core::EpochMs;
 
 use crate::error::{Result, StoreError};
 use crate::models::api_keys::ApiKeyRow;
@@ -28,10 +28,10 @@ impl Store {
 
     /// One key (revoked ones included), `None` when missing.
     #[tracing::instrument(skip_all, err, fields(key.id = %id))]
-    pub fn get_key(&self, id: KeyId) -> Result<Option<ApiKeyRecord>> {
+    pub fn get_key(&self, id: &str) -> Result<Option<ApiKeyRecord>> {
         let mut c = self.conn()?;
         api_keys::table
-            .find(id.to_string())
+            .find(id)
             .select(ApiKeyRow::as_select())
             .first(&mut *c)
             .optional()?
@@ -54,9 +54,9 @@ impl Store {
 
     /// Revokes a key; `false` when it does not exist.
     #[tracing::instrument(skip_all, err, fields(key.id = %id))]
-    pub fn revoke_key(&self, id: KeyId) -> Result<bool> {
+    pub fn revoke_key(&self, id: &str) -> Result<bool> {
         let mut c = self.conn()?;
-        let n = diesel::update(api_keys::table.find(id.to_string()))
+        let n = diesel::update(api_keys::table.find(id))
             .set(api_keys::revoked.eq(1))
             .execute(&mut *c)?;
         Ok(n == 1)
@@ -64,9 +64,9 @@ impl Store {
 
     /// Records a successful use at `now`; `false` when the key does not exist.
     #[tracing::instrument(skip_all, err, fields(key.id = %id))]
-    pub fn touch_last_used(&self, id: KeyId, now: EpochMs) -> Result<bool> {
+    pub fn touch_last_used(&self, id: &str, now: EpochMs) -> Result<bool> {
         let mut c = self.conn()?;
-        let n = diesel::update(api_keys::table.find(id.to_string()))
+        let n = diesel::update(api_keys::table.find(id))
             .set(api_keys::last_used_at.eq(now))
             .execute(&mut *c)?;
         Ok(n == 1)
