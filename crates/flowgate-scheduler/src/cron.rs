@@ -122,54 +122,62 @@ impl CronSpec {
     /// The first fire time strictly after `t`, or `None` when there is none
     /// (search limits of about a year per step, or the end of the calendar).
     pub fn next_after(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        let (mut cursor, mut inclusive) = self.search_start(t);
-        let mut best: Option<DateTime<Utc>> = None;
-        // Lower bound of any later candidate's instant is `wall - max_offset`;
-        // only needed in the slow path near a fold.
-        let mut stop_offset: Option<i64> = None;
+        let whole = t.with_nanosecond(0).unwrap_or(t);
+        let first = self.first_after(self.wall(whole), false, t);
+        // An interval schedule asked from the first occurrence of a repeated range
+        // also owes the second occurrences, which start at the fold's first wall
+        // time: search from there too and keep the earlier answer.
+        if !self.every_hour {
+            return first;
+        }
+        match (
+            first,
+            self.fold_start_ahead(t)
+                .and_then(|w| self.first_after(w, true, t)),
+        ) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Walks matching wall-clock times from `cursor` and returns the first instant
+    /// after `t` that they map to under the DST rules of this module.
+    fn first_after(
+        &self,
+        mut cursor: NaiveDateTime,
+        mut inclusive: bool,
+        t: DateTime<Utc>,
+    ) -> Option<DateTime<Utc>> {
         for _ in 0..MAX_CANDIDATES {
-            let wall = match self.cron.find_next_occurrence(&cursor, inclusive) {
-                Ok(w) => w,
-                Err(_) => return best,
-            };
-            if let (Some(b), Some(o)) = (best, stop_offset) {
-                if wall.and_utc().timestamp() - o >= b.timestamp() {
-                    return best;
-                }
-            }
+            let wall = self.cron.find_next_occurrence(&cursor, inclusive).ok()?;
             cursor = wall;
             inclusive = false;
-            let consider = |x: DateTime<Utc>, best: &mut Option<DateTime<Utc>>| {
-                if x > t && best.is_none_or(|b| x < b) {
-                    *best = Some(x);
-                }
-            };
             match self.tz.from_local_datetime(&wall) {
-                LocalResult::Single(dt) => consider(dt.with_timezone(&Utc), &mut best),
+                LocalResult::Single(dt) => {
+                    let dt = dt.with_timezone(&Utc);
+                    if dt > t {
+                        return Some(dt);
+                    }
+                }
                 LocalResult::Ambiguous(earlier, later) => {
                     let (e, l) = (earlier.with_timezone(&Utc), later.with_timezone(&Utc));
+                    if e > t {
+                        return Some(e);
+                    }
                     if self.every_hour {
-                        consider(e, &mut best);
-                        consider(l, &mut best);
-                    } else if e > t {
-                        consider(e, &mut best);
-                    } else {
-                        // This wall time already fired at its first occurrence; so did
-                        // every earlier one in the repeated range. Jump to its end.
-                        if let Some(tr) = self.transition_between(e, l) {
-                            cursor = self.wall(tr - TimeDelta::seconds(1));
-                            // Walls up to and including `cursor` are in the range.
-                            inclusive = false;
-                            if cursor < wall {
-                                cursor = wall;
-                            }
+                        if l > t {
+                            return Some(l);
                         }
+                    } else if let Some(tr) = self.transition_between(e, l) {
+                        // This wall time already fired at its first occurrence, and so
+                        // did every later one in the repeated range: jump to its end.
+                        cursor = cursor.max(self.wall(tr - TimeDelta::seconds(1)));
                     }
                 }
                 LocalResult::None => {
                     if let Some(end) = self.gap_end(wall) {
-                        if !self.every_hour {
-                            consider(end, &mut best);
+                        if !self.every_hour && end > t {
+                            return Some(end);
                         }
                         // Every later wall time inside the gap maps to `end` too.
                         let after = self.wall(end);
@@ -180,18 +188,8 @@ impl CronSpec {
                     }
                 }
             }
-            if let Some(b) = best {
-                let before = self.offset_secs(b - TimeDelta::seconds(MAX_SHIFT_SECS));
-                let at = self.offset_secs(b);
-                if before <= at {
-                    // No fold shortly before `b`: nothing later on the wall clock can
-                    // map to an earlier instant.
-                    return best;
-                }
-                stop_offset = Some(before.max(at));
-            }
         }
-        best
+        None
     }
 
     /// The next `n` fire times after `after`, ascending.
@@ -272,27 +270,18 @@ impl CronSpec {
         }
     }
 
-    /// Wall-clock search start for `next_after(t)` and whether it is inclusive.
-    fn search_start(&self, t: DateTime<Utc>) -> (NaiveDateTime, bool) {
-        let whole = t.with_nanosecond(0).unwrap_or(t);
-        let own = (self.wall(whole), false);
-        // For an interval schedule inside the first occurrence of a repeated range,
-        // the second occurrence of earlier wall times still lies ahead: start at the
-        // fold's first wall time. Fixed-hour schedules never fire on second occurrences.
+    /// When `t` lies in the first occurrence of a repeated wall-clock range (a
+    /// fold, within [`MAX_SHIFT_SECS`]), the wall time at which the second
+    /// occurrence begins.
+    fn fold_start_ahead(&self, t: DateTime<Utc>) -> Option<NaiveDateTime> {
         let ahead = t + TimeDelta::seconds(MAX_SHIFT_SECS);
-        let (now_off, later_off) = (self.offset_secs(t), self.offset_secs(ahead));
-        if !self.every_hour || later_off >= now_off {
-            return own;
+        let now_off = self.offset_secs(t);
+        if self.offset_secs(ahead) >= now_off {
+            return None;
         }
-        let Some(tr) = self.transition_between(t, ahead) else {
-            return own;
-        };
+        let tr = self.transition_between(t, ahead)?;
         let shift = now_off - self.offset_secs(tr);
-        if (tr - t).num_seconds() <= shift {
-            (self.wall(tr), true)
-        } else {
-            own
-        }
+        ((tr - t).num_seconds() <= shift).then(|| self.wall(tr))
     }
 
     /// The wall-clock time of instant `x` in this zone.
@@ -356,6 +345,7 @@ impl CronSpec {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use chrono::{Datelike, Weekday};
@@ -674,8 +664,56 @@ mod tests {
         "Asia/Kolkata",
     ];
 
+    /// Independent statement of the DST rules, checked minute by minute.
+    fn oracle(s: &CronSpec, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<DateTime<Utc>> {
+        let mut out = Vec::new();
+        let mut i = from.with_second(0).unwrap().with_nanosecond(0).unwrap();
+        while i <= to {
+            if i > from {
+                let wall = s.wall(i);
+                let first_occurrence = match s.tz.from_local_datetime(&wall) {
+                    LocalResult::Ambiguous(e, _) => e.with_timezone(&Utc) == i,
+                    _ => true,
+                };
+                let matches = s.cron.is_time_matching(&wall).unwrap();
+                let prev = i - TimeDelta::minutes(1);
+                let gap_ends_here = s.offset_secs(prev) < s.offset_secs(i);
+                let gap_matched = gap_ends_here && {
+                    let mut w = s.wall(prev) + TimeDelta::minutes(1);
+                    let mut any = false;
+                    while w < wall {
+                        any |= s.cron.is_time_matching(&w).unwrap();
+                        w += TimeDelta::minutes(1);
+                    }
+                    any
+                };
+                let fires = if s.every_hour {
+                    matches
+                } else {
+                    (matches && first_occurrence) || gap_matched
+                };
+                if fires {
+                    out.push(i);
+                }
+            }
+            i += TimeDelta::minutes(1);
+        }
+        out
+    }
+
+    const MINUTE_EXPRS: &[&str] = &[
+        "* * * * *",
+        "30 2 * * *",
+        "0,30 1-3 * * *",
+        "*/15 * * * *",
+        "*/20 2 * * *",
+        "0 */2 * * *",
+        "45 1,2 * * 0",
+        "@hourly",
+    ];
+
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(400))]
+        #![proptest_config(ProptestConfig::with_cases(128))]
 
         #[test]
         fn next_after_is_strictly_increasing_and_skips_nothing(
@@ -721,6 +759,28 @@ mod tests {
                 prop_assert!(matches || at_transition, "{} ({}) does not match {}", x, wall, s.expr());
                 prop_assert_eq!(x.timestamp_subsec_nanos(), 0);
             }
+        }
+
+        #[test]
+        fn dst_days_match_the_minute_by_minute_oracle(
+            ei in 0..MINUTE_EXPRS.len(),
+            zi in 1..4usize,
+            year in 2024i32..2032,
+            autumn in any::<bool>(),
+            offset_min in 0i64..(24 * 60),
+        ) {
+            let zone = ["UTC", "Europe/Amsterdam", "America/New_York", "Australia/Lord_Howe"][zi];
+            let s = spec(MINUTE_EXPRS[ei], zone);
+            // Start somewhere on the day before the month's DST change window.
+            let month = if autumn { 10 } else { 3 };
+            let month = if zone == "Australia/Lord_Howe" { if autumn { 4 } else { 10 } } else if zone == "America/New_York" && autumn { 11 } else { month };
+            let day = if zone == "Europe/Amsterdam" { 24 } else { 1 };
+            let from = chrono::NaiveDate::from_ymd_opt(year, month, day).unwrap().and_hms_opt(0, 0, 0).unwrap().and_utc()
+                + TimeDelta::minutes(offset_min);
+            let to = from + TimeDelta::days(if zone == "Europe/Amsterdam" { 8 } else { 10 });
+            let got = s.due_between(from, to, 100_000);
+            let want = oracle(&s, from, to);
+            prop_assert_eq!(fmt(&got), fmt(&want));
         }
 
         #[test]

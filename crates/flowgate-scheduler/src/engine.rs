@@ -405,6 +405,7 @@ fn execute_one<S: TickStore + ?Sized, D: Dispatcher + ?Sized>(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::CronSpec;
@@ -413,10 +414,12 @@ mod tests {
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use std::sync::Mutex;
 
+    type TickRows = BTreeMap<(String, i64), (TickState, Option<String>)>;
+
     /// A tick table with the `(flow, due_at)` unique key, shareable between nodes.
     #[derive(Default)]
     struct MemStore {
-        ticks: Mutex<BTreeMap<(String, i64), (TickState, Option<String>)>>,
+        ticks: Mutex<TickRows>,
         fail_inserts: AtomicUsize,
     }
 
