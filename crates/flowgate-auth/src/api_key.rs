@@ -727,3 +727,31 @@ mod tests {
         assert!(v.verify(&forged, IP, NOW).await.is_err());
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any input is either refused or has exactly the documented shape.
+        #[test]
+        fn parse_never_panics(s in "\\PC{0,80}") {
+            if let Ok((id, secret)) = parse_presented(&s) {
+                prop_assert_eq!(s.len(), KEY_LEN);
+                prop_assert_eq!(format!("fgk_{id}_{secret}"), s);
+            }
+        }
+
+        /// Keys of the right shape parse back to their parts.
+        #[test]
+        fn shaped_keys_parse(id in "[0-9a-f]{16}", secret in proptest::array::uniform32(any::<u8>())) {
+            let s = URL_SAFE_NO_PAD.encode(secret);
+            let key = format!("fgk_{id}_{s}");
+            let (pid, psecret) = parse_presented(&key).unwrap();
+            prop_assert_eq!(pid.as_str(), id.as_str());
+            prop_assert_eq!(psecret, s.as_str());
+        }
+    }
+}

@@ -5,6 +5,7 @@
 //! crate depends on `flowgate-core` alone.
 
 pub mod api_key;
+pub mod authenticator;
 pub mod error;
 pub mod jwt;
 pub mod principal;
@@ -16,9 +17,10 @@ pub mod signature;
 mod test_keys;
 
 pub use api_key::{ApiKeyId, GeneratedKey, KeyStore, KeyVerifier, StoredKey};
+pub use authenticator::{extract_credential, Authenticator, Credential};
 pub use error::{AuthError, Result};
 pub use jwt::{JwtVerifier, OAuth2Config};
 pub use principal::{Principal, PrincipalKind};
-pub use ratelimit::{RateDecision, RateLimits, Sampler};
+pub use ratelimit::{IpRateLimiter, RateDecision, RateLimits, Sampler};
 pub use scopes::{has_scopes, MissingScope};
 pub use signature::{verify_signature, SignatureError, VerifiedDelivery};

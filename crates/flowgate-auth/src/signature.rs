@@ -550,3 +550,61 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Arbitrary header values never panic and never verify.
+        #[test]
+        fn arbitrary_headers_never_verify(v in ".{0,200}", ts in ".{0,20}", body in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let secret = SecretString::new("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
+            for scheme in [SignatureScheme::StandardWebhooks, SignatureScheme::Stripe, SignatureScheme::Github, SignatureScheme::HmacSha256] {
+                let cfg = SignatureConfig {
+                    scheme,
+                    secret: "S".into(),
+                    header: "x-signature".into(),
+                    encoding: SignatureEncoding::Base64,
+                    prefix: String::new(),
+                };
+                let h = |name: &str| match name {
+                    "webhook-timestamp" => Some(ts.clone()),
+                    "webhook-id" => Some("msg_1".to_string()),
+                    _ => Some(v.clone()),
+                };
+                prop_assert!(verify_signature(&cfg, &secret, &h, &body, 1_614_265_330).is_err());
+            }
+        }
+
+        /// Signing then verifying round-trips for any body and timestamp.
+        #[test]
+        fn sign_verify_round_trip(body in proptest::collection::vec(any::<u8>(), 0..256), ts in 0i64..4_000_000_000) {
+            let s = SecretString::new("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
+            let sig = sign_standard_webhooks(&s, "msg_x", ts, &body).unwrap();
+            let tss = ts.to_string();
+            let h = |name: &str| match name {
+                "webhook-id" => Some("msg_x".to_string()),
+                "webhook-timestamp" => Some(tss.clone()),
+                "webhook-signature" => Some(sig.clone()),
+                _ => None,
+            };
+            let cfg = SignatureConfig {
+                scheme: SignatureScheme::StandardWebhooks,
+                secret: "S".into(),
+                header: String::new(),
+                encoding: SignatureEncoding::Hex,
+                prefix: String::new(),
+            };
+            prop_assert!(verify_signature(&cfg, &s, &h, &body, ts).is_ok());
+            let stripe = sign_stripe(&s, ts, &body).unwrap();
+            let cfg = SignatureConfig { scheme: SignatureScheme::Stripe, ..cfg };
+            let h = |name: &str| (name == "stripe-signature").then(|| stripe.clone());
+            prop_assert!(verify_signature(&cfg, &s, &h, &body, ts).is_ok());
+        }
+    }
+}
