@@ -911,7 +911,7 @@ fn events_dedup_and_outbox(db: &Db) {
     assert!(s.dispatch_event(e1.id, std::slice::from_ref(&run)).unwrap());
     let dup = Run::queued(flow("sub"), 1, TriggerKind::Event, json!({}), 5, now_ms());
     assert!(
-        !s.dispatch_event(e1.id, &[dup.clone()]).unwrap(),
+        !s.dispatch_event(e1.id, std::slice::from_ref(&dup)).unwrap(),
         "fanned out once"
     );
     assert!(s.get_run(dup.id).unwrap().is_none());
