@@ -327,7 +327,8 @@ impl KeyVerifier {
     /// Successful checks are cached for the TTL; expiry is re-checked on every
     /// hit. Failures (malformed, unknown, wrong secret, expired, revoked) count
     /// against `client_ip`; past the limit, answers `TooManyFailures` without
-    /// doing argon2 work.
+    /// doing argon2 work. A key already in the cache still works from a
+    /// throttled address (it proves possession, and NATed users share IPs).
     #[tracing::instrument(skip_all, fields(client.ip = %client_ip))]
     pub async fn verify(
         &self,

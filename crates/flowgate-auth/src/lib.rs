@@ -3,6 +3,21 @@
 //!
 //! Storage is reached through the small [`api_key::KeyStore`] trait so this
 //! crate depends on `flowgate-core` alone.
+//!
+//! How the gateway uses it, per request:
+//! 1. [`extract_credential`] on `Authorization` / `X-API-Key`, then
+//!    [`Authenticator::authenticate`] with the flow's `[auth] mode` (or, for
+//!    webhook triggers, [`verify_signature`] on the raw body).
+//! 2. [`has_scopes`] with the flow's required scopes (403 on failure).
+//! 3. [`RateLimits::check`] with the flow's `[limits]` and
+//!    [`Principal::caller_key`]; send [`RateDecision::headers`] on every
+//!    response, 429 when refused; [`Sampler::should_emit`] gates the
+//!    `security.rate_limited` event.
+//! 4. Errors: [`AuthError::http_status`], [`AuthError::www_authenticate`],
+//!    [`AuthError::retry_after_secs`], [`AuthError::code`].
+//!
+//! Call [`KeyVerifier::evict`] when a key is revoked, and the `housekeeping`
+//! methods about once a minute.
 
 pub mod api_key;
 pub mod authenticator;

@@ -107,8 +107,6 @@ pub fn verify_signature(
         SignatureScheme::Stripe => verify_stripe(secret, headers, body, now_secs),
         SignatureScheme::Github => verify_github(secret, headers, body),
         SignatureScheme::HmacSha256 => verify_generic(cfg, secret, headers, body),
-        #[allow(unreachable_patterns)]
-        _ => Err(SignatureError::InvalidSecret("unsupported scheme")),
     }
 }
 
