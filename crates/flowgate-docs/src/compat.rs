@@ -736,6 +736,7 @@ fn schema_diff(old: &Value, new: &Value, dir: Dir, at: &str, r: &mut CompatRepor
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use crate::testutil::package;

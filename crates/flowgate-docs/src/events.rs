@@ -138,6 +138,7 @@ fn strip_comments(src: &str) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use crate::testutil::package;

@@ -641,6 +641,7 @@ fn render_operation(b: &mut String, root: &Value, path: &str, method: &str, op: 
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use crate::testutil::package;

@@ -141,6 +141,7 @@ fn schema_file(package: &FlowPackage, file: &str) -> Result<Option<Value>> {
 }
 
 #[cfg(test)]
+#[allow(clippy::expect_used)]
 pub(crate) mod testutil {
     //! Small package builders shared by the unit tests.
     use flowgate_core::{FlowPackage, Manifest};
@@ -159,6 +160,7 @@ pub(crate) mod testutil {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

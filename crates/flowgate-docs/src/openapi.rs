@@ -135,59 +135,205 @@ pub(crate) fn authn<'a>(doc: &FlowDoc<'a>, ep: &'a EndpointTrigger) -> Authn<'a>
     }
 }
 
-/// The problem statuses the server can answer for one operation, with the
-/// component response each uses.
+/// One problem answer an operation can get: status, component response and
+/// the description for this operation.
+pub(crate) struct ProblemStatus {
+    /// HTTP status.
+    pub status: u16,
+    /// Component response name (without the rate-limit suffix).
+    pub component: &'static str,
+    /// What causes it for this operation.
+    pub description: String,
+}
+
+/// Whether a signature scheme carries a delivery id the server de-duplicates by.
+fn dedupes_deliveries(auth: Authn<'_>) -> bool {
+    matches!(auth, Authn::Signature(s) if s.scheme != SignatureScheme::HmacSha256)
+}
+
+/// The problem statuses the server can answer for one operation, mirroring the
+/// gateway's order of checks: resolve (404/410) → signature or credentials
+/// (401/403, 429 for repeated failures or anonymous floods) → body size (413) →
+/// rate limit (429) → content type (415) → JSON (400) → schema (422) →
+/// idempotency (409/422) → run (500/504; 503 when overloaded).
 pub(crate) fn problem_statuses(
     doc: &FlowDoc<'_>,
     ep: &EndpointTrigger,
     pinned: bool,
     has_input: bool,
-) -> Vec<(u16, &'static str)> {
+) -> Vec<ProblemStatus> {
+    let m = doc.manifest;
     let body = is_body_method(&ep.method);
     let auth = authn(doc, ep);
-    let mut v = vec![(400, "BadRequest")];
+    let dedupe = dedupes_deliveries(auth);
+    let sync = ep.mode == RunMode::Sync;
+    let mut v = Vec::new();
+    let mut push = |status: u16, component: &'static str, description: String| {
+        v.push(ProblemStatus {
+            status,
+            component,
+            description,
+        })
+    };
+
+    let mut d400 = "Malformed request: an invalid query string, or a body sent as JSON \
+                    (`application/json` or `application/*+json`) that does not parse \
+                    (code `invalid_json`)"
+        .to_owned();
+    if body {
+        d400.push_str(
+            ", or an `Idempotency-Key` that is empty, longer than 255 characters or not \
+             printable ASCII (code `invalid_idempotency_key`)",
+        );
+    }
+    d400.push('.');
+    push(400, "BadRequest", d400);
+
     match auth {
-        Authn::Signature(_) => v.push((401, "InvalidSignature")),
+        Authn::Signature(_) => push(
+            401,
+            "InvalidSignature",
+            problem_component("InvalidSignature").0.to_owned(),
+        ),
         Authn::Mode(AuthMode::None) => {}
         Authn::Mode(_) => {
-            v.push((401, "Unauthorized"));
-            if !doc.manifest.auth.scopes.is_empty() {
-                v.push((403, "Forbidden"));
+            push(
+                401,
+                "Unauthorized",
+                problem_component("Unauthorized").0.to_owned(),
+            );
+            if !m.auth.scopes.is_empty() {
+                push(
+                    403,
+                    "Forbidden",
+                    format!(
+                        "Valid credentials without every required scope ({}).",
+                        m.auth.scopes.join(", ")
+                    ),
+                );
             }
         }
     }
-    v.push((404, "NotFound"));
-    if body {
-        v.push((409, "IdempotencyConflict"));
+    push(404, "NotFound", problem_component("NotFound").0.to_owned());
+    if body || dedupe {
+        let mut d = Vec::new();
+        if body {
+            d.push("a request with the same `Idempotency-Key` is still running");
+        }
+        if dedupe {
+            d.push("a delivery with the same id is still being processed");
+        }
+        push(
+            409,
+            "IdempotencyConflict",
+            sentence(&d, "; retry after `Retry-After` seconds."),
+        );
     }
     if pinned {
-        v.push((410, "Gone"));
+        push(410, "Gone", problem_component("Gone").0.to_owned());
     }
-    v.push((413, "PayloadTooLarge"));
-    if has_input {
-        v.push((415, "UnsupportedMediaType"));
+    push(
+        413,
+        "PayloadTooLarge",
+        format!(
+            "The request body is larger than {} bytes.",
+            m.limits.max_body_bytes
+        ),
+    );
+    push(
+        415,
+        "UnsupportedMediaType",
+        if has_input {
+            "The flow has an input schema and takes JSON only (`application/json` or `application/*+json`).".to_owned()
+        } else {
+            "The body is neither JSON nor UTF-8 text.".to_owned()
+        },
+    );
+    if has_input || body || dedupe {
+        let mut d = Vec::new();
+        if has_input {
+            d.push("the body does not match the input schema (`errors` lists every violation)");
+        }
+        if body {
+            d.push("the `Idempotency-Key` was used before with a different request");
+        }
+        if dedupe {
+            d.push("a delivery id was seen before with a different request");
+        }
+        push(422, "UnprocessableContent", sentence(&d, "."));
     }
-    if has_input || body {
-        v.push((422, "UnprocessableContent"));
+    let mut d429 = Vec::new();
+    let rate_text;
+    if let Some(r) = &m.limits.rate {
+        rate_text = format!("more than {} from this caller", r.raw);
+        d429.push(rate_text.as_str());
     }
-    if doc.manifest.limits.rate.is_some() {
-        v.push((429, "TooManyRequests"));
+    match auth {
+        Authn::Mode(AuthMode::None) => d429.push("too many anonymous requests from this address"),
+        Authn::Mode(_) => d429.push("too many failed authentication attempts from this address"),
+        Authn::Signature(_) => {}
     }
-    v.push((500, "InternalServerError"));
-    v.push((503, "ServiceUnavailable"));
-    if ep.mode == RunMode::Sync {
-        v.push((504, "GatewayTimeout"));
+    if !d429.is_empty() {
+        push(
+            429,
+            "TooManyRequests",
+            sentence(&d429, "; retry after `Retry-After` seconds."),
+        );
+    }
+    push(
+        500,
+        "InternalServerError",
+        if sync {
+            problem_component("InternalServerError").0.to_owned()
+        } else {
+            "The server failed before the run was queued.".to_owned()
+        },
+    );
+    push(
+        503,
+        "ServiceUnavailable",
+        if matches!(auth, Authn::Signature(_)) {
+            "The server is overloaded, or the webhook cannot be verified right now (its \
+             signing secret is not configured); retry after `Retry-After` seconds."
+                .to_owned()
+        } else {
+            problem_component("ServiceUnavailable").0.to_owned()
+        },
+    );
+    if sync {
+        push(
+            504,
+            "GatewayTimeout",
+            problem_component("GatewayTimeout").0.to_owned(),
+        );
     }
     v
+}
+
+/// Joins clauses into one sentence: "A; or b; or c" + `end`.
+fn sentence(parts: &[&str], end: &str) -> String {
+    let mut s = parts.join(", or ");
+    if let Some(first) = s.get(..1) {
+        s = format!("{}{}", first.to_ascii_uppercase(), &s[1..]);
+    }
+    s.push_str(end);
+    s
+}
+
+/// Whether a problem status is answered after the rate limiter ran, so it
+/// carries the `RateLimit-Policy`/`RateLimit` headers.
+fn after_rate_check(status: u16) -> bool {
+    !matches!(status, 401 | 403 | 404 | 410 | 413)
 }
 
 /// (description, extra headers) of each problem component response.
 fn problem_component(name: &str) -> (&'static str, &'static [&'static str]) {
     match name {
         "BadRequest" => (
-            "Malformed request: a body sent as `application/json` that does not parse \
+            "Malformed request: an invalid query string, or a body sent as JSON \
+             (`application/json` or `application/*+json`) that does not parse \
              (code `invalid_json`), or an `Idempotency-Key` that is empty, longer than 255 \
-             characters or not printable ASCII.",
+             characters or not printable ASCII (code `invalid_idempotency_key`).",
             &[],
         ),
         "Unauthorized" => ("Missing or invalid credentials.", &["WWW-Authenticate"]),
@@ -196,25 +342,31 @@ fn problem_component(name: &str) -> (&'static str, &'static [&'static str]) {
              5 minutes in the past or the future.",
             &[],
         ),
-        "Forbidden" => ("Valid credentials without a required scope.", &[]),
+        "Forbidden" => (
+            "Valid credentials without a required scope.",
+            &["WWW-Authenticate"],
+        ),
         "NotFound" => ("Unknown or disabled flow, or unknown version.", &[]),
         "IdempotencyConflict" => (
-            "A request with the same `Idempotency-Key` is still running.",
-            &[],
+            "A request with the same `Idempotency-Key` is still running; retry after \
+             `Retry-After` seconds.",
+            &["Retry-After"],
         ),
         "Gone" => ("This version was retired.", &[]),
         "PayloadTooLarge" => ("The request body is larger than the flow accepts.", &[]),
         "UnsupportedMediaType" => (
-            "The flow has an input schema and takes `application/json` only.",
+            "The flow has an input schema and takes JSON only (`application/json` or \
+             `application/*+json`).",
             &[],
         ),
         "UnprocessableContent" => (
             "The body does not match the input schema (`errors` lists every violation), \
-             or an `Idempotency-Key` was reused with a different body.",
+             or the `Idempotency-Key` was used before with a different request.",
             &[],
         ),
         "TooManyRequests" => (
-            "Rate limit exceeded; retry after `Retry-After` seconds.",
+            "Too many requests (the flow's rate limit, anonymous requests from one address, \
+             or failed authentication attempts); retry after `Retry-After` seconds.",
             &["Retry-After"],
         ),
         "InternalServerError" => (
@@ -475,6 +627,7 @@ impl Builder {
                     "detail": {"type": "string", "description": "What went wrong in this occurrence."},
                     "code": {"type": "string", "description": "Stable machine-readable code, e.g. `invalid_json`, `flow_timeout`."},
                     "request_id": {"type": "string", "description": "The request id (also in `X-Request-Id`)."},
+                    "run_id": {"type": "string", "description": "The run that failed, when a flow run produced this problem."},
                     "errors": {
                         "type": "array",
                         "description": "Every violation of the input schema (422 only).",
@@ -755,9 +908,9 @@ impl Builder {
                 "content": {"application/json": Value::Object(media)},
             });
             rb["description"] = json!(if has_input {
-                "Validated against the flow's input schema; `application/json` only."
+                "Validated against the flow's input schema; JSON only (`application/json` or `application/*+json`)."
             } else {
-                "Any content type is accepted: a JSON body reaches the flow parsed, any other as a string."
+                "Any content type is accepted: a JSON body reaches the flow parsed, any other as a string (it must be UTF-8 text)."
             });
             op.insert("requestBody".into(), rb);
         }
@@ -824,7 +977,7 @@ impl Builder {
             let mut extra: Vec<u16> = fixtures
                 .iter()
                 .map(|f| f.status)
-                .filter(|s| *s != 200 && !standard.iter().any(|(st, _)| st == s))
+                .filter(|s| *s != 200 && !standard.iter().any(|p| p.status == *s))
                 .collect();
             extra.sort_unstable();
             extra.dedup();
@@ -857,44 +1010,14 @@ impl Builder {
                 );
             }
         }
-        for (status, name) in &standard {
-            let with_rate = rate.is_some() && *status != 404;
-            let key = self.problem_response(name, with_rate);
-            let mut override_desc = None;
-            match *status {
-                400 if !body_method => override_desc = Some(
-                    "A body sent as `application/json` that does not parse (code `invalid_json`)."
-                        .to_owned(),
-                ),
-                413 => {
-                    override_desc = Some(format!(
-                        "The request body is larger than {} bytes.",
-                        m.limits.max_body_bytes
-                    ))
-                }
-                422 if !has_input => {
-                    override_desc =
-                        Some("The `Idempotency-Key` was reused with a different body.".to_owned())
-                }
-                422 if !body_method => {
-                    override_desc = Some(
-                        "The body does not match the input schema; `errors` lists every violation."
-                            .to_owned(),
-                    )
-                }
-                403 => {
-                    override_desc = Some(format!(
-                        "Valid credentials without every required scope ({}).",
-                        m.auth.scopes.join(", ")
-                    ))
-                }
-                500 if !sync => {
-                    override_desc = Some("The server failed before the run was queued.".to_owned())
-                }
-                _ => {}
-            }
+        for ps in &standard {
+            let status = ps.status;
+            let with_rate = rate.is_some() && after_rate_check(status);
+            let key = self.problem_response(ps.component, with_rate);
+            let default_desc = problem_component(ps.component).0;
+            let override_desc = (ps.description != default_desc).then(|| ps.description.clone());
             let ex = if sync {
-                examples_for(&fixtures, *status, true)
+                examples_for(&fixtures, status, true)
             } else {
                 Map::new()
             };
@@ -1096,6 +1219,7 @@ fn examples_for(fixtures: &[&Fixture], status: u16, problem: bool) -> Map<String
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use crate::testutil::package;
@@ -1136,8 +1260,10 @@ mod tests {
             .collect();
         assert_eq!(
             codes,
-            vec!["200", "400", "404", "410", "413", "500", "503", "504"]
+            vec!["200", "400", "404", "410", "413", "415", "429", "500", "503", "504"]
         );
+        let d429 = op["responses"]["429"]["description"].as_str().unwrap();
+        assert!(d429.contains("anonymous"), "{d429}");
         assert!(op.get("requestBody").is_none());
         assert!(op.get("x-ratelimit").is_none());
         assert_eq!(op["parameters"][0]["in"], "path");
