@@ -1,1 +1,235 @@
-//! flowgate-engine
+//! Application services of Flowgate, callable without HTTP: the registry of
+//! live versions, flow lifecycle (create, publish, rollback, retire), the run
+//! executor and durable queue workers, event dispatch, schedules, audit, and
+//! the credential checks the gateway applies.
+
+pub mod audit;
+pub mod docs;
+pub mod dryrun;
+pub mod error;
+pub mod flows;
+pub mod invoke;
+pub mod queue;
+pub mod registry;
+pub mod security;
+
+pub use error::{EngineError, Result};
+pub use registry::{LiveState, LoadedVersion, Registry, VersionStatus};
+
+use flowgate_script::{FlowRuntime, RuntimeConfig};
+use flowgate_store::Store;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// OAuth2 settings (all set, or OAuth2 is off).
+#[derive(Debug, Clone)]
+pub struct OAuth2Settings {
+    /// Expected issuer.
+    pub issuer: String,
+    /// JWKS location.
+    pub jwks_url: String,
+    /// Expected audience.
+    pub audience: String,
+    /// Require `typ: at+jwt`.
+    pub require_at_jwt: bool,
+}
+
+/// Engine settings.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Base URL partners use (docs, `Location` headers are relative).
+    pub public_url: String,
+    /// Lease length of claimed runs.
+    pub lease: Duration,
+    /// Concurrent async runs on this node.
+    pub run_workers: usize,
+    /// Let flows call private addresses.
+    pub allow_private_hosts: bool,
+    /// Replay window of idempotency keys.
+    pub idempotency_ttl: Duration,
+    /// OAuth2, when configured.
+    pub oauth2: Option<OAuth2Settings>,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            public_url: "http://127.0.0.1:8080".into(),
+            lease: Duration::from_secs(30),
+            run_workers: 4,
+            allow_private_hosts: false,
+            idempotency_ttl: Duration::from_secs(24 * 3600),
+            oauth2: None,
+        }
+    }
+}
+
+/// The application services; cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    runtime: FlowRuntime,
+    registry: Registry,
+    config: EngineConfig,
+    audit: audit::AuditWriter,
+    security: security::Security,
+    shutting_down: AtomicBool,
+    shutdown_tx: watch::Sender<bool>,
+    workers: tokio::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    node_id: String,
+    http: Arc<dyn flowgate_script::HttpClient>,
+    wake: tokio::sync::Notify,
+    event_wake: tokio::sync::Notify,
+}
+
+impl Engine {
+    /// Builds the services and starts the background tasks (queue workers,
+    /// event dispatcher, scheduler, audit flusher).
+    pub async fn start(store: Store, config: EngineConfig) -> Result<Self> {
+        let engine = Self::new(store, config)?;
+        engine.spawn_background().await;
+        Ok(engine)
+    }
+
+    /// Builds the services without background tasks (tests, CLI).
+    pub fn new(store: Store, config: EngineConfig) -> Result<Self> {
+        let defaults = RuntimeConfig::default();
+        let runtime = FlowRuntime::new(RuntimeConfig {
+            http: flowgate_script::HttpDefaults {
+                allow_private_hosts: config.allow_private_hosts,
+                ..defaults.http.clone()
+            },
+            ..defaults
+        });
+        let http: Arc<dyn flowgate_script::HttpClient> = Arc::new(
+            flowgate_script::ReqwestHttp::new(tokio::runtime::Handle::current()),
+        );
+        let (shutdown_tx, _) = watch::channel(false);
+        let audit = audit::AuditWriter::start(store.clone());
+        let security = security::Security::new(store.clone(), config.oauth2.clone());
+        Ok(Self {
+            inner: Arc::new(Inner {
+                registry: Registry::new(store.clone()),
+                store,
+                runtime,
+                config,
+                audit,
+                security,
+                shutting_down: AtomicBool::new(false),
+                shutdown_tx,
+                workers: tokio::sync::Mutex::new(Vec::new()),
+                node_id: format!("node-{}", uuid::Uuid::now_v7()),
+                http,
+                wake: tokio::sync::Notify::new(),
+                event_wake: tokio::sync::Notify::new(),
+            }),
+        })
+    }
+
+    async fn spawn_background(&self) {
+        let mut tasks = self.inner.workers.lock().await;
+        tasks.extend(queue::spawn_workers(
+            self.clone(),
+            self.inner.shutdown_tx.subscribe(),
+        ));
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+    /// The script runtime.
+    pub fn runtime(&self) -> &FlowRuntime {
+        &self.inner.runtime
+    }
+    /// The version registry.
+    pub fn registry(&self) -> &Registry {
+        &self.inner.registry
+    }
+    /// Settings.
+    pub fn config(&self) -> &EngineConfig {
+        &self.inner.config
+    }
+    /// The audit writer.
+    pub fn audit(&self) -> &audit::AuditWriter {
+        &self.inner.audit
+    }
+    /// Credential checks.
+    pub fn security(&self) -> &security::Security {
+        &self.inner.security
+    }
+    /// This process's id as a lease owner.
+    pub fn node_id(&self) -> &str {
+        &self.inner.node_id
+    }
+
+    /// The outbound HTTP client flows use.
+    pub fn inner_http(&self) -> Arc<dyn flowgate_script::HttpClient> {
+        self.inner.http.clone()
+    }
+    /// Wakes idle queue workers (a run was queued).
+    pub fn wake_workers(&self) {
+        self.inner.wake.notify_waiters();
+    }
+    /// What idle queue workers wait on.
+    pub fn wake(&self) -> &tokio::sync::Notify {
+        &self.inner.wake
+    }
+    /// Wakes the event dispatcher (an event was stored).
+    pub fn wake_dispatcher(&self) {
+        self.inner.event_wake.notify_waiters();
+    }
+    /// What the idle event dispatcher waits on.
+    pub fn event_wake(&self) -> &tokio::sync::Notify {
+        &self.inner.event_wake
+    }
+
+    /// Whether the database answers.
+    pub async fn ready(&self) -> Result<()> {
+        self.inner.store.call(|s| s.ping()).await?;
+        Ok(())
+    }
+
+    /// Whether shutdown has begun.
+    pub fn is_shutting_down(&self) -> bool {
+        self.inner.shutting_down.load(Ordering::Relaxed)
+    }
+
+    /// Stops claiming new work; in-flight requests continue.
+    pub fn begin_shutdown(&self) {
+        self.inner.shutting_down.store(true, Ordering::Relaxed);
+        let _ = self.inner.shutdown_tx.send(true);
+    }
+
+    /// Waits for background tasks (they finish or release their runs) and
+    /// flushes the audit log.
+    pub async fn shutdown(&self) {
+        self.begin_shutdown();
+        let tasks: Vec<_> = self.inner.workers.lock().await.drain(..).collect();
+        for t in tasks {
+            let _ = t.await;
+        }
+        self.inner.audit.flush().await;
+    }
+
+    /// Refreshes gauges (queue depth, cache sizes) before `/metrics` renders.
+    pub async fn export_gauges(&self) {
+        let stats = self.inner.runtime.cache_stats();
+        metrics::gauge!("flowgate_script_cache_entries").set(stats.entries as f64);
+        let keys = self.inner.security.key_cache_stats();
+        metrics::gauge!("flowgate_api_key_cache_hits").set(keys.hits as f64);
+        metrics::gauge!("flowgate_api_key_cache_misses").set(keys.misses as f64);
+        let store = self.inner.store.clone();
+        if let Ok(depths) = store.call(|s| s.queue_depth_by_status()).await {
+            for (status, n) in depths {
+                metrics::gauge!("flowgate_queue_runs", "status" => status.as_str()).set(n as f64);
+            }
+        }
+    }
+}

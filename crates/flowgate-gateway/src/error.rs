@@ -25,6 +25,8 @@ pub struct ApiError {
     pub extra: Map<String, Value>,
     /// Extra headers (`WWW-Authenticate`, `Retry-After`, rate-limit headers).
     pub headers: Vec<(String, String)>,
+    /// The request id, when the error is rendered outside the request's task.
+    pub request_id: Option<String>,
 }
 
 /// Result alias for handlers.
@@ -39,7 +41,13 @@ impl ApiError {
             detail: detail.into(),
             extra: Map::new(),
             headers: Vec::new(),
+            request_id: None,
         }
+    }
+    /// Pins the request id (for errors rendered outside the request's task).
+    pub fn with_request_id(mut self, id: String) -> Self {
+        self.request_id = Some(id);
+        self
     }
     /// 400 with code `bad_request` unless another is given.
     pub fn bad_request(code: &'static str, detail: impl Into<String>) -> Self {
@@ -55,7 +63,11 @@ impl ApiError {
     }
     /// 422 `validation_failed`.
     pub fn unprocessable(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", detail)
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+            detail,
+        )
     }
     /// 500 with an opaque detail; the cause is logged once here.
     pub fn internal(cause: impl fmt::Display) -> Self {
@@ -96,7 +108,7 @@ impl ApiError {
             "status": self.status.as_u16(),
             "detail": self.detail,
             "code": self.code,
-            "request_id": current_request_id(),
+            "request_id": self.request_id.clone().unwrap_or_else(current_request_id),
         });
         if let Value::Object(m) = &mut doc {
             for (k, v) in &self.extra {
@@ -121,8 +133,16 @@ impl ResponseError for ApiError {
     fn error_response(&self) -> HttpResponse {
         let mut res = HttpResponse::build(self.status);
         res.content_type(PROBLEM_JSON);
+        if let Some(id) = &self.request_id {
+            if let Ok(v) = HeaderValue::try_from(id.as_str()) {
+                res.insert_header((HeaderName::from_static("x-request-id"), v));
+            }
+        }
         for (k, v) in &self.headers {
-            if let (Ok(k), Ok(v)) = (HeaderName::try_from(k.as_str()), HeaderValue::try_from(v.as_str())) {
+            if let (Ok(k), Ok(v)) = (
+                HeaderName::try_from(k.as_str()),
+                HeaderValue::try_from(v.as_str()),
+            ) {
                 res.insert_header((k, v));
             }
         }
@@ -147,32 +167,50 @@ impl From<flowgate_core::Error> for ApiError {
 }
 
 /// Maps actix's own extractor and routing errors to problems.
-pub fn json_error_handler(err: actix_web::error::JsonPayloadError, _req: &actix_web::HttpRequest) -> actix_web::Error {
+pub fn json_error_handler(
+    err: actix_web::error::JsonPayloadError,
+    _req: &actix_web::HttpRequest,
+) -> actix_web::Error {
     use actix_web::error::JsonPayloadError as J;
     let api = match &err {
-        J::OverflowKnownLength { .. } | J::Overflow { .. } => {
-            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is too large")
-        }
+        J::OverflowKnownLength { .. } | J::Overflow { .. } => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "the request body is too large",
+        ),
         J::ContentType => ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
             "send the body as application/json",
         ),
-        J::Deserialize(e) if e.is_data() => ApiError::unprocessable(format!("the body does not have the expected shape: {e}")),
-        J::Deserialize(e) => ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {e}")),
+        J::Deserialize(e) if e.is_data() => {
+            ApiError::unprocessable(format!("the body does not have the expected shape: {e}"))
+        }
+        J::Deserialize(e) => {
+            ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {e}"))
+        }
         other => ApiError::bad_request("bad_request", other.to_string()),
     };
     actix_web::error::InternalError::from_response(err, api.error_response()).into()
 }
 
 /// Maps query-string errors to 400 problems.
-pub fn query_error_handler(err: actix_web::error::QueryPayloadError, _req: &actix_web::HttpRequest) -> actix_web::Error {
-    let api = ApiError::bad_request("invalid_query", format!("the query string is invalid: {err}"));
+pub fn query_error_handler(
+    err: actix_web::error::QueryPayloadError,
+    _req: &actix_web::HttpRequest,
+) -> actix_web::Error {
+    let api = ApiError::bad_request(
+        "invalid_query",
+        format!("the query string is invalid: {err}"),
+    );
     actix_web::error::InternalError::from_response(err, api.error_response()).into()
 }
 
 /// Maps path errors to 404 problems.
-pub fn path_error_handler(err: actix_web::error::PathError, _req: &actix_web::HttpRequest) -> actix_web::Error {
+pub fn path_error_handler(
+    err: actix_web::error::PathError,
+    _req: &actix_web::HttpRequest,
+) -> actix_web::Error {
     let api = ApiError::not_found(format!("no such resource: {err}"));
     actix_web::error::InternalError::from_response(err, api.error_response()).into()
 }

@@ -2,8 +2,11 @@
 //! docs) and operators (admin API, health, metrics). Handlers stay thin and
 //! call the services of `flowgate-engine`.
 
+pub mod audit;
+mod convert;
 pub mod error;
 pub mod middleware;
+pub mod openapi;
 pub mod routes;
 pub mod server;
 pub mod state;

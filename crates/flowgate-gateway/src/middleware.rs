@@ -20,7 +20,9 @@ tokio::task_local! {
 
 /// The id of the request being handled on this task (empty outside a request).
 pub fn current_request_id() -> String {
-    CURRENT_REQUEST_ID.try_with(Clone::clone).unwrap_or_default()
+    CURRENT_REQUEST_ID
+        .try_with(Clone::clone)
+        .unwrap_or_default()
 }
 
 /// A request id we accept from callers: 1–128 visible ASCII characters.
@@ -43,8 +45,7 @@ pub async fn request_context(
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
     let method = req.method().to_string();
-    let http_req = req.request().clone();
-
+    let scoped_id = id.clone();
     let fut = async move {
         match AssertUnwindSafe(next.call(req)).catch_unwind().await {
             Ok(Ok(res)) => Ok(res.map_into_boxed_body()),
@@ -55,28 +56,40 @@ pub async fn request_context(
                     .map(|s| (*s).to_owned())
                     .or_else(|| panic.downcast_ref::<String>().cloned())
                     .unwrap_or_else(|| "unknown panic".into());
-                let err = ApiError::internal(format!("handler panicked: {msg}"));
-                Ok(ServiceResponse::new(http_req.clone(), err.error_response()))
+                let err = ApiError::internal(format!("handler panicked: {msg}"))
+                    .with_request_id(scoped_id);
+                metrics::counter!("flowgate_http_panics_total").increment(1);
+                Err(Error::from(err))
             }
         }
     };
-    let result = CURRENT_REQUEST_ID.scope(id.clone(), fut).await;
-    let mut res = match result {
-        Ok(res) => res,
-        Err(e) => {
-            let resp = e.error_response();
-            ServiceResponse::new(http_req, resp)
-        }
-    };
+    let mut res = CURRENT_REQUEST_ID.scope(id.clone(), fut).await?;
     // Responses actix makes on its own (a resource's 405, a bare 404) carry no
     // body type: give them the same problem+json shape as ours.
     if res.status().as_u16() >= 400 && !res.headers().contains_key(CONTENT_TYPE) {
         let err = CURRENT_REQUEST_ID.sync_scope(id.clone(), || {
             let status = res.status();
             let (code, detail) = match status.as_u16() {
-                404 => ("not_found", format!("no route for {} {}", res.request().method(), res.request().path())),
-                405 => ("method_not_allowed", format!("{} is not allowed on {}", res.request().method(), res.request().path())),
-                _ => ("error", status.canonical_reason().unwrap_or("error").to_owned()),
+                404 => (
+                    "not_found",
+                    format!(
+                        "no route for {} {}",
+                        res.request().method(),
+                        res.request().path()
+                    ),
+                ),
+                405 => (
+                    "method_not_allowed",
+                    format!(
+                        "{} is not allowed on {}",
+                        res.request().method(),
+                        res.request().path()
+                    ),
+                ),
+                _ => (
+                    "error",
+                    status.canonical_reason().unwrap_or("error").to_owned(),
+                ),
             };
             ApiError::new(status, code, detail).error_response()
         });
@@ -89,7 +102,10 @@ pub async fn request_context(
         }
         res = ServiceResponse::new(req, new);
     }
-    if let (Ok(name), Ok(value)) = (HeaderName::try_from(REQUEST_ID), HeaderValue::try_from(id.as_str())) {
+    if let (Ok(name), Ok(value)) = (
+        HeaderName::try_from(REQUEST_ID),
+        HeaderValue::try_from(id.as_str()),
+    ) {
         res.headers_mut().insert(name, value);
     }
     let route = res

@@ -19,32 +19,80 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
 }
 
+/// Paths the server answers on some method (for 405 versus 404).
+const KNOWN_PATHS: &[&str] = &[
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/events",
+    "/openapi.json",
+    "/docs",
+    "/docs/flows/{flow}/{version}",
+    "/openapi/flows/{flow}/{file}",
+    "/admin/v1/openapi.json",
+    "/admin/v1/flows",
+    "/admin/v1/flows/{flow}",
+    "/admin/v1/flows/{flow}/versions",
+    "/admin/v1/flows/{flow}/versions/{n}",
+    "/admin/v1/flows/{flow}/versions/{n}/publish",
+    "/admin/v1/flows/{flow}/versions/{n}/retire",
+    "/admin/v1/flows/{flow}/versions/{n}/dry-run",
+    "/admin/v1/flows/{flow}/rollback",
+    "/admin/v1/flows/{flow}/run",
+    "/admin/v1/runs",
+    "/admin/v1/runs/{id}",
+    "/admin/v1/runs/{id}/replay",
+    "/admin/v1/keys",
+    "/admin/v1/keys/{id}",
+    "/admin/v1/secrets",
+    "/admin/v1/secrets/{name}",
+    "/admin/v1/users",
+    "/admin/v1/users/{id}",
+    "/admin/v1/schedules",
+    "/admin/v1/audit",
+];
+
 /// Unknown route: 404, or 405 when the path exists with another method.
-async fn not_found(req: HttpRequest) -> ApiError {
-    if req.match_pattern().is_some() {
-        ApiError::new(
-            actix_web::http::StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            format!("{} is not allowed on {}", req.method(), req.path()),
-        )
-    } else {
-        ApiError::not_found(format!("no route for {} {}", req.method(), req.path()))
-    }
+async fn not_found(req: HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {
+    let path = req.path();
+    Err(
+        if KNOWN_PATHS
+            .iter()
+            .any(|p| actix_web::dev::ResourceDef::new(*p).is_match(path))
+        {
+            ApiError::new(
+                actix_web::http::StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                format!("{} is not allowed on {}", req.method(), req.path()),
+            )
+        } else {
+            ApiError::not_found(format!("no route for {} {}", req.method(), req.path()))
+        },
+    )
 }
 
 /// Runs the server on `listener` until SIGTERM/SIGINT, then drains in-flight
 /// requests for up to the grace period and shuts the engine down.
-pub async fn serve(listener: TcpListener, state: AppState, config: ServerConfig) -> std::io::Result<()> {
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    config: ServerConfig,
+) -> std::io::Result<()> {
     let state = web::Data::from(Arc::new(state));
     let app_state = state.clone();
     let mut server = HttpServer::new(move || {
         App::new()
             .app_data(app_state.clone())
-            .app_data(web::JsonConfig::default().limit(1 << 20).error_handler(json_error_handler))
+            .app_data(
+                web::JsonConfig::default()
+                    .limit(1 << 20)
+                    .error_handler(json_error_handler),
+            )
             .app_data(web::QueryConfig::default().error_handler(query_error_handler))
             .app_data(web::PathConfig::default().error_handler(path_error_handler))
             .configure(routes::configure)
             .default_service(web::to(not_found))
+            .wrap(from_fn(crate::audit::audit_log))
             .wrap(from_fn(request_context))
     })
     .disable_signals()
@@ -73,7 +121,10 @@ async fn wait_for_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
             (Ok(mut term), Ok(mut int)) => {
                 tokio::select! {
                     _ = term.recv() => {},

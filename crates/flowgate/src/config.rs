@@ -49,8 +49,8 @@ pub struct ServerConfig {
 pub struct DatabaseConfig {
     /// `sqlite://path` or `postgres://…`.
     pub url: String,
-    /// Connections in the pool.
-    pub pool_size: u32,
+    /// Connections in the pool (default: 8 for SQLite, 16 for PostgreSQL).
+    pub pool_size: Option<u32>,
 }
 
 /// `[http]`.
@@ -120,7 +120,7 @@ impl Default for Config {
             },
             database: DatabaseConfig {
                 url: "sqlite://./data/flowgate.db".into(),
-                pool_size: 8,
+                pool_size: None,
             },
             http: HttpConfig::default(),
             secrets: SecretsConfig::default(),
@@ -181,7 +181,10 @@ const ENV_KEYS: &[(&str, &str)] = &[
     ("FLOWGATE_OAUTH2_AUDIENCE", "oauth2.audience"),
     ("FLOWGATE_OAUTH2_REQUIRE_AT_JWT", "oauth2.require_at_jwt"),
     ("FLOWGATE_LOG", "log.filter"),
-    ("FLOWGATE_IDEMPOTENCY_TTL_SECONDS", "idempotency.ttl_seconds"),
+    (
+        "FLOWGATE_IDEMPOTENCY_TTL_SECONDS",
+        "idempotency.ttl_seconds",
+    ),
 ];
 
 /// Loads defaults, then the file (when given or when `./flowgate.toml` exists), then the environment.
@@ -213,7 +216,9 @@ pub fn load(path: Option<&Path>) -> anyhow::Result<Config> {
             })
             .split("."),
     );
-    let config: Config = fig.extract().map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+    let config: Config = fig
+        .extract()
+        .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
     config.validate()?;
     Ok(config)
 }
@@ -223,12 +228,20 @@ impl Config {
         self.server
             .listen
             .parse::<std::net::SocketAddr>()
-            .with_context(|| format!("server.listen `{}` is not an address like 127.0.0.1:8080", self.server.listen))?;
+            .with_context(|| {
+                format!(
+                    "server.listen `{}` is not an address like 127.0.0.1:8080",
+                    self.server.listen
+                )
+            })?;
         let url = &self.database.url;
-        if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        if !(url.starts_with("sqlite:")
+            || url.starts_with("postgres://")
+            || url.starts_with("postgresql://"))
+        {
             bail!("database.url `{url}` must start with sqlite://, postgres:// or postgresql://");
         }
-        if self.database.pool_size == 0 {
+        if self.database.pool_size == Some(0) {
             bail!("database.pool_size must be at least 1");
         }
         if self.runs.lease_seconds < 2 {
@@ -241,6 +254,11 @@ impl Config {
             (Some(_), None) | (None, Some(_)) => {
                 bail!("oauth2.issuer and oauth2.jwks_url must be set together")
             }
+            (Some(_), Some(_)) if self.oauth2.audience.is_none() => {
+                bail!(
+                    "oauth2.audience must be set when OAuth2 is enabled (FLOWGATE_OAUTH2_AUDIENCE)"
+                )
+            }
             _ => {}
         }
         if let Some(k) = &self.secrets.key {
@@ -252,7 +270,10 @@ impl Config {
     /// The folder that holds generated state (the SQLite file's folder, or `./data`).
     pub fn data_dir(&self) -> PathBuf {
         let url = &self.database.url;
-        if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+        if let Some(path) = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+        {
             if !path.contains(":memory:") {
                 if let Some(parent) = Path::new(path).parent() {
                     if !parent.as_os_str().is_empty() {
@@ -273,8 +294,10 @@ impl Config {
         let dir = self.data_dir();
         let file = dir.join("secrets.key");
         if file.exists() {
-            let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
-            return decode_key(text.trim()).with_context(|| format!("{} is not a valid key", file.display()));
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            return decode_key(text.trim())
+                .with_context(|| format!("{} is not a valid key", file.display()));
         }
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let mut key = [0u8; 32];

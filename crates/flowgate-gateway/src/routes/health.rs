@@ -19,7 +19,9 @@ async fn healthz() -> HttpResponse {
 #[get("/readyz")]
 async fn readyz(state: web::Data<AppState>) -> ApiResult<HttpResponse> {
     match state.engine.ready().await {
-        Ok(()) => Ok(HttpResponse::Ok().json(serde_json::json!({"status": "ready", "database": "ok"}))),
+        Ok(()) => {
+            Ok(HttpResponse::Ok().json(serde_json::json!({"status": "ready", "database": "ok"})))
+        }
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
             Err(ApiError::unavailable("the database is not reachable", 5).with_code("not_ready"))
@@ -30,7 +32,7 @@ async fn readyz(state: web::Data<AppState>) -> ApiResult<HttpResponse> {
 /// Prometheus text format.
 #[get("/metrics")]
 async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    state.engine.export_gauges();
+    state.engine.export_gauges().await;
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(state.prometheus.render())

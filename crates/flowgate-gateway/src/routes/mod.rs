@@ -1,10 +1,19 @@
 //! One module per resource, each with `configure(&mut ServiceConfig)`.
 
+pub mod admin;
+pub mod docs;
+pub mod events;
 pub mod health;
+pub mod invoke;
 
 use actix_web::web;
 
 /// Registers every route.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     health::configure(cfg);
+    crate::openapi::configure(cfg);
+    admin::configure(cfg);
+    events::configure(cfg);
+    docs::configure(cfg);
+    invoke::configure(cfg);
 }

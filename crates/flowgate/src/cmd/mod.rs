@@ -15,8 +15,16 @@ use crate::config::Config;
 /// Opens the configured database (without migrating).
 pub fn open_store(config: &Config) -> anyhow::Result<flowgate_store::Store> {
     let key = config.secrets_key()?;
-    flowgate_store::Store::open(&config.database.url, config.database.pool_size, key)
-        .with_context(|| format!("opening database {}", redact_url(&config.database.url)))
+    let url = &config.database.url;
+    let result = match config.database.pool_size {
+        Some(n) => flowgate_store::Store::open_with(
+            url,
+            key,
+            flowgate_store::StoreOptions { max_connections: n },
+        ),
+        None => flowgate_store::Store::open(url, key),
+    };
+    result.with_context(|| format!("opening database {}", redact_url(url)))
 }
 
 /// A database URL with any password replaced, safe to print.

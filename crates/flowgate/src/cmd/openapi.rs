@@ -15,7 +15,16 @@ pub enum OpenapiCommand {
 }
 
 /// Runs the subcommand.
-pub fn run(_cmd: OpenapiCommand) -> anyhow::Result<ExitCode> {
-    eprintln!("flowgate openapi export: not yet available");
-    Ok(ExitCode::FAILURE)
+pub fn run(cmd: OpenapiCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        OpenapiCommand::Export { out } => {
+            std::fs::create_dir_all(&out)?;
+            let file = out.join("admin.json");
+            let mut text = flowgate_gateway::openapi::admin_openapi_json();
+            text.push('\n');
+            std::fs::write(&file, text)?;
+            eprintln!("wrote {}", file.display());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }

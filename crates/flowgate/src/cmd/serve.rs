@@ -31,7 +31,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let prometheus = PrometheusBuilder::new()
         .set_buckets_for_metric(
             Matcher::Suffix("_seconds".into()),
-            &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0],
+            &[
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0,
+            ],
         )
         .context("metric buckets")?
         .install_recorder()
@@ -54,14 +57,17 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             run_workers: config.runs.workers,
             allow_private_hosts: config.http.allow_private_hosts,
             idempotency_ttl: Duration::from_secs(config.idempotency.ttl_seconds),
-            oauth2: config.oauth2.issuer.clone().zip(config.oauth2.jwks_url.clone()).map(
-                |(issuer, jwks_url)| flowgate_engine::OAuth2Settings {
+            oauth2: config
+                .oauth2
+                .issuer
+                .clone()
+                .zip(config.oauth2.jwks_url.clone())
+                .map(|(issuer, jwks_url)| flowgate_engine::OAuth2Settings {
                     issuer,
                     jwks_url,
-                    audience: config.oauth2.audience.clone(),
+                    audience: config.oauth2.audience.clone().unwrap_or_default(),
                     require_at_jwt: config.oauth2.require_at_jwt,
-                },
-            ),
+                }),
         },
     )
     .await

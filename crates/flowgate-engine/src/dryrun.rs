@@ -1,0 +1,115 @@
+//! Dry runs: execute any version (drafts too) with a given request; user and
+//! kv writes go to an in-memory overlay, events are collected, outbound calls
+//! are answered by the given mocks (or refused). Nothing is committed.
+
+use flowgate_core::run::LogLine;
+use flowgate_core::RunId;
+use flowgate_script::{Host, MockHttp, MockResponse, OverlayRepo, RunInput};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+use crate::error::{EngineError, Result};
+use crate::flows::parse_existing;
+use crate::Engine;
+
+/// Body of `POST …/dry-run`.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct DryRunRequest {
+    /// The request as in fixtures (`method`, `path`, `query`, `headers`, `body`).
+    #[serde(default)]
+    pub request: Value,
+    /// The caller map (default: an admin caller).
+    pub caller: Option<Value>,
+    /// The trigger map (default: the version's first trigger kind).
+    pub trigger: Option<Value>,
+    /// Mocked outbound responses; calls without a mock are refused.
+    #[serde(default)]
+    pub http: Vec<MockResponse>,
+}
+
+fn log_json(l: &LogLine) -> Value {
+    json!({"time": flowgate_core::rfc3339(l.time), "level": l.level.as_str(), "message": l.message})
+}
+
+impl Engine {
+    /// Runs version `number` of `flow` without committing anything.
+    pub async fn dry_run(&self, flow: &str, number: i64, req: DryRunRequest) -> Result<Value> {
+        let flow = parse_existing(flow)?;
+        let Some(version) = self.registry().version(&flow, number).await? else {
+            return Err(EngineError::NotFound(format!(
+                "flow `{flow}` has no version {number}"
+            )));
+        };
+        let store = Arc::new(self.store().clone());
+        let overlay = Arc::new(OverlayRepo::new(store.clone(), store.clone()));
+        let http = Arc::new(MockHttp::new(req.http));
+        let host = Host {
+            users: overlay.clone(),
+            kv: overlay.clone(),
+            secrets: store,
+            http: http.clone(),
+            flow: flow.clone(),
+        };
+        let mut request = match req.request {
+            Value::Object(m) => Value::Object(m),
+            Value::Null => json!({}),
+            _ => return Err(EngineError::invalid("`request` must be an object")),
+        };
+        for (k, default) in [
+            ("method", json!("POST")),
+            ("path", json!("")),
+            ("params", json!({})),
+            ("query", json!({})),
+            ("headers", json!({})),
+            ("body", Value::Null),
+        ] {
+            if request.get(k).is_none() {
+                request[k] = default;
+            }
+        }
+        let trigger = req.trigger.unwrap_or_else(|| {
+            let kind = match version.manifest().triggers.first() {
+                Some(flowgate_core::manifest::Trigger::Webhook(_)) => "webhook",
+                Some(flowgate_core::manifest::Trigger::Event { .. }) => "event",
+                Some(flowgate_core::manifest::Trigger::Schedule(_)) => "schedule",
+                _ => "http",
+            };
+            json!({"kind": kind})
+        });
+        let run_id = RunId::new();
+        let input = RunInput {
+            request,
+            caller: req
+                .caller
+                .unwrap_or_else(|| json!({"kind": "admin", "id": "dry-run", "scopes": []})),
+            trigger,
+            ctx: Engine::ctx_map(&flow, number, run_id, &run_id.to_string(), 1),
+        };
+        let outcome = self
+            .runtime()
+            .execute(&version.script, input, host)
+            .await
+            .map_err(|e| match e {
+                flowgate_script::RuntimeError::Overloaded { retry_after_secs } => {
+                    EngineError::Overloaded { retry_after_secs }
+                }
+                other => EngineError::Internal(other.to_string()),
+            })?;
+        let changes = overlay.changes(outcome.events.clone());
+        let response = match &outcome.result {
+            Ok(r) => json!({"status": r.status, "headers": r.headers, "body": r.body}),
+            Err(f) => {
+                json!({"status": f.http_status(), "headers": {}, "body": f.problem_body(), "error": f.message()})
+            }
+        };
+        Ok(json!({
+            "response": response,
+            "logs": outcome.logs.iter().map(log_json).collect::<Vec<_>>(),
+            "changes": changes,
+            "unmatched_http": http.unmatched(),
+            "duration_ms": outcome.duration_ms,
+        }))
+    }
+}

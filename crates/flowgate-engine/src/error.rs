@@ -1,0 +1,89 @@
+//! Errors of the application services, typed so the gateway can map each to
+//! one HTTP status.
+
+use serde_json::Value;
+
+/// A service error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    /// Unknown flow, version, run, key, user … (404).
+    #[error("{0}")]
+    NotFound(String),
+    /// The version is retired (410).
+    #[error("{0}")]
+    Gone(String),
+    /// A state conflict or uniqueness violation (409).
+    #[error("{0}")]
+    Conflict(String),
+    /// Input refused, with optional structured details (422).
+    #[error("{message}")]
+    Invalid {
+        /// Human explanation.
+        message: String,
+        /// Extra problem members (`file`, `line`, `column`, `errors`, `report` …).
+        details: serde_json::Map<String, Value>,
+    },
+    /// Too much work in flight; retry after the given seconds (503).
+    #[error("overloaded")]
+    Overloaded {
+        /// Suggested wait.
+        retry_after_secs: u64,
+    },
+    /// A dependency is unavailable (503).
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else (500; logged, not shown).
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+/// Result alias.
+pub type Result<T, E = EngineError> = std::result::Result<T, E>;
+
+impl EngineError {
+    /// A 422 without details.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::Invalid {
+            message: message.into(),
+            details: serde_json::Map::new(),
+        }
+    }
+
+    /// A 422 pointing at a file position.
+    pub fn invalid_at(message: impl Into<String>, file: &str, line: usize, column: usize) -> Self {
+        let mut details = serde_json::Map::new();
+        details.insert("file".into(), Value::from(file));
+        details.insert("line".into(), Value::from(line));
+        details.insert("column".into(), Value::from(column));
+        Self::Invalid {
+            message: message.into(),
+            details,
+        }
+    }
+}
+
+impl From<flowgate_core::Error> for EngineError {
+    fn from(e: flowgate_core::Error) -> Self {
+        use flowgate_core::Error as E;
+        match e {
+            E::NotFound(m) => Self::NotFound(format!("{m} not found")),
+            E::Conflict(m) => Self::Conflict(m),
+            E::Invalid(m) => Self::invalid(m),
+            E::Unavailable(m) => Self::Unavailable(m),
+            other => Self::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<flowgate_store::StoreError> for EngineError {
+    fn from(e: flowgate_store::StoreError) -> Self {
+        flowgate_core::Error::from(e).into()
+    }
+}
+
+impl From<tokio::task::JoinError> for EngineError {
+    fn from(e: tokio::task::JoinError) -> Self {
+        Self::Internal(format!("background task failed: {e}"))
+    }
+}

@@ -1,0 +1,417 @@
+//! Durable run queue workers and the event dispatcher. Workers claim runs
+//! with a lease, renew it while running, and record the outcome: success,
+//! final failure, retry with exponential backoff and jitter, or `dead`.
+//! A run whose node died is claimed again once its lease expires.
+
+use flowgate_core::event::Event;
+use flowgate_core::run::{RunStatus, TriggerKind};
+use flowgate_core::FlowName;
+use flowgate_script::RunInput;
+use flowgate_store::Run;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::task::{JoinHandle, JoinSet};
+
+use crate::invoke::{emitted_events, run_failed_event, store_outcome};
+use crate::{Engine, LiveState};
+
+/// How long idle workers wait before looking at the queue again.
+const IDLE_POLL: Duration = Duration::from_millis(250);
+/// How long shutdown waits for running runs before releasing them.
+const DRAIN: Duration = Duration::from_secs(20);
+
+/// Starts the claim loop, the event dispatcher and housekeeping.
+pub fn spawn_workers(engine: Engine, shutdown: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
+    vec![
+        tokio::spawn(claim_loop(engine.clone(), shutdown.clone())),
+        tokio::spawn(dispatch_loop(engine.clone(), shutdown.clone())),
+        tokio::spawn(housekeeping_loop(engine, shutdown)),
+    ]
+}
+
+async fn sleep_or_shutdown(
+    d: Duration,
+    shutdown: &mut watch::Receiver<bool>,
+    wake: Option<&tokio::sync::Notify>,
+) -> bool {
+    if *shutdown.borrow() {
+        return true;
+    }
+    match wake {
+        Some(n) => tokio::select! {
+            _ = tokio::time::sleep(d) => false,
+            _ = n.notified() => false,
+            _ = shutdown.changed() => true,
+        },
+        None => tokio::select! {
+            _ = tokio::time::sleep(d) => false,
+            _ = shutdown.changed() => true,
+        },
+    }
+}
+
+async fn claim_loop(engine: Engine, mut shutdown: watch::Receiver<bool>) {
+    let slots = Arc::new(Semaphore::new(engine.config().run_workers.max(1)));
+    let mut running: JoinSet<()> = JoinSet::new();
+    let lease_ms = i64::try_from(engine.config().lease.as_millis()).unwrap_or(30_000);
+    loop {
+        while running.try_join_next().is_some() {}
+        if *shutdown.borrow() {
+            break;
+        }
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            _ = shutdown.changed() => break,
+        };
+        let owner = engine.node_id().to_owned();
+        let started = Instant::now();
+        let claimed = engine
+            .store()
+            .call(move |s| s.claim_next(&owner, lease_ms, flowgate_core::now_ms()))
+            .await;
+        metrics::histogram!("flowgate_queue_claim_seconds").record(started.elapsed().as_secs_f64());
+        match claimed {
+            Ok(Some(run)) => {
+                running.spawn(execute_claimed(engine.clone(), run, permit));
+            }
+            Ok(None) => {
+                drop(permit);
+                if sleep_or_shutdown(IDLE_POLL, &mut shutdown, Some(engine.wake())).await {
+                    break;
+                }
+            }
+            Err(e) => {
+                drop(permit);
+                tracing::warn!(error = %e, "claiming runs failed");
+                if sleep_or_shutdown(Duration::from_secs(1), &mut shutdown, None).await {
+                    break;
+                }
+            }
+        }
+    }
+    // Stop claiming; let running runs finish (each is bounded by its timeout).
+    let drained = tokio::time::timeout(DRAIN, async {
+        while running.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("some runs did not finish during shutdown; their leases will expire and another node will retry them");
+        running.abort_all();
+    }
+}
+
+fn jittered(ms: u64) -> i64 {
+    let factor: f64 = 0.5 + rand::random::<f64>() * 0.5;
+    (ms as f64 * factor) as i64
+}
+
+async fn execute_claimed(engine: Engine, run: Run, _permit: OwnedSemaphorePermit) {
+    let owner = engine.node_id().to_owned();
+    let lease = engine.config().lease;
+    let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(30_000);
+    // Renew the lease while the run executes.
+    let renew = {
+        let engine = engine.clone();
+        let id = run.id;
+        let owner = owner.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(lease / 3).await;
+                let o = owner.clone();
+                let until = flowgate_core::now_ms() + lease_ms;
+                match engine
+                    .store()
+                    .call(move |s| s.renew_lease(id, &o, until))
+                    .await
+                {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::warn!(run.id = %id, "lost the lease of a running run");
+                        return;
+                    }
+                    Err(e) => tracing::warn!(run.id = %id, error = %e, "renewing a lease failed"),
+                }
+            }
+        })
+    };
+    finish_claimed(&engine, run, &owner).await;
+    renew.abort();
+}
+
+async fn finish_claimed(engine: &Engine, run: Run, owner: &str) {
+    let id = run.id;
+    let version = match engine
+        .registry()
+        .version(&run.flow, i64::from(run.version))
+        .await
+    {
+        Ok(Some(v)) => v,
+        Ok(None) => {
+            let outcome = flowgate_store::RunOutcome {
+                status: RunStatus::Dead,
+                finished_at: flowgate_core::now_ms(),
+                duration_ms: 0,
+                response_status: None,
+                response: None,
+                error: Some(format!(
+                    "version {} of flow `{}` no longer exists",
+                    run.version, run.flow
+                )),
+                logs: Vec::new(),
+            };
+            let o = owner.to_owned();
+            let _ = engine
+                .store()
+                .call(move |s| s.complete_run(id, &o, &outcome))
+                .await;
+            return;
+        }
+        Err(e) => {
+            tracing::warn!(run.id = %id, error = %e, "could not load the run's version; releasing it");
+            let o = owner.to_owned();
+            let _ = engine.store().call(move |s| s.release_run(id, &o)).await;
+            return;
+        }
+    };
+    let input = &run.input;
+    let request_id = input
+        .get("request_id")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let run_input = RunInput {
+        request: input.get("request").cloned().unwrap_or(Value::Null),
+        caller: input.get("caller").cloned().unwrap_or(Value::Null),
+        trigger: input.get("trigger").cloned().unwrap_or(Value::Null),
+        ctx: Engine::ctx_map(
+            &run.flow,
+            i64::from(run.version),
+            id,
+            &request_id,
+            run.attempt,
+        ),
+    };
+    let outcome = match engine
+        .runtime()
+        .execute(&version.script, run_input, engine.host_for(&run.flow))
+        .await
+    {
+        Ok(o) => o,
+        Err(e) => {
+            // Overloaded or broken runtime: give the run back without using an attempt.
+            tracing::warn!(run.id = %id, error = %e, "runtime refused the run; releasing it");
+            let o = owner.to_owned();
+            let _ = engine.store().call(move |s| s.release_run(id, &o)).await;
+            return;
+        }
+    };
+    let o = owner.to_owned();
+    let flow = run.flow.to_string();
+    let result = match &outcome.result {
+        Ok(_) => {
+            let stored = store_outcome(&outcome, RunStatus::Succeeded);
+            let events = emitted_events(&run.flow, &outcome);
+            metrics::counter!("flowgate_runs_total", "flow" => flow, "status" => "succeeded")
+                .increment(1);
+            engine
+                .store()
+                .call(move |s| s.finish_run_with_events(id, &o, &stored, &events))
+                .await
+        }
+        Err(f) if !f.is_retryable() => {
+            let stored = store_outcome(&outcome, RunStatus::Failed);
+            metrics::counter!("flowgate_runs_total", "flow" => flow, "status" => "failed")
+                .increment(1);
+            engine
+                .store()
+                .call(move |s| s.complete_run(id, &o, &stored))
+                .await
+        }
+        Err(_) if run.attempt < run.max_attempts => {
+            let delay = jittered(version.manifest().retry.base_delay_ms(run.attempt + 1));
+            let stored = store_outcome(&outcome, RunStatus::Queued);
+            metrics::counter!("flowgate_runs_retried_total", "flow" => flow).increment(1);
+            let at = flowgate_core::now_ms() + delay;
+            let error = stored.error.clone().unwrap_or_default();
+            engine
+                .store()
+                .call(move |s| s.retry_run(id, &o, at, &error, &stored.logs))
+                .await
+        }
+        Err(_) => {
+            let stored = store_outcome(&outcome, RunStatus::Dead);
+            let events: Vec<Event> = run_failed_event(&run, &outcome, RunStatus::Dead)
+                .into_iter()
+                .collect();
+            metrics::counter!("flowgate_runs_total", "flow" => flow, "status" => "dead")
+                .increment(1);
+            engine
+                .store()
+                .call(move |s| s.finish_run_with_events(id, &o, &stored, &events))
+                .await
+        }
+    };
+    match result {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::warn!(run.id = %id, "the run's lease was taken over before it finished; its outcome was not recorded")
+        }
+        Err(e) => {
+            tracing::error!(run.id = %id, error = %e, "recording a run's outcome failed; it will be retried after its lease expires")
+        }
+    }
+}
+
+/// Event type → live flows subscribed to it, rebuilt every few seconds.
+async fn subscriptions(engine: &Engine) -> crate::Result<HashMap<String, Vec<(FlowName, i64)>>> {
+    let mut map: HashMap<String, Vec<(FlowName, i64)>> = HashMap::new();
+    for (flow, version) in engine.live_flows().await? {
+        for ev in version.manifest().subscribed_events() {
+            map.entry(ev.to_owned())
+                .or_default()
+                .push((flow.clone(), version.number));
+        }
+    }
+    Ok(map)
+}
+
+async fn dispatch_loop(engine: Engine, mut shutdown: watch::Receiver<bool>) {
+    let mut subs: HashMap<String, Vec<(FlowName, i64)>> = HashMap::new();
+    let mut subs_at: Option<Instant> = None;
+    loop {
+        if subs_at.is_none_or(|t| t.elapsed() > Duration::from_secs(2)) {
+            match subscriptions(&engine).await {
+                Ok(s) => {
+                    subs = s;
+                    subs_at = Some(Instant::now());
+                }
+                Err(e) => tracing::warn!(error = %e, "loading event subscriptions failed"),
+            }
+        }
+        let plan = subs.clone();
+        let registry = engine.registry().clone();
+        let mut retry_cfg: HashMap<String, u32> = HashMap::new();
+        for list in plan.values() {
+            for (f, n) in list {
+                if let Ok(Some(v)) = registry.version(f, *n).await {
+                    retry_cfg.insert(format!("{f}@{n}"), v.manifest().retry.max_attempts);
+                }
+            }
+        }
+        let dispatched = engine
+            .store()
+            .call(move |s| {
+                let fanout = |ev: &Event| -> Vec<Run> {
+                    plan.get(&ev.kind)
+                        .map(|flows| {
+                            flows
+                                .iter()
+                                .map(|(f, n)| {
+                                    let mut r = Run::queued(
+                                        f.clone(),
+                                        u32::try_from(*n).unwrap_or(0),
+                                        TriggerKind::Event,
+                                        json!({
+                                            "request": Value::Null,
+                                            "caller": {"kind": "event", "id": ev.source, "scopes": []},
+                                            "trigger": {"kind": "event", "event": ev.to_json()},
+                                            "request_id": ev.id.to_string(),
+                                        }),
+                                        retry_cfg.get(&format!("{f}@{n}")).copied().unwrap_or(5),
+                                        flowgate_core::now_ms(),
+                                    );
+                                    r.event_id = Some(ev.id);
+                                    r
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default()
+                };
+                let mut n = 0usize;
+                for ev in s.pending_events(100)? {
+                    if s.dispatch_event(ev.id, &fanout(&ev))? {
+                        n += 1;
+                    }
+                }
+                Ok(n)
+            })
+            .await;
+        match dispatched {
+            Ok(0) => {
+                if sleep_or_shutdown(
+                    Duration::from_millis(200),
+                    &mut shutdown,
+                    Some(engine.event_wake()),
+                )
+                .await
+                {
+                    return;
+                }
+            }
+            Ok(n) => {
+                metrics::counter!("flowgate_events_dispatched_total").increment(n as u64);
+                engine.wake_workers();
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "dispatching events failed");
+                if sleep_or_shutdown(Duration::from_secs(1), &mut shutdown, None).await {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+async fn housekeeping_loop(engine: Engine, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        if sleep_or_shutdown(Duration::from_secs(60), &mut shutdown, None).await {
+            return;
+        }
+        let now = flowgate_core::now_ms();
+        let r = engine
+            .store()
+            .call(move |s| {
+                s.purge_expired_kv(now)?;
+                s.purge_idempotency(now)?;
+                Ok(())
+            })
+            .await;
+        if let Err(e) = r {
+            tracing::warn!(error = %e, "housekeeping failed");
+        }
+    }
+}
+
+impl Engine {
+    /// Live flows and their live versions.
+    pub async fn live_flows(&self) -> crate::Result<Vec<(FlowName, Arc<crate::LoadedVersion>)>> {
+        let mut out = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let c = cursor.clone();
+            let page = self
+                .store()
+                .call(move |s| s.list_flows(c.as_deref(), 500))
+                .await?;
+            for f in page.items {
+                if f.disabled {
+                    continue;
+                }
+                if let Some(n) = f.live_version {
+                    if let Some(v) = self.registry().version(&f.name, i64::from(n)).await? {
+                        out.push((f.name.clone(), v));
+                    }
+                }
+            }
+            match page.next_cursor {
+                Some(c) => cursor = Some(c),
+                None => break,
+            }
+        }
+        let _ = LiveState::Unknown;
+        Ok(out)
+    }
+}

@@ -1,0 +1,285 @@
+//! The registry of flow versions: loads versions from the store, keeps them
+//! (with compiled schemas) in memory, and caches each flow's live pointer so a
+//! warm invocation reads nothing from the database. Publishing, rolling back,
+//! retiring or disabling on this node invalidates at once; other nodes see the
+//! change within the cache TTLs below.
+
+use flowgate_core::manifest::Manifest;
+use flowgate_core::package::{FlowPackage, INPUT_SCHEMA, OUTPUT_SCHEMA};
+use flowgate_core::FlowName;
+use flowgate_script::FlowVersion;
+use flowgate_store::Store;
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::error::{EngineError, Result};
+
+/// How long another node's publish may take to be seen here.
+pub const LIVE_POINTER_TTL: Duration = Duration::from_secs(2);
+/// How long a version's status (retired) may take to be seen here from another node.
+pub const VERSION_TTL: Duration = Duration::from_secs(5);
+
+/// Status of a version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VersionStatus {
+    /// Not callable.
+    Draft,
+    /// Callable at its pinned URL; maybe live.
+    Published,
+    /// Answers 410.
+    Retired,
+}
+
+impl VersionStatus {
+    /// Parses the stored text.
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "published" => Self::Published,
+            "retired" => Self::Retired,
+            _ => Self::Draft,
+        }
+    }
+    /// The stored text.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Draft => "draft",
+            Self::Published => "published",
+            Self::Retired => "retired",
+        }
+    }
+}
+
+/// A version ready to run: manifest, package, compiled schemas.
+pub struct LoadedVersion {
+    /// Flow name.
+    pub flow: FlowName,
+    /// Version number.
+    pub number: i64,
+    /// Status when loaded.
+    pub status: VersionStatus,
+    /// What the script runtime executes.
+    pub script: FlowVersion,
+    /// Compiled `input.schema.json`.
+    pub input_schema: Option<Arc<jsonschema::Validator>>,
+    /// Compiled `output.schema.json`.
+    pub output_schema: Option<Arc<jsonschema::Validator>>,
+}
+
+impl LoadedVersion {
+    /// The parsed manifest.
+    pub fn manifest(&self) -> &Manifest {
+        &self.script.manifest
+    }
+    /// The package files.
+    pub fn package(&self) -> &FlowPackage {
+        &self.script.package
+    }
+    /// Content hash.
+    pub fn sha256(&self) -> &str {
+        &self.script.sha256
+    }
+}
+
+/// Compiles a JSON Schema file of a package, if present. Remote `$ref`s are
+/// never fetched (the validator is built without network features).
+pub fn compile_schema(
+    package: &FlowPackage,
+    file: &str,
+) -> Result<Option<Arc<jsonschema::Validator>>> {
+    let Some(text) = package.files.get(file) else {
+        return Ok(None);
+    };
+    let schema: Value = serde_json::from_str(text).map_err(|e| {
+        EngineError::invalid_at(
+            format!("{file} is not valid JSON: {e}"),
+            file,
+            e.line(),
+            e.column(),
+        )
+    })?;
+    let validator = jsonschema::validator_for(&schema).map_err(|e| {
+        EngineError::invalid_at(
+            format!("{file} is not a valid JSON Schema: {e}"),
+            file,
+            1,
+            1,
+        )
+    })?;
+    Ok(Some(Arc::new(validator)))
+}
+
+/// Builds a runnable version from stored parts (already validated on upload).
+pub fn load_version(
+    flow: &FlowName,
+    number: i64,
+    status: VersionStatus,
+    sha256: String,
+    package: FlowPackage,
+) -> Result<LoadedVersion> {
+    let input_schema = compile_schema(&package, INPUT_SCHEMA)?;
+    let output_schema = compile_schema(&package, OUTPUT_SCHEMA)?;
+    let parsed = package.parse().map_err(|e| {
+        EngineError::Internal(format!(
+            "stored version {flow} v{number} no longer parses: {e}"
+        ))
+    })?;
+    Ok(LoadedVersion {
+        flow: flow.clone(),
+        number,
+        status,
+        script: FlowVersion {
+            flow: flow.clone(),
+            version: number,
+            sha256,
+            manifest: Arc::new(parsed.manifest),
+            package: Arc::new(parsed.package),
+        },
+        input_schema,
+        output_schema,
+    })
+}
+
+/// What a flow's name resolves to right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LiveState {
+    /// No such flow.
+    Unknown,
+    /// The flow is disabled.
+    Disabled,
+    /// The flow exists but nothing is published.
+    NotLive,
+    /// This version is live.
+    Live(i64),
+}
+
+/// Cache of versions and live pointers.
+#[derive(Clone)]
+pub struct Registry {
+    store: Store,
+    versions: moka::sync::Cache<(FlowName, i64), Arc<LoadedVersion>>,
+    live: moka::sync::Cache<FlowName, LiveState>,
+}
+
+impl Registry {
+    /// A registry reading from `store`.
+    pub fn new(store: Store) -> Self {
+        Self {
+            store,
+            versions: moka::sync::Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(VERSION_TTL)
+                .support_invalidation_closures()
+                .build(),
+            live: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(LIVE_POINTER_TTL)
+                .build(),
+        }
+    }
+
+    /// The live state of a flow (cached).
+    pub async fn live_state(&self, flow: &FlowName) -> Result<LiveState> {
+        if let Some(s) = self.live.get(flow) {
+            return Ok(s);
+        }
+        let name = flow.clone();
+        let state = self
+            .store
+            .call(move |s| {
+                Ok(match s.get_flow(&name)? {
+                    None => LiveState::Unknown,
+                    Some(f) if f.disabled => LiveState::Disabled,
+                    Some(f) => f
+                        .live_version
+                        .map_or(LiveState::NotLive, |v| LiveState::Live(i64::from(v))),
+                })
+            })
+            .await?;
+        self.live.insert(flow.clone(), state);
+        Ok(state)
+    }
+
+    /// One version (cached), `None` when it does not exist.
+    pub async fn version(
+        &self,
+        flow: &FlowName,
+        number: i64,
+    ) -> Result<Option<Arc<LoadedVersion>>> {
+        let key = (flow.clone(), number);
+        if let Some(v) = self.versions.get(&key) {
+            return Ok(Some(v));
+        }
+        let name = flow.clone();
+        let Ok(n32) = u32::try_from(number) else {
+            return Ok(None);
+        };
+        let Some(rec) = self.store.call(move |s| s.get_version(&name, n32)).await? else {
+            return Ok(None);
+        };
+        let flow2 = flow.clone();
+        let loaded = tokio::task::spawn_blocking(move || {
+            load_version(
+                &flow2,
+                number,
+                VersionStatus::parse(rec.info.status.as_str()),
+                rec.info.sha256.clone(),
+                rec.package,
+            )
+        })
+        .await??;
+        let loaded = Arc::new(loaded);
+        self.versions.insert(key, loaded.clone());
+        Ok(Some(loaded))
+    }
+
+    /// Resolves the version an invocation should run: the live one, or a pinned one.
+    /// Unknown/disabled flow, no live version, a draft or unknown version → NotFound;
+    /// retired → Gone.
+    pub async fn resolve(
+        &self,
+        flow: &FlowName,
+        pinned: Option<i64>,
+    ) -> Result<Arc<LoadedVersion>> {
+        let state = self.live_state(flow).await?;
+        let number = match (state, pinned) {
+            (LiveState::Unknown, _) => {
+                return Err(EngineError::NotFound(format!(
+                    "flow `{flow}` does not exist"
+                )))
+            }
+            (LiveState::Disabled, _) => {
+                return Err(EngineError::NotFound(format!("flow `{flow}` is disabled")))
+            }
+            (_, Some(n)) => n,
+            (LiveState::Live(n), None) => n,
+            (LiveState::NotLive, None) => {
+                return Err(EngineError::NotFound(format!(
+                    "flow `{flow}` has no published version"
+                )))
+            }
+        };
+        let Some(v) = self.version(flow, number).await? else {
+            return Err(EngineError::NotFound(format!(
+                "flow `{flow}` has no version {number}"
+            )));
+        };
+        match v.status {
+            VersionStatus::Published => Ok(v),
+            VersionStatus::Retired => Err(EngineError::Gone(format!("version {number} of flow `{flow}` is retired"))),
+            VersionStatus::Draft => Err(EngineError::NotFound(format!(
+                "version {number} of flow `{flow}` is a draft and cannot be called until it is published"
+            ))),
+        }
+    }
+
+    /// Forgets everything cached about a flow (after publish, rollback, retire, disable).
+    pub fn invalidate(&self, flow: &FlowName) {
+        self.live.invalidate(flow);
+        let flow = flow.clone();
+        let _ = self
+            .versions
+            .invalidate_entries_if(move |(f, _), _| *f == flow);
+        self.versions.run_pending_tasks();
+    }
+}

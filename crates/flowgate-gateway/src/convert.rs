@@ -1,0 +1,67 @@
+//! Conversions from service errors to problems.
+
+use actix_web::http::StatusCode;
+use flowgate_auth::AuthError;
+use flowgate_engine::EngineError;
+use serde_json::Value;
+
+use crate::ApiError;
+
+impl From<EngineError> for ApiError {
+    fn from(e: EngineError) -> Self {
+        match e {
+            EngineError::NotFound(m) => ApiError::not_found(m),
+            EngineError::Gone(m) => ApiError::new(StatusCode::GONE, "gone", m),
+            EngineError::Conflict(m) => ApiError::conflict(m),
+            EngineError::Invalid { message, details } => {
+                let mut err = ApiError::unprocessable(message);
+                for (k, v) in details {
+                    err = err.with(&k, v);
+                }
+                err
+            }
+            EngineError::Overloaded { retry_after_secs } => {
+                ApiError::unavailable("the server is at capacity; retry shortly", retry_after_secs)
+                    .with_code("overloaded")
+            }
+            EngineError::Unavailable(m) => {
+                tracing::warn!(error = %m, "dependency unavailable");
+                ApiError::unavailable("the server is temporarily unable to handle this request", 2)
+            }
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::UNAUTHORIZED);
+        if status.is_server_error() {
+            return match e {
+                AuthError::Unavailable(m) => {
+                    tracing::warn!(error = %m, "authentication dependency unavailable");
+                    ApiError::unavailable("authentication is temporarily unavailable", 2)
+                }
+                other => ApiError::internal(other),
+            };
+        }
+        let detail = match &e {
+            AuthError::MissingCredentials => {
+                "send credentials as `Authorization: Bearer <key or token>` or `X-API-Key: <key>`"
+                    .to_owned()
+            }
+            other => other.to_string(),
+        };
+        let mut err = ApiError::new(status, e.code(), detail);
+        if let AuthError::MissingScope(s) = &e {
+            err = err.with("missing_scope", Value::from(s.as_str()));
+        }
+        if let Some(w) = e.www_authenticate() {
+            err = err.with_header("www-authenticate", w);
+        }
+        if let Some(r) = e.retry_after_secs() {
+            err = err.with_header("retry-after", r.to_string());
+        }
+        err
+    }
+}

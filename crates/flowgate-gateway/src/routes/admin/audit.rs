@@ -1,0 +1,101 @@
+//! `GET /admin/v1/audit`: query the audit log.
+
+use actix_web::{get, web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{authorize, store_call};
+use crate::{ApiError, ApiResult, AppState};
+
+/// Registers the routes.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(list_audit);
+}
+
+/// Filters of the audit query.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AuditQuery {
+    /// Only this flow.
+    pub flow: Option<String>,
+    /// Only this caller (`api_key:<id>`, `oauth2:<sub>`, …).
+    pub caller: Option<String>,
+    /// Only this status.
+    pub status: Option<u16>,
+    /// From this time (RFC 3339, inclusive).
+    pub since: Option<String>,
+    /// Until this time (RFC 3339, exclusive).
+    pub until: Option<String>,
+    /// Page size (1–500, default 100).
+    pub limit: Option<usize>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+fn time(field: &str, v: &Option<String>) -> ApiResult<Option<i64>> {
+    v.as_ref()
+        .map(|t| {
+            chrono::DateTime::parse_from_rfc3339(t)
+                .map(|d| d.timestamp_millis())
+                .map_err(|_| {
+                    ApiError::bad_request(
+                        "invalid_query",
+                        format!("`{field}` `{t}` is not an RFC 3339 time"),
+                    )
+                })
+        })
+        .transpose()
+}
+
+/// Audit entries, newest first.
+#[utoipa::path(get, path = "/admin/v1/audit", operation_id = "list_audit", tag = "audit",
+    params(AuditQuery),
+    responses((status = 200, body = Object, description = "`{items: [entry], next_cursor}`"), (status = 400, response = crate::openapi::Problem)),
+    security(("bearer" = ["audit:read"])))]
+#[get("/admin/v1/audit")]
+pub async fn list_audit(
+    req: HttpRequest,
+    q: web::Query<AuditQuery>,
+    state: web::Data<AppState>,
+) -> ApiResult<HttpResponse> {
+    authorize(&req, &state, "audit:read").await?;
+    let limit = match q.limit {
+        None => 100,
+        Some(n) if (1..=500).contains(&n) => n,
+        Some(n) => {
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                format!("limit {n} must be between 1 and 500"),
+            ))
+        }
+    };
+    let filter = flowgate_store::AuditFilter {
+        flow: q.flow.clone(),
+        caller: q.caller.clone(),
+        status: q.status,
+        since: time("since", &q.since)?,
+        until: time("until", &q.until)?,
+    };
+    // Entries of calls that just finished may still be in the writer's batch.
+    state.engine.audit().flush().await;
+    let cursor = q.cursor.clone();
+    let page = store_call(&state, move |s| {
+        s.query_audit(&filter, cursor.as_deref(), limit)
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(json!({
+        "items": page.items.iter().map(|e| json!({
+            "time": flowgate_core::rfc3339(e.time),
+            "request_id": e.request_id,
+            "caller": e.caller,
+            "flow": e.flow,
+            "version": e.version,
+            "method": e.method,
+            "path": e.path,
+            "status": e.status,
+            "duration_ms": e.duration_ms,
+            "idempotency_key": e.idempotency_key,
+        })).collect::<Vec<_>>(),
+        "next_cursor": page.next_cursor,
+    })))
+}

@@ -1,0 +1,509 @@
+//! `/admin/v1/flows…`: flows, versions, publish, rollback, retire, dry run, run now.
+
+use actix_web::{delete, get, post, web, HttpRequest, HttpResponse};
+use flowgate_core::FlowPackage;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use utoipa::ToSchema;
+
+use super::{authorize, store_call, PageQuery};
+use crate::audit::note_flow;
+use crate::{ApiError, ApiResult, AppState};
+
+/// Registers the routes.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(list_flows)
+        .service(create_flow)
+        .service(get_flow)
+        .service(disable_flow)
+        .service(create_version)
+        .service(get_version)
+        .service(publish_version)
+        .service(rollback_flow)
+        .service(retire_version)
+        .service(dry_run_version)
+        .service(run_flow);
+}
+
+/// A flow package, file by file.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PackageIn {
+    /// Path inside the package → UTF-8 content (`flow.toml`, `main.rhai`, `input.schema.json`, `tests/x.json`).
+    pub files: BTreeMap<String, String>,
+}
+
+/// A stored draft version.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VersionCreatedOut {
+    /// Flow name.
+    pub flow: String,
+    /// Version number.
+    pub version: i64,
+    /// `draft`.
+    pub status: String,
+    /// Content hash of the package.
+    pub sha256: String,
+}
+
+/// A flow in lists.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FlowOut {
+    /// Name.
+    pub name: String,
+    /// Disabled flows answer 404.
+    pub disabled: bool,
+    /// Live version.
+    pub live_version: Option<u32>,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339.
+    pub updated_at: String,
+}
+
+/// A page of flows.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FlowList {
+    /// Flows.
+    pub items: Vec<FlowOut>,
+    /// Cursor of the next page.
+    pub next_cursor: Option<String>,
+}
+
+/// Version metadata.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VersionOut {
+    /// Number.
+    pub version: u32,
+    /// `draft`, `published` or `retired`.
+    pub status: String,
+    /// Content hash.
+    pub sha256: String,
+    /// Whether it is the live version.
+    pub live: bool,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339.
+    pub published_at: Option<String>,
+    /// RFC 3339.
+    pub retired_at: Option<String>,
+}
+
+/// One flow with its versions.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FlowDetailOut {
+    /// Name.
+    pub name: String,
+    /// Disabled flag.
+    pub disabled: bool,
+    /// Live version.
+    pub live_version: Option<u32>,
+    /// Versions, oldest first.
+    pub versions: Vec<VersionOut>,
+}
+
+/// One version with its source files.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VersionDetailOut {
+    /// Flow.
+    pub flow: String,
+    /// Metadata.
+    #[serde(flatten)]
+    pub info: VersionOut,
+    /// The package files.
+    pub files: BTreeMap<String, String>,
+}
+
+/// `POST …/publish` body (optional).
+#[derive(Debug, Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct PublishIn {
+    /// Publish even when the compatibility report finds breaking changes.
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// `POST …/rollback` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RollbackIn {
+    /// The published version to make live.
+    pub version: i64,
+}
+
+/// Answer to publish and rollback.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LiveChangeOut {
+    /// Flow.
+    pub flow: String,
+    /// Version now live.
+    pub live_version: i64,
+    /// Version live before.
+    pub previous_live_version: Option<i64>,
+    /// Compatibility report against the previous live version (`breaking`, `non_breaking`).
+    #[schema(value_type = Option<Object>)]
+    pub compatibility: Option<Value>,
+}
+
+/// `202` answer of asynchronous operations.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RunAccepted {
+    /// Id of the queued run.
+    pub run_id: String,
+}
+
+/// `POST …/dry-run` body.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct DryRunIn {
+    /// The request as in fixtures (`method`, `path`, `query`, `headers`, `body`).
+    #[schema(value_type = Option<Object>)]
+    pub request: Option<Value>,
+    /// The caller map (default: an admin caller).
+    #[schema(value_type = Option<Object>)]
+    pub caller: Option<Value>,
+    /// The trigger map.
+    #[schema(value_type = Option<Object>)]
+    pub trigger: Option<Value>,
+    /// Mocked outbound responses `{method, url, status, headers?, body}`.
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub http: Option<Value>,
+}
+
+/// Dry-run result.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DryRunOut {
+    /// `{status, headers, body}`.
+    #[schema(value_type = Object)]
+    pub response: Value,
+    /// Log lines.
+    #[schema(value_type = Vec<Object>)]
+    pub logs: Value,
+    /// Intended changes: `{users, kv, events}`.
+    #[schema(value_type = Object)]
+    pub changes: Value,
+}
+
+fn flow_out(f: flowgate_store::FlowRecord) -> FlowOut {
+    FlowOut {
+        name: f.name.to_string(),
+        disabled: f.disabled,
+        live_version: f.live_version,
+        created_at: flowgate_core::rfc3339(f.created_at),
+        updated_at: flowgate_core::rfc3339(f.updated_at),
+    }
+}
+
+fn version_out(v: &flowgate_store::VersionInfo, live: Option<u32>) -> VersionOut {
+    VersionOut {
+        version: v.version,
+        status: v.status.as_str().to_owned(),
+        sha256: v.sha256.clone(),
+        live: live == Some(v.version),
+        created_at: flowgate_core::rfc3339(v.created_at),
+        published_at: v.published_at.map(flowgate_core::rfc3339),
+        retired_at: v.retired_at.map(flowgate_core::rfc3339),
+    }
+}
+
+fn flow_name(name: &str) -> ApiResult<flowgate_core::FlowName> {
+    flowgate_core::FlowName::parse(name)
+        .map_err(|_| ApiError::not_found(format!("flow `{name}` does not exist")))
+}
+
+fn manifest_name(files: &BTreeMap<String, String>) -> ApiResult<String> {
+    let src = files.get("flow.toml").ok_or_else(|| {
+        ApiError::unprocessable("the package has no flow.toml").with("file", json!("flow.toml"))
+    })?;
+    #[derive(Deserialize)]
+    struct NameOnly {
+        name: Option<String>,
+    }
+    match toml::from_str::<toml::Value>(src)
+        .ok()
+        .and_then(|v| v.try_into::<NameOnly>().ok())
+        .and_then(|n| n.name)
+    {
+        Some(n) => Ok(n),
+        None => {
+            // Let the full parser produce the located error.
+            match flowgate_core::Manifest::parse(src) {
+                Err(e) => Err(ApiError::unprocessable(e.to_string())
+                    .with("file", json!(e.file))
+                    .with("line", json!(e.line))
+                    .with("column", json!(e.column))),
+                Ok(m) => Ok(m.name.to_string()),
+            }
+        }
+    }
+}
+
+/// List flows.
+#[utoipa::path(get, path = "/admin/v1/flows", operation_id = "list_flows", tag = "flows",
+    params(PageQuery),
+    responses((status = 200, body = FlowList), (status = 401, response = crate::openapi::Problem)),
+    security(("bearer" = ["flows:read"])))]
+#[get("/admin/v1/flows")]
+pub async fn list_flows(
+    req: HttpRequest,
+    q: web::Query<PageQuery>,
+    state: web::Data<AppState>,
+) -> ApiResult<HttpResponse> {
+    authorize(&req, &state, "flows:read").await?;
+    let limit = q.limit()?;
+    let cursor = q.cursor.clone();
+    let page = store_call(&state, move |s| s.list_flows(cursor.as_deref(), limit)).await?;
+    Ok(HttpResponse::Ok().json(FlowList {
+        items: page.items.into_iter().map(flow_out).collect(),
+        next_cursor: page.next_cursor,
+    }))
+}
+
+/// Create a flow with its first draft version.
+#[utoipa::path(post, path = "/admin/v1/flows", operation_id = "create_flow", tag = "flows",
+    request_body = PackageIn,
+    responses((status = 201, body = VersionCreatedOut), (status = 409, response = crate::openapi::Problem), (status = 422, response = crate::openapi::Problem)),
+    security(("bearer" = ["flows:write"])))]
+#[post("/admin/v1/flows")]
+pub async fn create_flow(
+    req: HttpRequest,
+    body: web::Json<PackageIn>,
+    state: web::Data<AppState>,
+) -> ApiResult<HttpResponse> {
+    authorize(&req, &state, "flows:write").await?;
+    let files = body.into_inner().files;
+    let name = manifest_name(&files)?;
+    note_flow(&req, &name, Some(1));
+    let created = state
+        .engine
+        .create_flow(&name, FlowPackage { files })
+        .await?;
+    Ok(HttpResponse::Created().json(created))
+}
+
+/// One flow with its versions.
+#[utoipa::path(get, path = "/admin/v1/flows/{flow}", operation_id = "get_flow", tag = "flows",
+    params(("flow" = String, Path, description = "Flow name")),
+    responses((status = 200, body = FlowDetailOut), (status = 404, response = crate::openapi::Problem)),
+    security(("bearer" = ["flows:read"])))]
+#[get("/admin/v1/flows/{flow}")]
+pub async fn get_flow(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> ApiResult<HttpResponse> {
+    authorize(&req, &state, "flows:read").await?;
+    let name = flow_name(&path)?;
+    note_flow(&req, name.as_str(), None);
+    let n2 = name.clone();
+    let (flow, versions) = store_call(&state, move |s| {
+        Ok((s.get_flow(&n2)?, s.list_versions(&n2)?))
+    })
+    .await?;
+    let flow = flow.ok_or_else(|| ApiError::not_found(format!("flow `{name}` does not exist")))?;
+    Ok(HttpResponse::Ok().json(FlowDetailOut {
+        name: flow.name.to_string(),
+        disabled: flow.disabled,
+        live_version: flow.live_version,
+        versions: versions
+            .iter()
+            .map(|v| version_out(v, flow.live_version))
+            .collect(),
+    }))
+}
+
+/// Disable a flow (its URLs answer 404; its schedule stops).
+#[utoipa::path(delete, path = "/admin/v1/flows/{flow}", operation_id = "disable_flow", tag = "flows",
+    params(("flow" = String, Path, description = "Flow name")),
+    responses((status = 204), (status = 404, response = crate::openapi::Problem)),
+    security(("bearer" = ["flows:write"])))]
+#[delete("/admin/v1/flows/{flow}")]
+pub async fn disable_flow(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> ApiResult<HttpResponse> {
+    authorize(&req, &state, "flows:write").await?;
+    note_flow(&req, &path, None);
+    state.engine.disable(&path).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Upload a new draft version.
+#[utoipa::path(post, path = "/admin/v1/flows/{flow}/versions", operation_id = "create_version", tag = "flows",
+    params(("flow" = String, Path, description = "Flow name")),
+    request_body = PackageIn,
+    responses((status = 201, body = VersionCreatedOut), (status = 404, response = crate::openapi::Problem), (status = 422, response = crate::openapi::Problem)),
+    security(("bearer" = ["flows:write"])))]
+#[post("/admin/v1/flows/{flow}/versions")]
+pub async fn create_version(
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Json<PackageIn>,
+    state: web::Data<AppState>,
+) -> ApiResult<HttpResponse> {
+    authorize(&req, &state, "flows:write").await?;
+    note_flow(&req, &path, None);
+    let created = state
+        .engine
+        .create_version(
+            &path,
+            FlowPackage {
+                files: body.into_inner().files,
+            },
+        )
+        .await?;
+    Ok(HttpResponse::Created().json(created))
+}
+
+/// One version with its source.
+#[utoipa::path(get, path = "/admin/v1/flows/{flow}/versions/{n}", operation_id = "get_version", tag = "flows",
+    params(("flow" = String, Path, description = "Flow name"), ("n" = u32, Path, description = "Version number")),
+    responses((status = 200, body = VersionDetailOut), (status = 404, response = crate::openapi::Problem)),
+    security(("bearer" = ["flows:read"])))]
+#[get("/admin/v1/flows/{flow}/versions/{n}")]
+pub async fn get_version(
+    req: HttpRequest,
+    path: web::Path<(String, u32)>,
+    state: web::Data<AppState>,
+) -> ApiResult<HttpResponse> {
+    authorize(&req, &state, "flows:read").await?;
+    let (name, n) = path.into_inner();
+    let flow = flow_name(&name)?;
+    note_flow(&req, flow.as_str(), Some(n));
+    let f2 = flow.clone();
+    let (rec, live) = store_call(&state, move |s| {
+        Ok((
+            s.get_version(&f2, n)?,
+            s.get_flow(&f2)?.and_then(|f| f.live_version),
+        ))
+    })
+    .await?;
+    let v = rec.ok_or_else(|| ApiError::not_found(format!("flow `{flow}` has no version {n}")))?;
+    Ok(HttpResponse::Ok().json(VersionDetailOut {
+        flow: flow.to_string(),
+        info: version_out(&v.info, live),
+        files: v.package.files,
+    }))
+}
+
+/// Publish a version and make it live.
+#[utoipa::path(post, path = "/admin/v1/flows/{flow}/versions/{n}/publish", operation_id = "publish_version", tag = "flows",
+    params(("flow" = String, Path, description = "Flow name"), ("n" = u32, Path, description = "Version number")),
+    request_body(content = Option<PublishIn>),
+    responses((status = 200, body = LiveChangeOut), (status = 404, response = crate::openapi::Problem), (status = 409, response = crate::openapi::Problem), (status = 422, response = crate::openapi::Problem)),
+    security(("bearer" = ["flows:publish"])))]
+#[post("/admin/v1/flows/{flow}/versions/{n}/publish")]
+pub async fn publish_version(
+    req: HttpRequest,
+    path: web::Path<(String, u32)>,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> ApiResult<HttpResponse> {
+    authorize(&req, &state, "flows:publish").await?;
+    let (name, n) = path.into_inner();
+    note_flow(&req, &name, Some(n));
+    let input: PublishIn = if body.iter().all(u8::is_ascii_whitespace) {
+        PublishIn::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::bad_request("invalid_json", format!("the body is not valid: {e}"))
+        })?
+    };
+    let change = state
+        .engine
+        .publish(&name, i64::from(n), input.force)
+        .await?;
+    Ok(HttpResponse::Ok().json(change))
+}
+
+/// Move "live" back to an earlier published version.
+#[utoipa::path(post, path = "/admin/v1/flows/{flow}/rollback", operation_id = "rollback_flow", tag = "flows",
+    params(("flow" = String, Path, description = "Flow name")),
+    request_body = RollbackIn,
+    responses((status = 200, body = LiveChangeOut), (status = 404, response = crate::openapi::Problem), (status = 409, response = crate::openapi::Problem)),
+    security(("bearer" = ["flows:publish"])))]
+#[post("/admin/v1/flows/{flow}/rollback")]
+pub async fn rollback_flow(
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Json<RollbackIn>,
+    state: web::Data<AppState>,
+) -> ApiResult<HttpResponse> {
+    authorize(&req, &state, "flows:publish").await?;
+    note_flow(&req, &path, u32::try_from(body.version).ok());
+    let change = state.engine.rollback(&path, body.version).await?;
+    Ok(HttpResponse::Ok().json(change))
+}
+
+/// Retire a version (its pinned URL answers 410).
+#[utoipa::path(post, path = "/admin/v1/flows/{flow}/versions/{n}/retire", operation_id = "retire_version", tag = "flows",
+    params(("flow" = String, Path, description = "Flow name"), ("n" = u32, Path, description = "Version number")),
+    responses((status = 200, body = Object), (status = 404, response = crate::openapi::Problem), (status = 409, response = crate::openapi::Problem)),
+    security(("bearer" = ["flows:publish"])))]
+#[post("/admin/v1/flows/{flow}/versions/{n}/retire")]
+pub async fn retire_version(
+    req: HttpRequest,
+    path: web::Path<(String, u32)>,
+    state: web::Data<AppState>,
+) -> ApiResult<HttpResponse> {
+    authorize(&req, &state, "flows:publish").await?;
+    let (name, n) = path.into_inner();
+    note_flow(&req, &name, Some(n));
+    state.engine.retire(&name, i64::from(n)).await?;
+    Ok(HttpResponse::Ok().json(json!({"flow": name, "version": n, "status": "retired"})))
+}
+
+/// Run a version without committing side effects.
+#[utoipa::path(post, path = "/admin/v1/flows/{flow}/versions/{n}/dry-run", operation_id = "dry_run_version", tag = "flows",
+    params(("flow" = String, Path, description = "Flow name"), ("n" = u32, Path, description = "Version number")),
+    request_body = DryRunIn,
+    responses((status = 200, body = DryRunOut), (status = 404, response = crate::openapi::Problem), (status = 422, response = crate::openapi::Problem)),
+    security(("bearer" = ["flows:write"])))]
+#[post("/admin/v1/flows/{flow}/versions/{n}/dry-run")]
+pub async fn dry_run_version(
+    req: HttpRequest,
+    path: web::Path<(String, u32)>,
+    body: web::Json<Value>,
+    state: web::Data<AppState>,
+) -> ApiResult<HttpResponse> {
+    authorize(&req, &state, "flows:write").await?;
+    let (name, n) = path.into_inner();
+    note_flow(&req, &name, Some(n));
+    let input: flowgate_engine::dryrun::DryRunRequest =
+        serde_json::from_value(body.into_inner())
+            .map_err(|e| ApiError::unprocessable(format!("invalid dry-run request: {e}")))?;
+    let out = state.engine.dry_run(&name, i64::from(n), input).await?;
+    Ok(HttpResponse::Ok().json(out))
+}
+
+/// Run the live version now (async).
+#[utoipa::path(post, path = "/admin/v1/flows/{flow}/run", operation_id = "run_flow", tag = "flows",
+    params(("flow" = String, Path, description = "Flow name")),
+    request_body(content = Option<Object>, description = "Optional request body the run sees as `request.body`"),
+    responses((status = 202, body = RunAccepted), (status = 404, response = crate::openapi::Problem)),
+    security(("bearer" = ["runs:write"])))]
+#[post("/admin/v1/flows/{flow}/run")]
+pub async fn run_flow(
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> ApiResult<HttpResponse> {
+    let principal = authorize(&req, &state, "runs:write").await?;
+    note_flow(&req, &path, None);
+    let input: Value = if body.iter().all(u8::is_ascii_whitespace) {
+        Value::Null
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {e}"))
+        })?
+    };
+    let caller = json!({"kind": "admin", "id": principal.id, "scopes": principal.scopes});
+    let id = state.engine.run_now(&path, caller, input).await?;
+    Ok(HttpResponse::Accepted()
+        .insert_header(("location", format!("/admin/v1/runs/{id}")))
+        .json(RunAccepted {
+            run_id: id.to_string(),
+        }))
+}

@@ -1,0 +1,120 @@
+//! `/admin/v1/runs…`: list, inspect and replay runs.
+
+use actix_web::{get, post, web, HttpRequest, HttpResponse};
+use flowgate_core::run::RunStatus;
+use flowgate_core::RunId;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::flows::RunAccepted;
+use super::{authorize, store_call};
+use crate::audit::note_flow;
+use crate::{ApiError, ApiResult, AppState};
+
+/// Registers the routes.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(list_runs).service(get_run).service(replay_run);
+}
+
+/// Filters of `GET /admin/v1/runs`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RunQuery {
+    /// Only this flow.
+    pub flow: Option<String>,
+    /// Only this status (`queued`, `running`, `succeeded`, `failed`, `dead`).
+    pub status: Option<String>,
+    /// Page size (1–500, default 50).
+    pub limit: Option<usize>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// List runs, newest first.
+#[utoipa::path(get, path = "/admin/v1/runs", operation_id = "list_runs", tag = "runs",
+    params(RunQuery),
+    responses((status = 200, body = Object, description = "`{items: [run], next_cursor}`"), (status = 400, response = crate::openapi::Problem)),
+    security(("bearer" = ["runs:read"])))]
+#[get("/admin/v1/runs")]
+pub async fn list_runs(
+    req: HttpRequest,
+    q: web::Query<RunQuery>,
+    state: web::Data<AppState>,
+) -> ApiResult<HttpResponse> {
+    authorize(&req, &state, "runs:read").await?;
+    let limit = match q.limit {
+        None => 50,
+        Some(n) if (1..=500).contains(&n) => n,
+        Some(n) => {
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                format!("limit {n} must be between 1 and 500"),
+            ))
+        }
+    };
+    let flow = match &q.flow {
+        None => None,
+        Some(f) => Some(
+            flowgate_core::FlowName::parse(f)
+                .map_err(|e| ApiError::bad_request("invalid_query", e.to_string()))?,
+        ),
+    };
+    let status = match &q.status {
+        None => None,
+        Some(s) => Some(
+            RunStatus::parse(s)
+                .map_err(|e| ApiError::bad_request("invalid_query", e.to_string()))?,
+        ),
+    };
+    let filter = flowgate_store::RunFilter { flow, status };
+    let cursor = q.cursor.clone();
+    let page = store_call(&state, move |s| {
+        s.list_runs(&filter, cursor.as_deref(), limit)
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(json!({
+        "items": page.items.iter().map(flowgate_store::Run::to_json).collect::<Vec<Value>>(),
+        "next_cursor": page.next_cursor,
+    })))
+}
+
+/// One run with its logs and attempts.
+#[utoipa::path(get, path = "/admin/v1/runs/{id}", operation_id = "get_run", tag = "runs",
+    params(("id" = String, Path, description = "Run id")),
+    responses((status = 200, body = Object, description = "The run with `logs` and `attempts`"), (status = 404, response = crate::openapi::Problem)),
+    security(("bearer" = ["runs:read"])))]
+#[get("/admin/v1/runs/{id}")]
+pub async fn get_run(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> ApiResult<HttpResponse> {
+    authorize(&req, &state, "runs:read").await?;
+    let id = RunId::parse(&path)
+        .map_err(|_| ApiError::not_found(format!("run `{path}` does not exist")))?;
+    let detail = store_call(&state, move |s| s.get_run(id))
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("run `{path}` does not exist")))?;
+    note_flow(&req, detail.run.flow.as_str(), Some(detail.run.version));
+    Ok(HttpResponse::Ok().json(detail.to_json()))
+}
+
+/// Queue a fresh attempt of a run with its original input.
+#[utoipa::path(post, path = "/admin/v1/runs/{id}/replay", operation_id = "replay_run", tag = "runs",
+    params(("id" = String, Path, description = "Run id")),
+    responses((status = 202, body = RunAccepted), (status = 404, response = crate::openapi::Problem)),
+    security(("bearer" = ["runs:write"])))]
+#[post("/admin/v1/runs/{id}/replay")]
+pub async fn replay_run(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> ApiResult<HttpResponse> {
+    authorize(&req, &state, "runs:write").await?;
+    let id = state.engine.replay(&path).await?;
+    Ok(HttpResponse::Accepted()
+        .insert_header(("location", format!("/admin/v1/runs/{id}")))
+        .json(RunAccepted {
+            run_id: id.to_string(),
+        }))
+}

@@ -1,0 +1,152 @@
+//! `/admin/v1/secrets…`: write, list (names only) and delete secrets. No API
+//! ever returns a secret value.
+
+use actix_web::{delete, get, put, web, HttpRequest, HttpResponse};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::{authorize, store_call};
+use crate::{ApiError, ApiResult, AppState};
+
+/// Registers the routes.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(list_secrets)
+        .service(get_secret)
+        .service(put_secret)
+        .service(delete_secret);
+}
+
+/// `PUT /admin/v1/secrets/{name}` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SecretIn {
+    /// The value (stored encrypted).
+    pub value: String,
+}
+
+/// A secret's metadata.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SecretOut {
+    /// Name.
+    pub name: String,
+    /// RFC 3339.
+    pub updated_at: String,
+}
+
+/// A list of secret names.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SecretList {
+    /// Secrets.
+    pub items: Vec<SecretOut>,
+    /// Always null.
+    pub next_cursor: Option<String>,
+}
+
+fn check_name(name: &str) -> ApiResult<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::unprocessable(
+            "a secret name is 1–128 characters of A–Z, a–z, 0–9, `_`, `-`, `.`",
+        ))
+    }
+}
+
+/// List secret names.
+#[utoipa::path(get, path = "/admin/v1/secrets", operation_id = "list_secrets", tag = "secrets",
+    responses((status = 200, body = SecretList)),
+    security(("bearer" = ["secrets:write"])))]
+#[get("/admin/v1/secrets")]
+pub async fn list_secrets(req: HttpRequest, state: web::Data<AppState>) -> ApiResult<HttpResponse> {
+    authorize(&req, &state, "secrets:write").await?;
+    let items = store_call(&state, |s| s.list_secrets()).await?;
+    Ok(HttpResponse::Ok().json(SecretList {
+        items: items
+            .into_iter()
+            .map(|m| SecretOut {
+                name: m.name,
+                updated_at: flowgate_core::rfc3339(m.updated_at),
+            })
+            .collect(),
+        next_cursor: None,
+    }))
+}
+
+/// A secret's metadata (never its value).
+#[utoipa::path(get, path = "/admin/v1/secrets/{name}", operation_id = "get_secret", tag = "secrets",
+    params(("name" = String, Path, description = "Secret name")),
+    responses((status = 200, body = SecretOut), (status = 404, response = crate::openapi::Problem)),
+    security(("bearer" = ["secrets:write"])))]
+#[get("/admin/v1/secrets/{name}")]
+pub async fn get_secret(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> ApiResult<HttpResponse> {
+    authorize(&req, &state, "secrets:write").await?;
+    let name = path.into_inner();
+    let n2 = name.clone();
+    let items = store_call(&state, |s| s.list_secrets()).await?;
+    let m = items
+        .into_iter()
+        .find(|m| m.name == n2)
+        .ok_or_else(|| ApiError::not_found(format!("secret `{name}` does not exist")))?;
+    Ok(HttpResponse::Ok().json(SecretOut {
+        name: m.name,
+        updated_at: flowgate_core::rfc3339(m.updated_at),
+    }))
+}
+
+/// Create or replace a secret.
+#[utoipa::path(put, path = "/admin/v1/secrets/{name}", operation_id = "put_secret", tag = "secrets",
+    params(("name" = String, Path, description = "Secret name")),
+    request_body = SecretIn,
+    responses((status = 204), (status = 422, response = crate::openapi::Problem)),
+    security(("bearer" = ["secrets:write"])))]
+#[put("/admin/v1/secrets/{name}")]
+pub async fn put_secret(
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Json<SecretIn>,
+    state: web::Data<AppState>,
+) -> ApiResult<HttpResponse> {
+    authorize(&req, &state, "secrets:write").await?;
+    let name = path.into_inner();
+    check_name(&name)?;
+    let value = body.into_inner().value;
+    if value.len() > 64 * 1024 {
+        return Err(ApiError::unprocessable(
+            "a secret value may be at most 64 KiB",
+        ));
+    }
+    let value = flowgate_core::SecretString::new(value);
+    store_call(&state, move |s| s.put_secret(&name, &value)).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Delete a secret.
+#[utoipa::path(delete, path = "/admin/v1/secrets/{name}", operation_id = "delete_secret", tag = "secrets",
+    params(("name" = String, Path, description = "Secret name")),
+    responses((status = 204), (status = 404, response = crate::openapi::Problem)),
+    security(("bearer" = ["secrets:write"])))]
+#[delete("/admin/v1/secrets/{name}")]
+pub async fn delete_secret(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> ApiResult<HttpResponse> {
+    authorize(&req, &state, "secrets:write").await?;
+    let name = path.into_inner();
+    let n2 = name.clone();
+    if !store_call(&state, move |s| s.delete_secret(&n2)).await? {
+        return Err(ApiError::not_found(format!(
+            "secret `{name}` does not exist"
+        )));
+    }
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -1,0 +1,177 @@
+//! `/admin/v1/users…`: the identity store. Every change emits the matching
+//! user lifecycle event (the store writes it in the same transaction).
+
+use actix_web::{delete, get, patch, post, web, HttpRequest, HttpResponse};
+use flowgate_core::user::{NewUser, UserFilter};
+use flowgate_core::UserId;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{authorize, store_call};
+use crate::{ApiError, ApiResult, AppState};
+
+/// Registers the routes.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(list_users)
+        .service(create_user)
+        .service(get_user)
+        .service(update_user)
+        .service(delete_user);
+}
+
+/// Filters of `GET /admin/v1/users`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct UserQuery {
+    /// Exact email (ignoring case).
+    pub email: Option<String>,
+    /// Status.
+    pub status: Option<String>,
+    /// Page size (1–500, default 50).
+    pub limit: Option<usize>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+fn user_id(s: &str) -> ApiResult<UserId> {
+    UserId::parse(s).map_err(|_| ApiError::not_found(format!("user `{s}` does not exist")))
+}
+
+/// List users (optionally by email or status).
+#[utoipa::path(get, path = "/admin/v1/users", operation_id = "list_users", tag = "users",
+    params(UserQuery),
+    responses((status = 200, body = Object, description = "`{items: [user], next_cursor}`")),
+    security(("bearer" = ["users:read"])))]
+#[get("/admin/v1/users")]
+pub async fn list_users(
+    req: HttpRequest,
+    q: web::Query<UserQuery>,
+    state: web::Data<AppState>,
+) -> ApiResult<HttpResponse> {
+    authorize(&req, &state, "users:read").await?;
+    let limit = match q.limit {
+        None => 50,
+        Some(n) if (1..=500).contains(&n) => n,
+        Some(n) => {
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                format!("limit {n} must be between 1 and 500"),
+            ))
+        }
+    };
+    if q.email.is_some() || q.status.is_some() {
+        let mut f = serde_json::Map::new();
+        if let Some(e) = &q.email {
+            f.insert("email".into(), json!(e));
+        }
+        if let Some(s) = &q.status {
+            flowgate_core::user::UserStatus::parse(s)
+                .map_err(|e| ApiError::bad_request("invalid_query", e.to_string()))?;
+            f.insert("status".into(), json!(s));
+        }
+        let filter = UserFilter::from_json(&Value::Object(f))
+            .map_err(|e| ApiError::bad_request("invalid_query", e.to_string()))?;
+        let users = store_call(&state, move |s| {
+            s.find_users(&filter, limit).map_err(Into::into)
+        })
+        .await?;
+        return Ok(HttpResponse::Ok().json(json!({
+            "items": users.iter().map(flowgate_core::user::User::to_json).collect::<Vec<_>>(),
+            "next_cursor": null,
+        })));
+    }
+    let cursor = q.cursor.clone();
+    let page = store_call(&state, move |s| s.list_users(cursor.as_deref(), limit)).await?;
+    Ok(HttpResponse::Ok().json(json!({
+        "items": page.items.iter().map(flowgate_core::user::User::to_json).collect::<Vec<_>>(),
+        "next_cursor": page.next_cursor,
+    })))
+}
+
+/// Create a user.
+#[utoipa::path(post, path = "/admin/v1/users", operation_id = "create_user", tag = "users",
+    request_body(content = Object, description = "`{email, display_name?, status?, attributes?, external_ids?}`"),
+    responses((status = 201, body = Object), (status = 409, response = crate::openapi::Problem), (status = 422, response = crate::openapi::Problem)),
+    security(("bearer" = ["users:write"])))]
+#[post("/admin/v1/users")]
+pub async fn create_user(
+    req: HttpRequest,
+    body: web::Json<Value>,
+    state: web::Data<AppState>,
+) -> ApiResult<HttpResponse> {
+    authorize(&req, &state, "users:write").await?;
+    let new = NewUser::from_json(&body).map_err(|e| ApiError::unprocessable(e.to_string()))?;
+    let user = store_call(&state, move |s| s.create_user(new).map_err(Into::into)).await?;
+    state.engine.wake_dispatcher();
+    Ok(HttpResponse::Created().json(user.to_json()))
+}
+
+/// One user.
+#[utoipa::path(get, path = "/admin/v1/users/{id}", operation_id = "get_user", tag = "users",
+    params(("id" = String, Path, description = "User id")),
+    responses((status = 200, body = Object), (status = 404, response = crate::openapi::Problem)),
+    security(("bearer" = ["users:read"])))]
+#[get("/admin/v1/users/{id}")]
+pub async fn get_user(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> ApiResult<HttpResponse> {
+    authorize(&req, &state, "users:read").await?;
+    let id = user_id(&path)?;
+    let user = store_call(&state, move |s| s.get_user(id).map_err(Into::into))
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("user `{path}` does not exist")))?;
+    Ok(HttpResponse::Ok().json(user.to_json()))
+}
+
+/// Change a user with a JSON merge patch (RFC 7396).
+#[utoipa::path(patch, path = "/admin/v1/users/{id}", operation_id = "update_user", tag = "users",
+    params(("id" = String, Path, description = "User id")),
+    request_body(content = Object, content_type = "application/merge-patch+json"),
+    responses((status = 200, body = Object), (status = 404, response = crate::openapi::Problem), (status = 409, response = crate::openapi::Problem), (status = 422, response = crate::openapi::Problem)),
+    security(("bearer" = ["users:write"])))]
+#[patch("/admin/v1/users/{id}")]
+pub async fn update_user(
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> ApiResult<HttpResponse> {
+    authorize(&req, &state, "users:write").await?;
+    let id = user_id(&path)?;
+    let patch: Value = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {e}"))
+    })?;
+    if !patch.is_object() {
+        return Err(ApiError::unprocessable(
+            "a user patch must be a JSON object",
+        ));
+    }
+    let user = store_call(&state, move |s| {
+        s.update_user(id, &patch).map_err(Into::into)
+    })
+    .await?;
+    state.engine.wake_dispatcher();
+    Ok(HttpResponse::Ok().json(user.to_json()))
+}
+
+/// Delete a user.
+#[utoipa::path(delete, path = "/admin/v1/users/{id}", operation_id = "delete_user", tag = "users",
+    params(("id" = String, Path, description = "User id")),
+    responses((status = 204), (status = 404, response = crate::openapi::Problem)),
+    security(("bearer" = ["users:write"])))]
+#[delete("/admin/v1/users/{id}")]
+pub async fn delete_user(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> ApiResult<HttpResponse> {
+    authorize(&req, &state, "users:write").await?;
+    let id = user_id(&path)?;
+    if !store_call(&state, move |s| s.delete_user(id).map_err(Into::into)).await? {
+        return Err(ApiError::not_found(format!("user `{path}` does not exist")));
+    }
+    state.engine.wake_dispatcher();
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -1,0 +1,92 @@
+//! `POST /events`: external systems publish an event (scope `events:publish`).
+
+use actix_web::http::StatusCode;
+use actix_web::{post, web, HttpRequest, HttpResponse};
+use flowgate_core::event::Event;
+use flowgate_core::manifest::is_valid_event_type;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use crate::routes::admin::{authorize, store_call};
+use crate::{ApiError, ApiResult, AppState};
+
+/// Registers the routes.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(publish_event);
+}
+
+/// An event to publish.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EventIn {
+    /// Dotted type, e.g. `crm.contact_changed`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Who produced it (default: the caller).
+    pub source: Option<String>,
+    /// The producer's id; a repeated id from the same source is stored once.
+    pub id: Option<String>,
+    /// Payload.
+    #[schema(value_type = Object)]
+    pub data: Value,
+}
+
+/// The stored event's id.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventAccepted {
+    /// Server id of the stored event.
+    pub event_id: String,
+}
+
+/// Publish an event; it is delivered at least once to every subscribed flow.
+#[utoipa::path(post, path = "/events", operation_id = "publish_event", tag = "events",
+    request_body = EventIn,
+    responses((status = 202, body = EventAccepted), (status = 400, response = crate::openapi::Problem), (status = 401, response = crate::openapi::Problem), (status = 403, response = crate::openapi::Problem), (status = 422, response = crate::openapi::Problem)),
+    security(("bearer" = ["events:publish"])))]
+#[post("/events")]
+pub async fn publish_event(
+    req: HttpRequest,
+    body: web::Json<EventIn>,
+    state: web::Data<AppState>,
+) -> ApiResult<HttpResponse> {
+    let principal = authorize(&req, &state, "events:publish").await?;
+    let input = body.into_inner();
+    if !is_valid_event_type(&input.kind) {
+        return Err(ApiError::unprocessable(format!(
+            "`{}` is not a valid event type (dotted lower-case words)",
+            input.kind
+        )));
+    }
+    let reserved = ["user.", "security.", "flow."];
+    if reserved.iter().any(|p| input.kind.starts_with(p)) {
+        return Err(ApiError::unprocessable(format!(
+            "`{}` is a system event type and cannot be published",
+            input.kind
+        )));
+    }
+    let source = input.source.unwrap_or_else(|| principal.caller_key());
+    if source.is_empty() || source.len() > 256 {
+        return Err(ApiError::unprocessable("`source` must be 1–256 characters"));
+    }
+    if let Some(id) = &input.id {
+        if id.is_empty() || id.len() > 256 {
+            return Err(ApiError::unprocessable("`id` must be 1–256 characters"));
+        }
+    }
+    if input.data.to_string().len() > 256 * 1024 {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "event data may be at most 256 KiB",
+        ));
+    }
+    let event = Event::new(input.kind, source, input.data);
+    let external = input.id;
+    let (id, _inserted) =
+        store_call(&state, move |s| s.insert_event(&event, external.as_deref())).await?;
+    state.engine.wake_dispatcher();
+    Ok(HttpResponse::Accepted().json(EventAccepted {
+        event_id: id.to_string(),
+    }))
+}

@@ -1,0 +1,293 @@
+//! Test harness: starts the real `flowgate` binary on a random loopback port
+//! with a fresh database and talks HTTP to it.
+#![allow(dead_code)]
+
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The `flowgate` binary built by `cargo test --workspace`.
+pub fn binary() -> PathBuf {
+    if let Ok(p) = std::env::var("FLOWGATE_BIN") {
+        return PathBuf::from(p);
+    }
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let bin = target.join("debug").join("flowgate");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build -p flowgate` first",
+        bin.display()
+    );
+    bin
+}
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Base64 of 32 fixed bytes: a test secrets key.
+pub const SECRETS_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+/// A running server.
+pub struct Server {
+    pub child: Child,
+    pub url: String,
+    pub admin_key: String,
+    pub db_url: String,
+    pub dir: tempfile::TempDir,
+    pub client: reqwest::Client,
+    extra_env: Vec<(String, String)>,
+}
+
+pub fn install_crypto() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+impl Server {
+    /// A server on a fresh SQLite database.
+    pub async fn start() -> Server {
+        Self::start_with(None, &[]).await
+    }
+
+    /// A server on `db_url` (or a fresh SQLite file) with extra environment.
+    pub async fn start_with(db_url: Option<String>, env: &[(&str, &str)]) -> Server {
+        install_crypto();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db_url =
+            db_url.unwrap_or_else(|| format!("sqlite://{}/flowgate.db", dir.path().display()));
+        let extra_env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let admin_key = run_cli(
+            &db_url,
+            &extra_env,
+            &[
+                "keys",
+                "create",
+                "--name",
+                "test-admin",
+                "--scopes",
+                "admin",
+            ],
+        );
+        let (child, url) = spawn_serve(&db_url, &extra_env, dir.path());
+        Server {
+            child,
+            url,
+            admin_key,
+            db_url,
+            dir,
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("client"),
+            extra_env,
+        }
+    }
+
+    /// Starts a second process on the same database.
+    pub fn spawn_another(&self) -> (Child, String) {
+        spawn_serve(&self.db_url, &self.extra_env, self.dir.path())
+    }
+
+    /// Kills the process hard and starts it again on the same database.
+    pub fn kill_and_restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let (child, url) = spawn_serve(&self.db_url, &self.extra_env, self.dir.path());
+        self.child = child;
+        self.url = url;
+    }
+
+    /// Runs a CLI subcommand against this server's database.
+    pub fn cli(&self, args: &[&str]) -> String {
+        run_cli(&self.db_url, &self.extra_env, args)
+    }
+
+    pub fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.client.get(format!("{}{}", self.url, path))
+    }
+
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.client.request(method, format!("{}{}", self.url, path))
+    }
+
+    /// An admin call with the admin key; returns (status, JSON body).
+    pub async fn admin(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = self.request(method, path).bearer_auth(&self.admin_key);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let res = req.send().await.expect("admin call");
+        let status = res.status().as_u16();
+        let text = res.text().await.unwrap_or_default();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    /// Creates a flow (or a new version) from files and publishes it; returns the version.
+    pub async fn deploy(&self, flow: &str, files: Value) -> i64 {
+        let (s, v) = self
+            .admin(
+                reqwest::Method::POST,
+                "/admin/v1/flows",
+                Some(json!({"files": files.clone()})),
+            )
+            .await;
+        let v = if s == 409 {
+            let (s, v) = self
+                .admin(
+                    reqwest::Method::POST,
+                    &format!("/admin/v1/flows/{flow}/versions"),
+                    Some(json!({"files": files})),
+                )
+                .await;
+            assert_eq!(s, 201, "create version: {v}");
+            v
+        } else {
+            assert_eq!(s, 201, "create flow: {v}");
+            v
+        };
+        let n = v["version"].as_i64().expect("version");
+        let (s, body) = self
+            .admin(
+                reqwest::Method::POST,
+                &format!("/admin/v1/flows/{flow}/versions/{n}/publish"),
+                None,
+            )
+            .await;
+        assert_eq!(s, 200, "publish: {body}");
+        n
+    }
+
+    /// Creates an API key with the given scopes through the admin API.
+    pub async fn key(&self, scopes: &[&str]) -> String {
+        let (s, v) = self
+            .admin(
+                reqwest::Method::POST,
+                "/admin/v1/keys",
+                Some(json!({"name": "test", "scopes": scopes})),
+            )
+            .await;
+        assert_eq!(s, 201, "{v}");
+        v["key"].as_str().expect("key").to_owned()
+    }
+
+    /// Polls a run until it reaches an end state (or the timeout passes).
+    pub async fn wait_run(&self, run_id: &str, timeout: Duration) -> Value {
+        let start = Instant::now();
+        loop {
+            let (s, v) = self
+                .admin(
+                    reqwest::Method::GET,
+                    &format!("/admin/v1/runs/{run_id}"),
+                    None,
+                )
+                .await;
+            if s == 200 && matches!(v["status"].as_str(), Some("succeeded" | "failed" | "dead")) {
+                return v;
+            }
+            if start.elapsed() > timeout {
+                return v;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn base_env(cmd: &mut Command, db_url: &str, extra: &[(String, String)]) {
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("FLOWGATE_DATABASE_URL", db_url)
+        .env("FLOWGATE_SECRETS_KEY", SECRETS_KEY)
+        .env("FLOWGATE_LISTEN", "127.0.0.1:0")
+        .env(
+            "FLOWGATE_LOG",
+            std::env::var("TEST_LOG").map(|_| "info").unwrap_or("warn"),
+        )
+        .env("FLOWGATE_SHUTDOWN_GRACE_SECS", "5");
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+}
+
+/// Runs a CLI subcommand and returns its trimmed stdout (panics on failure).
+pub fn run_cli(db_url: &str, extra: &[(String, String)], args: &[&str]) -> String {
+    let mut cmd = Command::new(binary());
+    base_env(&mut cmd, db_url, extra);
+    let out = cmd.args(args).output().expect("run flowgate");
+    assert!(
+        out.status.success(),
+        "flowgate {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+fn spawn_serve(db_url: &str, extra: &[(String, String)], dir: &Path) -> (Child, String) {
+    let mut cmd = Command::new(binary());
+    base_env(&mut cmd, db_url, extra);
+    let stderr = if std::env::var("TEST_LOG").is_ok() {
+        Stdio::inherit()
+    } else {
+        Stdio::null()
+    };
+    let mut child = cmd
+        .arg("serve")
+        .current_dir(dir)
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .expect("spawn flowgate serve");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(stdout);
+        let mut line = String::new();
+        while reader.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
+            if let Some(url) = line.trim().strip_prefix("flowgate listening on ") {
+                let _ = tx.send(url.to_owned());
+            }
+            line.clear();
+        }
+    });
+    let url = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the server did not report its address within 60 s");
+    (child, url)
+}
+
+/// A minimal package: an http flow answering with its script's value.
+pub fn http_flow(name: &str, script: &str, extra_toml: &str) -> Value {
+    json!({
+        "flow.toml": format!("name = \"{name}\"\n\n[[trigger]]\nkind = \"http\"\n\n[auth]\nmode = \"none\"\n{extra_toml}"),
+        "main.rhai": script,
+    })
+}
+
+/// The PostgreSQL URL for tests, when set.
+pub fn postgres_url() -> Option<String> {
+    std::env::var("FLOWGATE_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|s| !s.is_empty())
+}
