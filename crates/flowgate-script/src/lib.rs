@@ -5,6 +5,8 @@
 //! cache), [`Host`] (the repositories and HTTP client a run may use), the in-memory
 //! and overlay repositories in [`memory`] and [`overlay`], and [`fixtures`].
 
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod config;
 pub mod convert;
 pub mod engine;

@@ -1,5 +1,7 @@
 //! The example packages in `scripts/` pass their own fixtures.
 
+#![allow(clippy::unwrap_used)]
+
 use flowgate_script::fixtures::run_package;
 use flowgate_script::package_dir::{find_package_dirs, read_package_dir};
 use flowgate_script::{FlowRuntime, FlowVersion, RuntimeConfig};

@@ -1,6 +1,8 @@
 //! Every ```rhai block of docs/writing-flows.md compiles and runs as documented:
 //! `// => <json>` is the returned value, `// => fail <status>` a `fail`, `// => error` a runtime error.
 
+#![allow(clippy::unwrap_used)]
+
 use flowgate_core::{FlowName, FlowPackage, Manifest};
 use flowgate_script::{
     FlowRuntime, FlowVersion, Host, MemoryRepo, MockHttp, MockResponse, RunFailure, RunInput,

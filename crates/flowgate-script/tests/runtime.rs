@@ -1,5 +1,7 @@
 //! Host API, sandbox and runtime behaviour, end to end through `FlowRuntime`.
 
+#![allow(clippy::unwrap_used)]
+
 use flowgate_core::repo::KvRepo;
 use flowgate_core::{FlowName, FlowPackage, Manifest};
 use flowgate_script::{
@@ -577,9 +579,11 @@ fn cache_hits_on_the_same_sha256() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pool_overload_and_isolation() {
-    let mut cfg = RuntimeConfig::default();
-    cfg.pool_size = 1;
-    cfg.queue_wait = Duration::from_millis(50);
+    let mut cfg = RuntimeConfig {
+        pool_size: 1,
+        queue_wait: Duration::from_millis(50),
+        ..Default::default()
+    };
     cfg.limits.max_operations = 0;
     let e = env_with(cfg, vec![]);
     let slow = version_with(
