@@ -52,3 +52,44 @@ impl ScheduleError {
 
 /// Result alias for this crate.
 pub type Result<T, E = ScheduleError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use flowgate_core::manifest::{Misfire, Overlap};
+
+    fn trigger(cron: &str, tz: &str) -> ScheduleTrigger {
+        ScheduleTrigger {
+            cron: cron.into(),
+            cron_pos: Pos { line: 7, column: 8 },
+            timezone: tz.into(),
+            timezone_pos: Pos {
+                line: 8,
+                column: 12,
+            },
+            overlap: Overlap::Queue,
+            misfire: Misfire::RunOnce,
+        }
+    }
+
+    #[test]
+    fn errors_point_at_the_offending_manifest_value() {
+        let t = trigger("0 * * * *", "Mars/Base");
+        let e = ScheduleEntry::from_trigger("nightly", 2, &t).unwrap_err();
+        assert_eq!(e.pos_in(&t), t.timezone_pos);
+        let t = trigger("0 * * *", "UTC");
+        let e = ScheduleEntry::from_trigger("nightly", 2, &t).unwrap_err();
+        assert_eq!(e.pos_in(&t), t.cron_pos);
+    }
+
+    #[test]
+    fn entry_carries_the_trigger_policies() {
+        let t = trigger("0 */15 * * * *", "Europe/Amsterdam");
+        let e = ScheduleEntry::from_trigger("nightly", 2, &t).unwrap();
+        assert_eq!((e.flow.as_str(), e.version), ("nightly", 2));
+        assert_eq!((e.overlap, e.misfire), (Overlap::Queue, Misfire::RunOnce));
+        assert_eq!(e.spec.expr(), "0 */15 * * * *");
+        assert_eq!(e.spec.timezone(), chrono_tz::Europe::Amsterdam);
+    }
+}
