@@ -14,8 +14,18 @@
 //!   statuses and `fail()` statuses are added when a fixture expects them (sync
 //!   only: an async caller never sees the script's answer).
 //! - Problems: only the statuses the server can return for this operation (see
-//!   [`problem_statuses`]), as `$ref`s to `components/responses`, all using one
-//!   `Problem` schema. Examples from fixtures are attached inline.
+//!   [`problem_statuses`], which mirrors the gateway's `routes/invoke.rs`), as
+//!   `$ref`s to `components/responses`, all using one `Problem` schema; a `$ref`'s
+//!   sibling `description` says what causes it for this operation. Examples from
+//!   fixtures are attached inline. Two statuses appear more often than a first
+//!   reading of SPEC §5 suggests, because the gateway really answers them: 415
+//!   also without an input schema (a body that is neither JSON nor UTF-8 text),
+//!   and 429 also without `[limits] rate` (anonymous requests per address for
+//!   `mode = "none"`, repeated failed authentication otherwise). 409/422 also
+//!   apply to signed webhooks that de-duplicate by delivery id. Not documented:
+//!   405 (another method on the same path), 414 and 431 (oversized URL/headers).
+//! - Rate-limit headers are listed on the responses sent after the limiter ran
+//!   (not on 401, 403, 404, 410, 413).
 //! - Security from `[auth]`, or the signature scheme for signed webhooks.
 //! - `x-ratelimit`, `x-timeout-ms`, `x-max-body-bytes`, `x-flowgate-trigger`,
 //!   `x-run-mode` extensions.
