@@ -119,3 +119,64 @@ pub async fn request_context(
     tracing::debug!(request_id = %id, http.method = %method, http.route = %route, http.status = %status, duration_ms = (elapsed * 1000.0) as u64, "request");
     Ok(res)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::{test, web, App, HttpResponse};
+
+    async fn boom() -> HttpResponse {
+        let v: Vec<u8> = Vec::new();
+        HttpResponse::Ok().body(format!("{}", v[3]))
+    }
+
+    async fn fine() -> HttpResponse {
+        HttpResponse::Ok().body("fine")
+    }
+
+    #[actix_web::test]
+    async fn a_panicking_handler_becomes_a_500_problem_and_the_server_keeps_serving() {
+        let app = test::init_service(
+            App::new()
+                .route("/boom", web::get().to(boom))
+                .route("/fine", web::get().to(fine))
+                .wrap(actix_web::middleware::from_fn(request_context)),
+        )
+        .await;
+        let req = test::TestRequest::get()
+            .uri("/boom")
+            .insert_header(("x-request-id", "r-1"))
+            .to_request();
+        let res = test::try_call_service(&app, req).await;
+        let res = match res {
+            Ok(r) => r.into_parts().1,
+            Err(e) => e.error_response(),
+        };
+        assert_eq!(res.status().as_u16(), 500);
+        assert_eq!(
+            res.headers().get("content-type").map(|v| v.as_bytes()),
+            Some(&b"application/problem+json"[..])
+        );
+        assert_eq!(
+            res.headers().get("x-request-id").map(|v| v.as_bytes()),
+            Some(&b"r-1"[..])
+        );
+        let body = actix_web::body::to_bytes(res.into_body())
+            .await
+            .unwrap_or_default();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        assert_eq!(v["code"], "internal_error");
+        assert_eq!(v["request_id"], "r-1");
+        assert!(
+            !v["detail"]
+                .as_str()
+                .unwrap_or("")
+                .contains("index out of bounds"),
+            "no internals leak: {v}"
+        );
+        // The same service keeps answering.
+        let res =
+            test::call_service(&app, test::TestRequest::get().uri("/fine").to_request()).await;
+        assert_eq!(res.status().as_u16(), 200);
+    }
+}

@@ -42,6 +42,8 @@ pub struct Server {
     pub dir: tempfile::TempDir,
     pub client: reqwest::Client,
     extra_env: Vec<(String, String)>,
+    /// Where the server's stderr goes (appended across restarts), when captured.
+    pub log_file: Option<PathBuf>,
 }
 
 pub fn install_crypto() {
@@ -56,6 +58,26 @@ impl Server {
 
     /// A server on `db_url` (or a fresh SQLite file) with extra environment.
     pub async fn start_with(db_url: Option<String>, env: &[(&str, &str)]) -> Server {
+        Self::start_inner(db_url, env, false).await
+    }
+
+    /// Like [`Server::start_with`], with the server's stderr appended to
+    /// `<dir>/server.log` (see [`Server::log_text`]).
+    pub async fn start_logged(db_url: Option<String>, env: &[(&str, &str)]) -> Server {
+        Self::start_inner(db_url, env, true).await
+    }
+
+    /// Everything the server wrote to stderr so far (empty unless started with
+    /// [`Server::start_logged`]).
+    pub fn log_text(&self) -> String {
+        self.log_file
+            .as_ref()
+            .and_then(|p| std::fs::read(p).ok())
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    }
+
+    async fn start_inner(db_url: Option<String>, env: &[(&str, &str)], logged: bool) -> Server {
         install_crypto();
         let dir = tempfile::tempdir().expect("tempdir");
         let db_url =
@@ -76,7 +98,8 @@ impl Server {
                 "admin",
             ],
         );
-        let (child, url) = spawn_serve(&db_url, &extra_env, dir.path());
+        let log_file = logged.then(|| dir.path().join("server.log"));
+        let (child, url) = spawn_serve(&db_url, &extra_env, dir.path(), log_file.as_deref());
         Server {
             child,
             url,
@@ -88,19 +111,30 @@ impl Server {
                 .build()
                 .expect("client"),
             extra_env,
+            log_file,
         }
     }
 
     /// Starts a second process on the same database.
     pub fn spawn_another(&self) -> (Child, String) {
-        spawn_serve(&self.db_url, &self.extra_env, self.dir.path())
+        spawn_serve(
+            &self.db_url,
+            &self.extra_env,
+            self.dir.path(),
+            self.log_file.as_deref(),
+        )
     }
 
     /// Kills the process hard and starts it again on the same database.
     pub fn kill_and_restart(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let (child, url) = spawn_serve(&self.db_url, &self.extra_env, self.dir.path());
+        let (child, url) = spawn_serve(
+            &self.db_url,
+            &self.extra_env,
+            self.dir.path(),
+            self.log_file.as_deref(),
+        );
         self.child = child;
         self.url = url;
     }
@@ -244,10 +278,22 @@ pub fn run_cli(db_url: &str, extra: &[(String, String)], args: &[&str]) -> Strin
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
-fn spawn_serve(db_url: &str, extra: &[(String, String)], dir: &Path) -> (Child, String) {
+fn spawn_serve(
+    db_url: &str,
+    extra: &[(String, String)],
+    dir: &Path,
+    log_file: Option<&Path>,
+) -> (Child, String) {
     let mut cmd = Command::new(binary());
     base_env(&mut cmd, db_url, extra);
-    let stderr = if std::env::var("TEST_LOG").is_ok() {
+    let stderr = if let Some(p) = log_file {
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p)
+            .expect("open the server log");
+        Stdio::from(f)
+    } else if std::env::var("TEST_LOG").is_ok() {
         Stdio::inherit()
     } else {
         Stdio::null()
@@ -290,4 +336,41 @@ pub fn postgres_url() -> Option<String> {
     std::env::var("FLOWGATE_TEST_POSTGRES_URL")
         .ok()
         .filter(|s| !s.is_empty())
+}
+
+/// A fresh, empty PostgreSQL schema on the test server, as a database URL
+/// (`None` when `FLOWGATE_TEST_POSTGRES_URL` is unset).
+pub fn fresh_postgres_url() -> Option<String> {
+    let base = postgres_url()?;
+    let schema = format!("t_{:016x}{:08x}", rand_u64(), std::process::id());
+    let out = Command::new("psql")
+        .arg(&base)
+        .args([
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-q",
+            "-c",
+            &format!("CREATE SCHEMA {schema}"),
+        ])
+        .output()
+        .expect("run psql (install postgresql-client)");
+    assert!(
+        out.status.success(),
+        "psql: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sep = if base.contains('?') { '&' } else { '?' };
+    Some(format!("{base}{sep}options=-csearch_path%3D{schema}"))
+}
+
+fn rand_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(Instant::now().elapsed().as_nanos());
+    h.finish()
+}
+
+/// Prints a clear note that a PostgreSQL test half was skipped.
+pub fn skip_postgres(test: &str) {
+    eprintln!("{test}: PostgreSQL half SKIPPED (FLOWGATE_TEST_POSTGRES_URL not set)");
 }

@@ -42,7 +42,7 @@ pub struct EventAccepted {
 /// Publish an event; it is delivered at least once to every subscribed flow.
 #[utoipa::path(post, path = "/events", operation_id = "publish_event", tag = "events",
     request_body = EventIn,
-    responses((status = 202, body = EventAccepted), (status = 400, response = crate::openapi::Problem), (status = 401, response = crate::openapi::Problem), (status = 403, response = crate::openapi::Problem), (status = 422, response = crate::openapi::Problem)),
+    responses((status = 202, body = EventAccepted, description = "Accepted"), (status = 400, response = crate::openapi::Problem), (status = 401, response = crate::openapi::Problem), (status = 403, response = crate::openapi::Problem), (status = 422, response = crate::openapi::Problem)),
     security(("bearer" = ["events:publish"])))]
 #[post("/events")]
 pub async fn publish_event(

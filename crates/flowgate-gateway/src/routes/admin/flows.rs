@@ -241,7 +241,7 @@ fn manifest_name(files: &BTreeMap<String, String>) -> ApiResult<String> {
 /// List flows.
 #[utoipa::path(get, path = "/admin/v1/flows", operation_id = "list_flows", tag = "flows",
     params(PageQuery),
-    responses((status = 200, body = FlowList), (status = 401, response = crate::openapi::Problem)),
+    responses((status = 200, body = FlowList, description = "OK"), (status = 401, response = crate::openapi::Problem)),
     security(("bearer" = ["flows:read"])))]
 #[get("/admin/v1/flows")]
 pub async fn list_flows(
@@ -262,7 +262,7 @@ pub async fn list_flows(
 /// Create a flow with its first draft version.
 #[utoipa::path(post, path = "/admin/v1/flows", operation_id = "create_flow", tag = "flows",
     request_body = PackageIn,
-    responses((status = 201, body = VersionCreatedOut), (status = 409, response = crate::openapi::Problem), (status = 422, response = crate::openapi::Problem)),
+    responses((status = 201, body = VersionCreatedOut, description = "Created"), (status = 409, response = crate::openapi::Problem), (status = 422, response = crate::openapi::Problem)),
     security(("bearer" = ["flows:write"])))]
 #[post("/admin/v1/flows")]
 pub async fn create_flow(
@@ -284,7 +284,7 @@ pub async fn create_flow(
 /// One flow with its versions.
 #[utoipa::path(get, path = "/admin/v1/flows/{flow}", operation_id = "get_flow", tag = "flows",
     params(("flow" = String, Path, description = "Flow name")),
-    responses((status = 200, body = FlowDetailOut), (status = 404, response = crate::openapi::Problem)),
+    responses((status = 200, body = FlowDetailOut, description = "OK"), (status = 404, response = crate::openapi::Problem)),
     security(("bearer" = ["flows:read"])))]
 #[get("/admin/v1/flows/{flow}")]
 pub async fn get_flow(
@@ -315,7 +315,7 @@ pub async fn get_flow(
 /// Disable a flow (its URLs answer 404; its schedule stops).
 #[utoipa::path(delete, path = "/admin/v1/flows/{flow}", operation_id = "disable_flow", tag = "flows",
     params(("flow" = String, Path, description = "Flow name")),
-    responses((status = 204), (status = 404, response = crate::openapi::Problem)),
+    responses((status = 204, description = "No content"), (status = 404, response = crate::openapi::Problem)),
     security(("bearer" = ["flows:write"])))]
 #[delete("/admin/v1/flows/{flow}")]
 pub async fn disable_flow(
@@ -333,7 +333,7 @@ pub async fn disable_flow(
 #[utoipa::path(post, path = "/admin/v1/flows/{flow}/versions", operation_id = "create_version", tag = "flows",
     params(("flow" = String, Path, description = "Flow name")),
     request_body = PackageIn,
-    responses((status = 201, body = VersionCreatedOut), (status = 404, response = crate::openapi::Problem), (status = 422, response = crate::openapi::Problem)),
+    responses((status = 201, body = VersionCreatedOut, description = "Created"), (status = 404, response = crate::openapi::Problem), (status = 422, response = crate::openapi::Problem)),
     security(("bearer" = ["flows:write"])))]
 #[post("/admin/v1/flows/{flow}/versions")]
 pub async fn create_version(
@@ -359,7 +359,7 @@ pub async fn create_version(
 /// One version with its source.
 #[utoipa::path(get, path = "/admin/v1/flows/{flow}/versions/{n}", operation_id = "get_version", tag = "flows",
     params(("flow" = String, Path, description = "Flow name"), ("n" = u32, Path, description = "Version number")),
-    responses((status = 200, body = VersionDetailOut), (status = 404, response = crate::openapi::Problem)),
+    responses((status = 200, body = VersionDetailOut, description = "OK"), (status = 404, response = crate::openapi::Problem)),
     security(("bearer" = ["flows:read"])))]
 #[get("/admin/v1/flows/{flow}/versions/{n}")]
 pub async fn get_version(
@@ -391,7 +391,7 @@ pub async fn get_version(
 #[utoipa::path(post, path = "/admin/v1/flows/{flow}/versions/{n}/publish", operation_id = "publish_version", tag = "flows",
     params(("flow" = String, Path, description = "Flow name"), ("n" = u32, Path, description = "Version number")),
     request_body(content = Option<PublishIn>),
-    responses((status = 200, body = LiveChangeOut), (status = 404, response = crate::openapi::Problem), (status = 409, response = crate::openapi::Problem), (status = 422, response = crate::openapi::Problem)),
+    responses((status = 200, body = LiveChangeOut, description = "OK"), (status = 404, response = crate::openapi::Problem), (status = 409, response = crate::openapi::Problem), (status = 422, response = crate::openapi::Problem)),
     security(("bearer" = ["flows:publish"])))]
 #[post("/admin/v1/flows/{flow}/versions/{n}/publish")]
 pub async fn publish_version(
@@ -421,7 +421,7 @@ pub async fn publish_version(
 #[utoipa::path(post, path = "/admin/v1/flows/{flow}/rollback", operation_id = "rollback_flow", tag = "flows",
     params(("flow" = String, Path, description = "Flow name")),
     request_body = RollbackIn,
-    responses((status = 200, body = LiveChangeOut), (status = 404, response = crate::openapi::Problem), (status = 409, response = crate::openapi::Problem)),
+    responses((status = 200, body = LiveChangeOut, description = "OK"), (status = 404, response = crate::openapi::Problem), (status = 409, response = crate::openapi::Problem)),
     security(("bearer" = ["flows:publish"])))]
 #[post("/admin/v1/flows/{flow}/rollback")]
 pub async fn rollback_flow(
@@ -439,7 +439,7 @@ pub async fn rollback_flow(
 /// Retire a version (its pinned URL answers 410).
 #[utoipa::path(post, path = "/admin/v1/flows/{flow}/versions/{n}/retire", operation_id = "retire_version", tag = "flows",
     params(("flow" = String, Path, description = "Flow name"), ("n" = u32, Path, description = "Version number")),
-    responses((status = 200, body = Object), (status = 404, response = crate::openapi::Problem), (status = 409, response = crate::openapi::Problem)),
+    responses((status = 200, body = Object, description = "OK"), (status = 404, response = crate::openapi::Problem), (status = 409, response = crate::openapi::Problem)),
     security(("bearer" = ["flows:publish"])))]
 #[post("/admin/v1/flows/{flow}/versions/{n}/retire")]
 pub async fn retire_version(
@@ -458,7 +458,7 @@ pub async fn retire_version(
 #[utoipa::path(post, path = "/admin/v1/flows/{flow}/versions/{n}/dry-run", operation_id = "dry_run_version", tag = "flows",
     params(("flow" = String, Path, description = "Flow name"), ("n" = u32, Path, description = "Version number")),
     request_body = DryRunIn,
-    responses((status = 200, body = DryRunOut), (status = 404, response = crate::openapi::Problem), (status = 422, response = crate::openapi::Problem)),
+    responses((status = 200, body = DryRunOut, description = "OK"), (status = 404, response = crate::openapi::Problem), (status = 422, response = crate::openapi::Problem)),
     security(("bearer" = ["flows:write"])))]
 #[post("/admin/v1/flows/{flow}/versions/{n}/dry-run")]
 pub async fn dry_run_version(
@@ -481,7 +481,7 @@ pub async fn dry_run_version(
 #[utoipa::path(post, path = "/admin/v1/flows/{flow}/run", operation_id = "run_flow", tag = "flows",
     params(("flow" = String, Path, description = "Flow name")),
     request_body(content = Option<Object>, description = "Optional request body the run sees as `request.body`"),
-    responses((status = 202, body = RunAccepted), (status = 404, response = crate::openapi::Problem)),
+    responses((status = 202, body = RunAccepted, description = "Accepted"), (status = 404, response = crate::openapi::Problem)),
     security(("bearer" = ["runs:write"])))]
 #[post("/admin/v1/flows/{flow}/run")]
 pub async fn run_flow(

@@ -93,7 +93,7 @@ pub fn validate_key_request(name: &str, scopes: &[String]) -> ApiResult<()> {
 /// Create an API key.
 #[utoipa::path(post, path = "/admin/v1/keys", operation_id = "create_key", tag = "keys",
     request_body = KeyIn,
-    responses((status = 201, body = KeyCreatedOut), (status = 422, response = crate::openapi::Problem)),
+    responses((status = 201, body = KeyCreatedOut, description = "Created"), (status = 422, response = crate::openapi::Problem)),
     security(("bearer" = ["keys:manage"])))]
 #[post("/admin/v1/keys")]
 pub async fn create_key(
@@ -137,7 +137,7 @@ pub async fn create_key(
 
 /// List API keys (never their secrets).
 #[utoipa::path(get, path = "/admin/v1/keys", operation_id = "list_keys", tag = "keys",
-    responses((status = 200, body = KeyList)),
+    responses((status = 200, body = KeyList, description = "OK")),
     security(("bearer" = ["keys:manage"])))]
 #[get("/admin/v1/keys")]
 pub async fn list_keys(req: HttpRequest, state: web::Data<AppState>) -> ApiResult<HttpResponse> {
@@ -163,7 +163,7 @@ pub async fn list_keys(req: HttpRequest, state: web::Data<AppState>) -> ApiResul
 /// Revoke an API key (effective at once on this node).
 #[utoipa::path(delete, path = "/admin/v1/keys/{id}", operation_id = "revoke_key", tag = "keys",
     params(("id" = String, Path, description = "Key id")),
-    responses((status = 204), (status = 404, response = crate::openapi::Problem)),
+    responses((status = 204, description = "No content"), (status = 404, response = crate::openapi::Problem)),
     security(("bearer" = ["keys:manage"])))]
 #[delete("/admin/v1/keys/{id}")]
 pub async fn revoke_key(

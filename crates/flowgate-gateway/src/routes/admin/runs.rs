@@ -102,7 +102,7 @@ pub async fn get_run(
 /// Queue a fresh attempt of a run with its original input.
 #[utoipa::path(post, path = "/admin/v1/runs/{id}/replay", operation_id = "replay_run", tag = "runs",
     params(("id" = String, Path, description = "Run id")),
-    responses((status = 202, body = RunAccepted), (status = 404, response = crate::openapi::Problem)),
+    responses((status = 202, body = RunAccepted, description = "Accepted"), (status = 404, response = crate::openapi::Problem)),
     security(("bearer" = ["runs:write"])))]
 #[post("/admin/v1/runs/{id}/replay")]
 pub async fn replay_run(

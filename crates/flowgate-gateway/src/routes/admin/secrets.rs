@@ -59,7 +59,7 @@ fn check_name(name: &str) -> ApiResult<()> {
 
 /// List secret names.
 #[utoipa::path(get, path = "/admin/v1/secrets", operation_id = "list_secrets", tag = "secrets",
-    responses((status = 200, body = SecretList)),
+    responses((status = 200, body = SecretList, description = "OK")),
     security(("bearer" = ["secrets:write"])))]
 #[get("/admin/v1/secrets")]
 pub async fn list_secrets(req: HttpRequest, state: web::Data<AppState>) -> ApiResult<HttpResponse> {
@@ -80,7 +80,7 @@ pub async fn list_secrets(req: HttpRequest, state: web::Data<AppState>) -> ApiRe
 /// A secret's metadata (never its value).
 #[utoipa::path(get, path = "/admin/v1/secrets/{name}", operation_id = "get_secret", tag = "secrets",
     params(("name" = String, Path, description = "Secret name")),
-    responses((status = 200, body = SecretOut), (status = 404, response = crate::openapi::Problem)),
+    responses((status = 200, body = SecretOut, description = "OK"), (status = 404, response = crate::openapi::Problem)),
     security(("bearer" = ["secrets:write"])))]
 #[get("/admin/v1/secrets/{name}")]
 pub async fn get_secret(
@@ -106,7 +106,7 @@ pub async fn get_secret(
 #[utoipa::path(put, path = "/admin/v1/secrets/{name}", operation_id = "put_secret", tag = "secrets",
     params(("name" = String, Path, description = "Secret name")),
     request_body = SecretIn,
-    responses((status = 204), (status = 422, response = crate::openapi::Problem)),
+    responses((status = 204, description = "No content"), (status = 422, response = crate::openapi::Problem)),
     security(("bearer" = ["secrets:write"])))]
 #[put("/admin/v1/secrets/{name}")]
 pub async fn put_secret(
@@ -132,7 +132,7 @@ pub async fn put_secret(
 /// Delete a secret.
 #[utoipa::path(delete, path = "/admin/v1/secrets/{name}", operation_id = "delete_secret", tag = "secrets",
     params(("name" = String, Path, description = "Secret name")),
-    responses((status = 204), (status = 404, response = crate::openapi::Problem)),
+    responses((status = 204, description = "No content"), (status = 404, response = crate::openapi::Problem)),
     security(("bearer" = ["secrets:write"])))]
 #[delete("/admin/v1/secrets/{name}")]
 pub async fn delete_secret(

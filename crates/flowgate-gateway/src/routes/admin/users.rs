@@ -91,7 +91,7 @@ pub async fn list_users(
 /// Create a user.
 #[utoipa::path(post, path = "/admin/v1/users", operation_id = "create_user", tag = "users",
     request_body(content = Object, description = "`{email, display_name?, status?, attributes?, external_ids?}`"),
-    responses((status = 201, body = Object), (status = 409, response = crate::openapi::Problem), (status = 422, response = crate::openapi::Problem)),
+    responses((status = 201, body = Object, description = "Created"), (status = 409, response = crate::openapi::Problem), (status = 422, response = crate::openapi::Problem)),
     security(("bearer" = ["users:write"])))]
 #[post("/admin/v1/users")]
 pub async fn create_user(
@@ -109,7 +109,7 @@ pub async fn create_user(
 /// One user.
 #[utoipa::path(get, path = "/admin/v1/users/{id}", operation_id = "get_user", tag = "users",
     params(("id" = String, Path, description = "User id")),
-    responses((status = 200, body = Object), (status = 404, response = crate::openapi::Problem)),
+    responses((status = 200, body = Object, description = "OK"), (status = 404, response = crate::openapi::Problem)),
     security(("bearer" = ["users:read"])))]
 #[get("/admin/v1/users/{id}")]
 pub async fn get_user(
@@ -129,7 +129,7 @@ pub async fn get_user(
 #[utoipa::path(patch, path = "/admin/v1/users/{id}", operation_id = "update_user", tag = "users",
     params(("id" = String, Path, description = "User id")),
     request_body(content = Object, content_type = "application/merge-patch+json"),
-    responses((status = 200, body = Object), (status = 404, response = crate::openapi::Problem), (status = 409, response = crate::openapi::Problem), (status = 422, response = crate::openapi::Problem)),
+    responses((status = 200, body = Object, description = "OK"), (status = 404, response = crate::openapi::Problem), (status = 409, response = crate::openapi::Problem), (status = 422, response = crate::openapi::Problem)),
     security(("bearer" = ["users:write"])))]
 #[patch("/admin/v1/users/{id}")]
 pub async fn update_user(
@@ -159,7 +159,7 @@ pub async fn update_user(
 /// Delete a user.
 #[utoipa::path(delete, path = "/admin/v1/users/{id}", operation_id = "delete_user", tag = "users",
     params(("id" = String, Path, description = "User id")),
-    responses((status = 204), (status = 404, response = crate::openapi::Problem)),
+    responses((status = 204, description = "No content"), (status = 404, response = crate::openapi::Problem)),
     security(("bearer" = ["users:write"])))]
 #[delete("/admin/v1/users/{id}")]
 pub async fn delete_user(

@@ -1,0 +1,239 @@
+//! Server skeleton over HTTP: health, readiness, problem responses, request
+//! ids, metrics, the default database location, keys created while serving.
+
+mod common;
+
+use common::{http_flow, Server};
+use reqwest::Method;
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+#[tokio::test]
+async fn health_problems_and_request_ids() {
+    let s = Server::start().await;
+    let res = s.get("/healthz").send().await.unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    assert!(res.headers().contains_key("x-request-id"));
+    let res = s.get("/readyz").send().await.unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+
+    // A caller's request id is echoed; a bad one is replaced.
+    let res = s
+        .get("/healthz")
+        .header("x-request-id", "abc-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["x-request-id"], "abc-123");
+    let res = s
+        .get("/healthz")
+        .header("x-request-id", "has space")
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(res.headers()["x-request-id"], "has space");
+
+    // Unknown route → 404 problem; known route, wrong method → 405 problem.
+    let res = s
+        .get("/no/such/thing")
+        .header("x-request-id", "rid-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 404);
+    assert_eq!(res.headers()["content-type"], "application/problem+json");
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["status"], 404);
+    assert_eq!(body["code"], "not_found");
+    assert_eq!(body["request_id"], "rid-1");
+    for k in ["type", "title", "detail"] {
+        assert!(body[k].is_string(), "{k} missing: {body}");
+    }
+    let res = s.request(Method::DELETE, "/healthz").send().await.unwrap();
+    assert_eq!(res.status().as_u16(), 405);
+    assert_eq!(res.headers()["content-type"], "application/problem+json");
+    let res = s
+        .request(Method::PUT, "/admin/v1/flows")
+        .bearer_auth(&s.admin_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 405);
+    assert!(res.headers().contains_key("x-request-id"));
+}
+
+#[tokio::test]
+async fn metrics_count_requests_by_route_and_status_and_cache_use() {
+    let s = Server::start().await;
+    s.deploy("ping", http_flow("ping", "\"pong\"", "")).await;
+    for _ in 0..3 {
+        let res = s.request(Method::POST, "/flows/ping").send().await.unwrap();
+        assert_eq!(res.status().as_u16(), 200);
+    }
+    let text = s
+        .get("/metrics")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("flowgate_http_requests_total")
+                && l.contains("route=\"/flows/{flow}{tail:.*}\"")
+                && l.contains("status=\"200\"")),
+        "{text}"
+    );
+    assert!(
+        text.contains("flowgate_http_request_duration_seconds_bucket"),
+        "{text}"
+    );
+    assert!(text.contains("flowgate_script_cache_hits_total"), "{text}");
+    assert!(text.contains("flowgate_queue_runs"), "{text}");
+}
+
+#[tokio::test]
+async fn keys_created_while_the_server_runs_work_at_once() {
+    let s = Server::start().await;
+    let key = s.cli(&["keys", "create", "--name", "ops", "--scopes", "flows:read"]);
+    assert!(key.starts_with("fgk_"), "{key}");
+    assert_eq!(key.lines().count(), 1, "the key is printed alone");
+    let res = s
+        .get("/admin/v1/flows")
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    // The key's scopes are enforced.
+    let res = s
+        .get("/admin/v1/keys")
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 403);
+}
+
+#[test]
+fn serve_without_config_creates_the_default_database() {
+    common::install_crypto();
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(common::binary())
+        .arg("serve")
+        .current_dir(dir.path())
+        .env_clear()
+        .env("FLOWGATE_LISTEN", "127.0.0.1:0")
+        .env("FLOWGATE_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let mut buf = [0u8; 256];
+    let mut seen = String::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !seen.contains('\n') && std::time::Instant::now() < deadline {
+        let n = out.read(&mut buf).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(seen.contains("listening on http://127.0.0.1:"), "{seen}");
+    assert!(dir.path().join("data/flowgate.db").exists());
+    assert!(dir.path().join("data/secrets.key").exists());
+}
+
+/// A TCP proxy in front of PostgreSQL that can be cut to make the database unreachable.
+struct Proxy {
+    port: u16,
+    cut: Arc<AtomicBool>,
+    conns: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl Proxy {
+    fn start(upstream: String) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let cut = Arc::new(AtomicBool::new(false));
+        let conns: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        let (c2, k2) = (cut.clone(), conns.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                if c2.load(Ordering::SeqCst) {
+                    drop(client);
+                    continue;
+                }
+                let Ok(server) = TcpStream::connect(&upstream) else {
+                    continue;
+                };
+                k2.lock()
+                    .unwrap()
+                    .extend([client.try_clone().unwrap(), server.try_clone().unwrap()]);
+                let (mut a, mut b) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                let (mut c, mut d) = (server, client);
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut a, &mut b);
+                });
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 8192];
+                    while let Ok(n) = c.read(&mut buf) {
+                        if n == 0 || d.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        Proxy { port, cut, conns }
+    }
+
+    fn cut(&self) {
+        self.cut.store(true, Ordering::SeqCst);
+        for c in self.conns.lock().unwrap().drain(..) {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+#[tokio::test]
+async fn readyz_answers_503_when_the_database_is_unreachable() {
+    let Some(url) = common::fresh_postgres_url() else {
+        common::skip_postgres("readyz_answers_503_when_the_database_is_unreachable");
+        return;
+    };
+    // Route the server's connections through a proxy we can cut.
+    let after_scheme = url.split_once("://").map(|(_, r)| r).unwrap();
+    let host_start = after_scheme.find('@').map_or(0, |i| i + 1);
+    let host_end = after_scheme[host_start..]
+        .find('/')
+        .map(|i| i + host_start)
+        .unwrap();
+    let upstream = after_scheme[host_start..host_end].to_owned();
+    let proxy = Proxy::start(upstream.clone());
+    let proxied = url.replacen(&upstream, &format!("127.0.0.1:{}", proxy.port), 1);
+    let s = Server::start_with(Some(proxied), &[]).await;
+    assert_eq!(
+        s.get("/readyz").send().await.unwrap().status().as_u16(),
+        200
+    );
+    proxy.cut();
+    let res = s.get("/readyz").send().await.unwrap();
+    assert_eq!(res.status().as_u16(), 503);
+    assert_eq!(res.headers()["content-type"], "application/problem+json");
+    assert!(res.headers().contains_key("retry-after"));
+    // The process itself is still up.
+    assert_eq!(
+        s.get("/healthz").send().await.unwrap().status().as_u16(),
+        200
+    );
+}
