@@ -142,7 +142,7 @@ fn a_broken_expectation_fails_with_expected_and_actual() {
 }
 
 #[tokio::test]
-async fn every_example_is_accepted_by_a_server_and_system_status_answers() {
+async fn every_example_deploys_to_a_server_and_two_answer_over_http() {
     let s = Server::start().await;
     for pkg in PACKAGES {
         let files = package_files(&scripts_dir().join(pkg));
@@ -178,4 +178,23 @@ async fn every_example_is_accepted_by_a_server_and_system_status_answers() {
         .await
         .expect("call");
     assert_eq!(res.status().as_u16(), 422);
+
+    // Query parameters reach the script as strings; `limit` is validated there.
+    let reader = s.key(&["users:read"]).await;
+    let search = |query: &'static str| {
+        s.request(Method::GET, &format!("/flows/user-search{query}"))
+            .header("x-api-key", reader.clone())
+            .send()
+    };
+    let res = search("?plan=pro&limit=5").await.expect("call");
+    assert_eq!(res.status().as_u16(), 200);
+    let body: Value = res.json().await.expect("json");
+    assert_eq!(
+        (body["count"].as_i64(), body["limit"].as_i64()),
+        (Some(0), Some(5))
+    );
+    let res = search("?limit=0").await.expect("call");
+    assert_eq!(res.status().as_u16(), 400);
+    let body: Value = res.json().await.expect("json");
+    assert_eq!(body["code"], "invalid_limit", "{body}");
 }
