@@ -1,6 +1,7 @@
 //! The example flow packages in `scripts/`: every fixture passes under
 //! `flowgate test`, a broken expectation makes it fail with a readable
 //! difference, and every package is accepted by a real server.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
