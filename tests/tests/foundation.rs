@@ -1,5 +1,6 @@
 //! Server skeleton over HTTP: health, readiness, problem responses, request
 //! ids, metrics, the default database location, keys created while serving.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! Flow lifecycle over HTTP: create → draft not callable → publish → call live
 //! and pinned → v2 → rollback → retire (410); refusals of bad packages.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -72,7 +72,7 @@ pub async fn list_users(
         let filter = UserFilter::from_json(&Value::Object(f))
             .map_err(|e| ApiError::bad_request("invalid_query", e.to_string()))?;
         let users = store_call(&state, move |s| {
-            s.find_users(&filter, limit).map_err(Into::into)
+            s.find_users(&filter, limit)
         })
         .await?;
         return Ok(HttpResponse::Ok().json(json!({
@@ -101,7 +101,7 @@ pub async fn create_user(
 ) -> ApiResult<HttpResponse> {
     authorize(&req, &state, "users:write").await?;
     let new = NewUser::from_json(&body).map_err(|e| ApiError::unprocessable(e.to_string()))?;
-    let user = store_call(&state, move |s| s.create_user(new).map_err(Into::into)).await?;
+    let user = store_call(&state, move |s| s.create_user(new)).await?;
     state.engine.wake_dispatcher();
     Ok(HttpResponse::Created().json(user.to_json()))
 }
@@ -119,7 +119,7 @@ pub async fn get_user(
 ) -> ApiResult<HttpResponse> {
     authorize(&req, &state, "users:read").await?;
     let id = user_id(&path)?;
-    let user = store_call(&state, move |s| s.get_user(id).map_err(Into::into))
+    let user = store_call(&state, move |s| s.get_user(id))
         .await?
         .ok_or_else(|| ApiError::not_found(format!("user `{path}` does not exist")))?;
     Ok(HttpResponse::Ok().json(user.to_json()))
@@ -149,7 +149,7 @@ pub async fn update_user(
         ));
     }
     let user = store_call(&state, move |s| {
-        s.update_user(id, &patch).map_err(Into::into)
+        s.update_user(id, &patch)
     })
     .await?;
     state.engine.wake_dispatcher();
@@ -169,7 +169,7 @@ pub async fn delete_user(
 ) -> ApiResult<HttpResponse> {
     authorize(&req, &state, "users:write").await?;
     let id = user_id(&path)?;
-    if !store_call(&state, move |s| s.delete_user(id).map_err(Into::into)).await? {
+    if !store_call(&state, move |s| s.delete_user(id)).await? {
         return Err(ApiError::not_found(format!("user `{path}` does not exist")));
     }
     state.engine.wake_dispatcher();
