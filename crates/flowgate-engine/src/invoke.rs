@@ -179,6 +179,8 @@ impl Engine {
         self.store()
             .call(move |s| s.insert_run(&run, &stored.logs, &events))
             .await?;
+        // Emitted events and user changes wait in the outbox: hand them on now.
+        self.wake_dispatcher();
         Ok(SyncRun { run_id, outcome })
     }
 

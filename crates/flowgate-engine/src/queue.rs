@@ -254,6 +254,7 @@ async fn finish_claimed(engine: &Engine, run: Run, owner: &str) {
                 .await
         }
     };
+    engine.wake_dispatcher();
     match result {
         Ok(true) => {}
         Ok(false) => {
