@@ -182,6 +182,7 @@ impl Engine {
             .await?
             .map(i64::from);
         self.registry().invalidate(&flow);
+        self.schedules_changed();
         tracing::info!(flow.name = %flow, flow.version = number, previous = ?previous, "version published");
         Ok(LiveChange {
             flow: flow.to_string(),
@@ -202,6 +203,7 @@ impl Engine {
             .await?
             .map(i64::from);
         self.registry().invalidate(&flow);
+        self.schedules_changed();
         tracing::info!(flow.name = %flow, flow.version = number, previous = ?previous, "rolled back");
         Ok(LiveChange {
             flow: flow.to_string(),
@@ -220,6 +222,7 @@ impl Engine {
             .call(move |s| s.retire_version(&f, n32))
             .await?;
         self.registry().invalidate(&flow);
+        self.schedules_changed();
         tracing::info!(flow.name = %flow, flow.version = number, "version retired");
         Ok(())
     }
@@ -232,6 +235,7 @@ impl Engine {
             .call(move |s| s.set_flow_disabled(&f, true))
             .await?;
         self.registry().invalidate(&flow);
+        self.schedules_changed();
         Ok(())
     }
 

@@ -11,6 +11,7 @@ pub mod flows;
 pub mod invoke;
 pub mod queue;
 pub mod registry;
+pub mod schedules;
 pub mod security;
 
 pub use error::{EngineError, Result};
@@ -86,6 +87,7 @@ struct Inner {
     http: Arc<dyn flowgate_script::HttpClient>,
     wake: tokio::sync::Notify,
     event_wake: tokio::sync::Notify,
+    schedules_wake: tokio::sync::Notify,
 }
 
 impl Engine {
@@ -128,6 +130,7 @@ impl Engine {
                 http,
                 wake: tokio::sync::Notify::new(),
                 event_wake: tokio::sync::Notify::new(),
+                schedules_wake: tokio::sync::Notify::new(),
             }),
         })
     }
@@ -135,6 +138,10 @@ impl Engine {
     async fn spawn_background(&self) {
         let mut tasks = self.inner.workers.lock().await;
         tasks.extend(queue::spawn_workers(
+            self.clone(),
+            self.inner.shutdown_tx.subscribe(),
+        ));
+        tasks.push(schedules::spawn(
             self.clone(),
             self.inner.shutdown_tx.subscribe(),
         ));
@@ -188,6 +195,14 @@ impl Engine {
     /// What the idle event dispatcher waits on.
     pub fn event_wake(&self) -> &tokio::sync::Notify {
         &self.inner.event_wake
+    }
+    /// Rebuilds the schedules now (a flow's live version or state changed).
+    pub fn schedules_changed(&self) {
+        self.inner.schedules_wake.notify_one();
+    }
+    /// What the schedule refresher waits on.
+    pub fn schedules_wake(&self) -> &tokio::sync::Notify {
+        &self.inner.schedules_wake
     }
 
     /// Whether the database answers.
