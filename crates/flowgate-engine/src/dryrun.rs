@@ -87,16 +87,7 @@ impl Engine {
             trigger,
             ctx: Engine::ctx_map(&flow, number, run_id, &run_id.to_string(), 1),
         };
-        let outcome = self
-            .runtime()
-            .execute(&version.script, input, host)
-            .await
-            .map_err(|e| match e {
-                flowgate_script::RuntimeError::Overloaded { retry_after_secs } => {
-                    EngineError::Overloaded { retry_after_secs }
-                }
-                other => EngineError::Internal(other.to_string()),
-            })?;
+        let outcome = self.runtime().execute(&version.script, input, host).await?;
         let changes = overlay.changes(outcome.events.clone());
         let response = match &outcome.result {
             Ok(r) => json!({"status": r.status, "headers": r.headers, "body": r.body}),

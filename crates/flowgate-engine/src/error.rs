@@ -87,3 +87,14 @@ impl From<tokio::task::JoinError> for EngineError {
         Self::Internal(format!("background task failed: {e}"))
     }
 }
+
+impl From<flowgate_script::RuntimeError> for EngineError {
+    fn from(e: flowgate_script::RuntimeError) -> Self {
+        match e {
+            flowgate_script::RuntimeError::Overloaded { retry_after_secs } => {
+                Self::Overloaded { retry_after_secs }
+            }
+            other => Self::Internal(other.to_string()),
+        }
+    }
+}

@@ -148,13 +148,7 @@ impl Engine {
         let outcome = self
             .runtime()
             .execute(&v.script, input, self.host_for(&v.flow))
-            .await
-            .map_err(|e| match e {
-                flowgate_script::RuntimeError::Overloaded { retry_after_secs } => {
-                    EngineError::Overloaded { retry_after_secs }
-                }
-                other => EngineError::Internal(other.to_string()),
-            })?;
+            .await?;
         let status = if outcome.result.is_ok() {
             RunStatus::Succeeded
         } else {

@@ -59,16 +59,7 @@ pub async fn list_audit(
     state: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
     authorize(&req, &state, "audit:read").await?;
-    let limit = match q.limit {
-        None => 100,
-        Some(n) if (1..=500).contains(&n) => n,
-        Some(n) => {
-            return Err(ApiError::bad_request(
-                "invalid_query",
-                format!("limit {n} must be between 1 and 500"),
-            ))
-        }
-    };
+    let limit = super::page_limit(q.limit, 100)?;
     let filter = flowgate_store::AuditFilter {
         flow: q.flow.clone(),
         caller: q.caller.clone(),

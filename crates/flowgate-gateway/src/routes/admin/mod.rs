@@ -67,14 +67,19 @@ pub struct PageQuery {
 impl PageQuery {
     /// The page size, checked.
     pub fn limit(&self) -> ApiResult<usize> {
-        match self.limit {
-            None => Ok(50),
-            Some(n) if (1..=500).contains(&n) => Ok(n),
-            Some(n) => Err(ApiError::bad_request(
-                "invalid_query",
-                format!("limit {n} must be between 1 and 500"),
-            )),
-        }
+        page_limit(self.limit, 50)
+    }
+}
+
+/// Checks a `limit` query parameter (1–500), defaulting to `default`.
+pub fn page_limit(limit: Option<usize>, default: usize) -> ApiResult<usize> {
+    match limit {
+        None => Ok(default),
+        Some(n) if (1..=500).contains(&n) => Ok(n),
+        Some(n) => Err(ApiError::bad_request(
+            "invalid_query",
+            format!("limit {n} must be between 1 and 500"),
+        )),
     }
 }
 

@@ -42,16 +42,7 @@ pub async fn list_runs(
     state: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
     authorize(&req, &state, "runs:read").await?;
-    let limit = match q.limit {
-        None => 50,
-        Some(n) if (1..=500).contains(&n) => n,
-        Some(n) => {
-            return Err(ApiError::bad_request(
-                "invalid_query",
-                format!("limit {n} must be between 1 and 500"),
-            ))
-        }
-    };
+    let limit = super::page_limit(q.limit, 50)?;
     let flow = match &q.flow {
         None => None,
         Some(f) => Some(

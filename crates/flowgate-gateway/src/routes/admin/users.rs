@@ -49,16 +49,7 @@ pub async fn list_users(
     state: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
     authorize(&req, &state, "users:read").await?;
-    let limit = match q.limit {
-        None => 50,
-        Some(n) if (1..=500).contains(&n) => n,
-        Some(n) => {
-            return Err(ApiError::bad_request(
-                "invalid_query",
-                format!("limit {n} must be between 1 and 500"),
-            ))
-        }
-    };
+    let limit = super::page_limit(q.limit, 50)?;
     if q.email.is_some() || q.status.is_some() {
         let mut f = serde_json::Map::new();
         if let Some(e) = &q.email {
@@ -71,10 +62,7 @@ pub async fn list_users(
         }
         let filter = UserFilter::from_json(&Value::Object(f))
             .map_err(|e| ApiError::bad_request("invalid_query", e.to_string()))?;
-        let users = store_call(&state, move |s| {
-            s.find_users(&filter, limit)
-        })
-        .await?;
+        let users = store_call(&state, move |s| s.find_users(&filter, limit)).await?;
         return Ok(HttpResponse::Ok().json(json!({
             "items": users.iter().map(flowgate_core::user::User::to_json).collect::<Vec<_>>(),
             "next_cursor": null,
@@ -148,10 +136,7 @@ pub async fn update_user(
             "a user patch must be a JSON object",
         ));
     }
-    let user = store_call(&state, move |s| {
-        s.update_user(id, &patch)
-    })
-    .await?;
+    let user = store_call(&state, move |s| s.update_user(id, &patch)).await?;
     state.engine.wake_dispatcher();
     Ok(HttpResponse::Ok().json(user.to_json()))
 }
