@@ -281,15 +281,48 @@ async fn subscriptions(engine: &Engine) -> crate::Result<HashMap<String, Vec<(Fl
 
 async fn dispatch_loop(engine: Engine, mut shutdown: watch::Receiver<bool>) {
     let mut subs: HashMap<String, Vec<(FlowName, i64)>> = HashMap::new();
-    let mut subs_at: Option<Instant> = None;
+    // Epoch ms at which the subscriptions in `subs` started loading.
+    let mut subs_at: Option<i64> = None;
     loop {
-        if subs_at.is_none_or(|t| t.elapsed() > Duration::from_secs(2)) {
+        let pending = match engine.store().call(|s| s.pending_events(100)).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading pending events failed");
+                if sleep_or_shutdown(Duration::from_secs(1), &mut shutdown, None).await {
+                    return;
+                }
+                continue;
+            }
+        };
+        if pending.is_empty() {
+            if sleep_or_shutdown(
+                Duration::from_millis(200),
+                &mut shutdown,
+                Some(engine.event_wake()),
+            )
+            .await
+            {
+                return;
+            }
+            continue;
+        }
+        // The subscriptions must have been read after the newest event of the
+        // batch was produced, so a flow published before an event gets it.
+        let newest = pending.iter().map(|e| e.time).max().unwrap_or(0);
+        if subs_at.is_none_or(|t| t <= newest || flowgate_core::now_ms() - t > 2_000) {
+            let loading_at = flowgate_core::now_ms();
             match subscriptions(&engine).await {
                 Ok(s) => {
                     subs = s;
-                    subs_at = Some(Instant::now());
+                    subs_at = Some(loading_at);
                 }
-                Err(e) => tracing::warn!(error = %e, "loading event subscriptions failed"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "loading event subscriptions failed");
+                    if sleep_or_shutdown(Duration::from_secs(1), &mut shutdown, None).await {
+                        return;
+                    }
+                    continue;
+                }
             }
         }
         let plan = subs.clone();
@@ -332,8 +365,8 @@ async fn dispatch_loop(engine: Engine, mut shutdown: watch::Receiver<bool>) {
                         .unwrap_or_default()
                 };
                 let mut n = 0usize;
-                for ev in s.pending_events(100)? {
-                    if s.dispatch_event(ev.id, &fanout(&ev))? {
+                for ev in &pending {
+                    if s.dispatch_event(ev.id, &fanout(ev))? {
                         n += 1;
                     }
                 }
@@ -341,17 +374,7 @@ async fn dispatch_loop(engine: Engine, mut shutdown: watch::Receiver<bool>) {
             })
             .await;
         match dispatched {
-            Ok(0) => {
-                if sleep_or_shutdown(
-                    Duration::from_millis(200),
-                    &mut shutdown,
-                    Some(engine.event_wake()),
-                )
-                .await
-                {
-                    return;
-                }
-            }
+            Ok(0) => {}
             Ok(n) => {
                 metrics::counter!("flowgate_events_dispatched_total").increment(n as u64);
                 engine.wake_workers();

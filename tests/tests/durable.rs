@@ -1,0 +1,764 @@
+//! Durable async runs, events and idempotency over HTTP (issue 6): a crash in
+//! the middle of a burst of acknowledged webhooks loses nothing (SQLite and
+//! PostgreSQL), retries end `dead` with backoff and a `flow.run_failed` event,
+//! replay, idempotency keys, webhook delivery de-duplication, event fan-out and
+//! the transactional outbox, user lifecycle events, and graceful shutdown.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{http_flow, Server};
+use futures_util::StreamExt;
+use reqwest::Method;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A Standard Webhooks secret (`whsec_` + base64).
+const WH_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+/// A fresh PostgreSQL schema on `FLOWGATE_TEST_POSTGRES_URL` (as the store's
+/// storage tests do), or `None` with a printed notice when the variable is unset.
+fn fresh_postgres(test: &str) -> Option<String> {
+    use diesel::{Connection, PgConnection, RunQueryDsl};
+    let Some(base) = common::postgres_url() else {
+        eprintln!("{test}: PostgreSQL half SKIPPED: FLOWGATE_TEST_POSTGRES_URL not set");
+        return None;
+    };
+    let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
+    let mut c = PgConnection::establish(&base).expect("connect to FLOWGATE_TEST_POSTGRES_URL");
+    diesel::sql_query(format!("CREATE SCHEMA {schema}"))
+        .execute(&mut c)
+        .expect("create schema");
+    let sep = if base.contains('?') { '&' } else { '?' };
+    Some(format!("{base}{sep}options=-csearch_path%3D{schema}"))
+}
+
+/// A package with one signed, async webhook trigger.
+fn webhook_flow(name: &str, script: &str) -> Value {
+    json!({
+        "flow.toml": format!(
+            "name = \"{name}\"\n\n[[trigger]]\nkind = \"webhook\"\nmode = \"async\"\n\
+             signature = {{ scheme = \"standard-webhooks\", secret = \"WH_SECRET\" }}\n"
+        ),
+        "main.rhai": script,
+    })
+}
+
+/// A package subscribed to event types.
+fn event_flow(name: &str, types: &[&str], script: &str) -> Value {
+    json!({
+        "flow.toml": format!(
+            "name = \"{name}\"\n\n[[trigger]]\nkind = \"event\"\nevents = {}\n",
+            serde_json::to_string(types).expect("types")
+        ),
+        "main.rhai": script,
+    })
+}
+
+async fn put_webhook_secret(s: &Server) {
+    let (st, body) = s
+        .admin(
+            Method::PUT,
+            "/admin/v1/secrets/WH_SECRET",
+            Some(json!({"value": WH_SECRET})),
+        )
+        .await;
+    assert_eq!(st, 204, "{body}");
+}
+
+/// Sends a Standard Webhooks delivery signed now; `Err` on a transport error.
+async fn send_webhook(
+    client: &reqwest::Client,
+    base: &str,
+    flow: &str,
+    msg_id: &str,
+    body: &Value,
+) -> Result<(u16, Value, Option<String>), reqwest::Error> {
+    let raw = body.to_string();
+    let ts = flowgate_core::now_ms() / 1000;
+    let sig = flowgate_auth::signature::sign_standard_webhooks(
+        &flowgate_core::SecretString::new(WH_SECRET),
+        msg_id,
+        ts,
+        raw.as_bytes(),
+    )
+    .expect("sign");
+    let res = client
+        .post(format!("{base}/flows/{flow}"))
+        .header("content-type", "application/json")
+        .header("webhook-id", msg_id)
+        .header("webhook-timestamp", ts.to_string())
+        .header("webhook-signature", sig)
+        .body(raw)
+        .send()
+        .await?;
+    let status = res.status().as_u16();
+    let location = res
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let text = res.text().await?;
+    Ok((
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        location,
+    ))
+}
+
+/// Every run of `flow` (all pages).
+async fn runs_of(s: &Server, flow: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut path = format!("/admin/v1/runs?flow={flow}&limit=500");
+        if let Some(c) = &cursor {
+            path.push_str(&format!("&cursor={c}"));
+        }
+        let (st, page) = s.admin(Method::GET, &path, None).await;
+        assert_eq!(st, 200, "{page}");
+        out.extend(page["items"].as_array().cloned().unwrap_or_default());
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => return out,
+        }
+    }
+}
+
+/// Polls `runs_of(flow)` until `done` holds or `timeout` passes; returns the last list.
+async fn wait_runs(
+    s: &Server,
+    flow: &str,
+    timeout: Duration,
+    done: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
+    let start = Instant::now();
+    loop {
+        let runs = runs_of(s, flow).await;
+        if done(&runs) || start.elapsed() > timeout {
+            return runs;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn get_run(s: &Server, id: &str) -> Value {
+    let (st, run) = s
+        .admin(Method::GET, &format!("/admin/v1/runs/{id}"), None)
+        .await;
+    assert_eq!(st, 200, "{run}");
+    run
+}
+
+fn log_messages(run: &Value) -> Vec<String> {
+    run["logs"]
+        .as_array()
+        .map(|l| {
+            l.iter()
+                .filter_map(|x| x["message"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn millis(rfc3339: &Value) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(rfc3339.as_str().expect("a time"))
+        .expect("an RFC 3339 time")
+        .timestamp_millis()
+}
+
+fn all_succeeded(runs: &[Value], n: usize) -> bool {
+    runs.len() >= n && runs.iter().all(|r| r["status"] == "succeeded")
+}
+
+// ---------------------------------------------------------------- crash test
+
+async fn crash_test(db_url: Option<String>) {
+    const TOTAL: usize = 300;
+    const KILL_AFTER: usize = 120;
+    let mut s = Server::start_with(db_url, &[("FLOWGATE_RUN_LEASE_SECONDS", "2")]).await;
+    put_webhook_secret(&s).await;
+    s.deploy(
+        "ingest",
+        webhook_flow(
+            "ingest",
+            r#"
+            let n = 0;
+            for i in 0..3000 { n += i; }
+            log::info("attempt " + ctx.attempt + " seq " + request.body.seq);
+            #{ attempt: ctx.attempt, n: n }
+            "#,
+        ),
+    )
+    .await;
+
+    let pid = s.child.id().to_string();
+    let acked: Arc<Mutex<Vec<String>>> = Arc::default();
+    let sent_ok = Arc::new(AtomicUsize::new(0));
+    let killed = Arc::new(std::sync::Once::new());
+    let base = s.url.clone();
+    let client = s.client.clone();
+    futures_util::stream::iter(0..TOTAL)
+        .map(|i| {
+            let (client, base, acked, sent_ok, killed, pid) = (
+                client.clone(),
+                base.clone(),
+                acked.clone(),
+                sent_ok.clone(),
+                killed.clone(),
+                pid.clone(),
+            );
+            async move {
+                let r = send_webhook(
+                    &client,
+                    &base,
+                    "ingest",
+                    &format!("msg_{i}"),
+                    &json!({"seq": i}),
+                )
+                .await;
+                if let Ok((202, body, location)) = r {
+                    let id = body["run_id"].as_str().expect("run_id").to_owned();
+                    assert_eq!(
+                        location.as_deref(),
+                        Some(format!("/admin/v1/runs/{id}").as_str())
+                    );
+                    acked.lock().expect("lock").push(id);
+                    if sent_ok.fetch_add(1, Ordering::SeqCst) + 1 == KILL_AFTER {
+                        killed.call_once(|| {
+                            let st = std::process::Command::new("kill")
+                                .args(["-9", &pid])
+                                .status()
+                                .expect("kill -9");
+                            assert!(st.success());
+                        });
+                    }
+                } else if let Ok((st, body, _)) = r {
+                    panic!("unexpected answer {st}: {body}");
+                }
+            }
+        })
+        .buffer_unordered(16)
+        .collect::<Vec<()>>()
+        .await;
+    let acked_before: Vec<String> = acked.lock().expect("lock").clone();
+    assert!(
+        acked_before.len() >= KILL_AFTER,
+        "only {} acknowledged",
+        acked_before.len()
+    );
+    eprintln!(
+        "crash test: {} of {TOTAL} acknowledged before/around kill -9",
+        acked_before.len()
+    );
+
+    // Restart on the same database; the restarted node acknowledges too.
+    s.kill_and_restart();
+    let mut all = acked_before.clone();
+    for i in 0..20 {
+        let (st, body, _) = send_webhook(
+            &s.client,
+            &s.url,
+            "ingest",
+            &format!("after_{i}"),
+            &json!({"seq": 10_000 + i}),
+        )
+        .await
+        .expect("send after restart");
+        assert_eq!(st, 202, "{body}");
+        all.push(body["run_id"].as_str().expect("run_id").to_owned());
+    }
+
+    let runs = wait_runs(&s, "ingest", Duration::from_secs(120), |runs| {
+        let done: HashMap<&str, &str> = runs
+            .iter()
+            .filter_map(|r| Some((r["id"].as_str()?, r["status"].as_str()?)))
+            .collect();
+        all.iter()
+            .all(|id| done.get(id.as_str()) == Some(&"succeeded"))
+    })
+    .await;
+    let status: HashMap<String, String> = runs
+        .iter()
+        .map(|r| {
+            (
+                r["id"].as_str().unwrap_or_default().to_owned(),
+                r["status"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    let lost: Vec<&String> = all.iter().filter(|id| !status.contains_key(*id)).collect();
+    assert!(lost.is_empty(), "acknowledged runs lost: {lost:?}");
+    let unfinished: Vec<(&String, &String)> = all
+        .iter()
+        .filter_map(|id| status.get(id).map(|st| (id, st)))
+        .filter(|(_, st)| st.as_str() != "succeeded")
+        .collect();
+    assert!(
+        unfinished.is_empty(),
+        "{} acknowledged runs did not succeed: {:?}",
+        unfinished.len(),
+        &unfinished[..unfinished.len().min(10)]
+    );
+    // Every run saw its own attempt number; orphaned ones ran again.
+    let mut retried = 0;
+    for id in &all {
+        let run = get_run(&s, id).await;
+        let attempt = run["attempt"].as_u64().expect("attempt");
+        let logs = log_messages(&run);
+        assert!(
+            logs.iter()
+                .any(|m| m.starts_with(&format!("attempt {attempt} "))),
+            "run {id} (attempt {attempt}) logs {logs:?}"
+        );
+        if attempt > 1 {
+            retried += 1;
+        }
+    }
+    eprintln!(
+        "crash test: {} runs succeeded, {retried} of them after their lease expired",
+        all.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn crash_loses_no_acknowledged_webhook_sqlite() {
+    crash_test(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn crash_loses_no_acknowledged_webhook_postgres() {
+    let Some(url) = fresh_postgres("crash_loses_no_acknowledged_webhook_postgres") else {
+        return;
+    };
+    crash_test(Some(url)).await;
+}
+
+// ------------------------------------------------- retries, dead and replay
+
+#[tokio::test]
+async fn failing_flow_dies_with_backoff_emits_run_failed_and_replays() {
+    let s = Server::start().await;
+    s.deploy(
+        "always-fails",
+        json!({
+            "flow.toml": "name = \"always-fails\"\n\n[[trigger]]\nkind = \"http\"\nmode = \"async\"\n\n[auth]\nmode = \"none\"\n\n[retry]\nmax_attempts = 3\nbackoff = \"exponential\"\n",
+            "main.rhai": "log::info(\"order \" + request.body.order + \" attempt \" + ctx.attempt);\nthrow \"boom\";\n",
+        }),
+    )
+    .await;
+    s.deploy(
+        "on-failure",
+        event_flow(
+            "on-failure",
+            &["flow.run_failed"],
+            r#"log::info("failed run " + trigger.event.data.run_id + " " + trigger.event.data.status); #{}"#,
+        ),
+    )
+    .await;
+
+    let res = s
+        .request(Method::POST, "/flows/always-fails")
+        .json(&json!({"order": 42}))
+        .send()
+        .await
+        .expect("call");
+    assert_eq!(res.status().as_u16(), 202);
+    let body: Value = res.json().await.expect("json");
+    let id = body["run_id"].as_str().expect("run_id").to_owned();
+
+    let run = s.wait_run(&id, Duration::from_secs(60)).await;
+    assert_eq!(run["status"], "dead", "{run}");
+    assert_eq!(run["attempt"], 3, "{run}");
+    let attempts = run["attempts"].as_array().expect("attempts").clone();
+    assert_eq!(attempts.len(), 3, "{run}");
+    for (i, a) in attempts.iter().enumerate() {
+        assert_eq!(a["attempt"], i + 1);
+        assert!(a["finished_at"].is_string(), "{a}");
+        assert!(
+            a["error"].as_str().is_some_and(|e| e.contains("boom")),
+            "{a}"
+        );
+    }
+    assert_eq!(attempts[2]["outcome"], "dead");
+    // Backoff: base 1 s, factor 2, jitter in [½, 1]: the second gap is about
+    // twice the first (tolerance for a slow machine's polling).
+    let gap =
+        |i: usize| millis(&attempts[i + 1]["started_at"]) - millis(&attempts[i]["finished_at"]);
+    let (g1, g2) = (gap(0), gap(1));
+    eprintln!("backoff gaps: {g1} ms, {g2} ms");
+    assert!(g1 >= 450, "first retry after {g1} ms");
+    assert!(g2 >= 950, "second retry after {g2} ms");
+    assert!(g2 + 300 > g1, "gaps do not increase: {g1} ms then {g2} ms");
+    let logs = log_messages(&run);
+    for n in 1..=3 {
+        assert!(
+            logs.iter().any(|m| m == &format!("order 42 attempt {n}")),
+            "{logs:?}"
+        );
+    }
+
+    // flow.run_failed reached the subscriber.
+    let needle = format!("failed run {id} dead");
+    let found = wait_runs(&s, "on-failure", Duration::from_secs(30), |runs| {
+        all_succeeded(runs, 1)
+    })
+    .await;
+    let mut seen = false;
+    for r in &found {
+        let r = get_run(&s, r["id"].as_str().expect("id")).await;
+        assert_eq!(r["trigger"], "event");
+        seen |= log_messages(&r).contains(&needle);
+    }
+    assert!(seen, "no on-failure run logged `{needle}`: {found:?}");
+
+    // Replay: a fresh run with the same input.
+    let (st, body) = s
+        .admin(Method::POST, &format!("/admin/v1/runs/{id}/replay"), None)
+        .await;
+    assert_eq!(st, 202, "{body}");
+    let replayed = body["run_id"].as_str().expect("run_id").to_owned();
+    assert_ne!(replayed, id);
+    let run = s.wait_run(&replayed, Duration::from_secs(60)).await;
+    assert_eq!(run["status"], "dead", "{run}");
+    assert_eq!(run["flow"], "always-fails");
+    assert!(
+        log_messages(&run).contains(&"order 42 attempt 1".to_owned()),
+        "{run}"
+    );
+}
+
+// -------------------------------------------------------------- idempotency
+
+const SLOW: &str = r#"
+let big = "x";
+for i in 0..16 { big += big; }
+let t = time::now_ms();
+while time::now_ms() - t < 2500 { crypto::sha256(big); }
+#{ slow: true, run: ctx.run_id }
+"#;
+
+async fn post_with_key(s: &Server, path: &str, key: &str, body: &Value) -> (u16, Value, bool) {
+    let res = s
+        .request(Method::POST, path)
+        .header("idempotency-key", key)
+        .json(body)
+        .send()
+        .await
+        .expect("call");
+    let st = res.status().as_u16();
+    let replayed = res
+        .headers()
+        .get("idempotent-replayed")
+        .is_some_and(|v| v == "true");
+    (st, res.json().await.unwrap_or(Value::Null), replayed)
+}
+
+#[tokio::test]
+async fn idempotency_replay_mismatch_and_in_flight() {
+    let s = Server::start().await;
+    s.deploy(
+        "charge",
+        http_flow(
+            "charge",
+            "#{ charged: request.body.amount, run: ctx.run_id }",
+            "",
+        ),
+    )
+    .await;
+    s.deploy(
+        "slow",
+        http_flow("slow", SLOW, "\n[limits]\ntimeout_ms = 20000\n"),
+    )
+    .await;
+
+    let (st, first, replayed) =
+        post_with_key(&s, "/flows/charge", "k-1", &json!({"amount": 5})).await;
+    assert_eq!((st, replayed), (200, false), "{first}");
+    assert_eq!(first["charged"], 5);
+    let (st, again, replayed) =
+        post_with_key(&s, "/flows/charge", "k-1", &json!({"amount": 5})).await;
+    assert_eq!((st, replayed), (200, true), "{again}");
+    assert_eq!(again, first);
+    assert_eq!(runs_of(&s, "charge").await.len(), 1, "the flow ran once");
+
+    let (st, body, _) = post_with_key(&s, "/flows/charge", "k-1", &json!({"amount": 6})).await;
+    assert_eq!(st, 422, "{body}");
+    assert_eq!(body["code"], "idempotency_key_reused");
+    // Another key runs again.
+    let (st, _, replayed) = post_with_key(&s, "/flows/charge", "k-2", &json!({"amount": 5})).await;
+    assert_eq!((st, replayed), (200, false));
+    assert_eq!(runs_of(&s, "charge").await.len(), 2);
+
+    // While the first is still running: 409.
+    let slow_first = {
+        let client = s.client.clone();
+        let url = format!("{}/flows/slow", s.url);
+        tokio::spawn(async move {
+            let res = client
+                .post(url)
+                .header("idempotency-key", "slow-1")
+                .json(&json!({"n": 1}))
+                .send()
+                .await
+                .expect("slow call");
+            let st = res.status().as_u16();
+            (st, res.json::<Value>().await.unwrap_or(Value::Null))
+        })
+    };
+    // The second arrives while the first runs (~2.5 s): 409. On a machine so
+    // busy that the second got there first, the roles swap; one of each either way.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let (st2, body2, _) = post_with_key(&s, "/flows/slow", "slow-1", &json!({"n": 1})).await;
+    let (st1, body1) = slow_first.await.expect("join");
+    let (first, conflict) = match (st1, st2) {
+        (200, 409) => (body1, body2),
+        (409, 200) => (body2, body1),
+        other => panic!("expected one 200 and one 409, got {other:?}: {body1} {body2}"),
+    };
+    assert_eq!(conflict["code"], "idempotency_in_flight", "{conflict}");
+    let (st, again, replayed) = post_with_key(&s, "/flows/slow", "slow-1", &json!({"n": 1})).await;
+    assert_eq!((st, replayed), (200, true));
+    assert_eq!(again, first);
+    assert_eq!(runs_of(&s, "slow").await.len(), 1);
+}
+
+#[tokio::test]
+async fn idempotency_keys_expire() {
+    let s = Server::start_with(None, &[("FLOWGATE_IDEMPOTENCY_TTL_SECONDS", "2")]).await;
+    s.deploy("charge", http_flow("charge", "#{ run: ctx.run_id }", ""))
+        .await;
+    let (st, first, replayed) = post_with_key(&s, "/flows/charge", "k", &json!({"a": 1})).await;
+    assert_eq!((st, replayed), (200, false));
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let (st, second, replayed) = post_with_key(&s, "/flows/charge", "k", &json!({"a": 1})).await;
+    assert_eq!((st, replayed), (200, false), "{second}");
+    assert_ne!(first["run"], second["run"]);
+    assert_eq!(runs_of(&s, "charge").await.len(), 2);
+}
+
+// ------------------------------------------------ webhook delivery dedup
+
+#[tokio::test]
+async fn duplicate_standard_webhook_delivery_runs_once() {
+    let s = Server::start().await;
+    put_webhook_secret(&s).await;
+    s.deploy(
+        "hook",
+        webhook_flow(
+            "hook",
+            r#"log::info("delivery " + trigger.delivery_id); #{}"#,
+        ),
+    )
+    .await;
+    let body = json!({"type": "invoice.paid", "id": "inv_1"});
+    let (st, first, loc1) = send_webhook(&s.client, &s.url, "hook", "msg_dup", &body)
+        .await
+        .expect("send");
+    assert_eq!(st, 202, "{first}");
+    // The provider retries later: same id, re-signed with a newer timestamp.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (st, second, loc2) = send_webhook(&s.client, &s.url, "hook", "msg_dup", &body)
+        .await
+        .expect("send");
+    assert_eq!(st, 202, "{second}");
+    assert_eq!(second["run_id"], first["run_id"]);
+    assert_eq!(loc1, loc2);
+    let id = first["run_id"].as_str().expect("run_id");
+    let run = s.wait_run(id, Duration::from_secs(30)).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert!(log_messages(&run).contains(&"delivery msg_dup".to_owned()));
+    // A different delivery id runs.
+    let (st, third, _) = send_webhook(&s.client, &s.url, "hook", "msg_other", &body)
+        .await
+        .expect("send");
+    assert_eq!(st, 202);
+    assert_ne!(third["run_id"], first["run_id"]);
+    let runs = wait_runs(&s, "hook", Duration::from_secs(30), |r| all_succeeded(r, 2)).await;
+    assert_eq!(runs.len(), 2, "{runs:?}");
+}
+
+// ------------------------------------------------------------------ events
+
+#[tokio::test]
+async fn events_fan_out_dedupe_and_outbox() {
+    let s = Server::start().await;
+    let script = r#"log::info("kind " + trigger.kind + " event " + trigger.event.id + " total " + trigger.event.data.total); #{}"#;
+    s.deploy("sub-a", event_flow("sub-a", &["order.placed"], script))
+        .await;
+    s.deploy("sub-b", event_flow("sub-b", &["order.placed"], script))
+        .await;
+    s.deploy(
+        "on-thing",
+        event_flow(
+            "on-thing",
+            &["thing.done"],
+            r#"log::info("ok " + trigger.event.data.ok); #{}"#,
+        ),
+    )
+    .await;
+    s.deploy(
+        "emit-fail",
+        http_flow(
+            "emit-fail",
+            r#"events::emit("thing.done", #{ ok: false }); throw "after emitting";"#,
+            "",
+        ),
+    )
+    .await;
+    s.deploy(
+        "emit-ok",
+        http_flow(
+            "emit-ok",
+            r#"events::emit("thing.done", #{ ok: true }); #{ emitted: true }"#,
+            "",
+        ),
+    )
+    .await;
+    s.deploy(
+        "on-user",
+        event_flow(
+            "on-user",
+            &["user.created"],
+            r#"log::info("user " + trigger.event.data.email); #{}"#,
+        ),
+    )
+    .await;
+
+    let publisher = s.key(&["events:publish"]).await;
+    let publish = |ev: Value| {
+        s.request(Method::POST, "/events")
+            .bearer_auth(&publisher)
+            .json(&ev)
+            .send()
+    };
+    let ev = json!({"type": "order.placed", "source": "shop", "id": "ord-1", "data": {"total": 9}});
+    let res = publish(ev.clone()).await.expect("publish");
+    assert_eq!(res.status().as_u16(), 202);
+    let first: Value = res.json().await.expect("json");
+    let event_id = first["event_id"].as_str().expect("event_id").to_owned();
+    let res = publish(ev.clone()).await.expect("publish");
+    assert_eq!(res.status().as_u16(), 202);
+    let again: Value = res.json().await.expect("json");
+    assert_eq!(again["event_id"], first["event_id"], "stored once");
+    // Scope is enforced.
+    let other = s.key(&["runs:read"]).await;
+    let res = s
+        .request(Method::POST, "/events")
+        .bearer_auth(&other)
+        .json(&ev)
+        .send()
+        .await
+        .expect("publish");
+    assert_eq!(res.status().as_u16(), 403);
+
+    for flow in ["sub-a", "sub-b"] {
+        let runs = wait_runs(&s, flow, Duration::from_secs(30), |r| all_succeeded(r, 1)).await;
+        assert_eq!(runs.len(), 1, "{flow}: {runs:?}");
+        assert_eq!(runs[0]["trigger"], "event");
+        assert_eq!(runs[0]["event_id"].as_str(), Some(event_id.as_str()));
+        let run = get_run(&s, runs[0]["id"].as_str().expect("id")).await;
+        assert!(
+            log_messages(&run).contains(&format!("kind event event {event_id} total 9")),
+            "{run}"
+        );
+    }
+
+    // Outbox: a failing emitter emits nothing, a succeeding one is delivered.
+    let res = s
+        .request(Method::POST, "/flows/emit-fail")
+        .json(&json!({}))
+        .send()
+        .await
+        .expect("call");
+    assert_eq!(res.status().as_u16(), 500);
+    let res = s
+        .request(Method::POST, "/flows/emit-ok")
+        .json(&json!({}))
+        .send()
+        .await
+        .expect("call");
+    assert_eq!(res.status().as_u16(), 200);
+    let runs = wait_runs(&s, "on-thing", Duration::from_secs(30), |r| {
+        all_succeeded(r, 1)
+    })
+    .await;
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    let run = get_run(&s, runs[0]["id"].as_str().expect("id")).await;
+    assert_eq!(log_messages(&run), vec!["ok true".to_owned()], "{run}");
+
+    // User lifecycle from the admin API.
+    let (st, user) = s
+        .admin(
+            Method::POST,
+            "/admin/v1/users",
+            Some(json!({"email": "ann@example.com", "display_name": "Ann"})),
+        )
+        .await;
+    assert_eq!(st, 201, "{user}");
+    let runs = wait_runs(&s, "on-user", Duration::from_secs(30), |r| {
+        all_succeeded(r, 1)
+    })
+    .await;
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    let run = get_run(&s, runs[0]["id"].as_str().expect("id")).await;
+    assert!(
+        log_messages(&run).contains(&"user ann@example.com".to_owned()),
+        "{run}"
+    );
+
+    // Nothing arrives late: no second delivery, no event from the failed run.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(runs_of(&s, "sub-a").await.len(), 1);
+    assert_eq!(runs_of(&s, "sub-b").await.len(), 1);
+    assert_eq!(runs_of(&s, "on-thing").await.len(), 1);
+}
+
+// -------------------------------------------------------- graceful shutdown
+
+#[tokio::test]
+async fn sigterm_lets_in_flight_request_finish_and_exits_zero() {
+    let mut s = Server::start().await;
+    s.deploy(
+        "slow",
+        http_flow("slow", SLOW, "\n[limits]\ntimeout_ms = 20000\n"),
+    )
+    .await;
+    let call = {
+        let client = s.client.clone();
+        let url = format!("{}/flows/slow", s.url);
+        tokio::spawn(async move {
+            let res = client.post(url).json(&json!({})).send().await?;
+            let st = res.status().as_u16();
+            Ok::<_, reqwest::Error>((st, res.json::<Value>().await.unwrap_or(Value::Null)))
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let pid = s.child.id().to_string();
+    let st = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill -TERM");
+    assert!(st.success());
+    let (st, body) = call
+        .await
+        .expect("join")
+        .expect("the in-flight request failed");
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(body["slow"], true);
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = s.child.try_wait().expect("try_wait") {
+            break status;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(40),
+            "the server did not exit after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(status.success(), "exit status {status:?}");
+}
