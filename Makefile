@@ -17,6 +17,7 @@ test:
 	@if [ -z "$$FLOWGATE_TEST_POSTGRES_URL" ]; then \
 	  echo "NOTE: FLOWGATE_TEST_POSTGRES_URL is not set: the PostgreSQL half of the suite is SKIPPED (see .ci/pg-start.sh)."; \
 	fi
+	$(CARGO) build --workspace --all-targets
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 	  $(CARGO) nextest run --workspace --no-fail-fast; \
 	else \
@@ -38,7 +39,8 @@ bench:
 openapi: build
 	./target/debug/flowgate openapi export --out openapi/
 
-openapi-check: build
+openapi-check:
+	@[ -x target/debug/flowgate ] || $(CARGO) build -p flowgate
 	@tmp=$$(mktemp -d); ./target/debug/flowgate openapi export --out $$tmp >/dev/null && \
 	  if diff -u openapi/admin.json $$tmp/admin.json; then echo "openapi/admin.json is up to date"; \
 	  else echo "openapi/admin.json drifted from the code: run 'make openapi' and commit"; exit 1; fi
