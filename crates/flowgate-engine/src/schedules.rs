@@ -222,7 +222,9 @@ async fn live_schedules(
                     .manifest()
                     .schedule()
                     .map(|t| (t.clone(), v.manifest().retry.max_attempts)),
-                Ok(_) => None,
+                // The registry's copy may predate the publish (it caches
+                // versions for a few seconds): look again next refresh.
+                Ok(_) => continue,
                 Err(e) => {
                     tracing::warn!(flow.name = %flow, flow.version = version, error = %e, "cannot load the live version's schedule");
                     continue;
