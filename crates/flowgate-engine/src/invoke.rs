@@ -180,6 +180,37 @@ impl Engine {
 
     /// Queues an async run durably and returns its id (only after the commit).
     pub async fn enqueue(&self, inv: Invocation) -> Result<RunId> {
+        let run = Self::queued_run(inv);
+        let (id, flow) = (run.id, run.flow.to_string());
+        self.store().call(move |s| s.enqueue(&run)).await?;
+        metrics::counter!("flowgate_runs_enqueued_total", "flow" => flow).increment(1);
+        self.wake_workers();
+        Ok(id)
+    }
+
+    /// Queues an async run and stores the acknowledgement `response(run_id)`
+    /// under the started idempotency record `scope` in one transaction, so a
+    /// repeated delivery gets the original answer even after a crash. Returns
+    /// the run id and the stored response.
+    pub async fn enqueue_idempotent(
+        &self,
+        inv: Invocation,
+        scope: String,
+        response: impl FnOnce(RunId) -> Value,
+    ) -> Result<(RunId, Value)> {
+        let run = Self::queued_run(inv);
+        let (id, flow) = (run.id, run.flow.to_string());
+        let doc = response(id);
+        let stored = doc.clone();
+        self.store()
+            .call(move |s| s.enqueue_with_idempotency(&run, &scope, &stored))
+            .await?;
+        metrics::counter!("flowgate_runs_enqueued_total", "flow" => flow).increment(1);
+        self.wake_workers();
+        Ok((id, doc))
+    }
+
+    fn queued_run(inv: Invocation) -> Run {
         let v = inv.version.clone();
         let mut run = Run::queued(
             v.flow.clone(),
@@ -192,12 +223,7 @@ impl Engine {
         run.idempotency_key = inv.idempotency_key;
         run.event_id = inv.event_id;
         run.scheduled_at = inv.scheduled_at;
-        let id = run.id;
-        self.store().call(move |s| s.enqueue(&run)).await?;
-        metrics::counter!("flowgate_runs_enqueued_total", "flow" => v.flow.to_string())
-            .increment(1);
-        self.wake_workers();
-        Ok(id)
+        run
     }
 }
 

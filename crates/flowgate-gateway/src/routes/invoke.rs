@@ -559,14 +559,27 @@ async fn handle(
     };
     let _ = target.pinned;
 
+    let accepted = |run_id: flowgate_core::RunId| {
+        json!({
+            "status": 202,
+            "headers": {"location": format!("/admin/v1/runs/{run_id}")},
+            "body": {"run_id": run_id.to_string()},
+        })
+    };
+    // An async run and its idempotency record commit together: a repeated
+    // delivery gets the original 202 even if this process dies right after.
+    let mut recorded = false;
     let outcome = match target.endpoint.mode {
-        RunMode::Async => engine.enqueue(inv).await.map(|run_id| {
-            json!({
-                "status": 202,
-                "headers": {"location": format!("/admin/v1/runs/{run_id}")},
-                "body": {"run_id": run_id.to_string()},
-            })
-        }),
+        RunMode::Async => match &idem_key {
+            Some(scope) => engine
+                .enqueue_idempotent(inv, scope.clone(), accepted)
+                .await
+                .map(|(_, doc)| {
+                    recorded = true;
+                    doc
+                }),
+            None => engine.enqueue(inv).await.map(accepted),
+        },
         RunMode::Sync => engine.execute_sync(inv).await.map(|run| {
             let run_id = run.run_id.to_string();
             match &run.outcome.result {
@@ -591,7 +604,7 @@ async fn handle(
     };
     match outcome {
         Ok(doc) => {
-            if let Some(scope) = idem_key {
+            if let Some(scope) = idem_key.filter(|_| !recorded) {
                 let d2 = doc.clone();
                 if let Err(e) = engine
                     .store()

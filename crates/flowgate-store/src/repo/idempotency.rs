@@ -4,13 +4,20 @@
 use diesel::prelude::*;
 use serde_json::Value;
 
-use flowgate_core::EpochMs;
+use flowgate_core::run::RunStatus;
+use flowgate_core::{EpochMs, RunId};
 
+use crate::conn::write_tx;
 use crate::error::{Result, StoreError};
 use crate::models::idempotency::{IdempotencyRow, DONE, IN_FLIGHT};
+use crate::repo::runs::insert_run_tx;
 use crate::schema::idempotency;
-use crate::types::IdempotencyBegin;
+use crate::types::{IdempotencyBegin, Run};
 use crate::Store;
+
+/// An in-flight record older than this belongs to a request whose process
+/// died before it answered (runs last at most 300 s); a new request takes it over.
+const IN_FLIGHT_STALE_MS: i64 = 330_000;
 
 impl Store {
     /// Claims `key` (the caller composes it from caller + flow + Idempotency-Key)
@@ -64,6 +71,25 @@ impl Store {
                 .execute(&mut *c)?;
                 continue;
             }
+            if ex.state == IN_FLIGHT && ex.created_at.saturating_add(IN_FLIGHT_STALE_MS) <= now {
+                // Its process died mid-request: take the key over (atomically).
+                let n = diesel::update(
+                    idempotency::table
+                        .find(key)
+                        .filter(idempotency::state.eq(IN_FLIGHT))
+                        .filter(idempotency::created_at.eq(ex.created_at)),
+                )
+                .set((
+                    idempotency::request_hash.eq(request_hash),
+                    idempotency::created_at.eq(now),
+                    idempotency::expires_at.eq(row.expires_at),
+                ))
+                .execute(&mut *c)?;
+                if n == 1 {
+                    return Ok(IdempotencyBegin::Started);
+                }
+                continue;
+            }
             if ex.request_hash != request_hash {
                 return Ok(IdempotencyBegin::Mismatch);
             }
@@ -93,6 +119,37 @@ impl Store {
             ))
             .execute(&mut *c)?;
         Ok(n == 1)
+    }
+
+    /// Durably queues `run` (as [`Store::enqueue`]) and stores `response` for
+    /// the started idempotency `key` in the same transaction, so a retry of
+    /// the request is answered with the original acknowledgement even when
+    /// the process dies right after the commit.
+    #[tracing::instrument(skip_all, err, fields(run.id = %run.id, flow.name = %run.flow))]
+    pub fn enqueue_with_idempotency(
+        &self,
+        run: &Run,
+        key: &str,
+        response: &Value,
+    ) -> Result<RunId> {
+        if run.status != RunStatus::Queued || run.attempt != 0 || run.lease_owner.is_some() {
+            return Err(StoreError::Invalid(
+                "an enqueued run must be queued, attempt 0, without a lease".into(),
+            ));
+        }
+        let text = serde_json::to_string(response)?;
+        let mut c = self.conn()?;
+        write_tx(&mut c, |c| {
+            insert_run_tx(c, run, &[])?;
+            diesel::update(idempotency::table.find(key))
+                .set((
+                    idempotency::state.eq(DONE),
+                    idempotency::response.eq(Some(&text)),
+                ))
+                .execute(c)?;
+            Ok(())
+        })?;
+        Ok(run.id)
     }
 
     /// Forgets an in-flight key (the request failed before a response worth
