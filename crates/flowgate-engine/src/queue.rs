@@ -56,9 +56,13 @@ async fn sleep_or_shutdown(
 async fn claim_loop(engine: Engine, mut shutdown: watch::Receiver<bool>) {
     let slots = Arc::new(Semaphore::new(engine.config().run_workers.max(1)));
     let mut running: JoinSet<()> = JoinSet::new();
+    // Which run each executing task holds, to release it if shutdown cuts it short.
+    let mut held: HashMap<tokio::task::Id, flowgate_core::RunId> = HashMap::new();
     let lease_ms = i64::try_from(engine.config().lease.as_millis()).unwrap_or(30_000);
     loop {
-        while running.try_join_next().is_some() {}
+        while let Some(done) = running.try_join_next_with_id() {
+            held.remove(&done.map_or_else(|e| e.id(), |(id, ())| id));
+        }
         if *shutdown.borrow() {
             break;
         }
@@ -75,7 +79,9 @@ async fn claim_loop(engine: Engine, mut shutdown: watch::Receiver<bool>) {
         metrics::histogram!("flowgate_queue_claim_seconds").record(started.elapsed().as_secs_f64());
         match claimed {
             Ok(Some(run)) => {
-                running.spawn(execute_claimed(engine.clone(), run, permit));
+                let id = run.id;
+                let task = running.spawn(execute_claimed(engine.clone(), run, permit));
+                held.insert(task.id(), id);
             }
             Ok(None) => {
                 drop(permit);
@@ -98,8 +104,23 @@ async fn claim_loop(engine: Engine, mut shutdown: watch::Receiver<bool>) {
     })
     .await;
     if drained.is_err() {
-        tracing::warn!("some runs did not finish during shutdown; their leases will expire and another node will retry them");
+        tracing::warn!("some runs did not finish during shutdown; releasing them for another node");
         running.abort_all();
+        while let Some(done) = running.join_next_with_id().await {
+            let task = done.map_or_else(|e| e.id(), |(id, ())| id);
+            let Some(run_id) = held.remove(&task) else {
+                continue;
+            };
+            let owner = engine.node_id().to_owned();
+            // A run whose outcome was recorded meanwhile is no longer ours: `false`.
+            if let Err(e) = engine
+                .store()
+                .call(move |s| s.release_run(run_id, &owner))
+                .await
+            {
+                tracing::warn!(run.id = %run_id, error = %e, "releasing a run failed; its lease will expire");
+            }
+        }
     }
 }
 
