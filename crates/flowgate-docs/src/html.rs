@@ -84,6 +84,7 @@ fn page(title: &str, body: &str) -> String {
     format!(
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
+         <link rel=\"icon\" href=\"data:,\">\n\
          <title>{}</title>\n<style>{CSS}</style>\n</head>\n<body>\n\
          <header><a href=\"/docs\">API flows</a><a href=\"/openapi.json\">openapi.json</a></header>\n\
          <main>\n{body}</main>\n</body>\n</html>\n",
@@ -707,7 +708,10 @@ mod tests {
                 "{html}"
             );
             assert!(
-                !html.contains("<script") && !html.contains("<link"),
+                !html.contains("<script")
+                    && !html
+                        .replace("<link rel=\"icon\" href=\"data:,\">", "")
+                        .contains("<link"),
                 "{html}"
             );
         }

@@ -122,9 +122,25 @@ async fn docs_version(
     let doc = flow_doc(&v, live);
     let openapi = flowgate_docs::flow_version_openapi(&doc, &state.engine.config().public_url);
     let name = v.flow.clone();
-    let compat = match state.engine.registry().live_state(&name).await? {
-        LiveState::Live(l) if l != n => state.engine.registry().version(&name, l).await?,
-        _ => None,
+    // Against the live version; the live version itself against the published
+    // version before it (what its publish reported).
+    let base = match state.engine.registry().live_state(&name).await? {
+        LiveState::Live(l) if l != n => Some(l),
+        _ => {
+            let n2 = name.clone();
+            let versions =
+                crate::routes::admin::store_call(&state, move |s| s.list_versions(&n2)).await?;
+            versions
+                .iter()
+                .map(|v| (i64::from(v.version), v.status))
+                .filter(|(m, st)| *m < n && *st != flowgate_store::VersionStatus::Draft)
+                .map(|(m, _)| m)
+                .max()
+        }
+    };
+    let compat = match base {
+        Some(b) => state.engine.registry().version(&name, b).await?,
+        None => None,
     };
     let report = compat
         .as_ref()
