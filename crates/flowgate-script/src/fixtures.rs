@@ -338,7 +338,11 @@ fn compare(
     }
     if let Some(evs) = &expect.events {
         // As on the server: a run's events are delivered only when it succeeds.
-        let delivered = if out.result.is_ok() { out.events.as_slice() } else { &[] };
+        let delivered = if out.result.is_ok() {
+            out.events.as_slice()
+        } else {
+            &[]
+        };
         let actual: Vec<Value> = delivered
             .iter()
             .map(|e| json!({"type": e.kind, "data": e.data}))
