@@ -97,7 +97,7 @@ impl Security {
             keys: KeyVerifier::new(Arc::new(StoreKeys(store.clone()))),
             jwt,
             rate_limits: RateLimits::new(),
-            ip_limit: IpRateLimiter::new(600, 60, Some(120)),
+            ip_limit: anonymous_ip_limit(),
             rate_limited_sampler: Sampler::new(Duration::from_secs(10)),
             auth_failed_sampler: Sampler::new(Duration::from_secs(5)),
             store,
@@ -190,6 +190,22 @@ impl Security {
                 tracing::warn!(error = %e, "could not record a security event");
             }
         });
+    }
+}
+
+/// The per-IP limit for unauthenticated traffic: 600/minute with a burst of
+/// 120, or `FLOWGATE_ANONYMOUS_RATE` (`N/second|minute|hour`, burst = N) for
+/// operators behind a trusted proxy and for load tests.
+fn anonymous_ip_limit() -> IpRateLimiter {
+    match std::env::var("FLOWGATE_ANONYMOUS_RATE") {
+        Ok(raw) => match flowgate_core::manifest::RateSpec::parse(raw.trim()) {
+            Ok(spec) => IpRateLimiter::new(spec.count, spec.window_secs, None),
+            Err(e) => {
+                tracing::warn!(error = %e, "FLOWGATE_ANONYMOUS_RATE is invalid; using 600/minute");
+                IpRateLimiter::new(600, 60, Some(120))
+            }
+        },
+        Err(_) => IpRateLimiter::new(600, 60, Some(120)),
     }
 }
 
