@@ -457,6 +457,7 @@ async fn oauth2_server(jwks_url: &str, require_at_jwt: bool, logged: bool) -> Se
         ("FLOWGATE_OAUTH2_ISSUER", ISS),
         ("FLOWGATE_OAUTH2_JWKS_URL", jwks_url),
         ("FLOWGATE_OAUTH2_AUDIENCE", AUD),
+        ("FLOWGATE_OAUTH2_JWKS_MIN_REFETCH_SECS", "3"),
         (
             "FLOWGATE_OAUTH2_REQUIRE_AT_JWT",
             if require_at_jwt { "true" } else { "false" },
@@ -654,9 +655,9 @@ async fn jwks_unknown_kid_refetches_once_and_rotation_is_picked_up() {
     assert_eq!(idp.hits.load(Ordering::SeqCst), 1);
 
     // The issuer rotates: rsa2 joins the set. The server's JWKS refetch is
-    // rate-limited (30 s), so wait that out first.
+    // rate-limited (3 s in these tests), so wait that out first.
     *idp.body.lock().unwrap() = jwks(vec![jwk(&rsa(), "rsa1"), jwk(&rsa2(), "rsa2")]);
-    tokio::time::sleep(Duration::from_secs(31)).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
 
     // An unknown kid: exactly one refetch, then 401; a second one does not hammer.
     let ghost = sign(&at_header("ghost"), &c, &rsa2());

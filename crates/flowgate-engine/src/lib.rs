@@ -35,6 +35,8 @@ pub struct OAuth2Settings {
     pub audience: String,
     /// Require `typ: at+jwt`.
     pub require_at_jwt: bool,
+    /// Least time between JWKS refetches caused by unknown `kid`s.
+    pub jwks_min_refetch: Duration,
 }
 
 /// Engine settings.
@@ -52,6 +54,11 @@ pub struct EngineConfig {
     pub idempotency_ttl: Duration,
     /// OAuth2, when configured.
     pub oauth2: Option<OAuth2Settings>,
+    /// How long a verified API key is trusted without argon2 (also the longest
+    /// a revocation made on another node takes to be seen here).
+    pub key_cache_ttl: Duration,
+    /// Per-address limit for unauthenticated traffic (`None`: 600/minute, burst 120).
+    pub anonymous_rate: Option<flowgate_core::manifest::RateSpec>,
 }
 
 impl Default for EngineConfig {
@@ -63,6 +70,8 @@ impl Default for EngineConfig {
             allow_private_hosts: false,
             idempotency_ttl: Duration::from_secs(24 * 3600),
             oauth2: None,
+            key_cache_ttl: Duration::from_secs(10),
+            anonymous_rate: None,
         }
     }
 }
@@ -114,7 +123,14 @@ impl Engine {
         );
         let (shutdown_tx, _) = watch::channel(false);
         let audit = audit::AuditWriter::start(store.clone());
-        let security = security::Security::new(store.clone(), config.oauth2.clone());
+        let security = security::Security::new(
+            store.clone(),
+            security::SecuritySettings {
+                oauth2: config.oauth2.clone(),
+                key_cache_ttl: config.key_cache_ttl,
+                anonymous_rate: config.anonymous_rate.clone(),
+            },
+        );
         Ok(Self {
             inner: Arc::new(Inner {
                 registry: Registry::new(store.clone()),

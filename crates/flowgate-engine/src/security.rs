@@ -2,11 +2,11 @@
 //! bearer JWTs, scopes, per-caller rate limits, the per-IP limit for
 //! unauthenticated traffic, and sampled security events.
 
-use flowgate_auth::api_key::{KeyStore, KeyVerifier, StoredKey};
+use flowgate_auth::api_key::{KeyStore, KeyVerifier, KeyVerifierConfig, StoredKey};
 use flowgate_auth::ratelimit::{IpRateLimiter, RateLimits, Sampler};
-use flowgate_auth::{AuthError, Principal};
+use flowgate_auth::{extract_credential, AuthError, Authenticator, Principal};
 use flowgate_core::event::{types, Event};
-use flowgate_core::manifest::AuthMode;
+use flowgate_core::manifest::{AuthMode, RateSpec};
 use flowgate_store::Store;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -34,42 +34,9 @@ impl KeyStore for StoreKeys {
     }
 }
 
-/// The presented credential, taken from the request headers.
-#[derive(Debug, Clone, Copy)]
-pub enum Credential<'a> {
-    /// Nothing presented.
-    None,
-    /// An API key (from `X-API-Key` or a bearer that is not a JWT).
-    ApiKey(&'a str),
-    /// A bearer that looks like a JWT (three dot-separated parts).
-    Jwt(&'a str),
-}
-
-impl<'a> Credential<'a> {
-    /// Reads `Authorization: Bearer …` or `X-API-Key: …`.
-    pub fn from_headers(authorization: Option<&'a str>, x_api_key: Option<&'a str>) -> Self {
-        if let Some(k) = x_api_key.map(str::trim).filter(|k| !k.is_empty()) {
-            return Self::ApiKey(k);
-        }
-        let Some(auth) = authorization.map(str::trim) else {
-            return Self::None;
-        };
-        let token = match auth.split_once(' ') {
-            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim(),
-            _ => return Self::ApiKey(""),
-        };
-        if token.split('.').count() == 3 && !token.starts_with("fgk_") {
-            Self::Jwt(token)
-        } else {
-            Self::ApiKey(token)
-        }
-    }
-}
-
 /// The security services.
 pub struct Security {
-    keys: KeyVerifier,
-    jwt: Option<flowgate_auth::jwt::JwtVerifier>,
+    auth: Authenticator,
     /// Per caller and flow.
     pub rate_limits: RateLimits,
     /// Per client address, for unauthenticated traffic.
@@ -79,74 +46,91 @@ pub struct Security {
     store: Store,
 }
 
+/// Settings of the security services.
+#[derive(Debug, Clone)]
+pub struct SecuritySettings {
+    /// OAuth2, when configured.
+    pub oauth2: Option<OAuth2Settings>,
+    /// How long a verified API key is trusted without argon2 (and how long a
+    /// revocation on another node may take to be seen here).
+    pub key_cache_ttl: Duration,
+    /// Per-address limit for unauthenticated traffic (`None`: 600/minute, burst 120).
+    pub anonymous_rate: Option<RateSpec>,
+}
+
 impl Security {
     /// Builds the services over the store.
-    pub fn new(store: Store, oauth2: Option<OAuth2Settings>) -> Self {
-        let jwt = oauth2.and_then(|o| {
+    pub fn new(store: Store, settings: SecuritySettings) -> Self {
+        let jwt = settings.oauth2.and_then(|o| {
             let mut cfg = flowgate_auth::jwt::OAuth2Config::new(o.issuer, o.jwks_url, o.audience);
             cfg.require_at_jwt = o.require_at_jwt;
+            cfg.jwks_min_refetch = o.jwks_min_refetch;
             match flowgate_auth::jwt::JwtVerifier::new(cfg) {
-                Ok(v) => Some(v),
+                Ok(v) => Some(Arc::new(v)),
                 Err(e) => {
                     tracing::error!(error = %e, "OAuth2 is configured but its verifier could not be built; bearer JWTs will be refused");
                     None
                 }
             }
         });
+        let keys = KeyVerifier::with_config(
+            Arc::new(StoreKeys(store.clone())),
+            KeyVerifierConfig {
+                cache_ttl: settings.key_cache_ttl,
+                ..KeyVerifierConfig::default()
+            },
+        );
+        let ip_limit = match &settings.anonymous_rate {
+            Some(spec) => IpRateLimiter::new(spec.count, spec.window_secs, None),
+            None => IpRateLimiter::new(600, 60, Some(120)),
+        };
         Self {
-            keys: KeyVerifier::new(Arc::new(StoreKeys(store.clone()))),
-            jwt,
+            auth: Authenticator::new(Arc::new(keys), jwt),
             rate_limits: RateLimits::new(),
-            ip_limit: anonymous_ip_limit(),
+            ip_limit,
             rate_limited_sampler: Sampler::new(Duration::from_secs(10)),
             auth_failed_sampler: Sampler::new(Duration::from_secs(5)),
             store,
         }
     }
 
-    /// Authenticates a credential under an auth mode. `none` admits anyone
-    /// (a presented credential is still checked, so a caller can be identified).
+    /// Reads the credential from `Authorization: Bearer …` / `X-API-Key` and
+    /// authenticates it under an auth mode (`none` admits anyone).
     pub async fn authenticate(
         &self,
         mode: AuthMode,
-        cred: Credential<'_>,
+        authorization: Option<&str>,
+        x_api_key: Option<&str>,
         ip: IpAddr,
     ) -> Result<Principal, AuthError> {
-        let now = flowgate_core::now_ms();
-        match (mode, cred) {
-            (AuthMode::None, Credential::None) => Ok(Principal::anonymous()),
-            (_, Credential::None) => Err(AuthError::MissingCredentials),
-            (AuthMode::OAuth2, Credential::ApiKey(_)) => Err(AuthError::InvalidToken(
-                "an OAuth2 access token is required".into(),
-            )),
-            (AuthMode::ApiKey, Credential::Jwt(_)) => Err(AuthError::InvalidApiKey),
-            (_, Credential::ApiKey(k)) => self.keys.verify(k, ip, now).await,
-            (_, Credential::Jwt(t)) => match &self.jwt {
-                Some(j) => j.verify(t).await,
-                None => Err(AuthError::InvalidToken(
-                    "OAuth2 is not configured on this server".into(),
-                )),
-            },
+        if mode == AuthMode::None {
+            return Ok(Principal::anonymous());
         }
+        let cred = extract_credential(authorization, x_api_key)?;
+        self.auth
+            .authenticate(mode, cred.as_ref(), ip, flowgate_core::now_ms())
+            .await
     }
 
     /// Authenticates an admin API call (API keys and, when configured, JWTs).
     pub async fn authenticate_admin(
         &self,
-        cred: Credential<'_>,
+        authorization: Option<&str>,
+        x_api_key: Option<&str>,
         ip: IpAddr,
     ) -> Result<Principal, AuthError> {
-        self.authenticate(AuthMode::Any, cred, ip).await
+        self.authenticate(AuthMode::Any, authorization, x_api_key, ip)
+            .await
     }
 
     /// Forgets cached verifications of a revoked key.
     pub fn evict_key(&self, id: &str) {
-        self.keys.evict(id);
+        self.auth.keys().evict(id);
     }
 
     /// Hit/miss counters of the key cache.
     pub fn key_cache_stats(&self) -> flowgate_auth::api_key::CacheStats {
-        self.keys.cache_stats()
+        self.auth.keys().cache_stats()
     }
 
     /// Records `security.auth_failed` (sampled per client address).
@@ -190,22 +174,6 @@ impl Security {
                 tracing::warn!(error = %e, "could not record a security event");
             }
         });
-    }
-}
-
-/// The per-IP limit for unauthenticated traffic: 600/minute with a burst of
-/// 120, or `FLOWGATE_ANONYMOUS_RATE` (`N/second|minute|hour`, burst = N) for
-/// operators behind a trusted proxy and for load tests.
-fn anonymous_ip_limit() -> IpRateLimiter {
-    match std::env::var("FLOWGATE_ANONYMOUS_RATE") {
-        Ok(raw) => match flowgate_core::manifest::RateSpec::parse(raw.trim()) {
-            Ok(spec) => IpRateLimiter::new(spec.count, spec.window_secs, None),
-            Err(e) => {
-                tracing::warn!(error = %e, "FLOWGATE_ANONYMOUS_RATE is invalid; using 600/minute");
-                IpRateLimiter::new(600, 60, Some(120))
-            }
-        },
-        Err(_) => IpRateLimiter::new(600, 60, Some(120)),
     }
 }
 

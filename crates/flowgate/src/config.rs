@@ -27,6 +27,28 @@ pub struct Config {
     pub log: LogConfig,
     /// `[idempotency]`.
     pub idempotency: IdempotencyConfig,
+    /// `[auth]`.
+    pub auth: AuthConfig,
+}
+
+/// `[auth]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Seconds a verified API key is trusted without argon2; also the longest a
+    /// revocation made on another node takes to reach this one.
+    pub key_cache_seconds: u64,
+    /// Per-address limit for unauthenticated calls (`N/second|minute|hour`).
+    pub anonymous_rate: Option<String>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            key_cache_seconds: 10,
+            anonymous_rate: None,
+        }
+    }
 }
 
 /// `[server]`.
@@ -91,6 +113,8 @@ pub struct OAuth2Config {
     pub audience: Option<String>,
     /// Require `typ: at+jwt` (RFC 9068).
     pub require_at_jwt: bool,
+    /// Least seconds between JWKS refetches caused by unknown `kid`s (default 30).
+    pub jwks_min_refetch_secs: Option<u64>,
 }
 
 /// `[log]`.
@@ -135,6 +159,7 @@ impl Default for Config {
             idempotency: IdempotencyConfig {
                 ttl_seconds: 24 * 3600,
             },
+            auth: AuthConfig::default(),
         }
     }
 }
@@ -184,6 +209,12 @@ const ENV_KEYS: &[(&str, &str)] = &[
     (
         "FLOWGATE_IDEMPOTENCY_TTL_SECONDS",
         "idempotency.ttl_seconds",
+    ),
+    ("FLOWGATE_KEY_CACHE_SECONDS", "auth.key_cache_seconds"),
+    ("FLOWGATE_ANONYMOUS_RATE", "auth.anonymous_rate"),
+    (
+        "FLOWGATE_OAUTH2_JWKS_MIN_REFETCH_SECS",
+        "oauth2.jwks_min_refetch_secs",
     ),
 ];
 
@@ -261,6 +292,13 @@ impl Config {
             }
             _ => {}
         }
+        if let Some(r) = &self.auth.anonymous_rate {
+            flowgate_core::manifest::RateSpec::parse(r)
+                .map_err(|e| anyhow::anyhow!("auth.anonymous_rate: {e}"))?;
+        }
+        if self.auth.key_cache_seconds > 3600 {
+            bail!("auth.key_cache_seconds must be at most 3600");
+        }
         if let Some(k) = &self.secrets.key {
             decode_key(k).context("secrets.key")?;
         }
@@ -288,6 +326,13 @@ impl Config {
     /// The 32-byte key that encrypts secrets at rest: configured, or read from
     /// (and on first start generated into) `<data dir>/secrets.key`.
     pub fn secrets_key(&self) -> anyhow::Result<[u8; 32]> {
+        if let Some(r) = &self.auth.anonymous_rate {
+            flowgate_core::manifest::RateSpec::parse(r)
+                .map_err(|e| anyhow::anyhow!("auth.anonymous_rate: {e}"))?;
+        }
+        if self.auth.key_cache_seconds > 3600 {
+            bail!("auth.key_cache_seconds must be at most 3600");
+        }
         if let Some(k) = &self.secrets.key {
             return decode_key(k);
         }
@@ -334,4 +379,71 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
 #[cfg(not(unix))]
 fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     std::fs::write(path, text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_validate_and_name_the_sqlite_data_dir() {
+        let c = Config::default();
+        c.validate().unwrap();
+        assert_eq!(c.data_dir(), PathBuf::from("./data"));
+        let mut c = Config::default();
+        c.database.url = "sqlite:///var/lib/fg/db.sqlite".into();
+        assert_eq!(c.data_dir(), PathBuf::from("/var/lib/fg"));
+    }
+
+    #[test]
+    fn bad_values_are_refused_naming_the_key() {
+        let mut c = Config::default();
+        c.server.listen = "nowhere".into();
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("server.listen"));
+        let mut c = Config::default();
+        c.database.url = "mysql://x".into();
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("database.url"));
+        let mut c = Config::default();
+        c.oauth2.issuer = Some("https://idp".into());
+        assert!(c.validate().unwrap_err().to_string().contains("oauth2"));
+        let mut c = Config::default();
+        c.auth.anonymous_rate = Some("5/fortnight".into());
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("auth.anonymous_rate"));
+        let mut c = Config::default();
+        c.secrets.key = Some("c2hvcnQ=".into());
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("secrets.key"));
+    }
+
+    #[test]
+    fn file_values_are_read_and_unknown_keys_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("flowgate.toml");
+        std::fs::write(
+            &f,
+            "[server]\nlisten = \"127.0.0.1:9999\"\n[runs]\nlease_seconds = 7\n",
+        )
+        .unwrap();
+        let c = load(Some(&f)).unwrap();
+        assert_eq!(c.server.listen, "127.0.0.1:9999");
+        assert_eq!(c.runs.lease_seconds, 7);
+        std::fs::write(&f, "[server]\nlisten = \"127.0.0.1:9999\"\ncolour = 1\n").unwrap();
+        assert!(load(Some(&f)).unwrap_err().to_string().contains("colour"));
+        assert!(load(Some(&dir.path().join("missing.toml"))).is_err());
+    }
 }

@@ -11,7 +11,6 @@ use flowgate_core::manifest::{EndpointTrigger, RunMode, Trigger};
 use flowgate_core::run::TriggerKind;
 use flowgate_core::FlowName;
 use flowgate_engine::invoke::Invocation;
-use flowgate_engine::security::Credential;
 use flowgate_engine::LoadedVersion;
 use flowgate_store::IdempotencyBegin;
 use futures_util::StreamExt;
@@ -417,10 +416,7 @@ async fn handle(
             }
         }
     } else {
-        let cred = Credential::from_headers(header(req, "authorization"), header(req, "x-api-key"));
-        if matches!(cred, Credential::None)
-            && manifest.auth.mode == flowgate_core::manifest::AuthMode::None
-        {
+        if manifest.auth.mode == flowgate_core::manifest::AuthMode::None {
             let d = engine.security().ip_limit.check(ip);
             if !d.allowed {
                 *extra_headers = d.headers();
@@ -433,7 +429,12 @@ async fn handle(
         }
         let principal = match engine
             .security()
-            .authenticate(manifest.auth.mode, cred, ip)
+            .authenticate(
+                manifest.auth.mode,
+                header(req, "authorization"),
+                header(req, "x-api-key"),
+                ip,
+            )
             .await
         {
             Ok(p) => p,

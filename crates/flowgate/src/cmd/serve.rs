@@ -57,6 +57,14 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             run_workers: config.runs.workers,
             allow_private_hosts: config.http.allow_private_hosts,
             idempotency_ttl: Duration::from_secs(config.idempotency.ttl_seconds),
+            key_cache_ttl: Duration::from_secs(config.auth.key_cache_seconds),
+            anonymous_rate: config
+                .auth
+                .anonymous_rate
+                .as_deref()
+                .map(flowgate_core::manifest::RateSpec::parse)
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("auth.anonymous_rate: {e}"))?,
             oauth2: config
                 .oauth2
                 .issuer
@@ -67,6 +75,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                     jwks_url,
                     audience: config.oauth2.audience.clone().unwrap_or_default(),
                     require_at_jwt: config.oauth2.require_at_jwt,
+                    jwks_min_refetch: Duration::from_secs(
+                        config.oauth2.jwks_min_refetch_secs.unwrap_or(30),
+                    ),
                 }),
         },
     )

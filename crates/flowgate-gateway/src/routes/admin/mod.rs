@@ -11,7 +11,6 @@ pub mod users;
 
 use actix_web::{web, HttpRequest};
 use flowgate_auth::Principal;
-use flowgate_engine::security::Credential;
 use serde::Deserialize;
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -35,8 +34,12 @@ pub async fn authorize(req: &HttpRequest, state: &AppState, scope: &str) -> ApiR
         .peer_addr()
         .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
     let header = |n: &str| req.headers().get(n).and_then(|v| v.to_str().ok());
-    let cred = Credential::from_headers(header("authorization"), header("x-api-key"));
-    let principal = match state.engine.security().authenticate_admin(cred, ip).await {
+    let principal = match state
+        .engine
+        .security()
+        .authenticate_admin(header("authorization"), header("x-api-key"), ip)
+        .await
+    {
         Ok(p) => p,
         Err(e) => {
             if e.http_status() == 401 {
