@@ -89,33 +89,6 @@ impl Package {
     }
 }
 
-/// The package's files as the admin API takes them: relative path → content.
-fn package_files(dir: &Path) -> Value {
-    fn walk(root: &Path, dir: &Path, out: &mut Map<String, Value>) {
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
-            .expect("read_dir")
-            .map(|e| e.expect("entry").path())
-            .collect();
-        entries.sort();
-        for path in entries {
-            if path.is_dir() {
-                walk(root, &path, out);
-            } else {
-                let rel = path
-                    .strip_prefix(root)
-                    .expect("inside the package")
-                    .to_string_lossy()
-                    .replace('\\', "/");
-                let text = std::fs::read_to_string(&path).expect("utf-8 file");
-                out.insert(rel, Value::String(text));
-            }
-        }
-    }
-    let mut out = Map::new();
-    walk(dir, dir, &mut out);
-    Value::Object(out)
-}
-
 /// Every package folder under `scripts/` (whatever is there now).
 fn packages() -> Vec<Package> {
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(repo_root().join("scripts"))
@@ -132,7 +105,7 @@ fn packages() -> Vec<Package> {
                 Manifest::parse(&src).unwrap_or_else(|e| panic!("{}: {e:?}", dir.display()));
             Package {
                 name: manifest.name.to_string(),
-                files: package_files(&dir),
+                files: common::package_files(&dir),
                 manifest,
                 dir,
             }
@@ -859,7 +832,7 @@ async fn live_documents_match_their_snapshots() {
     let s = Server::start().await;
     for flow in ["payment-webhook", "account-status"] {
         let dir = repo_root().join("scripts").join(flow);
-        s.deploy(flow, package_files(&dir)).await;
+        s.deploy(flow, common::package_files(&dir)).await;
         let doc = get_json(&s, &format!("/openapi/flows/{flow}/v1.json")).await;
         let text = normalised(&s, &doc);
         assert!(

@@ -19,23 +19,6 @@ use std::time::{Duration, Instant};
 /// A Standard Webhooks secret (`whsec_` + base64).
 const WH_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
-/// A fresh PostgreSQL schema on `FLOWGATE_TEST_POSTGRES_URL` (as the store's
-/// storage tests do), or `None` with a printed notice when the variable is unset.
-fn fresh_postgres(test: &str) -> Option<String> {
-    use diesel::{Connection, PgConnection, RunQueryDsl};
-    let Some(base) = common::postgres_url() else {
-        eprintln!("{test}: PostgreSQL half SKIPPED: FLOWGATE_TEST_POSTGRES_URL not set");
-        return None;
-    };
-    let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
-    let mut c = PgConnection::establish(&base).expect("connect to FLOWGATE_TEST_POSTGRES_URL");
-    diesel::sql_query(format!("CREATE SCHEMA {schema}"))
-        .execute(&mut c)
-        .expect("create schema");
-    let sep = if base.contains('?') { '&' } else { '?' };
-    Some(format!("{base}{sep}options=-csearch_path%3D{schema}"))
-}
-
 /// A package with one signed, async webhook trigger.
 fn webhook_flow(name: &str, script: &str) -> Value {
     json!({
@@ -331,7 +314,7 @@ async fn crash_loses_no_acknowledged_webhook_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn crash_loses_no_acknowledged_webhook_postgres() {
-    let Some(url) = fresh_postgres("crash_loses_no_acknowledged_webhook_postgres") else {
+    let Some(url) = common::fresh_postgres("crash_loses_no_acknowledged_webhook_postgres") else {
         return;
     };
     crash_test(Some(url)).await;

@@ -7,7 +7,7 @@ mod common;
 
 use common::{binary, repo_root, Server};
 use reqwest::Method;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -51,29 +51,6 @@ fn copy_dir(from: &Path, to: &Path) {
             std::fs::copy(entry.path(), &target).expect("copy");
         }
     }
-}
-
-/// The package's files as the admin API takes them: relative path → content.
-fn package_files(dir: &Path) -> Value {
-    fn walk(root: &Path, dir: &Path, out: &mut Map<String, Value>) {
-        for entry in std::fs::read_dir(dir).expect("read_dir") {
-            let path = entry.expect("entry").path();
-            if path.is_dir() {
-                walk(root, &path, out);
-            } else {
-                let rel = path
-                    .strip_prefix(root)
-                    .expect("inside the package")
-                    .to_string_lossy()
-                    .replace('\\', "/");
-                let text = std::fs::read_to_string(&path).expect("utf-8 file");
-                out.insert(rel, Value::String(text));
-            }
-        }
-    }
-    let mut out = Map::new();
-    walk(dir, dir, &mut out);
-    Value::Object(out)
 }
 
 fn scripts_dir() -> PathBuf {
@@ -146,7 +123,7 @@ fn a_broken_expectation_fails_with_expected_and_actual() {
 async fn every_example_deploys_to_a_server_and_two_answer_over_http() {
     let s = Server::start().await;
     for pkg in PACKAGES {
-        let files = package_files(&scripts_dir().join(pkg));
+        let files = common::package_files(&scripts_dir().join(pkg));
         s.deploy(pkg, files).await;
     }
 

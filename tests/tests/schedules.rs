@@ -317,26 +317,9 @@ async fn publish_switches_version_and_disable_stops() {
     );
 }
 
-/// A fresh PostgreSQL schema on `FLOWGATE_TEST_POSTGRES_URL` (as the store's
-/// own tests do), or `None` (the test is skipped) when it is unset.
-fn fresh_postgres(test: &str) -> Option<String> {
-    use diesel::{Connection, PgConnection, RunQueryDsl};
-    let Some(base) = common::postgres_url() else {
-        eprintln!("{test}: SKIPPED: FLOWGATE_TEST_POSTGRES_URL not set");
-        return None;
-    };
-    let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
-    let mut c = PgConnection::establish(&base).expect("connect to FLOWGATE_TEST_POSTGRES_URL");
-    diesel::sql_query(format!("CREATE SCHEMA {schema}"))
-        .execute(&mut c)
-        .expect("create schema");
-    let sep = if base.contains('?') { '&' } else { '?' };
-    Some(format!("{base}{sep}options=-csearch_path%3D{schema}"))
-}
-
 #[tokio::test]
 async fn two_nodes_fire_once_and_survive_a_node_dying() {
-    let Some(url) = fresh_postgres("two_nodes_fire_once_and_survive_a_node_dying") else {
+    let Some(url) = common::fresh_postgres("two_nodes_fire_once_and_survive_a_node_dying") else {
         return;
     };
     let lease = [("FLOWGATE_RUN_LEASE_SECONDS", "3")];

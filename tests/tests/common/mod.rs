@@ -338,36 +338,54 @@ pub fn postgres_url() -> Option<String> {
         .filter(|s| !s.is_empty())
 }
 
-/// A fresh, empty PostgreSQL schema on the test server, as a database URL
-/// (`None` when `FLOWGATE_TEST_POSTGRES_URL` is unset).
+/// A fresh, empty PostgreSQL schema on `FLOWGATE_TEST_POSTGRES_URL` (as the
+/// store's own tests do), as a database URL; `None` when the variable is unset.
 pub fn fresh_postgres_url() -> Option<String> {
+    use diesel::{Connection, PgConnection, RunQueryDsl};
     let base = postgres_url()?;
-    let schema = format!("t_{:016x}{:08x}", rand_u64(), std::process::id());
-    let out = Command::new("psql")
-        .arg(&base)
-        .args([
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-q",
-            "-c",
-            &format!("CREATE SCHEMA {schema}"),
-        ])
-        .output()
-        .expect("run psql (install postgresql-client)");
-    assert!(
-        out.status.success(),
-        "psql: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
+    let mut c = PgConnection::establish(&base).expect("connect to FLOWGATE_TEST_POSTGRES_URL");
+    diesel::sql_query(format!("CREATE SCHEMA {schema}"))
+        .execute(&mut c)
+        .expect("create schema");
     let sep = if base.contains('?') { '&' } else { '?' };
     Some(format!("{base}{sep}options=-csearch_path%3D{schema}"))
 }
 
-fn rand_u64() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(Instant::now().elapsed().as_nanos());
-    h.finish()
+/// [`fresh_postgres_url`], printing that `test`'s PostgreSQL half is skipped when unset.
+pub fn fresh_postgres(test: &str) -> Option<String> {
+    let url = fresh_postgres_url();
+    if url.is_none() {
+        skip_postgres(test);
+    }
+    url
+}
+
+/// A package folder's files as the admin API takes them: relative path → content.
+pub fn package_files(dir: &Path) -> Value {
+    fn walk(root: &Path, dir: &Path, out: &mut serde_json::Map<String, Value>) {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+            .expect("read_dir")
+            .map(|e| e.expect("entry").path())
+            .collect();
+        entries.sort();
+        for path in entries {
+            if path.is_dir() {
+                walk(root, &path, out);
+            } else {
+                let rel = path
+                    .strip_prefix(root)
+                    .expect("inside the package")
+                    .to_string_lossy()
+                    .replace('\\', "/");
+                let text = std::fs::read_to_string(&path).expect("utf-8 file");
+                out.insert(rel, Value::String(text));
+            }
+        }
+    }
+    let mut out = serde_json::Map::new();
+    walk(dir, dir, &mut out);
+    Value::Object(out)
 }
 
 /// Prints a clear note that a PostgreSQL test half was skipped.
