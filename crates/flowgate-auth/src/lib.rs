@@ -28,8 +28,9 @@ pub mod ratelimit;
 pub mod scopes;
 pub mod signature;
 
-#[cfg(test)]
-mod test_keys;
+/// Fixed key pairs for tests (this crate's and the workspace's end-to-end tests).
+#[cfg(any(test, feature = "test-keys"))]
+pub mod test_keys;
 
 pub use api_key::{ApiKeyId, GeneratedKey, KeyStore, KeyVerifier, StoredKey};
 pub use authenticator::{extract_credential, Authenticator, Credential};
