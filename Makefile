@@ -33,8 +33,9 @@ lint:
 fmt:
 	$(CARGO) fmt --all
 
-bench:
-	$(CARGO) bench --workspace
+# Criterion benches of the crates, then the load harnesses against a release server.
+bench: build-release
+	FLOWGATE_BIN=$(BIN_RELEASE) $(CARGO) bench --workspace
 
 openapi: build
 	./target/debug/flowgate openapi export --out openapi/
