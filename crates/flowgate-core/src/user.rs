@@ -92,6 +92,20 @@ pub struct NewUser {
 }
 
 impl NewUser {
+    /// The stored user this creates at `now`: a fresh id, status `active` unless given.
+    pub fn into_user(self, now: EpochMs) -> User {
+        User {
+            id: UserId::new(),
+            email: self.email,
+            display_name: self.display_name,
+            status: self.status.unwrap_or(UserStatus::Active),
+            attributes: self.attributes,
+            external_ids: self.external_ids,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
     /// Builds a new user from a JSON object as scripts and the admin API send it.
     pub fn from_json(v: &Value) -> Result<Self> {
         let obj = v

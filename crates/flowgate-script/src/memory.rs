@@ -158,16 +158,7 @@ impl UserRepo for MemoryRepo {
             )));
         }
         let now = now_ms();
-        let user = User {
-            id: UserId::new(),
-            email: new.email,
-            display_name: new.display_name,
-            status: new.status.unwrap_or(UserStatus::Active),
-            attributes: new.attributes,
-            external_ids: new.external_ids,
-            created_at: now,
-            updated_at: now,
-        };
+        let user = new.into_user(now);
         st.users.push(user.clone());
         record(&mut st, types::USER_CREATED, user.to_json());
         Ok(user)

@@ -147,16 +147,7 @@ impl UserRepo for OverlayRepo {
             )));
         }
         let now = now_ms();
-        let user = User {
-            id: UserId::new(),
-            email: new.email,
-            display_name: new.display_name,
-            status: new.status.unwrap_or(UserStatus::Active),
-            attributes: new.attributes,
-            external_ids: new.external_ids,
-            created_at: now,
-            updated_at: now,
-        };
+        let user = new.into_user(now);
         self.put(&user, "create", false, None);
         Ok(user)
     }

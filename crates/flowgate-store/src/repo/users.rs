@@ -198,16 +198,7 @@ impl Store {
     pub fn create_user(&self, new: NewUser) -> Result<User> {
         validate_email(&new.email)?;
         let now = now_ms();
-        let user = User {
-            id: UserId::new(),
-            email: new.email,
-            display_name: new.display_name,
-            status: new.status.unwrap_or(UserStatus::Active),
-            attributes: new.attributes,
-            external_ids: new.external_ids,
-            created_at: now,
-            updated_at: now,
-        };
+        let user = new.into_user(now);
         let row = UserRow::from_user(&user)?;
         let mut c = self.conn()?;
         write_tx(&mut c, |c| {
