@@ -91,8 +91,7 @@ impl RhaiEngine {
     }
 
     fn map_error(&self, err: EvalAltResult, timeout_ms: u64) -> RunFailure {
-        let err = innermost(err);
-        let pos = err.position();
+        let (err, pos) = innermost(err);
         let (line, column) = (pos.line(), pos.position());
         let at = |m: String| match line {
             Some(l) => format!("{m} (line {l}, column {})", column.unwrap_or(0)),
@@ -190,12 +189,20 @@ impl RhaiEngine {
     }
 }
 
-/// Unwraps errors raised inside script functions to the error that started it.
-fn innermost(err: EvalAltResult) -> EvalAltResult {
+/// Unwraps errors raised inside script functions to the error that started
+/// it, with the most precise known position: the error's own, else the
+/// position of the call that raised it (host functions raise errors without one).
+fn innermost(err: EvalAltResult) -> (EvalAltResult, Position) {
     match err {
-        EvalAltResult::ErrorInFunctionCall(_, _, inner, _)
-        | EvalAltResult::ErrorInModule(_, inner, _) => innermost(*inner),
-        other => other,
+        EvalAltResult::ErrorInFunctionCall(_, _, inner, pos)
+        | EvalAltResult::ErrorInModule(_, inner, pos) => {
+            let (e, p) = innermost(*inner);
+            (e, if p.is_none() { pos } else { p })
+        }
+        other => {
+            let p = other.position();
+            (other, p)
+        }
     }
 }
 

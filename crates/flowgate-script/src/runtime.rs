@@ -272,7 +272,9 @@ impl<E: ScriptEngine> FlowRuntime<E> {
                 duration_ms,
             };
         };
-        let result = result.map_err(|f| redact_failure(&ctx, f));
+        let result = result
+            .map_err(|f| redact_failure(&ctx, f))
+            .map_err(|f| locate_host_error(f, version));
         if let Err(f) = &result {
             if !matches!(f, RunFailure::Fail { .. }) {
                 ctx.max_log_lines = ctx.max_log_lines.saturating_add(1);
@@ -327,5 +329,44 @@ fn redact_failure(ctx: &RunContext, f: RunFailure) -> RunFailure {
             message: ctx.redact(&message),
         },
         t @ RunFailure::Timeout { .. } => t,
+    }
+}
+
+/// Host functions raise their errors without a position (Rhai does not fill
+/// one in for namespaced native calls). When the message names the function
+/// (`users::update: …`) and the script calls it exactly once, point there.
+fn locate_host_error(f: RunFailure, version: &FlowVersion) -> RunFailure {
+    let RunFailure::Error {
+        message,
+        line: None,
+        column: None,
+    } = f
+    else {
+        return f;
+    };
+    let name = message.split_once(": ").map(|(head, _)| head).filter(|h| {
+        h.contains("::")
+            && h.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+    });
+    let source = version.package.script(&version.manifest);
+    let (line, column) = match (name, source) {
+        (Some(name), Some(src)) => {
+            let needle = format!("{name}(");
+            let mut hits = src.match_indices(&needle);
+            match (hits.next(), hits.next()) {
+                (Some((at, _)), None) => {
+                    let p = flowgate_core::manifest::Pos::of_offset(src, at);
+                    (Some(p.line), Some(p.column))
+                }
+                _ => (None, None),
+            }
+        }
+        _ => (None, None),
+    };
+    RunFailure::Error {
+        message,
+        line,
+        column,
     }
 }

@@ -650,3 +650,22 @@ fn fixture_failures_produce_a_diff() {
     let r = run_fixture_source(&e.rt, &v, "tests/c.json", r#"{"expect": {"stauts": 200}}"#);
     assert!(r.diffs[0].contains("invalid fixture"));
 }
+
+#[test]
+fn host_function_errors_point_at_the_call_when_it_is_unique() {
+    let e = env();
+    let f = e.failure("let a = 1;\nlet when = time::parse(\"garbage\");\n");
+    match &f {
+        RunFailure::Error { line, column, .. } => {
+            assert_eq!((*line, *column), (Some(2), Some(12)), "{f:?}")
+        }
+        other => panic!("expected an error, got {other:?}"),
+    }
+    // Two calls of the same function: no guess.
+    let f =
+        e.failure("let a = time::parse(\"2026-01-01T00:00:00Z\");\nlet b = time::parse(\"x\");\n");
+    match &f {
+        RunFailure::Error { line, .. } => assert_eq!(*line, None, "{f:?}"),
+        other => panic!("expected an error, got {other:?}"),
+    }
+}
