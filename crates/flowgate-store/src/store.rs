@@ -147,7 +147,7 @@ impl Store {
     }
 
     /// Applies every pending embedded migration of this backend; returns how many ran.
-    #[tracing::instrument(skip_all, err, fields(db.backend = self.inner.backend.as_str()))]
+    #[tracing::instrument(skip_all, err(level = "debug"), fields(db.backend = self.inner.backend.as_str()))]
     pub fn migrate(&self) -> Result<usize> {
         let mut conn = self.conn()?;
         let applied = match &mut *conn {

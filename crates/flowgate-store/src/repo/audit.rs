@@ -15,7 +15,7 @@ const AUDIT_CHUNK: usize = 500;
 
 impl Store {
     /// Appends entries in one transaction (multi-row inserts).
-    #[tracing::instrument(skip_all, err, fields(entries = entries.len()))]
+    #[tracing::instrument(skip_all, err(level = "debug"), fields(entries = entries.len()))]
     pub fn append_audit(&self, entries: &[AuditEntry]) -> Result<()> {
         if entries.is_empty() {
             return Ok(());
@@ -31,7 +31,7 @@ impl Store {
     }
 
     /// Entries newest first matching `filter`; `cursor` is a previous `next_cursor`.
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     pub fn query_audit(
         &self,
         filter: &AuditFilter,

@@ -34,7 +34,7 @@ impl Store {
     /// Stores an event. With `external_id`, a repeat from the same `source`
     /// returns the original event's id and `false` (nothing stored); otherwise
     /// returns the event's id and `true`.
-    #[tracing::instrument(skip_all, err, fields(event.type = %event.kind, event.source = %event.source))]
+    #[tracing::instrument(skip_all, err(level = "debug"), fields(event.type = %event.kind, event.source = %event.source))]
     pub fn insert_event(
         &self,
         event: &Event,
@@ -78,7 +78,7 @@ impl Store {
     }
 
     /// One event, `None` when missing.
-    #[tracing::instrument(skip_all, err, fields(event.id = %id))]
+    #[tracing::instrument(skip_all, err(level = "debug"), fields(event.id = %id))]
     pub fn get_event(&self, id: EventId) -> Result<Option<Event>> {
         let mut c = self.conn()?;
         events::table
@@ -91,7 +91,7 @@ impl Store {
     }
 
     /// Events not yet dispatched, oldest first, at most `limit`.
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     pub fn pending_events(&self, limit: usize) -> Result<Vec<Event>> {
         let mut c = self.conn()?;
         events::table
@@ -106,7 +106,7 @@ impl Store {
     }
 
     /// Marks an event dispatched; `false` when it was already (or does not exist).
-    #[tracing::instrument(skip_all, err, fields(event.id = %id))]
+    #[tracing::instrument(skip_all, err(level = "debug"), fields(event.id = %id))]
     pub fn mark_event_dispatched(&self, id: EventId) -> Result<bool> {
         let mut c = self.conn()?;
         let n = diesel::update(
@@ -122,7 +122,7 @@ impl Store {
     /// Fans an event out: queues `runs` (one per subscribed flow) and marks the
     /// event dispatched, in one transaction. Returns `false` and queues nothing
     /// when another dispatcher already did it, so each event is fanned out once.
-    #[tracing::instrument(skip_all, err, fields(event.id = %id, runs = runs.len()))]
+    #[tracing::instrument(skip_all, err(level = "debug"), fields(event.id = %id, runs = runs.len()))]
     pub fn dispatch_event(&self, id: EventId, runs: &[Run]) -> Result<bool> {
         let mut c = self.conn()?;
         write_tx(&mut c, |c| {

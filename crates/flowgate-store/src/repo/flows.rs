@@ -59,7 +59,7 @@ fn set_live(c: &mut AnyConnection, flow: &FlowName, n: Option<u32>, now: i64) ->
 
 impl Store {
     /// Creates an enabled flow without versions; `Conflict` when it exists.
-    #[tracing::instrument(skip_all, err, fields(flow.name = %name))]
+    #[tracing::instrument(skip_all, err(level = "debug"), fields(flow.name = %name))]
     pub fn create_flow(&self, name: &FlowName) -> Result<FlowRecord> {
         let row = FlowRow::new(name, now_ms());
         let mut c = self.conn()?;
@@ -74,7 +74,7 @@ impl Store {
     }
 
     /// One flow, `None` when missing.
-    #[tracing::instrument(skip_all, err, fields(flow.name = %name))]
+    #[tracing::instrument(skip_all, err(level = "debug"), fields(flow.name = %name))]
     pub fn get_flow(&self, name: &FlowName) -> Result<Option<FlowRecord>> {
         let mut c = self.conn()?;
         flows::table
@@ -87,7 +87,7 @@ impl Store {
     }
 
     /// Flows by name, after `cursor` (a name), at most `limit` (1..=1000).
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     pub fn list_flows(&self, cursor: Option<&str>, limit: usize) -> Result<Page<FlowRecord>> {
         let limit = limit.clamp(1, 1000);
         let mut c = self.conn()?;
@@ -104,7 +104,7 @@ impl Store {
     }
 
     /// Enables or disables a flow; returns the updated flow.
-    #[tracing::instrument(skip_all, err, fields(flow.name = %name, disabled))]
+    #[tracing::instrument(skip_all, err(level = "debug"), fields(flow.name = %name, disabled))]
     pub fn set_flow_disabled(&self, name: &FlowName, disabled: bool) -> Result<FlowRecord> {
         let mut c = self.conn()?;
         let n = diesel::update(flows::table.find(name.as_str()))
@@ -123,7 +123,7 @@ impl Store {
 
     /// Stores a new draft version with the next free number (allocated atomically);
     /// `NotFound` when the flow does not exist.
-    #[tracing::instrument(skip_all, err, fields(flow.name = %flow))]
+    #[tracing::instrument(skip_all, err(level = "debug"), fields(flow.name = %flow))]
     pub fn insert_version(
         &self,
         flow: &FlowName,
@@ -165,7 +165,7 @@ impl Store {
     }
 
     /// One version with its files, `None` when missing.
-    #[tracing::instrument(skip_all, err, fields(flow.name = %flow, flow.version = n))]
+    #[tracing::instrument(skip_all, err(level = "debug"), fields(flow.name = %flow, flow.version = n))]
     pub fn get_version(&self, flow: &FlowName, n: u32) -> Result<Option<Version>> {
         let mut c = self.conn()?;
         flow_versions::table
@@ -178,7 +178,7 @@ impl Store {
     }
 
     /// All versions of a flow (metadata only), oldest first.
-    #[tracing::instrument(skip_all, err, fields(flow.name = %flow))]
+    #[tracing::instrument(skip_all, err(level = "debug"), fields(flow.name = %flow))]
     pub fn list_versions(&self, flow: &FlowName) -> Result<Vec<VersionInfo>> {
         let mut c = self.conn()?;
         flow_versions::table
@@ -192,7 +192,7 @@ impl Store {
     }
 
     /// The highest-numbered version (any status), `None` when there is none.
-    #[tracing::instrument(skip_all, err, fields(flow.name = %flow))]
+    #[tracing::instrument(skip_all, err(level = "debug"), fields(flow.name = %flow))]
     pub fn latest_version(&self, flow: &FlowName) -> Result<Option<VersionInfo>> {
         let mut c = self.conn()?;
         flow_versions::table
@@ -208,7 +208,7 @@ impl Store {
     /// Publishes version `n` (draft or published) and makes it live, in one
     /// transaction. Returns the previously live version. A retired version is
     /// `Conflict`; unknown flow or version is `NotFound`.
-    #[tracing::instrument(skip_all, err, fields(flow.name = %flow, flow.version = n))]
+    #[tracing::instrument(skip_all, err(level = "debug"), fields(flow.name = %flow, flow.version = n))]
     pub fn publish_version(&self, flow: &FlowName, n: u32) -> Result<Option<u32>> {
         let mut c = self.conn()?;
         write_tx(&mut c, |c| {
@@ -238,7 +238,7 @@ impl Store {
 
     /// Makes the already published version `n` live again; returns the previous
     /// live version. A draft or retired version is `Conflict`.
-    #[tracing::instrument(skip_all, err, fields(flow.name = %flow, flow.version = n))]
+    #[tracing::instrument(skip_all, err(level = "debug"), fields(flow.name = %flow, flow.version = n))]
     pub fn rollback(&self, flow: &FlowName, n: u32) -> Result<Option<u32>> {
         let mut c = self.conn()?;
         write_tx(&mut c, |c| {
@@ -261,7 +261,7 @@ impl Store {
     /// another published version exists (`Conflict`: roll back first); when it is
     /// the only published version it is retired and the flow has no live version
     /// ([`RetireOutcome::RetiredLive`]). Retiring twice is a no-op.
-    #[tracing::instrument(skip_all, err, fields(flow.name = %flow, flow.version = n))]
+    #[tracing::instrument(skip_all, err(level = "debug"), fields(flow.name = %flow, flow.version = n))]
     pub fn retire_version(&self, flow: &FlowName, n: u32) -> Result<RetireOutcome> {
         let mut c = self.conn()?;
         write_tx(&mut c, |c| {

@@ -24,7 +24,7 @@ impl Store {
     /// for a request whose body hashes to `request_hash`, valid for `ttl_ms`.
     /// Of concurrent begins exactly one gets `Started` (primary-key insert);
     /// an expired record is replaced.
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     pub fn begin_idempotent(
         &self,
         key: &str,
@@ -108,7 +108,7 @@ impl Store {
     }
 
     /// Stores the response of a started key; `false` when the record is gone.
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     pub fn complete_idempotent(&self, key: &str, response: &Value) -> Result<bool> {
         let text = serde_json::to_string(response)?;
         let mut c = self.conn()?;
@@ -125,7 +125,7 @@ impl Store {
     /// the started idempotency `key` in the same transaction, so a retry of
     /// the request is answered with the original acknowledgement even when
     /// the process dies right after the commit.
-    #[tracing::instrument(skip_all, err, fields(run.id = %run.id, flow.name = %run.flow))]
+    #[tracing::instrument(skip_all, err(level = "debug"), fields(run.id = %run.id, flow.name = %run.flow))]
     pub fn enqueue_with_idempotency(
         &self,
         run: &Run,
@@ -154,7 +154,7 @@ impl Store {
 
     /// Forgets an in-flight key (the request failed before a response worth
     /// replaying) so a retry can start; `false` when there was none in flight.
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     pub fn abandon_idempotent(&self, key: &str) -> Result<bool> {
         let mut c = self.conn()?;
         let n = diesel::delete(
@@ -167,7 +167,7 @@ impl Store {
     }
 
     /// Deletes records expired at `now`; returns how many.
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     pub fn purge_idempotency(&self, now: EpochMs) -> Result<usize> {
         let mut c = self.conn()?;
         Ok(

@@ -12,7 +12,7 @@ use crate::Store;
 
 impl Store {
     /// Stores a new key; a duplicate id is `Conflict`.
-    #[tracing::instrument(skip_all, err, fields(key.id = %key.id))]
+    #[tracing::instrument(skip_all, err(level = "debug"), fields(key.id = %key.id))]
     pub fn insert_key(&self, key: &ApiKeyRecord) -> Result<()> {
         let row = ApiKeyRow::from_record(key)?;
         let mut c = self.conn()?;
@@ -27,7 +27,7 @@ impl Store {
     }
 
     /// One key (revoked ones included), `None` when missing.
-    #[tracing::instrument(skip_all, err, fields(key.id = %id))]
+    #[tracing::instrument(skip_all, err(level = "debug"), fields(key.id = %id))]
     pub fn get_key(&self, id: &str) -> Result<Option<ApiKeyRecord>> {
         let mut c = self.conn()?;
         api_keys::table
@@ -40,7 +40,7 @@ impl Store {
     }
 
     /// Every key, oldest first.
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     pub fn list_keys(&self) -> Result<Vec<ApiKeyRecord>> {
         let mut c = self.conn()?;
         api_keys::table
@@ -53,7 +53,7 @@ impl Store {
     }
 
     /// Revokes a key; `false` when it does not exist.
-    #[tracing::instrument(skip_all, err, fields(key.id = %id))]
+    #[tracing::instrument(skip_all, err(level = "debug"), fields(key.id = %id))]
     pub fn revoke_key(&self, id: &str) -> Result<bool> {
         let mut c = self.conn()?;
         let n = diesel::update(api_keys::table.find(id))
@@ -63,7 +63,7 @@ impl Store {
     }
 
     /// Records a successful use at `now`; `false` when the key does not exist.
-    #[tracing::instrument(skip_all, err, fields(key.id = %id))]
+    #[tracing::instrument(skip_all, err(level = "debug"), fields(key.id = %id))]
     pub fn touch_last_used(&self, id: &str, now: EpochMs) -> Result<bool> {
         let mut c = self.conn()?;
         let n = diesel::update(api_keys::table.find(id))

@@ -19,7 +19,7 @@ pub const MAX_KV_VALUE_BYTES: usize = 1024 * 1024;
 
 impl Store {
     /// The value under `key` unless missing or expired at `now`.
-    #[tracing::instrument(skip_all, err, fields(flow.name = %flow))]
+    #[tracing::instrument(skip_all, err(level = "debug"), fields(flow.name = %flow))]
     pub fn kv_get_at(&self, flow: &FlowName, key: &str, now: EpochMs) -> Result<Option<Value>> {
         let mut c = self.conn()?;
         let v: Option<String> = kv::table
@@ -32,7 +32,7 @@ impl Store {
     }
 
     /// Stores `value` under `key`, expiring at `expires_at` (epoch ms) when given.
-    #[tracing::instrument(skip_all, err, fields(flow.name = %flow))]
+    #[tracing::instrument(skip_all, err(level = "debug"), fields(flow.name = %flow))]
     pub fn kv_put(
         &self,
         flow: &FlowName,
@@ -85,7 +85,7 @@ impl Store {
     }
 
     /// Removes `key`; `true` when a live (unexpired) value was removed.
-    #[tracing::instrument(skip_all, err, fields(flow.name = %flow))]
+    #[tracing::instrument(skip_all, err(level = "debug"), fields(flow.name = %flow))]
     pub fn kv_remove(&self, flow: &FlowName, key: &str) -> Result<bool> {
         let now = now_ms();
         let mut c = self.conn()?;
@@ -101,7 +101,7 @@ impl Store {
     }
 
     /// Deletes entries expired at `now`; returns how many.
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     pub fn purge_expired_kv(&self, now: EpochMs) -> Result<usize> {
         let mut c = self.conn()?;
         Ok(diesel::delete(kv::table.filter(kv::expires_at.le(now))).execute(&mut *c)?)

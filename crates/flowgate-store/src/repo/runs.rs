@@ -170,7 +170,7 @@ fn next_candidate(c: &mut AnyConnection, now: EpochMs) -> Result<Option<Candidat
 impl Store {
     /// Records a run as given (a finished sync run, or any state), with its logs
     /// and the events it emitted, in one transaction.
-    #[tracing::instrument(skip_all, err, fields(run.id = %run.id, flow.name = %run.flow))]
+    #[tracing::instrument(skip_all, err(level = "debug"), fields(run.id = %run.id, flow.name = %run.flow))]
     pub fn insert_run(&self, run: &Run, logs: &[LogLine], events: &[Event]) -> Result<()> {
         let mut c = self.conn()?;
         write_tx(&mut c, |c| {
@@ -181,7 +181,7 @@ impl Store {
 
     /// Durably queues a run (status must be `queued`, attempt 0); once this
     /// returns the run will reach an end state.
-    #[tracing::instrument(skip_all, err, fields(run.id = %run.id, flow.name = %run.flow))]
+    #[tracing::instrument(skip_all, err(level = "debug"), fields(run.id = %run.id, flow.name = %run.flow))]
     pub fn enqueue(&self, run: &Run) -> Result<RunId> {
         if run.status != RunStatus::Queued || run.attempt != 0 || run.lease_owner.is_some() {
             return Err(StoreError::Invalid(
@@ -194,7 +194,7 @@ impl Store {
     }
 
     /// One run with logs and attempt history, `None` when missing.
-    #[tracing::instrument(skip_all, err, fields(run.id = %id))]
+    #[tracing::instrument(skip_all, err(level = "debug"), fields(run.id = %id))]
     pub fn get_run(&self, id: RunId) -> Result<Option<RunDetail>> {
         let mut c = self.conn()?;
         let id = id.to_string();
@@ -226,7 +226,7 @@ impl Store {
 
     /// Runs newest first, optionally by flow and status. `cursor` is the
     /// `next_cursor` of the previous page (a run id); `limit` is clamped to 1..=1000.
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     pub fn list_runs(
         &self,
         filter: &RunFilter,
@@ -256,7 +256,7 @@ impl Store {
     }
 
     /// Appends log lines to a run, tagged with `attempt`.
-    #[tracing::instrument(skip_all, err, fields(run.id = %id, lines = logs.len()))]
+    #[tracing::instrument(skip_all, err(level = "debug"), fields(run.id = %id, lines = logs.len()))]
     pub fn append_logs(&self, id: RunId, attempt: u32, logs: &[LogLine]) -> Result<()> {
         let mut c = self.conn()?;
         write_tx(&mut c, |c| {
@@ -269,7 +269,7 @@ impl Store {
     /// expired (attempt + 1). Returns it as claimed (status running, attempt
     /// incremented), or `None` when nothing is due. PostgreSQL uses
     /// `FOR UPDATE SKIP LOCKED`; SQLite serialises claimers with `BEGIN IMMEDIATE`.
-    #[tracing::instrument(skip_all, err, fields(worker = owner))]
+    #[tracing::instrument(skip_all, err(level = "debug"), fields(worker = owner))]
     pub fn claim_next(&self, owner: &str, lease_ms: i64, now: EpochMs) -> Result<Option<Run>> {
         let mut c = self.conn()?;
         write_tx(&mut c, |c| {
@@ -331,7 +331,7 @@ impl Store {
     }
 
     /// Extends the lease to `until`; `false` when `owner` no longer holds it.
-    #[tracing::instrument(skip_all, err, fields(run.id = %id, worker = owner))]
+    #[tracing::instrument(skip_all, err(level = "debug"), fields(run.id = %id, worker = owner))]
     pub fn renew_lease(&self, id: RunId, owner: &str, until: EpochMs) -> Result<bool> {
         let mut c = self.conn()?;
         let n = diesel::update(
@@ -354,7 +354,7 @@ impl Store {
     /// Like [`Store::complete_run`], and stores `events` (emitted by the flow or
     /// about the run) in the same transaction, so they exist exactly when the run
     /// ended. Pass emitted events only when the run succeeded.
-    #[tracing::instrument(skip_all, err, fields(run.id = %id, worker = owner, run.status = outcome.status.as_str()))]
+    #[tracing::instrument(skip_all, err(level = "debug"), fields(run.id = %id, worker = owner, run.status = outcome.status.as_str()))]
     pub fn finish_run_with_events(
         &self,
         id: RunId,
@@ -407,7 +407,7 @@ impl Store {
 
     /// Puts a claimed run back in the queue after a failed attempt, available
     /// again at `available_at` (the backoff); `false` when the lease was lost.
-    #[tracing::instrument(skip_all, err, fields(run.id = %id, worker = owner))]
+    #[tracing::instrument(skip_all, err(level = "debug"), fields(run.id = %id, worker = owner))]
     pub fn retry_run(
         &self,
         id: RunId,
@@ -458,7 +458,7 @@ impl Store {
 
     /// Gives a claimed run back without consuming an attempt (graceful
     /// shutdown); `false` when the lease was lost.
-    #[tracing::instrument(skip_all, err, fields(run.id = %id, worker = owner))]
+    #[tracing::instrument(skip_all, err(level = "debug"), fields(run.id = %id, worker = owner))]
     pub fn release_run(&self, id: RunId, owner: &str) -> Result<bool> {
         let id = id.to_string();
         let mut c = self.conn()?;
@@ -480,7 +480,7 @@ impl Store {
     }
 
     /// Number of runs per status, for metrics (statuses without runs are omitted).
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     pub fn queue_depth_by_status(&self) -> Result<Vec<(RunStatus, u64)>> {
         let mut c = self.conn()?;
         let rows: Vec<(String, i64)> = runs::table
@@ -493,7 +493,7 @@ impl Store {
     }
 
     /// How many runs of `flow` are queued or running (for `overlap = "skip"`).
-    #[tracing::instrument(skip_all, err, fields(flow.name = %flow))]
+    #[tracing::instrument(skip_all, err(level = "debug"), fields(flow.name = %flow))]
     pub fn active_runs(&self, flow: &FlowName) -> Result<u64> {
         let mut c = self.conn()?;
         let n: i64 = runs::table

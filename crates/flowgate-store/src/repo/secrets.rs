@@ -80,7 +80,7 @@ impl Store {
     }
 
     /// Creates or replaces a secret.
-    #[tracing::instrument(skip_all, err, fields(secret.name = name))]
+    #[tracing::instrument(skip_all, err(level = "debug"), fields(secret.name = name))]
     pub fn put_secret(&self, name: &str, value: &SecretString) -> Result<()> {
         validate_secret_name(name)?;
         let (nonce, ciphertext) = self.seal(name, value)?;
@@ -105,7 +105,7 @@ impl Store {
     }
 
     /// A secret's value, `None` when absent.
-    #[tracing::instrument(skip_all, err, fields(secret.name = name))]
+    #[tracing::instrument(skip_all, err(level = "debug"), fields(secret.name = name))]
     pub fn get_secret(&self, name: &str) -> Result<Option<SecretString>> {
         let mut c = self.conn()?;
         let row = secrets::table
@@ -117,7 +117,7 @@ impl Store {
     }
 
     /// Names and change times of all secrets (never values), by name.
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     pub fn list_secrets(&self) -> Result<Vec<SecretMeta>> {
         let mut c = self.conn()?;
         let rows: Vec<(String, i64)> = secrets::table
@@ -131,7 +131,7 @@ impl Store {
     }
 
     /// Deletes a secret; `false` when it did not exist.
-    #[tracing::instrument(skip_all, err, fields(secret.name = name))]
+    #[tracing::instrument(skip_all, err(level = "debug"), fields(secret.name = name))]
     pub fn delete_secret(&self, name: &str) -> Result<bool> {
         let mut c = self.conn()?;
         Ok(diesel::delete(secrets::table.find(name)).execute(&mut *c)? == 1)

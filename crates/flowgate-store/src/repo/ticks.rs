@@ -16,7 +16,7 @@ impl Store {
     /// Records a tick and, when given, queues its run in the same transaction.
     /// Returns `false` (and queues nothing) when any node already recorded this
     /// (flow, due time): the unique key decides the one winner.
-    #[tracing::instrument(skip_all, err, fields(flow.name = %tick.flow, due_at = tick.due_at))]
+    #[tracing::instrument(skip_all, err(level = "debug"), fields(flow.name = %tick.flow, due_at = tick.due_at))]
     pub fn insert_tick(&self, tick: &Tick, run: Option<&Run>) -> Result<bool> {
         let row = TickRow::from_tick(tick);
         let mut c = self.conn()?;
@@ -48,7 +48,7 @@ impl Store {
     }
 
     /// The latest ticks of a flow, newest first.
-    #[tracing::instrument(skip_all, err, fields(flow.name = %flow))]
+    #[tracing::instrument(skip_all, err(level = "debug"), fields(flow.name = %flow))]
     pub fn list_ticks(&self, flow: &FlowName, limit: usize) -> Result<Vec<Tick>> {
         let mut c = self.conn()?;
         schedule_ticks::table

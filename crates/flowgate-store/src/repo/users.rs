@@ -63,14 +63,14 @@ fn emit(c: &mut AnyConnection, kind: &str, data: Value) -> Result<()> {
 
 impl Store {
     /// One user by id.
-    #[tracing::instrument(skip_all, err, fields(user.id = %id))]
+    #[tracing::instrument(skip_all, err(level = "debug"), fields(user.id = %id))]
     pub fn get_user(&self, id: UserId) -> Result<Option<User>> {
         let mut c = self.conn()?;
         load_user(&mut c, &id.to_string())
     }
 
     /// One user by email, ignoring case.
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     pub fn find_user_by_email(&self, email: &str) -> Result<Option<User>> {
         let mut c = self.conn()?;
         users::table
@@ -84,7 +84,7 @@ impl Store {
 
     /// The oldest user whose `external_ids[system]` is `id` (non-string ids
     /// compare by their JSON text).
-    #[tracing::instrument(skip_all, err, fields(system))]
+    #[tracing::instrument(skip_all, err(level = "debug"), fields(system))]
     pub fn find_user_by_external_id(&self, system: &str, id: &str) -> Result<Option<User>> {
         let mut c = self.conn()?;
         users::table
@@ -107,7 +107,7 @@ impl Store {
     /// Users matching every pair of `filter`, oldest first, at most `limit`.
     /// `email`, `status` and `external_ids.<system>` narrow the SQL query; every
     /// row is then checked with `UserFilter::matches`, the definition of a match.
-    #[tracing::instrument(skip_all, err, fields(limit))]
+    #[tracing::instrument(skip_all, err(level = "debug"), fields(limit))]
     pub fn find_users(&self, filter: &UserFilter, limit: usize) -> Result<Vec<User>> {
         let mut out = Vec::new();
         if limit == 0 {
@@ -174,7 +174,7 @@ impl Store {
     }
 
     /// Users by id (creation order), for the admin API; `cursor` is a user id.
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     pub fn list_users(&self, cursor: Option<&str>, limit: usize) -> Result<Page<User>> {
         let limit = limit.clamp(1, 1000);
         let mut q = users::table
@@ -194,7 +194,7 @@ impl Store {
 
     /// Creates a user (status `active` by default) and records `user.created`.
     /// A duplicate email, ignoring case, is `Conflict`.
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     pub fn create_user(&self, new: NewUser) -> Result<User> {
         validate_email(&new.email)?;
         let now = now_ms();
@@ -214,7 +214,7 @@ impl Store {
 
     /// Applies an RFC 7396 merge patch; records `user.updated` with `changes`
     /// (and `user.status_changed` when the status changed). No change, no event.
-    #[tracing::instrument(skip_all, err, fields(user.id = %id))]
+    #[tracing::instrument(skip_all, err(level = "debug"), fields(user.id = %id))]
     pub fn update_user(&self, id: UserId, patch: &Value) -> Result<User> {
         let mut c = self.conn()?;
         write_tx(&mut c, |c| {
@@ -247,7 +247,7 @@ impl Store {
     }
 
     /// Sets the status; records `user.status_changed` (with `previous_status`) when it changed.
-    #[tracing::instrument(skip_all, err, fields(user.id = %id, user.status = status.as_str()))]
+    #[tracing::instrument(skip_all, err(level = "debug"), fields(user.id = %id, user.status = status.as_str()))]
     pub fn set_user_status(&self, id: UserId, status: UserStatus) -> Result<User> {
         let mut c = self.conn()?;
         write_tx(&mut c, |c| {
@@ -274,7 +274,7 @@ impl Store {
 
     /// Deletes a user and records `user.deleted` (data: the user as it was);
     /// `false` when there was none.
-    #[tracing::instrument(skip_all, err, fields(user.id = %id))]
+    #[tracing::instrument(skip_all, err(level = "debug"), fields(user.id = %id))]
     pub fn delete_user(&self, id: UserId) -> Result<bool> {
         let mut c = self.conn()?;
         write_tx(&mut c, |c| {
