@@ -39,6 +39,17 @@ pub struct OAuth2Settings {
     pub jwks_min_refetch: Duration,
 }
 
+/// How long finished work is kept (`None`: forever).
+#[derive(Debug, Clone, Default)]
+pub struct Retention {
+    /// Finished runs with their logs and attempts.
+    pub runs: Option<Duration>,
+    /// Audit entries.
+    pub audit: Option<Duration>,
+    /// Dispatched events and schedule ticks.
+    pub events: Option<Duration>,
+}
+
 /// Engine settings.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -59,6 +70,8 @@ pub struct EngineConfig {
     pub key_cache_ttl: Duration,
     /// Per-address limit for unauthenticated traffic (`None`: 600/minute, burst 120).
     pub anonymous_rate: Option<flowgate_core::manifest::RateSpec>,
+    /// Retention of finished work.
+    pub retention: Retention,
 }
 
 impl Default for EngineConfig {
@@ -72,6 +85,7 @@ impl Default for EngineConfig {
             oauth2: None,
             key_cache_ttl: Duration::from_secs(10),
             anonymous_rate: None,
+            retention: Retention::default(),
         }
     }
 }

@@ -416,6 +416,7 @@ async fn housekeeping_loop(engine: Engine, mut shutdown: watch::Receiver<bool>) 
             return;
         }
         let now = flowgate_core::now_ms();
+        let retention = engine.config().retention.clone();
         let r = engine
             .store()
             .call(move |s| {
@@ -427,7 +428,44 @@ async fn housekeeping_loop(engine: Engine, mut shutdown: watch::Receiver<bool>) 
         if let Err(e) = r {
             tracing::warn!(error = %e, "housekeeping failed");
         }
+        if let Err(e) = apply_retention(&engine, &retention, now).await {
+            tracing::warn!(error = %e, "retention purge failed");
+        }
     }
+}
+
+/// Rows deleted per retention transaction.
+const PURGE_BATCH: usize = 1_000;
+
+async fn apply_retention(engine: &Engine, r: &crate::Retention, now: i64) -> crate::Result<()> {
+    let cutoff = |d: std::time::Duration| now - i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+    type Purge = fn(&flowgate_store::Store, i64, usize) -> flowgate_store::Result<usize>;
+    let jobs: [(Option<std::time::Duration>, Purge, &str); 3] = [
+        (r.runs, flowgate_store::Store::purge_finished_runs, "runs"),
+        (r.audit, flowgate_store::Store::purge_audit, "audit"),
+        (
+            r.events,
+            flowgate_store::Store::purge_dispatched_events,
+            "events",
+        ),
+    ];
+    for (keep, purge, what) in jobs {
+        let Some(keep) = keep else { continue };
+        let before = cutoff(keep);
+        // Bounded batches; stop after a while so one pass never runs long.
+        for _ in 0..20 {
+            let n = engine
+                .store()
+                .call(move |s| purge(s, before, PURGE_BATCH))
+                .await?;
+            metrics::counter!("flowgate_retention_purged_total", "what" => what)
+                .increment(n as u64);
+            if n < PURGE_BATCH {
+                break;
+            }
+        }
+    }
+    Ok(())
 }
 
 impl Engine {

@@ -6,6 +6,7 @@ mod flows;
 mod idempotency;
 mod keys;
 mod kv;
+mod retention;
 mod runs;
 mod secrets;
 mod ticks;

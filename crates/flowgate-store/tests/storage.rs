@@ -99,6 +99,7 @@ both!(
     idempotency_concurrent_begin,
     ticks_once_across_nodes,
     audit_batch_and_query,
+    retention_purges_only_old_finished_work,
 );
 
 fn flow(s: &str) -> FlowName {
@@ -1195,4 +1196,72 @@ async fn call_runs_off_the_async_workers() {
         .await
         .unwrap_err();
     assert!(e.is_conflict());
+}
+
+// ---------------------------------------------------------------- retention
+
+fn retention_purges_only_old_finished_work(db: &Db) {
+    let s = &db.store;
+    let old = now_ms() - 40 * 86_400_000;
+    let mut outcome = ok_outcome(vec![]);
+    outcome.finished_at = old;
+    let ancient = Run::finished(flow("r"), 1, TriggerKind::Http, json!({}), old, &outcome);
+    s.insert_run(&ancient, &[line("old")], &[]).unwrap();
+    let recent = Run::finished(
+        flow("r"),
+        1,
+        TriggerKind::Http,
+        json!({}),
+        now_ms(),
+        &ok_outcome(vec![]),
+    );
+    s.insert_run(&recent, &[line("new")], &[]).unwrap();
+    let mut waiting = queued("r", old, 3);
+    waiting.created_at = old;
+    s.enqueue(&waiting).unwrap();
+    s.append_audit(&[
+        AuditEntry {
+            time: old,
+            request_id: "a".into(),
+            caller: None,
+            flow: None,
+            version: None,
+            method: "GET".into(),
+            path: "/x".into(),
+            status: 200,
+            duration_ms: 1,
+            idempotency_key: None,
+        },
+        AuditEntry {
+            time: now_ms(),
+            request_id: "b".into(),
+            caller: None,
+            flow: None,
+            version: None,
+            method: "GET".into(),
+            path: "/y".into(),
+            status: 200,
+            duration_ms: 1,
+            idempotency_key: None,
+        },
+    ])
+    .unwrap();
+    let cutoff = now_ms() - 30 * 86_400_000;
+    assert_eq!(s.purge_finished_runs(cutoff, 100).unwrap(), 1);
+    assert!(s.get_run(ancient.id).unwrap().is_none());
+    assert!(s.get_run(recent.id).unwrap().is_some());
+    // A queued run is never purged, however old.
+    assert!(s.get_run(waiting.id).unwrap().is_some());
+    assert_eq!(s.purge_finished_runs(cutoff, 100).unwrap(), 0);
+    assert_eq!(s.purge_audit(cutoff, 100).unwrap(), 1);
+    let left = s.query_audit(&AuditFilter::default(), None, 100).unwrap();
+    assert_eq!(left.items.len(), 1);
+    assert_eq!(left.items[0].request_id, "b");
+    // Pending events stay; dispatched old ones go.
+    let pending = Event::new("a.b", "t", json!({}));
+    s.insert_event(&pending, None).unwrap();
+    assert_eq!(s.purge_dispatched_events(now_ms() + 1000, 100).unwrap(), 0);
+    assert!(s.dispatch_event(pending.id, &[]).unwrap());
+    assert_eq!(s.purge_dispatched_events(now_ms() + 1000, 100).unwrap(), 1);
+    assert!(s.get_event(pending.id).unwrap().is_none());
 }

@@ -29,6 +29,43 @@ pub struct Config {
     pub idempotency: IdempotencyConfig,
     /// `[auth]`.
     pub auth: AuthConfig,
+    /// `[retention]`.
+    pub retention: RetentionConfig,
+}
+
+/// `[retention]`: days finished work is kept (0 keeps it forever).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// Finished runs with their logs.
+    pub runs_days: u64,
+    /// Audit entries.
+    pub audit_days: u64,
+    /// Dispatched events and schedule ticks.
+    pub events_days: u64,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self {
+            runs_days: 30,
+            audit_days: 90,
+            events_days: 30,
+        }
+    }
+}
+
+impl RetentionConfig {
+    /// The engine's view: `None` for "keep forever".
+    pub fn to_engine(&self) -> flowgate_engine::Retention {
+        let days =
+            |d: u64| (d > 0).then(|| std::time::Duration::from_secs(d.saturating_mul(86_400)));
+        flowgate_engine::Retention {
+            runs: days(self.runs_days),
+            audit: days(self.audit_days),
+            events: days(self.events_days),
+        }
+    }
 }
 
 /// `[auth]`.
@@ -160,6 +197,7 @@ impl Default for Config {
                 ttl_seconds: 24 * 3600,
             },
             auth: AuthConfig::default(),
+            retention: RetentionConfig::default(),
         }
     }
 }
@@ -210,6 +248,9 @@ const ENV_KEYS: &[(&str, &str)] = &[
         "FLOWGATE_IDEMPOTENCY_TTL_SECONDS",
         "idempotency.ttl_seconds",
     ),
+    ("FLOWGATE_RETENTION_RUNS_DAYS", "retention.runs_days"),
+    ("FLOWGATE_RETENTION_AUDIT_DAYS", "retention.audit_days"),
+    ("FLOWGATE_RETENTION_EVENTS_DAYS", "retention.events_days"),
     ("FLOWGATE_KEY_CACHE_SECONDS", "auth.key_cache_seconds"),
     ("FLOWGATE_ANONYMOUS_RATE", "auth.anonymous_rate"),
     (

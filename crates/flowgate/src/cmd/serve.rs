@@ -58,6 +58,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             allow_private_hosts: config.http.allow_private_hosts,
             idempotency_ttl: Duration::from_secs(config.idempotency.ttl_seconds),
             key_cache_ttl: Duration::from_secs(config.auth.key_cache_seconds),
+            retention: config.retention.to_engine(),
             anonymous_rate: config
                 .auth
                 .anonymous_rate
