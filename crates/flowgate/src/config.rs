@@ -472,6 +472,18 @@ mod tests {
     }
 
     #[test]
+    fn retention_zero_keeps_forever() {
+        let r = RetentionConfig {
+            runs_days: 0,
+            audit_days: 2,
+            events_days: 30,
+        }
+        .to_engine();
+        assert!(r.runs.is_none());
+        assert_eq!(r.audit, Some(std::time::Duration::from_secs(2 * 86_400)));
+    }
+
+    #[test]
     fn file_values_are_read_and_unknown_keys_refused() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("flowgate.toml");
