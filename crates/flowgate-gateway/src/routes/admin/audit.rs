@@ -2,8 +2,8 @@
 
 use actix_web::{get, web, HttpRequest, HttpResponse};
 use serde::Deserialize;
-use serde_json::json;
 
+use super::dto::{AuditList, AuditOut};
 use super::{authorize, store_call};
 use crate::{ApiError, ApiResult, AppState};
 
@@ -50,7 +50,7 @@ fn time(field: &str, v: &Option<String>) -> ApiResult<Option<i64>> {
 /// Audit entries, newest first.
 #[utoipa::path(get, path = "/admin/v1/audit", operation_id = "list_audit", tag = "audit",
     params(AuditQuery),
-    responses((status = 200, body = Object, description = "`{items: [entry], next_cursor}`"), (status = 400, response = crate::openapi::Problem)),
+    responses((status = 200, body = AuditList, description = "Audit entries, newest first"), (status = 400, response = crate::openapi::Problem)),
     security(("bearer" = ["audit:read"])))]
 #[get("/admin/v1/audit")]
 pub async fn list_audit(
@@ -74,19 +74,8 @@ pub async fn list_audit(
         s.query_audit(&filter, cursor.as_deref(), limit)
     })
     .await?;
-    Ok(HttpResponse::Ok().json(json!({
-        "items": page.items.iter().map(|e| json!({
-            "time": flowgate_core::rfc3339(e.time),
-            "request_id": e.request_id,
-            "caller": e.caller,
-            "flow": e.flow,
-            "version": e.version,
-            "method": e.method,
-            "path": e.path,
-            "status": e.status,
-            "duration_ms": e.duration_ms,
-            "idempotency_key": e.idempotency_key,
-        })).collect::<Vec<_>>(),
-        "next_cursor": page.next_cursor,
-    })))
+    Ok(HttpResponse::Ok().json(AuditList {
+        items: page.items.iter().map(AuditOut::from).collect(),
+        next_cursor: page.next_cursor,
+    }))
 }

@@ -2,6 +2,7 @@
 //! [`authorize`] and the scope its operation needs; `admin` grants all.
 
 pub mod audit;
+pub mod dto;
 pub mod flows;
 pub mod keys;
 pub mod runs;

@@ -4,8 +4,8 @@ use actix_web::{get, post, web, HttpRequest, HttpResponse};
 use flowgate_core::run::RunStatus;
 use flowgate_core::RunId;
 use serde::Deserialize;
-use serde_json::{json, Value};
 
+use super::dto::{RunDetailOut, RunList, RunOut};
 use super::flows::RunAccepted;
 use super::{authorize, store_call};
 use crate::audit::note_flow;
@@ -33,7 +33,7 @@ pub struct RunQuery {
 /// List runs, newest first.
 #[utoipa::path(get, path = "/admin/v1/runs", operation_id = "list_runs", tag = "runs",
     params(RunQuery),
-    responses((status = 200, body = Object, description = "`{items: [run], next_cursor}`"), (status = 400, response = crate::openapi::Problem)),
+    responses((status = 200, body = RunList, description = "Runs, newest first"), (status = 400, response = crate::openapi::Problem)),
     security(("bearer" = ["runs:read"])))]
 #[get("/admin/v1/runs")]
 pub async fn list_runs(
@@ -63,16 +63,16 @@ pub async fn list_runs(
         s.list_runs(&filter, cursor.as_deref(), limit)
     })
     .await?;
-    Ok(HttpResponse::Ok().json(json!({
-        "items": page.items.iter().map(flowgate_store::Run::to_json).collect::<Vec<Value>>(),
-        "next_cursor": page.next_cursor,
-    })))
+    Ok(HttpResponse::Ok().json(RunList {
+        items: page.items.iter().map(RunOut::from).collect(),
+        next_cursor: page.next_cursor,
+    }))
 }
 
 /// One run with its logs and attempts.
 #[utoipa::path(get, path = "/admin/v1/runs/{id}", operation_id = "get_run", tag = "runs",
     params(("id" = String, Path, description = "Run id")),
-    responses((status = 200, body = Object, description = "The run with `logs` and `attempts`"), (status = 404, response = crate::openapi::Problem)),
+    responses((status = 200, body = RunDetailOut, description = "The run with its logs and attempts"), (status = 404, response = crate::openapi::Problem)),
     security(("bearer" = ["runs:read"])))]
 #[get("/admin/v1/runs/{id}")]
 pub async fn get_run(
@@ -87,7 +87,7 @@ pub async fn get_run(
         .await?
         .ok_or_else(|| ApiError::not_found(format!("run `{path}` does not exist")))?;
     note_flow(&req, detail.run.flow.as_str(), Some(detail.run.version));
-    Ok(HttpResponse::Ok().json(detail.to_json()))
+    Ok(HttpResponse::Ok().json(RunDetailOut::from(&detail)))
 }
 
 /// Queue a fresh attempt of a run with its original input.

@@ -2,8 +2,8 @@
 //! zone, next five due times and its last ticks.
 
 use actix_web::{get, web, HttpRequest, HttpResponse};
-use serde_json::{json, Value};
 
+use super::dto::{ScheduleList, ScheduleOut, TickOut};
 use super::{authorize, store_call};
 use crate::{ApiError, ApiResult, AppState};
 
@@ -14,7 +14,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 /// Scheduled flows.
 #[utoipa::path(get, path = "/admin/v1/schedules", operation_id = "list_schedules", tag = "schedules",
-    responses((status = 200, body = Object, description = "`{items: [{flow, version, cron, timezone, next, last_ticks}], next_cursor}`")),
+    responses((status = 200, body = ScheduleList, description = "Scheduled live flows")),
     security(("bearer" = ["flows:read"])))]
 #[get("/admin/v1/schedules")]
 pub async fn list_schedules(
@@ -24,7 +24,7 @@ pub async fn list_schedules(
     authorize(&req, &state, "flows:read").await?;
     let live = state.engine.live_flows().await?;
     let now = chrono::Utc::now();
-    let mut items: Vec<Value> = Vec::new();
+    let mut items: Vec<ScheduleOut> = Vec::new();
     for (flow, version) in live {
         let Some(s) = version.manifest().schedule() else {
             continue;
@@ -38,18 +38,17 @@ pub async fn list_schedules(
             .collect();
         let f2 = flow.clone();
         let ticks = store_call(&state, move |st| st.list_ticks(&f2, 10)).await?;
-        items.push(json!({
-            "flow": flow.as_str(),
-            "version": version.number,
-            "cron": s.cron,
-            "timezone": s.timezone,
-            "next": next,
-            "last_ticks": ticks.iter().map(|t| json!({
-                "due_at": flowgate_core::rfc3339(t.due_at),
-                "state": t.state.as_str(),
-                "run_id": t.run_id.map(|r| r.to_string()),
-            })).collect::<Vec<_>>(),
-        }));
+        items.push(ScheduleOut {
+            flow: flow.to_string(),
+            version: version.number,
+            cron: s.cron.clone(),
+            timezone: s.timezone.clone(),
+            next,
+            last_ticks: ticks.iter().map(TickOut::from).collect(),
+        });
     }
-    Ok(HttpResponse::Ok().json(json!({"items": items, "next_cursor": null})))
+    Ok(HttpResponse::Ok().json(ScheduleList {
+        items,
+        next_cursor: None,
+    }))
 }

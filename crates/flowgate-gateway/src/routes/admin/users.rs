@@ -7,6 +7,7 @@ use flowgate_core::UserId;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::dto::{UserList, UserOut};
 use super::{authorize, store_call};
 use crate::{ApiError, ApiResult, AppState};
 
@@ -40,7 +41,7 @@ fn user_id(s: &str) -> ApiResult<UserId> {
 /// List users (optionally by email or status).
 #[utoipa::path(get, path = "/admin/v1/users", operation_id = "list_users", tag = "users",
     params(UserQuery),
-    responses((status = 200, body = Object, description = "`{items: [user], next_cursor}`")),
+    responses((status = 200, body = UserList, description = "Users")),
     security(("bearer" = ["users:read"])))]
 #[get("/admin/v1/users")]
 pub async fn list_users(
@@ -63,23 +64,23 @@ pub async fn list_users(
         let filter = UserFilter::from_json(&Value::Object(f))
             .map_err(|e| ApiError::bad_request("invalid_query", e.to_string()))?;
         let users = store_call(&state, move |s| s.find_users(&filter, limit)).await?;
-        return Ok(HttpResponse::Ok().json(json!({
-            "items": users.iter().map(flowgate_core::user::User::to_json).collect::<Vec<_>>(),
-            "next_cursor": null,
-        })));
+        return Ok(HttpResponse::Ok().json(UserList {
+            items: users.iter().map(UserOut::from).collect(),
+            next_cursor: None,
+        }));
     }
     let cursor = q.cursor.clone();
     let page = store_call(&state, move |s| s.list_users(cursor.as_deref(), limit)).await?;
-    Ok(HttpResponse::Ok().json(json!({
-        "items": page.items.iter().map(flowgate_core::user::User::to_json).collect::<Vec<_>>(),
-        "next_cursor": page.next_cursor,
-    })))
+    Ok(HttpResponse::Ok().json(UserList {
+        items: page.items.iter().map(UserOut::from).collect(),
+        next_cursor: page.next_cursor,
+    }))
 }
 
 /// Create a user.
 #[utoipa::path(post, path = "/admin/v1/users", operation_id = "create_user", tag = "users",
     request_body(content = Object, description = "`{email, display_name?, status?, attributes?, external_ids?}`"),
-    responses((status = 201, body = Object, description = "Created"), (status = 409, response = crate::openapi::Problem), (status = 422, response = crate::openapi::Problem)),
+    responses((status = 201, body = UserOut, description = "Created"), (status = 409, response = crate::openapi::Problem), (status = 422, response = crate::openapi::Problem)),
     security(("bearer" = ["users:write"])))]
 #[post("/admin/v1/users")]
 pub async fn create_user(
@@ -91,13 +92,13 @@ pub async fn create_user(
     let new = NewUser::from_json(&body).map_err(|e| ApiError::unprocessable(e.to_string()))?;
     let user = store_call(&state, move |s| s.create_user(new)).await?;
     state.engine.wake_dispatcher();
-    Ok(HttpResponse::Created().json(user.to_json()))
+    Ok(HttpResponse::Created().json(UserOut::from(&user)))
 }
 
 /// One user.
 #[utoipa::path(get, path = "/admin/v1/users/{id}", operation_id = "get_user", tag = "users",
     params(("id" = String, Path, description = "User id")),
-    responses((status = 200, body = Object, description = "OK"), (status = 404, response = crate::openapi::Problem)),
+    responses((status = 200, body = UserOut, description = "OK"), (status = 404, response = crate::openapi::Problem)),
     security(("bearer" = ["users:read"])))]
 #[get("/admin/v1/users/{id}")]
 pub async fn get_user(
@@ -110,14 +111,14 @@ pub async fn get_user(
     let user = store_call(&state, move |s| s.get_user(id))
         .await?
         .ok_or_else(|| ApiError::not_found(format!("user `{path}` does not exist")))?;
-    Ok(HttpResponse::Ok().json(user.to_json()))
+    Ok(HttpResponse::Ok().json(UserOut::from(&user)))
 }
 
 /// Change a user with a JSON merge patch (RFC 7396).
 #[utoipa::path(patch, path = "/admin/v1/users/{id}", operation_id = "update_user", tag = "users",
     params(("id" = String, Path, description = "User id")),
     request_body(content = Object, content_type = "application/merge-patch+json"),
-    responses((status = 200, body = Object, description = "OK"), (status = 404, response = crate::openapi::Problem), (status = 409, response = crate::openapi::Problem), (status = 422, response = crate::openapi::Problem)),
+    responses((status = 200, body = UserOut, description = "OK"), (status = 404, response = crate::openapi::Problem), (status = 409, response = crate::openapi::Problem), (status = 422, response = crate::openapi::Problem)),
     security(("bearer" = ["users:write"])))]
 #[patch("/admin/v1/users/{id}")]
 pub async fn update_user(
@@ -138,7 +139,7 @@ pub async fn update_user(
     }
     let user = store_call(&state, move |s| s.update_user(id, &patch)).await?;
     state.engine.wake_dispatcher();
-    Ok(HttpResponse::Ok().json(user.to_json()))
+    Ok(HttpResponse::Ok().json(UserOut::from(&user)))
 }
 
 /// Delete a user.
