@@ -1,10 +1,10 @@
 //! Public record types the store reads and writes (besides core's `User` and `Event`).
 
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use flowgate_core::run::{LogLevel, LogLine, RunStatus, TriggerKind};
-use flowgate_core::{rfc3339, EpochMs, EventId, FlowName, FlowPackage, RunId};
+use flowgate_core::{EpochMs, EventId, FlowName, FlowPackage, RunId};
 
 use crate::error::{Result, StoreError};
 
@@ -209,28 +209,6 @@ impl Run {
         r.error = outcome.error.clone();
         r
     }
-
-    /// The run as the admin API shows it (times as RFC 3339), without logs.
-    pub fn to_json(&self) -> Value {
-        json!({
-            "id": self.id.to_string(),
-            "flow": self.flow.as_str(),
-            "version": self.version,
-            "trigger": self.trigger.as_str(),
-            "status": self.status.as_str(),
-            "attempt": self.attempt,
-            "max_attempts": self.max_attempts,
-            "available_at": rfc3339(self.available_at),
-            "started_at": self.started_at.map(rfc3339),
-            "finished_at": self.finished_at.map(rfc3339),
-            "duration_ms": self.duration_ms,
-            "response_status": self.response_status,
-            "error": self.error,
-            "scheduled_at": self.scheduled_at.map(rfc3339),
-            "event_id": self.event_id.map(|e| e.to_string()),
-            "created_at": rfc3339(self.created_at),
-        })
-    }
 }
 
 /// How an attempt ended, given to [`crate::Store::complete_run`] and friends.
@@ -293,32 +271,6 @@ pub struct RunDetail {
     pub logs: Vec<RunLog>,
     /// Attempts in order.
     pub attempts: Vec<RunAttempt>,
-}
-
-impl RunDetail {
-    /// The run as `GET /admin/v1/runs/{id}` returns it (SPEC §5), plus `attempts`.
-    pub fn to_json(&self) -> Value {
-        let mut v = self.run.to_json();
-        v["logs"] = self
-            .logs
-            .iter()
-            .map(|l| json!({"time": rfc3339(l.time), "level": l.level.as_str(), "message": l.message, "attempt": l.attempt}))
-            .collect();
-        v["attempts"] = self
-            .attempts
-            .iter()
-            .map(|a| {
-                json!({
-                    "attempt": a.attempt,
-                    "started_at": rfc3339(a.started_at),
-                    "finished_at": a.finished_at.map(rfc3339),
-                    "outcome": a.outcome,
-                    "error": a.error,
-                })
-            })
-            .collect();
-        v
-    }
 }
 
 /// Filter of [`crate::Store::list_runs`].
