@@ -947,6 +947,10 @@ async fn rate_limit_per_caller() {
     let r = call_bearer(&s, "/flows/limited", Some(&b)).await;
     assert_eq!(r.status, 200, "other caller: {:?}", r.body);
     assert!(r.h("ratelimit").is_some_and(|v| v.contains("r=2")));
+    // A refusal before the caller is known still states the policy.
+    let r = call_bearer(&s, "/flows/limited", None).await;
+    assert_eq!(r.status, 401, "{:?}", r.body);
+    assert_eq!(r.h("ratelimit-policy"), Some("\"flow\";q=3;w=60"));
 }
 
 // ---------------------------------------------------------------- validation

@@ -50,13 +50,7 @@ impl RateDecision {
     /// `RateLimit-Policy`, `RateLimit` and, when refused, `Retry-After`.
     pub fn headers(&self) -> Vec<(String, String)> {
         let mut h = vec![
-            (
-                "RateLimit-Policy".to_owned(),
-                format!(
-                    "\"{}\";q={};w={}",
-                    self.policy, self.quota, self.window_secs
-                ),
-            ),
+            policy_header(self.policy, self.quota, self.window_secs),
             (
                 "RateLimit".to_owned(),
                 format!(
@@ -70,6 +64,14 @@ impl RateDecision {
         }
         h
     }
+}
+
+/// The `RateLimit-Policy` header of a policy, e.g. `"flow";q=600;w=60`.
+pub fn policy_header(policy: &str, quota: u32, window_secs: u32) -> (String, String) {
+    (
+        "RateLimit-Policy".to_owned(),
+        format!("\"{policy}\";q={quota};w={window_secs}"),
+    )
 }
 
 type KeyedLimiter<K> =

@@ -374,6 +374,15 @@ async fn handle(
     let version = target.version.clone();
     let manifest = version.manifest();
     let limit = manifest.limits.max_body_bytes;
+    // A rate-limited flow states its policy on every response, also on those
+    // refused before the caller is known (the full `RateLimit` follows below).
+    if let Some(rate) = &manifest.limits.rate {
+        *extra_headers = vec![flowgate_auth::ratelimit::policy_header(
+            flowgate_auth::ratelimit::FLOW_POLICY,
+            rate.count,
+            rate.window_secs,
+        )];
+    }
 
     // Credentials: a signed webhook proves itself with its signature; other
     // endpoints use the flow's [auth] mode.
