@@ -3,8 +3,8 @@
 use actix_web::{get, web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
+use super::authorize;
 use super::dto::{AuditList, AuditOut};
-use super::{authorize, store_call};
 use crate::{ApiError, ApiResult, AppState};
 
 /// Registers the routes.
@@ -70,7 +70,7 @@ pub async fn list_audit(
     // Entries of calls that just finished may still be in the writer's batch.
     state.engine.audit().flush().await;
     let cursor = q.cursor.clone();
-    let page = store_call(&state, move |s| {
+    let page = super::list_call(&state, move |s| {
         s.query_audit(&filter, cursor.as_deref(), limit)
     })
     .await?;

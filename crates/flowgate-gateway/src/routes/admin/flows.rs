@@ -252,7 +252,7 @@ pub async fn list_flows(
     authorize(&req, &state, "flows:read").await?;
     let limit = q.limit()?;
     let cursor = q.cursor.clone();
-    let page = store_call(&state, move |s| s.list_flows(cursor.as_deref(), limit)).await?;
+    let page = super::list_call(&state, move |s| s.list_flows(cursor.as_deref(), limit)).await?;
     Ok(HttpResponse::Ok().json(FlowList {
         items: page.items.into_iter().map(flow_out).collect(),
         next_cursor: page.next_cursor,

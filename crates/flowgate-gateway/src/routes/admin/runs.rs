@@ -59,7 +59,7 @@ pub async fn list_runs(
     };
     let filter = flowgate_store::RunFilter { flow, status };
     let cursor = q.cursor.clone();
-    let page = store_call(&state, move |s| {
+    let page = super::list_call(&state, move |s| {
         s.list_runs(&filter, cursor.as_deref(), limit)
     })
     .await?;

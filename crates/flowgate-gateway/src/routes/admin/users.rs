@@ -70,7 +70,7 @@ pub async fn list_users(
         }));
     }
     let cursor = q.cursor.clone();
-    let page = store_call(&state, move |s| s.list_users(cursor.as_deref(), limit)).await?;
+    let page = super::list_call(&state, move |s| s.list_users(cursor.as_deref(), limit)).await?;
     Ok(HttpResponse::Ok().json(UserList {
         items: page.items.iter().map(UserOut::from).collect(),
         next_cursor: page.next_cursor,
