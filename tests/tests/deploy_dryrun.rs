@@ -262,6 +262,13 @@ async fn runs_are_listed_with_filters_and_cursor() {
         s.admin(Method::GET, "/admin/v1/runs?limit=0", None).await.0,
         400
     );
+    for path in [
+        "/admin/v1/runs?cursor=garbage",
+        "/admin/v1/audit?cursor=garbage",
+        "/admin/v1/users?cursor=garbage",
+    ] {
+        assert_eq!(s.admin(Method::GET, path, None).await.0, 400, "{path}");
+    }
     assert_eq!(
         s.admin(Method::GET, "/admin/v1/runs/not-a-uuid", None)
             .await
