@@ -17,11 +17,8 @@ use reqwest::header::HeaderValue;
 use reqwest::Method;
 use serde_json::{json, Value};
 use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
 
 // ---------------------------------------------------------------- helpers
 
@@ -302,7 +299,7 @@ async fn api_keys_are_enforced() {
 
 const ISS: &str = "https://idp.example.test";
 const AUD: &str = "flowgate-api";
-use flowgate_auth::test_keys::{RSA2_PRIVATE, RSA_PRIVATE, RSA_PUBLIC};
+use flowgate_auth::test_keys::{JwksServer, RSA2_PRIVATE, RSA_PRIVATE, RSA_PUBLIC};
 
 fn rsa() -> EncodingKey {
     EncodingKey::from_rsa_pem(RSA_PRIVATE.as_bytes()).unwrap()
@@ -322,39 +319,8 @@ fn jwks(keys: Vec<Jwk>) -> String {
 }
 
 /// A tiny JWKS server on 127.0.0.1:0 that counts its hits.
-struct JwksServer {
-    url: String,
-    hits: Arc<AtomicUsize>,
-    body: Arc<Mutex<String>>,
-}
-
 async fn jwks_server(body: String) -> JwksServer {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let hits = Arc::new(AtomicUsize::new(0));
-    let body = Arc::new(Mutex::new(body));
-    let (h, b) = (hits.clone(), body.clone());
-    tokio::spawn(async move {
-        while let Ok((mut sock, _)) = listener.accept().await {
-            h.fetch_add(1, Ordering::SeqCst);
-            let doc = b.lock().unwrap().clone();
-            tokio::spawn(async move {
-                let mut buf = [0u8; 4096];
-                let _ = sock.read(&mut buf).await;
-                let resp = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{doc}",
-                    doc.len()
-                );
-                let _ = sock.write_all(resp.as_bytes()).await;
-                let _ = sock.shutdown().await;
-            });
-        }
-    });
-    JwksServer {
-        url: format!("http://{addr}/.well-known/jwks.json"),
-        hits,
-        body,
-    }
+    flowgate_auth::test_keys::jwks_server(body).await.unwrap()
 }
 
 fn claims(scope: &str) -> Value {

@@ -2,54 +2,19 @@
 #![allow(clippy::unwrap_used)]
 
 use super::*;
-use crate::test_keys::{EC_PRIVATE, ED_PRIVATE, RSA2_PRIVATE, RSA_PRIVATE, RSA_PUBLIC};
+use crate::test_keys::{
+    jwks_server, JwksServer, EC_PRIVATE, ED_PRIVATE, RSA2_PRIVATE, RSA_PRIVATE, RSA_PUBLIC,
+};
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{encode, EncodingKey, Header};
 use serde_json::json;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
+use std::sync::atomic::Ordering;
 
 const ISS: &str = "https://idp.example.com";
 const AUD: &str = "flowgate";
 
-struct JwksServer {
-    url: String,
-    hits: Arc<AtomicUsize>,
-    body: Arc<Mutex<String>>,
-}
-
 async fn serve(body: String) -> JwksServer {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let hits = Arc::new(AtomicUsize::new(0));
-    let body = Arc::new(Mutex::new(body));
-    let (h, b) = (hits.clone(), body.clone());
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut sock, _)) = listener.accept().await else {
-                return;
-            };
-            h.fetch_add(1, Ordering::SeqCst);
-            let doc = b.lock().unwrap().clone();
-            tokio::spawn(async move {
-                let mut buf = [0u8; 4096];
-                let _ = sock.read(&mut buf).await;
-                let resp = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{doc}",
-                    doc.len()
-                );
-                let _ = sock.write_all(resp.as_bytes()).await;
-                let _ = sock.shutdown().await;
-            });
-        }
-    });
-    JwksServer {
-        url: format!("http://{addr}/.well-known/jwks.json"),
-        hits,
-        body,
-    }
+    jwks_server(body).await.unwrap()
 }
 
 fn jwk(enc: &EncodingKey, alg: Algorithm, kid: &str) -> Jwk {

@@ -92,3 +92,47 @@ pub const ED_PRIVATE: &str = "\
 MC4CAQAwBQYDK2VwBCIEIIyj3EjI0+Lj3tuMVu5kBIOc0ApGWgu9HjYiFasVN3ZB
 -----END PRIVATE KEY-----
 ";
+
+/// A tiny JWKS endpoint on 127.0.0.1:0 for tests: serves `body` (replaceable at
+/// any time) and counts the requests it gets.
+pub struct JwksServer {
+    /// Where the JWKS is served.
+    pub url: String,
+    /// Requests served so far.
+    pub hits: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// The JWKS document served.
+    pub body: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+/// Starts a [`JwksServer`] on the current tokio runtime.
+pub async fn jwks_server(body: String) -> std::io::Result<JwksServer> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let hits = Arc::new(AtomicUsize::new(0));
+    let body = Arc::new(Mutex::new(body));
+    let (h, b) = (hits.clone(), body.clone());
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            h.fetch_add(1, Ordering::SeqCst);
+            let doc = b.lock().map(|d| d.clone()).unwrap_or_default();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = sock.read(&mut buf).await;
+                let resp = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{doc}",
+                    doc.len()
+                );
+                let _ = sock.write_all(resp.as_bytes()).await;
+                let _ = sock.shutdown().await;
+            });
+        }
+    });
+    Ok(JwksServer {
+        url: format!("http://{addr}/.well-known/jwks.json"),
+        hits,
+        body,
+    })
+}
