@@ -47,8 +47,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let fixture: Fixture = serde_json::from_value(json!({
         "request": {"path": args.path, "body": body},
     }))?;
-    let input =
+    let mut input =
         build_input(&version.manifest, version.version, &fixture).map_err(anyhow::Error::msg)?;
+    // A local run is its operator's call, not a fixture's.
+    if input.caller.get("kind").and_then(Value::as_str) == Some("api_key") {
+        input.caller["id"] = json!("cli");
+    }
 
     let store = Arc::new(MemoryRepo::new());
     for s in &args.secrets {
