@@ -174,42 +174,46 @@ impl Engine {
                 }
             }
         }
-        let f = flow.clone();
-        let n32 = version_u32(&flow, number)?;
-        let previous = self
-            .store()
-            .call(move |s| s.publish_version(&f, n32))
-            .await?
-            .map(i64::from);
-        self.registry().invalidate(&flow);
-        self.schedules_changed();
-        tracing::info!(flow.name = %flow, flow.version = number, previous = ?previous, "version published");
-        Ok(LiveChange {
-            flow: flow.to_string(),
-            live_version: number,
-            previous_live_version: previous,
+        self.move_live(
+            flow,
+            number,
+            flowgate_store::Store::publish_version,
             compatibility,
-        })
+        )
+        .await
     }
 
     /// Moves "live" back to an earlier published version.
     pub async fn rollback(&self, name: &str, number: i64) -> Result<LiveChange> {
         let flow = parse_existing(name)?;
+        self.move_live(flow, number, flowgate_store::Store::rollback, None)
+            .await
+    }
+
+    /// Points "live" at `number` with `change` (publish or rollback), then
+    /// drops this node's caches and re-reads schedules.
+    async fn move_live(
+        &self,
+        flow: FlowName,
+        number: i64,
+        change: fn(&flowgate_store::Store, &FlowName, u32) -> flowgate_store::Result<Option<u32>>,
+        compatibility: Option<Value>,
+    ) -> Result<LiveChange> {
         let f = flow.clone();
         let n32 = version_u32(&flow, number)?;
         let previous = self
             .store()
-            .call(move |s| s.rollback(&f, n32))
+            .call(move |s| change(s, &f, n32))
             .await?
             .map(i64::from);
         self.registry().invalidate(&flow);
         self.schedules_changed();
-        tracing::info!(flow.name = %flow, flow.version = number, previous = ?previous, "rolled back");
+        tracing::info!(flow.name = %flow, flow.version = number, previous = ?previous, "live version changed");
         Ok(LiveChange {
             flow: flow.to_string(),
             live_version: number,
             previous_live_version: previous,
-            compatibility: None,
+            compatibility,
         })
     }
 

@@ -16,7 +16,7 @@ use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::invoke::{emitted_events, run_failed_event, store_outcome};
-use crate::{Engine, LiveState};
+use crate::Engine;
 
 /// How long idle workers wait before looking at the queue again.
 const IDLE_POLL: Duration = Duration::from_millis(250);
@@ -494,7 +494,6 @@ impl Engine {
                 None => break,
             }
         }
-        let _ = LiveState::Unknown;
         Ok(out)
     }
 }

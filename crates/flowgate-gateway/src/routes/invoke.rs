@@ -47,7 +47,6 @@ const HIDDEN_HEADERS: &[&str] = &[
 
 struct Target {
     version: Arc<LoadedVersion>,
-    pinned: bool,
     trigger_kind: TriggerKind,
     endpoint: EndpointTrigger,
     path: String,
@@ -109,7 +108,6 @@ async fn resolve_target(
                     .map(|(k, v)| (k, Value::String(v)))
                     .collect(),
                 version,
-                pinned: pin.is_some(),
             });
         }
         allowed.push(e.method.clone());
@@ -517,10 +515,10 @@ async fn handle(
             .as_ref()
             .map(|d| sha256_hex(&[b"delivery", version.flow.as_str().as_bytes(), d.as_bytes()])),
     };
-    let request_hash = sha256_hex(&[method.as_bytes(), req.path().as_bytes(), &body_bytes]);
     if let Some(scope) = &idem_key {
+        let request_hash = sha256_hex(&[method.as_bytes(), req.path().as_bytes(), &body_bytes]);
         let ttl_ms = i64::try_from(engine.config().idempotency_ttl.as_millis()).unwrap_or(i64::MAX);
-        let (s2, h2) = (scope.clone(), request_hash.clone());
+        let (s2, h2) = (scope.clone(), request_hash);
         let begin = engine
             .store()
             .call(move |s| s.begin_idempotent(&s2, &h2, flowgate_core::now_ms(), ttl_ms))
@@ -567,7 +565,6 @@ async fn handle(
         event_id: None,
         scheduled_at: None,
     };
-    let _ = target.pinned;
 
     let accepted = |run_id: flowgate_core::RunId| {
         json!({

@@ -160,7 +160,7 @@ async fn deploy_one(
             None,
         )
         .await?;
-    let (version, was_created) = match status {
+    let version = match status {
         404 => {
             let (s, v) = client
                 .send(reqwest::Method::POST, "/admin/v1/flows", Some(&body))
@@ -168,7 +168,7 @@ async fn deploy_one(
             if s != 201 {
                 anyhow::bail!("{s} {}", problem(&v));
             }
-            (v.get("version").and_then(Value::as_u64).unwrap_or(1), true)
+            v.get("version").and_then(Value::as_u64).unwrap_or(1)
         }
         200 => {
             let versions = flow
@@ -199,7 +199,7 @@ async fn deploy_one(
                     if s != 201 {
                         anyhow::bail!("{s} {}", problem(&v));
                     }
-                    (v.get("version").and_then(Value::as_u64).unwrap_or(0), true)
+                    v.get("version").and_then(Value::as_u64).unwrap_or(0)
                 }
             }
         }
@@ -208,7 +208,6 @@ async fn deploy_one(
     if publish {
         publish_version(client, name, version).await?;
     }
-    debug_assert!(was_created);
     Ok(Outcome::Created(version, publish))
 }
 
