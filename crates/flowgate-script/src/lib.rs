@@ -30,6 +30,6 @@ pub use http::{
     HttpClient, HttpError, MockHttp, MockResponse, OutboundRequest, OutboundResponse, ReqwestHttp,
 };
 pub use memory::MemoryRepo;
-pub use outcome::{FlowResponse, RunFailure, RunInput, RunOutcome};
+pub use outcome::{FlowResponse, HttpCallRecord, RunFailure, RunInput, RunOutcome};
 pub use overlay::{Changes, OverlayRepo};
 pub use runtime::{CacheStats, FlowRuntime, FlowVersion};

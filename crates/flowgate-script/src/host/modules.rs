@@ -11,12 +11,14 @@ use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use super::context::{runtime_error, terminate, with_ctx, Terminal};
+use super::context::{
+    check_deadline, runtime_error, terminate, terminate_timeout, with_ctx, Terminal,
+};
 use super::HostModule;
 use crate::api::ApiBuilder;
 use crate::convert::{to_dynamic, to_json};
-use crate::http::{host_allowed, HttpError, OutboundRequest};
-use crate::outcome::FlowResponse;
+use crate::http::{host_allowed, redact_url_query, HttpError, OutboundRequest, OutboundResponse};
+use crate::outcome::{FlowResponse, HttpCallRecord, MAX_RECORDED_BODY_BYTES};
 
 type RResult<T> = Result<T, Box<EvalAltResult>>;
 
@@ -316,11 +318,12 @@ fn http_call(
             )));
         }
     }
-    let mut parsed =
-        url::Url::parse(url).map_err(|_| runtime_error(format!("http: invalid URL `{url}`")))?;
+    let mut parsed = url::Url::parse(url)
+        .map_err(|_| runtime_error(format!("http: invalid URL `{}`", redact_url_query(url))))?;
     if !matches!(parsed.scheme(), "http" | "https") {
         return Err(runtime_error(format!(
-            "http: only http and https URLs are allowed, not `{url}`"
+            "http: only http and https URLs are allowed, not `{}`",
+            redact_url_query(url)
         )));
     }
     if let Some(q) = opts.get("query") {
@@ -373,11 +376,12 @@ fn http_call(
             c.deadline.saturating_duration_since(Instant::now()),
         )
     })?;
+    let method = method.to_ascii_uppercase();
+    let url = parsed.to_string();
     if !allowed {
-        return Err(runtime_error(format!(
-            "http: {}",
-            HttpError::NotAllowed(host)
-        )));
+        let msg = format!("http: {}", HttpError::NotAllowed(host));
+        record_call(&method, &url, 0, Err(&msg))?;
+        return Err(runtime_error(msg));
     }
     let asked = match opts.get("timeout_ms") {
         Some(t) => Duration::from_millis(
@@ -389,24 +393,43 @@ fn http_call(
         ),
         None => defaults.timeout,
     };
-    let timeout = asked.min(defaults.max_timeout).min(remaining);
+    let call_limit = asked.min(defaults.max_timeout);
+    let timeout = call_limit.min(remaining);
+    if remaining.is_zero() {
+        // The run's own deadline has passed: the run times out (504), it does not fail.
+        return Err(terminate_timeout());
+    }
     if timeout.is_zero() {
-        return Err(runtime_error(format!(
-            "http: no time left in this run to call \"{host}\""
-        )));
+        return Err(runtime_error("http: `timeout_ms` must be positive"));
     }
     let req = OutboundRequest {
-        method: method.to_ascii_uppercase(),
-        url: parsed.to_string(),
+        method: method.clone(),
+        url: url.clone(),
         headers,
         body,
         timeout,
         allow_private: defaults.allow_private_hosts,
         max_response_bytes: defaults.max_response_bytes,
     };
-    let resp = client
-        .send(req)
-        .map_err(|e| runtime_error(format!("http: {e}")))?;
+    let started = Instant::now();
+    let sent = client.send(req);
+    let took = started.elapsed();
+    let resp = match sent {
+        Ok(r) => {
+            record_call(&method, &url, took.as_millis(), Ok(&r))?;
+            r
+        }
+        Err(e) => {
+            let msg = format!("http: {e}");
+            record_call(&method, &url, took.as_millis(), Err(&msg))?;
+            // When the run's deadline cut the call short, the deadline wins.
+            let cut_by_run = timeout < call_limit && matches!(e, HttpError::Timeout { .. });
+            if cut_by_run || check_deadline() {
+                return Err(terminate_timeout());
+            }
+            return Err(runtime_error(msg));
+        }
+    };
     let mut out = Map::new();
     out.insert("status".into(), Dynamic::from_int(INT::from(resp.status)));
     let mut hs = Map::new();
@@ -416,6 +439,44 @@ fn http_call(
     out.insert("headers".into(), Dynamic::from_map(hs));
     out.insert("body".into(), to_dynamic(&resp.body));
     Ok(Dynamic::from_map(out))
+}
+
+/// Most outbound calls kept in a run's record (later ones still run, unrecorded).
+const MAX_RECORDED_CALLS: usize = 200;
+
+/// Appends one outbound call to the run's record, redacted.
+fn record_call(
+    method: &str,
+    url: &str,
+    took_ms: u128,
+    result: Result<&OutboundResponse, &str>,
+) -> RResult<()> {
+    with_ctx(|c| {
+        if c.http_calls.len() >= MAX_RECORDED_CALLS {
+            return;
+        }
+        let (status, response_body, error) = match result {
+            Ok(r) => {
+                let body = if r.body.is_null() {
+                    None
+                } else {
+                    let size = serde_json::to_vec(&r.body).map_or(usize::MAX, |b| b.len());
+                    (size <= MAX_RECORDED_BODY_BYTES).then(|| c.redact_json(&r.body))
+                };
+                (Some(r.status), body, None)
+            }
+            Err(msg) => (None, None, Some(c.redact(msg))),
+        };
+        let record = HttpCallRecord {
+            method: method.to_owned(),
+            url: c.redact(&redact_url_query(url)),
+            status,
+            duration_ms: u64::try_from(took_ms).unwrap_or(u64::MAX),
+            response_body,
+            error,
+        };
+        c.http_calls.push(record);
+    })
 }
 
 /// `http::get(url[, options])`, `http::post(url, body[, options])`, `http::request(map)`.
