@@ -17,8 +17,8 @@ use crate::error::{EngineError, Result};
 use crate::flows::parse_existing;
 use crate::{Engine, LiveState};
 
-/// What replaces secret values and query values.
-pub const REDACTED: &str = "[redacted]";
+/// What replaces secret values (the same placeholder as for query values).
+pub use flowgate_script::http::REDACTED;
 /// Value given in fixtures to the secrets a run read.
 pub const PLACEHOLDER_SECRET: &str = "test-value";
 
@@ -145,31 +145,6 @@ pub fn redact_values(v: &mut Value, secrets: &[String]) {
     }
 }
 
-/// A URL with every query value replaced by [`REDACTED`].
-pub fn redact_query(url: &str) -> String {
-    let Some((base, query)) = url.split_once('?') else {
-        return url.to_owned();
-    };
-    let (query, fragment) = match query.split_once('#') {
-        Some((q, f)) => (q, Some(f)),
-        None => (query, None),
-    };
-    let redacted: Vec<String> = query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| match p.split_once('=') {
-            Some((k, _)) => format!("{k}={REDACTED}"),
-            None => p.to_owned(),
-        })
-        .collect();
-    let mut out = format!("{base}?{}", redacted.join("&"));
-    if let Some(f) = fragment {
-        out.push('#');
-        out.push_str(f);
-    }
-    out
-}
-
 /// Whether a run's trigger carries an HTTP request.
 fn has_request(trigger: TriggerKind) -> bool {
     matches!(
@@ -204,6 +179,14 @@ fn compatibility(report: &flowgate_docs::CompatReport) -> Compatibility {
 }
 
 impl Engine {
+    /// The script API: the variables every script sees, then every host
+    /// function this engine's runtime registered, with signature and doc.
+    pub fn script_api(&self) -> Vec<flowgate_script::ApiEntry> {
+        let mut all = flowgate_script::api::script_variables();
+        all.extend(self.runtime().engine().api().iter().cloned());
+        all
+    }
+
     /// Runs the fixtures (`tests/*.json`) of a package exactly as `flowgate
     /// test` does, offline against an in-memory store with HTTP mocks. A
     /// package that does not parse or compile is refused (422) with its problems.
@@ -225,11 +208,13 @@ impl Engine {
             Err(e) => return Err(refused(self.check_package(&files), e.to_string())),
         };
         let version = FlowVersion::new(0, parsed.manifest, parsed.package);
-        if let Err(e) = self.runtime().check(&version.manifest.script, version
-            .package
-            .script(&version.manifest)
-            .unwrap_or_default())
-        {
+        if let Err(e) = self.runtime().check(
+            &version.manifest.script,
+            version
+                .package
+                .script(&version.manifest)
+                .unwrap_or_default(),
+        ) {
             return Err(refused(self.check_package(&files), e.to_string()));
         }
         let runtime = self.runtime().clone();
@@ -425,7 +410,9 @@ impl Engine {
         }
         if let Some(mut request) = run_request(&detail) {
             if let Some(m) = request.as_object_mut() {
-                m.retain(|k, _| matches!(k.as_str(), "method" | "path" | "query" | "headers" | "body"));
+                m.retain(|k, _| {
+                    matches!(k.as_str(), "method" | "path" | "query" | "headers" | "body")
+                });
             }
             fixture.insert("request".into(), request);
         }
@@ -483,22 +470,12 @@ mod tests {
     }
 
     #[test]
-    fn query_values_are_redacted() {
-        assert_eq!(
-            redact_query("https://a.example/x?token=abc&page=2"),
-            "https://a.example/x?token=[redacted]&page=[redacted]"
-        );
-        assert_eq!(redact_query("https://a.example/x"), "https://a.example/x");
-        assert_eq!(
-            redact_query("https://a.example/x?flag#f"),
-            "https://a.example/x?flag#f"
-        );
-    }
-
-    #[test]
     fn secret_values_are_redacted_everywhere() {
         let mut v = json!({"a": "Bearer s3cret", "b": ["s3cret"], "c": 1});
         redact_values(&mut v, &["s3cret".into(), String::new()]);
-        assert_eq!(v, json!({"a": "Bearer [redacted]", "b": ["[redacted]"], "c": 1}));
+        assert_eq!(
+            v,
+            json!({"a": "Bearer [redacted]", "b": ["[redacted]"], "c": 1})
+        );
     }
 }

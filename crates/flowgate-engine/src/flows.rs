@@ -62,7 +62,10 @@ impl Engine {
                 1,
             ));
         }
-        if let Some(p) = crate::check::cron_problems(&parsed.manifest).into_iter().next() {
+        if let Some(p) = crate::check::cron_problems(&parsed.manifest)
+            .into_iter()
+            .next()
+        {
             let mut err = EngineError::invalid_at(
                 format!("{}:{}:{}: {}", p.file, p.line, p.column, p.message),
                 &p.file,
