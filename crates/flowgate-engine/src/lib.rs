@@ -13,6 +13,7 @@ pub mod queue;
 pub mod registry;
 pub mod schedules;
 pub mod security;
+pub mod sessions;
 
 pub use error::{EngineError, Result};
 pub use registry::{LiveState, LoadedVersion, Registry, VersionStatus};
