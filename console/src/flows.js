@@ -73,7 +73,7 @@ export async function flowsPage(main, _args, _q, stale) {
   }
   const rows = flows.map((f) => {
     const triggers = h("td", null, "…");
-    const runs = h("td", { class: "last-runs" }, can("runs:read") ? "…" : "—");
+    const runs = h("div", { class: "last-runs" }, can("runs:read") ? "…" : "—");
     const v = f.live_version;
     if (v) {
       get(`/admin/v1/flows/${enc(f.name)}/versions/${v}`)
@@ -95,7 +95,7 @@ export async function flowsPage(main, _args, _q, stale) {
       h("td", null, v ? `Version ${v}` : "none"),
       h("td", null, f.disabled ? badge("disabled") : v ? badge("live") : badge("draft")),
       triggers,
-      runs,
+      h("td", null, runs),
     );
   });
   main.append(tableWrap(table(["Name", "Live version", "Status", "Triggers", "Last runs"], rows, "Flows"), "Flows table"));

@@ -154,6 +154,7 @@ async function render() {
     return;
   }
   const args = path.match(route[0]).slice(1).map(decodeURIComponent);
+  guard.dirty = () => false;
   try {
     await route[2](main, args, new URLSearchParams(location.search), () => seq !== renderSeq);
   } catch (err) {

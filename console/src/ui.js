@@ -61,7 +61,7 @@ export function dialog({ title, body, confirmLabel = "Confirm", danger = false, 
       confirm.disabled = true;
       try {
         const v = onConfirm ? await onConfirm() : true;
-        close(v === undefined ? true : v);
+        close(v === undefined || v === null ? true : v);
       } catch (err) {
         error.textContent = err.message || String(err);
         confirm.disabled = false;
