@@ -13,11 +13,11 @@ export function h(tag, attrs, ...children) {
       else el.setAttribute(k, v === true ? "" : String(v));
     }
   }
-  append(el, children);
+  append(el, ...children);
   return el;
 }
 
-export function append(el, children) {
+export function append(el, ...children) {
   for (const c of children.flat(Infinity)) {
     if (c === undefined || c === null || c === false) continue;
     el.append(c instanceof Node ? c : document.createTextNode(String(c)));
@@ -32,7 +32,7 @@ export function clear(el) {
 
 export function replace(el, ...children) {
   clear(el);
-  return append(el, children);
+  return append(el, ...children);
 }
 
 let uid = 0;

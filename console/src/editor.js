@@ -15,7 +15,24 @@ import { lintGutter, lintKeymap, setDiagnostics } from "@codemirror/lint";
 import { json } from "@codemirror/lang-json";
 import { toml } from "@codemirror/legacy-modes/mode/toml";
 import { MergeView } from "@codemirror/merge";
+import { StyleModule } from "style-mod";
 import { rhai } from "./rhai.js";
+
+// Strict CSP (style-src 'self') blocks the <style> element CodeMirror's style-mod would add to
+// the document. style-mod already uses a constructed stylesheet (adoptedStyleSheets, which CSP
+// does not restrict) for shadow roots; give it a document "root" without `head` so it takes
+// that path for the document too.
+const documentRoot = {
+  ownerDocument: document,
+  get adoptedStyleSheets() {
+    return document.adoptedStyleSheets;
+  },
+  set adoptedStyleSheets(sheets) {
+    document.adoptedStyleSheets = sheets;
+  },
+};
+const mountStyles = StyleModule.mount;
+StyleModule.mount = (root, modules, options) => mountStyles.call(StyleModule, root === document ? documentRoot : root, modules, options);
 
 const tomlLang = StreamLanguage.define(toml);
 
