@@ -4,6 +4,8 @@
 //! the credential checks the gateway applies.
 
 pub mod audit;
+pub mod check;
+pub mod console;
 pub mod docs;
 pub mod dryrun;
 pub mod error;

@@ -4,6 +4,7 @@
 //! [`crate::routes::console::session`]).
 
 pub mod audit;
+pub mod console;
 pub mod dto;
 pub mod flows;
 pub mod keys;
@@ -29,6 +30,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     users::configure(cfg);
     schedules::configure(cfg);
     audit::configure(cfg);
+    console::configure(cfg);
 }
 
 /// Authenticates an admin call and checks one scope.
