@@ -344,7 +344,7 @@ def run(server):
         else:
             step("save the run as a fixture")
             page.get_by_role("button", name="Save as fixture").click()
-            fixture_tab = page.get_by_role("tab", name=re.compile(r"^tests/run-.*\.json$"))
+            fixture_tab = page.get_by_role("tab", name=re.compile(r"^tests.run-.*\.json$"))
             expect(fixture_tab).to_be_visible()
             expect(fixture_tab).to_have_attribute("aria-selected", "true")
             if not no_test:
@@ -371,7 +371,7 @@ def run(server):
         page.get_by_label("From", exact=True).select_option("2")
         diff.get_by_role("button", name="Compare").click()
         if not no_fixture:
-            expect(diff.get_by_role("region", name=re.compile(r"^tests/run-.*\.json unchanged$"))).to_be_visible()
+            expect(diff.get_by_role("region", name=re.compile(r"^tests.run-.*\.json unchanged$"))).to_be_visible()
         shot(page, "diff")
 
         step("publish version 3, then roll back to version 1")
