@@ -304,10 +304,12 @@ function renderDiff(out, d) {
   if (c) {
     const changes = c.changes || [...(c.breaking_changes || []), ...(c.non_breaking || [])];
     out.append(
-      h("div", { class: `compat ${c.breaking ? "breaking" : "ok"}` },
+      h("div", { class: `compat ${c.breaking ? "breaking" : "compatible"}` },
         h("h3", null, c.breaking ? "OpenAPI: breaking changes" : "OpenAPI: no breaking changes"),
         Array.isArray(changes) && changes.length
-          ? h("ul", null, changes.map((x) => h("li", null, typeof x === "string" ? x : x.detail || x.message || JSON.stringify(x))))
+          ? h("ul", null, changes.map((x) => typeof x === "string"
+              ? h("li", null, x)
+              : h("li", null, badge(x.breaking ? "breaking" : "compatible", x.breaking ? "failed" : "succeeded"), " ", x.location ? [h("code", null, x.location), " "] : null, x.detail || x.message || JSON.stringify(x))))
           : h("p", null, "No changes to the documented API."),
       ),
     );
@@ -591,7 +593,7 @@ function editor(main, { flow, base, files: initial, live, open }) {
   }
 
   // Fixtures
-  const fixturesOut = h("div", { class: "results", "aria-live": "polite" });
+  const fixturesOut = h("div", { class: "results", "aria-live": "polite" }, h("p", { class: "hint" }, "Run fixtures runs the tests/*.json files on the server, as flowgate test does."));
   async function runFixtures() {
     replace(fixturesOut, h("p", null, "Running fixtures…"));
     try {

@@ -158,8 +158,9 @@ export async function runPage(main, [runId], _q, stale) {
               h("td", null, String(a.attempt)), h("td", null, timeEl(a.started_at)), h("td", null, timeEl(a.finished_at)), h("td", null, a.outcome || "—"), h("td", null, a.error || "—")))), "Attempts table")
           : h("p", { class: "empty" }, "Not started yet.")),
     ),
-    h("section", { "aria-labelledby": "run-request" }, h("h2", { id: "run-request" }, "Request"), codeBlock("Request", r.request)),
-    h("section", { "aria-labelledby": "run-response" }, h("h2", { id: "run-response" }, "Response"), codeBlock("Response body", r.response_body)),
+    h("div", { class: "run-grid" },
+      h("section", { "aria-labelledby": "run-request" }, h("h2", { id: "run-request" }, "Request"), codeBlock("Request", r.request)),
+      h("section", { "aria-labelledby": "run-response" }, h("h2", { id: "run-response" }, "Response"), codeBlock("Response body", r.response_body))),
     h("section", { "aria-labelledby": "run-logs" }, h("h2", { id: "run-logs" }, "Logs"),
       r.logs && r.logs.length
         ? h("ol", { class: "logs" }, r.logs.map((l) => h("li", null, h("span", { class: "t" }, timeEl(l.time)), " ", badge(l.level), " ", h("span", { class: "msg" }, l.message))))

@@ -287,6 +287,7 @@ def run(server):
             options = page.get_by_role("listbox")
             expect(options).to_contain_text("find_by_email", timeout=5_000)
             expect(page.locator(".cm-tooltip-autocomplete")).to_contain_text("users::find_by_email(")
+            shot(page, "editor-autocomplete")
             page.keyboard.press("Escape")
         set_editor(page, "Script editor", SCRIPT_V1)
 
