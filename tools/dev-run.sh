@@ -51,7 +51,7 @@ WH_SIG=$(printf '%s.%s.%s' "$WH_ID" "$WH_TS" "$WH_BODY" | openssl dgst -sha256 -
 
 cat <<MSG
 
-Flowgate is running on $URL (database ./data/flowgate.db)
+Flowgate is running on $URL (database ${FLOWGATE_DATABASE_URL:-./data/flowgate.db})
   console:     $URL/console   (sign in with the admin key below)
   admin key:   $KEY
   secrets:     demo values set for${SEEDED:- (none)}
