@@ -70,13 +70,19 @@ pub fn session_cookie(req: &HttpRequest) -> Option<String> {
         .map(|(_, value)| value.trim().to_owned())
 }
 
-fn set_cookie(state: &AppState, value: &str, max_age: u64) -> String {
-    let secure = if state.engine.config().public_url.starts_with("https://") {
+/// The `Set-Cookie` value for a session id (`Secure` when the server's
+/// public URL is https; an empty value with `max_age` 0 clears the cookie).
+pub fn set_cookie_value(public_url: &str, value: &str, max_age: u64) -> String {
+    let secure = if public_url.starts_with("https://") {
         "; Secure"
     } else {
         ""
     };
     format!("{COOKIE}={value}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age}{secure}")
+}
+
+fn set_cookie(state: &AppState, value: &str, max_age: u64) -> String {
+    set_cookie_value(&state.engine.config().public_url, value, max_age)
 }
 
 fn ended() -> ApiError {
@@ -217,4 +223,29 @@ pub async fn sign_out(req: HttpRequest, state: web::Data<AppState>) -> ApiResult
             set_cookie(&state, "", 0),
         ))
         .finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookie_flags() {
+        let plain = set_cookie_value("http://127.0.0.1:8080", "abc", 60);
+        assert_eq!(
+            plain,
+            "flowgate_session=abc; HttpOnly; SameSite=Strict; Path=/; Max-Age=60"
+        );
+        let tls = set_cookie_value("https://flowgate.example", "abc", 60);
+        assert!(tls.ends_with("; Secure"), "{tls}");
+    }
+
+    #[test]
+    fn only_state_changing_methods_need_the_token() {
+        assert!(!state_changing(&Method::GET));
+        assert!(!state_changing(&Method::HEAD));
+        for m in [Method::POST, Method::PUT, Method::PATCH, Method::DELETE] {
+            assert!(state_changing(&m), "{m}");
+        }
+    }
 }
