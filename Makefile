@@ -2,7 +2,7 @@
 CARGO ?= cargo
 BIN_RELEASE := target/release/flowgate
 
-.PHONY: run test lint fmt bench openapi openapi-check build build-release ci console console-check browser-test
+.PHONY: run test lint fmt bench bench-criterion openapi openapi-check build build-release ci console console-check browser-test
 
 run: build-release
 	@bash tools/dev-run.sh $(BIN_RELEASE)
@@ -34,8 +34,13 @@ lint:
 fmt:
 	$(CARGO) fmt --all
 
-# Criterion benches of the crates, then the load harnesses against a release server.
-bench: build-release
+# The wrk harness: bare actix-web baseline beside Flowgate (none / full
+# security / async), servers on one core, wrk on another (see BENCHMARKS.md).
+bench:
+	@bash tools/bench/run.sh
+
+# The criterion benches of the crates and the older in-process load harnesses.
+bench-criterion: build-release
 	FLOWGATE_BIN=$(BIN_RELEASE) $(CARGO) bench --workspace
 
 openapi: build
