@@ -416,6 +416,7 @@ async fn housekeeping_loop(engine: Engine, mut shutdown: watch::Receiver<bool>) 
         if sleep_or_shutdown(Duration::from_secs(60), &mut shutdown, None).await {
             return;
         }
+        engine.security().housekeeping();
         let now = flowgate_core::now_ms();
         let retention = engine.config().retention.clone();
         let r = engine

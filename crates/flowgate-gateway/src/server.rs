@@ -97,6 +97,7 @@ pub async fn serve(
             .app_data(web::PathConfig::default().error_handler(path_error_handler))
             .configure(routes::configure)
             .default_service(web::to(not_found))
+            .wrap(from_fn(routes::admin::require_credentials))
             .wrap(from_fn(crate::audit::audit_log))
             .wrap(from_fn(request_context))
     })
