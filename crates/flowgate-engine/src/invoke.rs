@@ -145,10 +145,14 @@ impl Engine {
             trigger: inv.trigger_map.clone(),
             ctx: Self::ctx_map(&v.flow, v.number, run_id, &inv.request_id, 1),
         };
+        let caller_key = crate::admission::caller_key(&inv.caller);
+        let ticket = self.admit_run(&v, caller_key.as_deref())?;
         let outcome = self
             .runtime()
             .execute(&v.script, input, self.host_for(&v.flow))
-            .await?;
+            .await;
+        drop(ticket);
+        let outcome = outcome?;
         let status = if outcome.result.is_ok() {
             RunStatus::Succeeded
         } else {

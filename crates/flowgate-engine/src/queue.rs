@@ -215,11 +215,18 @@ async fn finish_claimed(engine: &Engine, run: Run, owner: &str) {
             run.attempt,
         ),
     };
-    let outcome = match engine
+    // Queued runs wait for their flow's share instead of failing; the lease
+    // is renewed meanwhile.
+    let ticket = engine
+        .admission()
+        .admit_waiting(run.flow.as_str(), version.manifest().limits.concurrency)
+        .await;
+    let executed = engine
         .runtime()
         .execute(&version.script, run_input, engine.host_for(&run.flow))
-        .await
-    {
+        .await;
+    drop(ticket);
+    let outcome = match executed {
         Ok(o) => o,
         Err(e) => {
             // Overloaded or broken runtime: give the run back without using an attempt.

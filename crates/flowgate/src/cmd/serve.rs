@@ -59,6 +59,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             idempotency_ttl: Duration::from_secs(config.idempotency.ttl_seconds),
             key_cache_ttl: Duration::from_secs(config.auth.key_cache_seconds),
             retention: config.retention.to_engine(),
+            run_pool_size: config.runs.pool_size,
+            fair_share: flowgate_engine::admission::FairShare {
+                flow_percent: config.runs.flow_share_percent,
+                caller_percent: config.runs.caller_share_percent,
+            },
+            max_event_depth: config.runs.max_event_depth,
             anonymous_rate: config
                 .auth
                 .anonymous_rate
@@ -93,6 +99,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         flowgate_gateway::ServerConfig {
             workers: config.server.workers,
             shutdown_grace: Duration::from_secs(config.server.shutdown_grace_secs),
+            body_timeout: Duration::from_secs(config.server.body_timeout_secs),
         },
     )
     .await
