@@ -1198,8 +1198,9 @@ max_attempts = 3
 
     #[test]
     fn bad_name_names_file_and_line() {
-        let e = Manifest::parse("title = \"x\"\nname = \"Not A Slug\"\n[[trigger]]\nkind = \"http\"\n")
-            .unwrap_err();
+        let e =
+            Manifest::parse("title = \"x\"\nname = \"Not A Slug\"\n[[trigger]]\nkind = \"http\"\n")
+                .unwrap_err();
         assert_eq!((e.file.as_str(), e.line), ("flow.toml", 2));
         assert!(e.to_string().starts_with("flow.toml:2:8: `name`:"), "{e}");
     }

@@ -95,7 +95,9 @@ impl Admission {
     /// Runs one flow may hold at once, given its manifest's `concurrency`.
     pub fn flow_limit(&self, concurrency: Option<u32>) -> usize {
         concurrency.map_or(self.inner.flow_cap, |c| {
-            self.inner.flow_cap.min(usize::try_from(c).unwrap_or(usize::MAX).max(1))
+            self.inner
+                .flow_cap
+                .min(usize::try_from(c).unwrap_or(usize::MAX).max(1))
         })
     }
 
@@ -160,7 +162,10 @@ pub fn caller_key(caller: &serde_json::Value) -> Option<String> {
     if kind == "signature" {
         return None;
     }
-    let id = caller.get("id").and_then(serde_json::Value::as_str).unwrap_or("");
+    let id = caller
+        .get("id")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or("");
     Some(format!("{kind}:{id}"))
 }
 

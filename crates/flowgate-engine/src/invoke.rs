@@ -94,20 +94,22 @@ pub fn run_failed_event(
     if !f.counts_as_run_failed_event() {
         return None;
     }
-    Some(Event::new(
-        flowgate_core::event::types::RUN_FAILED,
-        "flowgate",
-        json!({
-            "run_id": run.id.to_string(),
-            "flow": run.flow.as_str(),
-            "version": run.version,
-            "status": final_status.as_str(),
-            "attempt": run.attempt,
-            "code": f.code(),
-            "error": f.message(),
-        }),
+    Some(
+        Event::new(
+            flowgate_core::event::types::RUN_FAILED,
+            "flowgate",
+            json!({
+                "run_id": run.id.to_string(),
+                "flow": run.flow.as_str(),
+                "version": run.version,
+                "status": final_status.as_str(),
+                "attempt": run.attempt,
+                "code": f.code(),
+                "error": f.message(),
+            }),
+        )
+        .caused_by(cause),
     )
-    .caused_by(cause))
 }
 
 impl Engine {

@@ -233,7 +233,11 @@ async fn finish_claimed(engine: &Engine, run: Run, owner: &str) {
         .await;
     let executed = engine
         .runtime()
-        .execute(&version.script, run_input, engine.host_for(&run.flow, &cause))
+        .execute(
+            &version.script,
+            run_input,
+            engine.host_for(&run.flow, &cause),
+        )
         .await;
     drop(ticket);
     let outcome = match executed {

@@ -80,7 +80,10 @@ pub async fn body_deadline(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, Error> {
     let Some(limit) = req.app_data::<BodyDeadline>().map(|d| d.0) else {
-        return next.call(req).await.map(ServiceResponse::map_into_boxed_body);
+        return next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_boxed_body);
     };
     let expired = Rc::new(Cell::new(false));
     let stream = DeadlineStream {
@@ -91,12 +94,15 @@ pub async fn body_deadline(
     };
     let boxed: Pin<Box<dyn Stream<Item = Result<Bytes, PayloadError>>>> = Box::pin(stream);
     req.set_payload(Payload::from(boxed));
-    let http_req = req.request().clone();
-    let result = next.call(req).await;
+    // Extractor failures come back as responses; only those are rewritten.
+    let res = next.call(req).await?;
     if expired.get() {
         metrics::counter!("flowgate_http_body_timeouts_total").increment(1);
-        let res = timeout_problem(limit).error_response();
-        return Ok(ServiceResponse::new(http_req, res));
+        let (http_req, _) = res.into_parts();
+        return Ok(ServiceResponse::new(
+            http_req,
+            timeout_problem(limit).error_response(),
+        ));
     }
-    result.map(ServiceResponse::map_into_boxed_body)
+    Ok(res.map_into_boxed_body())
 }

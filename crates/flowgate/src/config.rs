@@ -257,7 +257,10 @@ const ENV_KEYS: &[(&str, &str)] = &[
     ("FLOWGATE_RUN_WORKERS", "runs.workers"),
     ("FLOWGATE_RUN_POOL_SIZE", "runs.pool_size"),
     ("FLOWGATE_RUN_FLOW_SHARE_PERCENT", "runs.flow_share_percent"),
-    ("FLOWGATE_RUN_CALLER_SHARE_PERCENT", "runs.caller_share_percent"),
+    (
+        "FLOWGATE_RUN_CALLER_SHARE_PERCENT",
+        "runs.caller_share_percent",
+    ),
     ("FLOWGATE_MAX_EVENT_DEPTH", "runs.max_event_depth"),
     ("FLOWGATE_OAUTH2_ISSUER", "oauth2.issuer"),
     ("FLOWGATE_OAUTH2_JWKS_URL", "oauth2.jwks_url"),
