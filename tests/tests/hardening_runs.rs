@@ -301,6 +301,9 @@ impl HoldServer {
     }
 }
 
+/// (caller, status, body, `Retry-After`) of each finished call.
+type Answers = Arc<std::sync::Mutex<Vec<(String, u16, Value, Option<String>)>>>;
+
 #[tokio::test]
 async fn one_client_saturating_a_slow_flow_does_not_make_other_flows_503() {
     let hold = HoldServer::start();
@@ -330,7 +333,7 @@ async fn one_client_saturating_a_slow_flow_does_not_make_other_flows_503() {
         s.key(&["demo:call"]).await,
     );
 
-    let done: Arc<std::sync::Mutex<Vec<(String, u16, Value, Option<String>)>>> = Arc::default();
+    let done: Answers = Arc::default();
     let fire = |key: &str, who: &str| {
         let (client, url, key, who, done) = (
             s.client.clone(),
