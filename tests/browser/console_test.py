@@ -435,6 +435,20 @@ def run(server):
         if res != 200:
             fail(f"GET with the session cookie answered {res}")
 
+        step("create a read-only key: shown once")
+        page.goto(f"{base}/console/keys")
+        page.get_by_label("Key name").fill("reader")
+        page.get_by_label("flows:read", exact=True).check()
+        page.get_by_label("runs:read", exact=True).check()
+        page.get_by_role("button", name="Create key").click()
+        reader_key = page.get_by_role("textbox", name="New API key").input_value()
+        if not reader_key.startswith("fgk_"):
+            fail(f"the new key is not shown: {reader_key!r}")
+        expect(page.get_by_role("row", name=re.compile(r"^reader "))).to_contain_text("flows:read runs:read")
+        page.reload()
+        if reader_key in page.content():
+            fail("the new key is shown again after a reload")
+
         step("narrow screen (390x844)")
         page.set_viewport_size({"width": 390, "height": 844})
         page.goto(f"{base}/console/flows")
@@ -458,6 +472,22 @@ def run(server):
         res = page.evaluate("async () => (await fetch('/admin/v1/flows', {credentials: 'same-origin'})).status")
         if res != 401:
             fail(f"after Sign out the admin API still answers {res}")
+
+        step("a read-only key sees no actions it may not use")
+        page.get_by_label("API key").fill(reader_key)
+        page.get_by_role("button", name="Sign in").click()
+        nav = page.get_by_role("navigation", name="Main")
+        expect(nav.get_by_role("link", name="Runs")).to_be_visible()
+        for name in ("Secrets", "Keys", "Audit"):
+            expect(nav.get_by_role("link", name=name)).to_have_count(0)
+        expect(page.get_by_role("button", name="New flow")).to_have_count(0)
+        page.goto(f"{base}/console/flows/{FLOW}")
+        expect(version_row(page, 1)).to_be_visible()
+        for name in ("Publish", "Rollback", "Retire", "Edit", "New version"):
+            expect(page.get_by_role("button", name=name)).to_have_count(0)
+        expect(version_row(page, 3).get_by_role("button", name="Diff")).to_be_visible()
+        page.get_by_role("button", name="Sign out").click()
+        expect(page.get_by_label("API key")).to_be_visible()
 
         step("every request stayed on the server")
         outside = [u for u in requests
