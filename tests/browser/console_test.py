@@ -237,6 +237,9 @@ def run(server):
 
         step("a wrong key shows an error and makes no session")
         page.goto(base + "/console")
+        page.get_by_label("API key").wait_for()
+        load_ms = page.evaluate("() => { const n = performance.getEntriesByType('navigation')[0]; return Math.round(n.loadEventEnd - n.startTime); }")
+        print(f"   first page loaded in {load_ms} ms (information only)")
         page.get_by_label("API key").fill("fgk_this_is_not_a_key")
         page.get_by_role("button", name="Sign in").click()
         expect(page.get_by_role("alert")).to_contain_text("not accepted")
@@ -330,6 +333,12 @@ def run(server):
         shot(page, "run")
 
         run_id = page.url.rsplit("/", 1)[1]
+        page.get_by_role("button", name="Replay").click()
+        expect(page).not_to_have_url(re.compile(re.escape(run_id) + "$"))
+        expect(page.get_by_role("heading", name="Summary")).to_be_visible()
+        page.go_back()
+        expect(page).to_have_url(re.compile(re.escape(run_id) + "$"))
+        expect(page.get_by_role("button", name="Save as fixture")).to_be_visible()
         no_fixture = pending(server, "GET", f"/admin/v1/runs/{run_id}/fixture")
         no_test = pending(server, "POST", "/admin/v1/test", {"files": {}})
         if no_fixture:
