@@ -364,6 +364,15 @@ def run(server):
         step("edit: version 3, fixtures show the difference")
         page.get_by_role("tab", name="main.rhai").click()
         set_editor(page, "Script editor", SCRIPT_V2)
+        # The session ends while there are unsaved changes: sign in again in a dialog, keep them.
+        context.clear_cookies()
+        page.keyboard.insert_text(" ")
+        dlg = page.get_by_role("dialog")
+        expect(dlg).to_contain_text("Your session has ended", timeout=5_000)
+        dlg.get_by_label("API key").fill(server.key)
+        dlg.get_by_role("button", name="Sign in").click()
+        expect(dlg).to_be_hidden()
+        set_editor(page, "Script editor", SCRIPT_V2)
         page.get_by_role("button", name="Save draft").click()
         expect(page.get_by_role("status").filter(has_text="draft version 3")).to_be_visible()
         if not (no_fixture or no_test):
