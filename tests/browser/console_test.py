@@ -51,20 +51,6 @@ let name = if type_of(body) == "map" && "name" in body { body.name } else { "wor
 SCRIPT_V2 = SCRIPT_V1.replace('"Hello, "', '"Hi, "')
 
 
-MISSING = []
-
-
-def pending(server, method, path, body=None):
-    """True when the server lacks an endpoint the console uses (recorded; fails at the end
-    unless FLOWGATE_CONSOLE_TEST_ALLOW_MISSING=1, for developing the UI ahead of the API)."""
-    status, _, problem = server.call(method, path, body)
-    missing = status in (404, 405) and not (isinstance(problem, dict) and "flow" in str(problem.get("detail", "")))
-    if missing:
-        MISSING.append(f"{method} {path}")
-        print(f"   (missing endpoint {method} {path}: step skipped for now)")
-    return missing
-
-
 def fail(msg):
     print(f"FAIL: {msg}", file=sys.stderr)
     sys.exit(1)
@@ -191,8 +177,6 @@ def main():
     finally:
         timer.cancel()
         server.stop()
-    if MISSING and os.environ.get("FLOWGATE_CONSOLE_TEST_ALLOW_MISSING") != "1":
-        fail(f"the server lacks endpoints the console needs: {MISSING}")
     print(f"console browser test passed in {time.monotonic() - started:.1f} s; screenshots in {SHOTS}")
 
 
@@ -270,28 +254,25 @@ def run(server):
         expect(page.get_by_role("tab", name="flow.toml")).to_be_visible()
         expect(page.get_by_role("tab", name="main.rhai")).to_be_visible()
         problems = page.get_by_role("region", name="Problems")
-        no_check = pending(server, "POST", "/admin/v1/check", {"files": {}})
-        if not no_check:
-            expect(problems).to_contain_text("No problems")
+        expect(problems).to_contain_text("No problems")
 
-            step("a syntax error appears in Problems with its line")
-            set_editor(page, "Script editor", SCRIPT_BROKEN)
-            expect(problems).to_contain_text(re.compile(r"main\.rhai:2:\d+"), timeout=5_000)
-            expect(page.locator(".cm-lint-marker-error").first).to_be_visible()
-            shot(page, "editor-problem")
+        step("a syntax error appears in Problems with its line")
+        set_editor(page, "Script editor", SCRIPT_BROKEN)
+        expect(problems).to_contain_text(re.compile(r"main\.rhai:2:\d+"), timeout=5_000)
+        expect(page.locator(".cm-lint-marker-error").first).to_be_visible()
+        shot(page, "editor-problem")
 
-            step("fix it")
-            set_editor(page, "Script editor", SCRIPT_V1)
-            expect(problems).to_contain_text("No problems", timeout=5_000)
-        if not pending(server, "GET", "/admin/v1/script-api"):
-            step("autocomplete offers the script API")
-            page.keyboard.press("Control+End")
-            page.keyboard.type("\nusers::")
-            options = page.get_by_role("listbox")
-            expect(options).to_contain_text("find_by_email", timeout=5_000)
-            expect(page.locator(".cm-tooltip-autocomplete")).to_contain_text("users::find_by_email(")
-            shot(page, "editor-autocomplete")
-            page.keyboard.press("Escape")
+        step("fix it")
+        set_editor(page, "Script editor", SCRIPT_V1)
+        expect(problems).to_contain_text("No problems", timeout=5_000)
+        step("autocomplete offers the script API")
+        page.keyboard.press("Control+End")
+        page.keyboard.type("\nusers::")
+        options = page.get_by_role("listbox")
+        expect(options).to_contain_text("find_by_email", timeout=5_000)
+        expect(page.locator(".cm-tooltip-autocomplete")).to_contain_text("users::find_by_email(")
+        shot(page, "editor-autocomplete")
+        page.keyboard.press("Escape")
         set_editor(page, "Script editor", SCRIPT_V1)
 
         step("dry run (saves the draft)")
@@ -339,27 +320,20 @@ def run(server):
         page.go_back()
         expect(page).to_have_url(re.compile(re.escape(run_id) + "$"))
         expect(page.get_by_role("button", name="Save as fixture")).to_be_visible()
-        no_fixture = pending(server, "GET", f"/admin/v1/runs/{run_id}/fixture")
-        no_test = pending(server, "POST", "/admin/v1/test", {"files": {}})
-        if no_fixture:
-            # Stand-in until the endpoint exists: a draft identical to version 1.
-            page.goto(f"{base}/console/flows/{FLOW}/edit/1")
-            page.get_by_role("tab", name="flow.toml").click()
-            page.keyboard.press("Control+End")
-            page.get_by_role("textbox", name="Manifest editor").click()
-            page.keyboard.press("Control+End")
-            page.keyboard.insert_text("\n")
-            page.get_by_role("button", name="Save draft").click()
-            expect(page.get_by_role("status").filter(has_text="draft version 2")).to_be_visible()
-        else:
-            step("save the run as a fixture")
-            page.get_by_role("button", name="Save as fixture").click()
-            fixture_tab = page.get_by_role("tab", name=re.compile(r"^tests.run-.*\.json$"))
-            expect(fixture_tab).to_be_visible()
-            expect(fixture_tab).to_have_attribute("aria-selected", "true")
-            if not no_test:
-                page.get_by_role("button", name="Run fixtures").click()
-                expect(page.get_by_role("complementary", name="Test the draft")).to_contain_text("1 passed, 0 failed")
+        step("download the run as a fixture")
+        with page.expect_download() as download:
+            page.get_by_role("link", name="Download").click()
+        fixture = json.loads(Path(download.value.path()).read_text())
+        if fixture.get("expect", {}).get("body") != {"greeting": "Hello, Bob"} or SECRET_VALUE in json.dumps(fixture):
+            fail(f"the downloaded fixture is not the run's: {fixture}")
+
+        step("save the run as a fixture")
+        page.get_by_role("button", name="Save as fixture").click()
+        fixture_tab = page.get_by_role("tab", name=re.compile(r"^tests.run-.*\.json$"))
+        expect(fixture_tab).to_be_visible()
+        expect(fixture_tab).to_have_attribute("aria-selected", "true")
+        page.get_by_role("button", name="Run fixtures").click()
+        expect(page.get_by_role("complementary", name="Test the draft")).to_contain_text("1 passed, 0 failed")
 
         step("edit: version 3, fixtures show the difference")
         page.get_by_role("tab", name="main.rhai").click()
@@ -375,9 +349,8 @@ def run(server):
         set_editor(page, "Script editor", SCRIPT_V2)
         page.get_by_role("button", name="Save draft").click()
         expect(page.get_by_role("status").filter(has_text="draft version 3")).to_be_visible()
-        if not (no_fixture or no_test):
-            page.get_by_role("button", name="Run fixtures").click()
-            expect(page.get_by_role("complementary", name="Test the draft")).to_contain_text("0 passed, 1 failed")
+        page.get_by_role("button", name="Run fixtures").click()
+        expect(page.get_by_role("complementary", name="Test the draft")).to_contain_text("0 passed, 1 failed")
 
         step("diff version 1 with version 3")
         page.goto(f"{base}/console/flows/{FLOW}")
@@ -389,8 +362,7 @@ def run(server):
         expect(diff.locator(".cm-mergeView").first).to_be_visible()
         page.get_by_label("From", exact=True).select_option("2")
         diff.get_by_role("button", name="Compare").click()
-        if not no_fixture:
-            expect(diff.get_by_role("region", name=re.compile(r"^tests.run-.*\.json unchanged$"))).to_be_visible()
+        expect(diff.get_by_role("region", name=re.compile(r"^tests.run-.*\.json unchanged$"))).to_be_visible()
         shot(page, "diff")
 
         step("publish version 3, then roll back to version 1")
