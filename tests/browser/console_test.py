@@ -389,6 +389,21 @@ def run(server):
         expect(page.get_by_role("dialog")).to_be_hidden()
         expect(retire).to_be_focused()
 
+        step("schedules show next fire times")
+        status, _, created = server.call("POST", "/admin/v1/flows", {"files": {
+            "flow.toml": 'name = "nightly-report"\n\n[[trigger]]\nkind = "schedule"\ncron = "0 0 2 * * *"\ntimezone = "Europe/Amsterdam"\n',
+            "main.rhai": '#{ ok: true }\n'}})
+        if status != 201:
+            fail(f"creating a scheduled flow answered {status} {created}")
+        status, _, published = server.call("POST", "/admin/v1/flows/nightly-report/versions/1/publish", {})
+        if status != 200:
+            fail(f"publishing the scheduled flow answered {status} {published}")
+        page.get_by_role("navigation", name="Main").get_by_role("link", name="Schedules").click()
+        sched = page.get_by_role("region", name="Schedule of nightly-report")
+        expect(sched).to_contain_text("0 0 2 * * *")
+        expect(sched.locator("time")).to_have_count(5)
+        shot(page, "schedules")
+
         step("a secret's value never reappears")
         page.get_by_role("navigation", name="Main").get_by_role("link", name="Secrets").click()
         page.get_by_label("Secret name").fill("CONSOLE_DEMO_TOKEN")
