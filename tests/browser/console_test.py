@@ -304,6 +304,7 @@ def run(server):
         page.get_by_label("Trigger", exact=True).select_option("http")
         run_link = page.get_by_role("link", name=re.compile(r"^Run ")).first
         expect(run_link).to_be_visible()
+        expect(page.get_by_role("button", name="Load more")).to_be_hidden()
         shot(page, "runs")
         run_link.click()
         expect(page.get_by_role("heading", name="Summary")).to_be_visible()
