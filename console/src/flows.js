@@ -81,11 +81,11 @@ export async function flowsPage(main, _args, _q, stale) {
     const triggers = h("td", null, "…");
     const runs = h("div", { class: "last-runs" }, can("runs:read") ? "…" : "—");
     const v = f.live_version;
-    if (v) {
-      get(`/admin/v1/flows/${enc(f.name)}/versions/${v}`)
-        .then((ver) => replace(triggers, triggerKinds(ver.files["flow.toml"]).join(", ") || "—"))
-        .catch(() => replace(triggers, "—"));
-    } else replace(triggers, "—");
+    // Triggers of the live version (or of the latest version when none is live).
+    (v ? Promise.resolve(v) : get(`/admin/v1/flows/${enc(f.name)}`).then((d) => Math.max(0, ...d.versions.map((x) => x.version))))
+      .then((n) => (n ? get(`/admin/v1/flows/${enc(f.name)}/versions/${n}`) : null))
+      .then((ver) => replace(triggers, (ver && triggerKinds(ver.files["flow.toml"]).join(", ")) || "—"))
+      .catch(() => replace(triggers, "—"));
     if (can("runs:read")) {
       get(`/admin/v1/runs${qs({ flow: f.name, limit: 3 })}`)
         .then((page) => {
