@@ -22,6 +22,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -72,6 +73,8 @@ class Server:
             "FLOWGATE_LISTEN": "127.0.0.1:0",
             "FLOWGATE_LOG": "warn",
             "FLOWGATE_SHUTDOWN_GRACE_SECS": "2",
+            # The partner API of the outbound-call step is a local server.
+            "FLOWGATE_ALLOW_PRIVATE_HOSTS": "true",
         }
         out = subprocess.run([str(BIN), "keys", "create", "--name", "browser-test", "--scopes", "admin"],
                              env=self.env, cwd=self.dir.name, capture_output=True, text=True, timeout=60)
@@ -130,6 +133,21 @@ class Server:
             return (Path(self.dir.name) / "server.log").read_text()[-4000:]
         except OSError:
             return ""
+
+
+class Partner(BaseHTTPRequestHandler):
+    """A stand-in partner API on loopback: GET /tiers?key=... -> {"tier": "gold"}."""
+
+    def do_GET(self):
+        body = json.dumps({"tier": "gold", "path": self.path.split("?", 1)[0]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
 
 
 def set_editor(page, label, text):
@@ -448,6 +466,39 @@ def run(server):
         status, _, listing = server.call("GET", "/admin/v1/secrets")
         if SECRET_VALUE in json.dumps(listing):
             fail("the secrets list returns the value")
+
+        step("a run's outbound HTTP calls, and its fixture replays them offline")
+        partner = ThreadingHTTPServer(("127.0.0.1", 0), Partner)
+        threading.Thread(target=partner.serve_forever, daemon=True).start()
+        port = partner.server_address[1]
+        try:
+            files = {
+                "flow.toml": 'name = "partner-tier"\n\n[[trigger]]\nkind = "http"\n\n[auth]\nmode = "api_key"\n\n[http]\nallow = ["127.0.0.1"]\n',
+                "main.rhai": f'let r = http::get("http://127.0.0.1:{port}/tiers", #{{ query: #{{ key: "abc123" }} }});\n#{{ tier: r.body.tier }}\n',
+            }
+            for method, path, body in (("POST", "/admin/v1/flows", {"files": files}),
+                                       ("POST", "/admin/v1/flows/partner-tier/versions/1/publish", {}),
+                                       ("POST", "/flows/partner-tier", {})):
+                status, _, answer = server.call(method, path, body)
+                if status >= 300:
+                    fail(f"{method} {path} answered {status} {answer}")
+            if answer != {"tier": "gold"}:
+                fail(f"partner-tier answered {answer}")
+        finally:
+            partner.shutdown()
+        page.goto(f"{base}/console/runs?flow=partner-tier")
+        page.get_by_role("link", name=re.compile(r"^Run ")).first.click()
+        calls = page.get_by_role("region", name="HTTP calls", exact=True)
+        expect(calls).to_contain_text(f"http://127.0.0.1:{port}/tiers")
+        expect(calls).to_contain_text("[redacted]")
+        expect(calls).not_to_contain_text("abc123")
+        expect(calls.get_by_role("cell", name="200", exact=True)).to_be_visible()
+        calls.scroll_into_view_if_needed()
+        shot(page, "run-http-calls")
+        page.get_by_role("button", name="Save as fixture").click()
+        expect(page.get_by_role("tab", name=re.compile(r"^tests.run-.*\.json$"))).to_be_visible()
+        page.get_by_role("button", name="Run fixtures").click()  # offline: the partner server is gone
+        expect(page.get_by_role("complementary", name="Test the draft")).to_contain_text("1 passed, 0 failed")
 
         step("a state-changing call without the CSRF token is refused")
         res = page.evaluate("""async () => {
