@@ -726,7 +726,12 @@ impl Builder {
         // this API.
         if let Some(validator) = input
             .as_ref()
-            .and_then(|s| jsonschema::validator_for(s).ok())
+            .and_then(|s| {
+                jsonschema::options()
+                    .with_pattern_options(jsonschema::PatternOptions::regex())
+                    .build(s)
+                    .ok()
+            })
         {
             fixtures.retain(|f| match &f.body {
                 Some(b) if f.status != 422 && !validator.is_valid(b) => {

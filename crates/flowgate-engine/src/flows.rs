@@ -99,7 +99,17 @@ impl Engine {
 
     /// Creates a flow with its first (draft) version.
     pub async fn create_flow(&self, name: &str, package: FlowPackage) -> Result<VersionCreated> {
-        let flow = FlowName::parse(name)?;
+        let flow = match FlowName::parse(name) {
+            Ok(f) => f,
+            // The name came from the package's manifest: its parser names
+            // `flow.toml` and the line of the bad `name`.
+            Err(e) => {
+                return Err(match package.parse() {
+                    Err(m) => manifest_error(m),
+                    Ok(_) => e.into(),
+                })
+            }
+        };
         let parsed = self.validate_package(&flow, package)?;
         let sha = parsed.package.sha256();
         let files = parsed.package.files;
@@ -149,6 +159,14 @@ impl Engine {
     /// in the manifest, a breaking change against the live version needs `force`.
     pub async fn publish(&self, name: &str, number: i64, force: bool) -> Result<LiveChange> {
         let flow = parse_existing(name)?;
+        // Load (and so re-check) the version first: one stored before a rule
+        // tightened, such as a schema pattern the linear-time engine refuses,
+        // is refused here with the file named rather than going live.
+        if self.registry().version(&flow, number).await?.is_none() {
+            return Err(EngineError::NotFound(format!(
+                "flow `{flow}` has no version {number}"
+            )));
+        }
         let compatibility = self.compatibility_against_live(&flow, number).await?;
         if let Some(report) = &compatibility {
             let breaking = report
