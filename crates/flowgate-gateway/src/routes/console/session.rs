@@ -53,7 +53,6 @@ impl From<&SessionInfo> for SessionOut {
     }
 }
 
-
 /// The session cookie's value, if the request carries one.
 pub fn session_cookie(req: &HttpRequest) -> Option<String> {
     req.headers()
@@ -125,12 +124,17 @@ async fn request_session(req: &HttpRequest, state: &AppState) -> ApiResult<Optio
 /// `Authorization`/`X-API-Key` header (those take precedence and need no CSRF
 /// token). Checks the CSRF token; the caller checks the scope. `Ok(None)`
 /// means "no session: authenticate the header credentials instead".
-pub async fn session_principal(req: &HttpRequest, state: &AppState) -> ApiResult<Option<Principal>> {
+pub async fn session_principal(
+    req: &HttpRequest,
+    state: &AppState,
+) -> ApiResult<Option<Principal>> {
     let h = req.headers();
     if h.contains_key("authorization") || h.contains_key("x-api-key") {
         return Ok(None);
     }
-    Ok(request_session(req, state).await?.map(|info| info.principal()))
+    Ok(request_session(req, state)
+        .await?
+        .map(|info| info.principal()))
 }
 
 /// Sign in to the console with an API key.
