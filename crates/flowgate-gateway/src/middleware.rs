@@ -155,7 +155,7 @@ mod tests {
         HttpResponse::Ok().body("fine")
     }
 
-    #[test]
+    #[::core::prelude::v1::test]
     fn made_up_methods_share_one_label() {
         use actix_web::http::Method;
         assert_eq!(method_label(&Method::GET), "GET");
