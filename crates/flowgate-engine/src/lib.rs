@@ -3,7 +3,10 @@
 //! executor and durable queue workers, event dispatch, schedules, audit, and
 //! the credential checks the gateway applies.
 
+pub mod admission;
 pub mod audit;
+pub mod check;
+pub mod console;
 pub mod docs;
 pub mod dryrun;
 pub mod error;
@@ -13,6 +16,7 @@ pub mod queue;
 pub mod registry;
 pub mod schedules;
 pub mod security;
+pub mod sessions;
 
 pub use error::{EngineError, Result};
 pub use registry::{LiveState, LoadedVersion, Registry, VersionStatus};
@@ -76,6 +80,13 @@ pub struct EngineConfig {
     pub anonymous_rate: Option<flowgate_core::manifest::RateSpec>,
     /// Retention of finished work.
     pub retention: Retention,
+    /// Execution slots of the run pool (`None`: 4 × CPU cores).
+    pub run_pool_size: Option<usize>,
+    /// How the run pool is shared between flows and callers.
+    pub fair_share: admission::FairShare,
+    /// Longest chain of event-triggered runs (a run started by an event a
+    /// run caused is one deeper); deeper runs fail with `event_chain_too_deep`.
+    pub max_event_depth: u32,
 }
 
 impl Default for EngineConfig {
@@ -92,6 +103,9 @@ impl Default for EngineConfig {
             key_cache_ttl: Duration::from_secs(10),
             anonymous_rate: None,
             retention: Retention::default(),
+            run_pool_size: None,
+            fair_share: admission::FairShare::default(),
+            max_event_depth: 8,
         }
     }
 }
@@ -109,6 +123,7 @@ struct Inner {
     config: EngineConfig,
     audit: audit::AuditWriter,
     security: security::Security,
+    admission: admission::Admission,
     shutting_down: AtomicBool,
     shutdown_tx: watch::Sender<bool>,
     workers: tokio::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
@@ -131,11 +146,14 @@ impl Engine {
     /// Builds the services without background tasks (tests, CLI).
     pub fn new(store: Store, config: EngineConfig) -> Result<Self> {
         let defaults = RuntimeConfig::default();
+        let pool_size = config.run_pool_size.unwrap_or(defaults.pool_size).max(1);
+        let admission = admission::Admission::new(pool_size, config.fair_share);
         let runtime = FlowRuntime::new(RuntimeConfig {
             http: flowgate_script::HttpDefaults {
                 allow_private_hosts: config.allow_private_hosts,
                 ..defaults.http.clone()
             },
+            pool_size,
             ..defaults
         });
         let http: Arc<dyn flowgate_script::HttpClient> = Arc::new(
@@ -161,6 +179,7 @@ impl Engine {
                 config,
                 audit,
                 security,
+                admission,
                 shutting_down: AtomicBool::new(false),
                 shutdown_tx,
                 workers: tokio::sync::Mutex::new(Vec::new()),
@@ -208,6 +227,10 @@ impl Engine {
     /// Credential checks.
     pub fn security(&self) -> &security::Security {
         &self.inner.security
+    }
+    /// Fair shares of the run pool.
+    pub fn admission(&self) -> &admission::Admission {
+        &self.inner.admission
     }
     /// This process's id as a lease owner.
     pub fn node_id(&self) -> &str {
@@ -273,6 +296,7 @@ impl Engine {
 
     /// Refreshes gauges (queue depth, cache sizes) before `/metrics` renders.
     pub async fn export_gauges(&self) {
+        metrics::gauge!("flowgate_runs_admitted").set(self.inner.admission.running() as f64);
         let stats = self.inner.runtime.cache_stats();
         metrics::gauge!("flowgate_script_cache_entries").set(stats.entries as f64);
         let keys = self.inner.security.key_cache_stats();

@@ -105,6 +105,8 @@ pub struct ServerConfig {
     /// comma-separated string (as in `FLOWGATE_TRUSTED_PROXIES`).
     #[serde(deserialize_with = "string_list")]
     pub trusted_proxies: Vec<String>,
+    /// Seconds a request body may take to arrive in full (then 408).
+    pub body_timeout_secs: u64,
 }
 
 /// A list of strings given as a list or as one comma-separated string.
@@ -160,6 +162,14 @@ pub struct RunsConfig {
     pub lease_seconds: u64,
     /// Concurrent async runs per node.
     pub workers: usize,
+    /// Execution slots of the run pool (sync and async runs; default 4 × cores).
+    pub pool_size: Option<usize>,
+    /// Most of the pool one flow may hold, in percent.
+    pub flow_share_percent: u8,
+    /// Most of the pool one caller may hold, in percent.
+    pub caller_share_percent: u8,
+    /// Longest chain of runs triggered by events that runs caused.
+    pub max_event_depth: u32,
 }
 
 /// `[oauth2]`.
@@ -230,6 +240,7 @@ impl Default for Config {
                 workers: 0,
                 public_url: None,
                 trusted_proxies: Vec::new(),
+                body_timeout_secs: 30,
             },
             database: DatabaseConfig {
                 url: "sqlite://./data/flowgate.db".into(),
@@ -240,6 +251,10 @@ impl Default for Config {
             runs: RunsConfig {
                 lease_seconds: 30,
                 workers: 4,
+                pool_size: None,
+                flow_share_percent: 50,
+                caller_share_percent: 25,
+                max_event_depth: 8,
             },
             oauth2: OAuth2Config::default(),
             log: LogConfig {
@@ -285,12 +300,20 @@ const ENV_KEYS: &[(&str, &str)] = &[
     ("FLOWGATE_LISTEN", "server.listen"),
     ("FLOWGATE_PUBLIC_URL", "server.public_url"),
     ("FLOWGATE_SHUTDOWN_GRACE_SECS", "server.shutdown_grace_secs"),
+    ("FLOWGATE_BODY_TIMEOUT_SECS", "server.body_timeout_secs"),
     ("FLOWGATE_DATABASE_URL", "database.url"),
     ("FLOWGATE_DATABASE_POOL_SIZE", "database.pool_size"),
     ("FLOWGATE_ALLOW_PRIVATE_HOSTS", "http.allow_private_hosts"),
     ("FLOWGATE_SECRETS_KEY", "secrets.key"),
     ("FLOWGATE_RUN_LEASE_SECONDS", "runs.lease_seconds"),
     ("FLOWGATE_RUN_WORKERS", "runs.workers"),
+    ("FLOWGATE_RUN_POOL_SIZE", "runs.pool_size"),
+    ("FLOWGATE_RUN_FLOW_SHARE_PERCENT", "runs.flow_share_percent"),
+    (
+        "FLOWGATE_RUN_CALLER_SHARE_PERCENT",
+        "runs.caller_share_percent",
+    ),
+    ("FLOWGATE_MAX_EVENT_DEPTH", "runs.max_event_depth"),
     ("FLOWGATE_OAUTH2_ISSUER", "oauth2.issuer"),
     ("FLOWGATE_OAUTH2_JWKS_URL", "oauth2.jwks_url"),
     ("FLOWGATE_OAUTH2_AUDIENCE", "oauth2.audience"),
@@ -372,11 +395,28 @@ impl Config {
         if self.database.pool_size == Some(0) {
             bail!("database.pool_size must be at least 1");
         }
+        if self.server.body_timeout_secs == 0 {
+            bail!("server.body_timeout_secs must be at least 1");
+        }
         if self.runs.lease_seconds < 2 {
             bail!("runs.lease_seconds must be at least 2");
         }
         if self.runs.workers == 0 {
             bail!("runs.workers must be at least 1");
+        }
+        if self.runs.pool_size == Some(0) {
+            bail!("runs.pool_size must be at least 1");
+        }
+        for (key, v) in [
+            ("runs.flow_share_percent", self.runs.flow_share_percent),
+            ("runs.caller_share_percent", self.runs.caller_share_percent),
+        ] {
+            if !(1..=100).contains(&v) {
+                bail!("{key} must be between 1 and 100");
+            }
+        }
+        if !(1..=1000).contains(&self.runs.max_event_depth) {
+            bail!("runs.max_event_depth must be between 1 and 1000");
         }
         match (&self.oauth2.issuer, &self.oauth2.jwks_url) {
             (Some(_), None) | (None, Some(_)) => {

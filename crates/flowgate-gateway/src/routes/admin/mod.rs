@@ -1,8 +1,11 @@
 //! The admin API under `/admin/v1` (SPEC §5). [`require_credentials`]
 //! authenticates every request before its body is read; every handler then
 //! checks the scope its operation needs with [`authorize`]; `admin` grants all.
+//! A console session cookie is accepted in place of a key (see
+//! [`crate::routes::console::session`]).
 
 pub mod audit;
+pub mod console;
 pub mod dto;
 pub mod flows;
 pub mod keys;
@@ -31,6 +34,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     users::configure(cfg);
     schedules::configure(cfg);
     audit::configure(cfg);
+    console::configure(cfg);
 }
 
 /// Paths under `/admin/v1` that answer without credentials.
@@ -128,6 +132,10 @@ fn header<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
 /// separate admin issuer). Other credentials (e.g. a console session) are
 /// added here, so every admin route accepts the same ones.
 pub async fn authenticate_admin(req: &HttpRequest, state: &AppState) -> ApiResult<Principal> {
+    // The console's session cookie (with its CSRF check), when no header credential is sent.
+    if let Some(p) = crate::routes::console::session::session_principal(req, state).await? {
+        return Ok(p);
+    }
     let ip = client_ip(req, state);
     state
         .engine
