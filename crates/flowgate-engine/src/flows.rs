@@ -1,7 +1,7 @@
 //! Flow lifecycle: upload packages as draft versions (validated: manifest,
 //! script compiles, cron, schemas), publish, roll back, retire, disable.
 
-use flowgate_core::manifest::{ManifestError, Trigger};
+use flowgate_core::manifest::ManifestError;
 use flowgate_core::package::{FlowPackage, ParsedPackage, INPUT_SCHEMA, OUTPUT_SCHEMA};
 use flowgate_core::FlowName;
 use serde::Serialize;
@@ -62,24 +62,20 @@ impl Engine {
                 1,
             ));
         }
-        for t in &parsed.manifest.triggers {
-            if let Trigger::Schedule(s) = t {
-                if let Err(e) = flowgate_scheduler::CronSpec::parse(&s.cron, &s.timezone) {
-                    let mut err = EngineError::invalid_at(
-                        format!(
-                            "flow.toml:{}:{}: `trigger.cron`: {e}",
-                            s.cron_pos.line, s.cron_pos.column
-                        ),
-                        "flow.toml",
-                        s.cron_pos.line,
-                        s.cron_pos.column,
-                    );
-                    if let EngineError::Invalid { details, .. } = &mut err {
-                        details.insert("key".into(), Value::from("trigger.cron"));
-                    }
-                    return Err(err);
-                }
+        if let Some(p) = crate::check::cron_problems(&parsed.manifest)
+            .into_iter()
+            .next()
+        {
+            let mut err = EngineError::invalid_at(
+                format!("{}:{}:{}: {}", p.file, p.line, p.column, p.message),
+                &p.file,
+                p.line,
+                p.column,
+            );
+            if let EngineError::Invalid { details, .. } = &mut err {
+                details.insert("key".into(), Value::from("trigger.cron"));
             }
+            return Err(err);
         }
         compile_schema(&parsed.package, INPUT_SCHEMA)?;
         compile_schema(&parsed.package, OUTPUT_SCHEMA)?;

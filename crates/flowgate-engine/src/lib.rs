@@ -5,6 +5,8 @@
 
 pub mod admission;
 pub mod audit;
+pub mod check;
+pub mod console;
 pub mod docs;
 pub mod dryrun;
 pub mod error;
@@ -14,6 +16,7 @@ pub mod queue;
 pub mod registry;
 pub mod schedules;
 pub mod security;
+pub mod sessions;
 
 pub use error::{EngineError, Result};
 pub use registry::{LiveState, LoadedVersion, Registry, VersionStatus};
@@ -66,6 +69,10 @@ pub struct EngineConfig {
     pub idempotency_ttl: Duration,
     /// OAuth2, when configured.
     pub oauth2: Option<OAuth2Settings>,
+    /// The admin API's own OAuth2 issuer/audience (`None`: admin API keys only).
+    pub admin_oauth2: Option<OAuth2Settings>,
+    /// Peers whose `X-Forwarded-For` names the client (`server.trusted_proxies`).
+    pub trusted_proxies: flowgate_auth::TrustedProxies,
     /// How long a verified API key is trusted without argon2 (also the longest
     /// a revocation made on another node takes to be seen here).
     pub key_cache_ttl: Duration,
@@ -91,6 +98,8 @@ impl Default for EngineConfig {
             allow_private_hosts: false,
             idempotency_ttl: Duration::from_secs(24 * 3600),
             oauth2: None,
+            admin_oauth2: None,
+            trusted_proxies: flowgate_auth::TrustedProxies::default(),
             key_cache_ttl: Duration::from_secs(10),
             anonymous_rate: None,
             retention: Retention::default(),
@@ -156,6 +165,8 @@ impl Engine {
             store.clone(),
             security::SecuritySettings {
                 oauth2: config.oauth2.clone(),
+                admin_oauth2: config.admin_oauth2.clone(),
+                trusted_proxies: config.trusted_proxies.clone(),
                 key_cache_ttl: config.key_cache_ttl,
                 anonymous_rate: config.anonymous_rate.clone(),
             },
@@ -291,6 +302,12 @@ impl Engine {
         let keys = self.inner.security.key_cache_stats();
         metrics::gauge!("flowgate_api_key_cache_hits").set(keys.hits as f64);
         metrics::gauge!("flowgate_api_key_cache_misses").set(keys.misses as f64);
+        metrics::gauge!("flowgate_api_key_cache_entries").set(keys.entries as f64);
+        metrics::gauge!("flowgate_api_key_argon2_runs").set(keys.argon2_runs as f64);
+        let (callers, addresses, failing) = self.inner.security.tracked_state();
+        metrics::gauge!("flowgate_rate_limit_tracked_callers").set(callers as f64);
+        metrics::gauge!("flowgate_anonymous_limit_tracked_addresses").set(addresses as f64);
+        metrics::gauge!("flowgate_auth_failure_tracked_addresses").set(failing as f64);
         let store = self.inner.store.clone();
         if let Ok(depths) = store.call(|s| s.queue_depth_by_status()).await {
             for (status, n) in depths {

@@ -182,6 +182,7 @@ async fn finish_claimed(engine: &Engine, run: Run, owner: &str) {
                     run.version, run.flow
                 )),
                 logs: Vec::new(),
+                http_calls: None,
             };
             let o = owner.to_owned();
             let _ = engine
@@ -497,6 +498,7 @@ async fn housekeeping_loop(engine: Engine, mut shutdown: watch::Receiver<bool>) 
         if sleep_or_shutdown(Duration::from_secs(60), &mut shutdown, None).await {
             return;
         }
+        engine.security().housekeeping();
         let now = flowgate_core::now_ms();
         let retention = engine.config().retention.clone();
         let r = engine
@@ -504,6 +506,7 @@ async fn housekeeping_loop(engine: Engine, mut shutdown: watch::Receiver<bool>) 
             .call(move |s| {
                 s.purge_expired_kv(now)?;
                 s.purge_idempotency(now)?;
+                s.purge_console_sessions(now, now - crate::sessions::idle_ms())?;
                 Ok(())
             })
             .await;

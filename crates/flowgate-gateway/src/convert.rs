@@ -55,6 +55,15 @@ impl From<AuthError> for ApiError {
                     tracing::warn!(error = %m, "authentication dependency unavailable");
                     ApiError::unavailable("authentication is temporarily unavailable", 2)
                 }
+                // The operator's misconfiguration, answered like a missing
+                // secret (the caller logs which flow and secret).
+                e @ AuthError::InvalidSignature(flowgate_auth::SignatureError::InvalidSecret(_)) => {
+                    ApiError::unavailable(
+                        "this webhook cannot be verified right now; the provider should retry later",
+                        60,
+                    )
+                    .with_code(e.code())
+                }
                 other => ApiError::internal(other),
             };
         }

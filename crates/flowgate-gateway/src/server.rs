@@ -52,6 +52,11 @@ const KNOWN_PATHS: &[&str] = &[
     "/admin/v1/users/{id}",
     "/admin/v1/schedules",
     "/admin/v1/audit",
+    "/admin/v1/check",
+    "/admin/v1/script-api",
+    "/admin/v1/test",
+    "/admin/v1/flows/{flow}/diff",
+    "/admin/v1/runs/{id}/fixture",
 ];
 
 /// Unknown route: 404, or 405 when the path exists with another method.
@@ -96,6 +101,7 @@ pub async fn serve(
             .app_data(web::PathConfig::default().error_handler(path_error_handler))
             .configure(routes::configure)
             .default_service(web::to(not_found))
+            .wrap(from_fn(routes::admin::require_credentials))
             .wrap(from_fn(crate::body_deadline::body_deadline))
             .wrap(from_fn(crate::audit::audit_log))
             .wrap(from_fn(request_context))

@@ -100,8 +100,32 @@ pub struct ServerConfig {
     pub workers: usize,
     /// Base URL partners use, for generated docs (default: `http://<listen>`).
     pub public_url: Option<String>,
+    /// Reverse proxies (addresses or CIDR blocks) whose `X-Forwarded-For`
+    /// names the client; empty: the TCP peer is the client. A list, or one
+    /// comma-separated string (as in `FLOWGATE_TRUSTED_PROXIES`).
+    #[serde(deserialize_with = "string_list")]
+    pub trusted_proxies: Vec<String>,
     /// Seconds a request body may take to arrive in full (then 408).
     pub body_timeout_secs: u64,
+}
+
+/// A list of strings given as a list or as one comma-separated string.
+fn string_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum List {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match List::deserialize(d)? {
+        List::One(s) => s
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        List::Many(v) => v,
+    })
 }
 
 /// `[database]`.
@@ -162,6 +186,33 @@ pub struct OAuth2Config {
     pub require_at_jwt: bool,
     /// Least seconds between JWKS refetches caused by unknown `kid`s (default 30).
     pub jwks_min_refetch_secs: Option<u64>,
+    /// The issuer whose tokens the admin API accepts. Unset (the default):
+    /// the admin API takes admin API keys only, never the partners' tokens.
+    pub admin_issuer: Option<String>,
+    /// Expected `aud` of admin tokens (required with `admin_issuer`).
+    pub admin_audience: Option<String>,
+    /// JWKS of the admin issuer (default: `jwks_url`).
+    pub admin_jwks_url: Option<String>,
+}
+
+impl OAuth2Config {
+    /// The admin API's OAuth2 settings, when an admin issuer is configured.
+    pub fn admin_settings(&self) -> Option<flowgate_engine::OAuth2Settings> {
+        let issuer = self.admin_issuer.clone()?;
+        let jwks_url = self
+            .admin_jwks_url
+            .clone()
+            .or_else(|| self.jwks_url.clone())?;
+        Some(flowgate_engine::OAuth2Settings {
+            issuer,
+            jwks_url,
+            audience: self.admin_audience.clone().unwrap_or_default(),
+            require_at_jwt: self.require_at_jwt,
+            jwks_min_refetch: std::time::Duration::from_secs(
+                self.jwks_min_refetch_secs.unwrap_or(30),
+            ),
+        })
+    }
 }
 
 /// `[log]`.
@@ -188,6 +239,7 @@ impl Default for Config {
                 shutdown_grace_secs: 30,
                 workers: 0,
                 public_url: None,
+                trusted_proxies: Vec::new(),
                 body_timeout_secs: 30,
             },
             database: DatabaseConfig {
@@ -266,6 +318,10 @@ const ENV_KEYS: &[(&str, &str)] = &[
     ("FLOWGATE_OAUTH2_JWKS_URL", "oauth2.jwks_url"),
     ("FLOWGATE_OAUTH2_AUDIENCE", "oauth2.audience"),
     ("FLOWGATE_OAUTH2_REQUIRE_AT_JWT", "oauth2.require_at_jwt"),
+    ("FLOWGATE_OAUTH2_ADMIN_ISSUER", "oauth2.admin_issuer"),
+    ("FLOWGATE_OAUTH2_ADMIN_AUDIENCE", "oauth2.admin_audience"),
+    ("FLOWGATE_OAUTH2_ADMIN_JWKS_URL", "oauth2.admin_jwks_url"),
+    ("FLOWGATE_TRUSTED_PROXIES", "server.trusted_proxies"),
     ("FLOWGATE_LOG", "log.filter"),
     (
         "FLOWGATE_IDEMPOTENCY_TTL_SECONDS",
@@ -383,7 +439,35 @@ impl Config {
         if let Some(k) = &self.secrets.key {
             decode_key(k).context("secrets.key")?;
         }
+        self.trusted_proxies()?;
+        let o = &self.oauth2;
+        match (&o.admin_issuer, &o.admin_audience) {
+            (None, None) => {}
+            (Some(_), None) | (None, Some(_)) => bail!(
+                "oauth2.admin_issuer and oauth2.admin_audience must be set together \
+                 (FLOWGATE_OAUTH2_ADMIN_ISSUER, FLOWGATE_OAUTH2_ADMIN_AUDIENCE)"
+            ),
+            (Some(iss), Some(aud)) => {
+                if o.admin_jwks_url.is_none() && o.jwks_url.is_none() {
+                    bail!("oauth2.admin_issuer needs oauth2.admin_jwks_url (or oauth2.jwks_url)");
+                }
+                if o.issuer.as_deref() == Some(iss.as_str())
+                    && o.audience.as_deref() == Some(aud.as_str())
+                {
+                    bail!(
+                        "oauth2.admin_issuer/admin_audience must differ from oauth2.issuer/audience: \
+                         the partners' tokens must not open the admin API"
+                    );
+                }
+            }
+        }
         Ok(())
+    }
+
+    /// `server.trusted_proxies`, parsed.
+    pub fn trusted_proxies(&self) -> anyhow::Result<flowgate_auth::TrustedProxies> {
+        flowgate_auth::TrustedProxies::parse(&self.server.trusted_proxies)
+            .map_err(|e| anyhow::anyhow!("server.trusted_proxies: {e}"))
     }
 
     /// The folder that holds generated state (the SQLite file's folder, or `./data`).
@@ -503,6 +587,35 @@ mod tests {
             .to_string()
             .contains("auth.anonymous_rate"));
         let mut c = Config::default();
+        c.server.trusted_proxies = vec!["10.0.0.0/8".into(), "proxy.local".into()];
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("server.trusted_proxies"));
+        let mut c = Config::default();
+        c.oauth2.issuer = Some("https://idp".into());
+        c.oauth2.jwks_url = Some("https://idp/jwks".into());
+        c.oauth2.audience = Some("api".into());
+        c.oauth2.admin_issuer = Some("https://idp".into());
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("admin_audience"));
+        c.oauth2.admin_audience = Some("api".into());
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("must differ"));
+        c.oauth2.admin_audience = Some("flowgate-admin".into());
+        c.validate().unwrap();
+        assert_eq!(
+            c.oauth2.admin_settings().map(|a| a.audience),
+            Some("flowgate-admin".to_owned())
+        );
+        let mut c = Config::default();
         c.secrets.key = Some("c2hvcnQ=".into());
         assert!(c
             .validate()
@@ -535,6 +648,24 @@ mod tests {
         let c = load(Some(&f)).unwrap();
         assert_eq!(c.server.listen, "127.0.0.1:9999");
         assert_eq!(c.runs.lease_seconds, 7);
+        std::fs::write(
+            &f,
+            "[server]\ntrusted_proxies = [\"10.0.0.0/8\", \"::1\"]\n",
+        )
+        .unwrap();
+        let c = load(Some(&f)).unwrap();
+        assert_eq!(c.server.trusted_proxies, vec!["10.0.0.0/8", "::1"]);
+        std::fs::write(
+            &f,
+            "[server]\ntrusted_proxies = \"10.0.0.0/8, 127.0.0.1\"\n",
+        )
+        .unwrap();
+        let c = load(Some(&f)).unwrap();
+        assert_eq!(c.server.trusted_proxies, vec!["10.0.0.0/8", "127.0.0.1"]);
+        assert!(c
+            .trusted_proxies()
+            .unwrap()
+            .trusts("127.0.0.1".parse().unwrap()));
         std::fs::write(&f, "[server]\nlisten = \"127.0.0.1:9999\"\ncolour = 1\n").unwrap();
         assert!(load(Some(&f)).unwrap_err().to_string().contains("colour"));
         assert!(load(Some(&dir.path().join("missing.toml"))).is_err());

@@ -58,6 +58,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             allow_private_hosts: config.http.allow_private_hosts,
             idempotency_ttl: Duration::from_secs(config.idempotency.ttl_seconds),
             key_cache_ttl: Duration::from_secs(config.auth.key_cache_seconds),
+            trusted_proxies: config.trusted_proxies()?,
+            admin_oauth2: config.oauth2.admin_settings(),
             retention: config.retention.to_engine(),
             run_pool_size: config.runs.pool_size,
             fair_share: flowgate_engine::admission::FairShare {
