@@ -336,6 +336,7 @@ async fn stop_chain(engine: &Engine, run: &Run, owner: &str, cause: &Cause, max_
             level: flowgate_core::run::LogLevel::Error,
             message: error.clone(),
         }],
+        http_calls: None,
     };
     let failed = Event::new(
         flowgate_core::event::types::RUN_FAILED,
