@@ -185,6 +185,11 @@ pub struct DryRunOut {
     /// Intended changes: `{users, kv, events}`.
     #[schema(value_type = Object)]
     pub changes: Value,
+    /// Outbound calls no mock answered (each was refused to the script).
+    #[schema(value_type = Vec<Object>)]
+    pub unmatched_http: Value,
+    /// Run time in milliseconds.
+    pub duration_ms: u64,
 }
 
 fn flow_out(f: flowgate_store::FlowRecord) -> FlowOut {
@@ -461,7 +466,7 @@ pub async fn retire_version(
 #[utoipa::path(post, path = "/admin/v1/flows/{flow}/versions/{n}/dry-run", operation_id = "dry_run_version", tag = "flows",
     params(("flow" = String, Path, description = "Flow name"), ("n" = u32, Path, description = "Version number")),
     request_body = DryRunIn,
-    responses((status = 200, body = DryRunOut, description = "OK"), (status = 404, response = crate::openapi::Problem), (status = 422, response = crate::openapi::Problem)),
+    responses((status = 200, body = DryRunOut, description = "OK"), (status = 404, response = crate::openapi::Problem), (status = 422, response = crate::openapi::Problem), (status = 503, response = crate::openapi::Problem)),
     security(("bearer" = ["flows:write"])))]
 #[post("/admin/v1/flows/{flow}/versions/{n}/dry-run")]
 pub async fn dry_run_version(
