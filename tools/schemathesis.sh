@@ -11,6 +11,7 @@
 # SCHEMATHESIS_FLOW_TIME (default 60).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+ROOT=$(pwd)
 BIN=${FLOWGATE_BIN:-target/debug/flowgate}
 ADMIN_TIME=${SCHEMATHESIS_ADMIN_TIME:-90}
 FLOW_TIME=${SCHEMATHESIS_FLOW_TIME:-60}
@@ -20,6 +21,7 @@ if ! command -v schemathesis >/dev/null 2>&1; then
   exit 1
 fi
 [ -x "$BIN" ] || cargo build -p flowgate
+BIN=$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")
 
 WORK=$(mktemp -d)
 PID=
@@ -63,13 +65,16 @@ done
 common=(--no-color --seed "${SCHEMATHESIS_SEED:-1}" --generation-database none
   --request-timeout 20 --warnings off --suppress-health-check all)
 status=0
+# Run from the scratch folder: schemathesis keeps a cache of past failures in the
+# working directory, and each run must start from nothing.
+fuzz() { (cd "$WORK" && schemathesis --config-file "$ROOT/tools/schemathesis.toml" run "$@"); }
 
 echo "== schemathesis: admin document (--checks all, ${ADMIN_TIME}s)"
-schemathesis --config-file tools/schemathesis.toml run "$URL/admin/v1/openapi.json" --url "$URL" "${common[@]}" \
+fuzz "$URL/admin/v1/openapi.json" --url "$URL" "${common[@]}" \
   -H "Authorization: Bearer $ADMIN_KEY" --checks all --max-time "$ADMIN_TIME" || status=1
 
 echo "== schemathesis: flow document (not_a_server_error,response_schema_conformance, ${FLOW_TIME}s)"
-schemathesis --config-file tools/schemathesis.toml run "$URL/openapi.json" --url "$URL" "${common[@]}" \
+fuzz "$URL/openapi.json" --url "$URL" "${common[@]}" \
   -H "Authorization: Bearer $FLOW_KEY" \
   --checks not_a_server_error,response_schema_conformance --max-time "$FLOW_TIME" || status=1
 
