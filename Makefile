@@ -2,7 +2,7 @@
 CARGO ?= cargo
 BIN_RELEASE := target/release/flowgate
 
-.PHONY: run test lint fmt bench openapi openapi-check schemathesis build build-release ci
+.PHONY: run test lint fmt bench bench-criterion openapi openapi-check schemathesis build build-release ci console console-check browser-test
 
 run: build-release
 	@bash tools/dev-run.sh $(BIN_RELEASE)
@@ -25,6 +25,7 @@ test:
 	fi
 	$(CARGO) test --workspace --doc
 	@$(MAKE) --no-print-directory openapi-check
+	@$(MAKE) --no-print-directory browser-test
 	@$(MAKE) --no-print-directory schemathesis
 
 lint:
@@ -34,8 +35,13 @@ lint:
 fmt:
 	$(CARGO) fmt --all
 
-# Criterion benches of the crates, then the load harnesses against a release server.
-bench: build-release
+# The wrk harness: bare actix-web baseline beside Flowgate (none / full
+# security / async), servers on one core, wrk on another (see BENCHMARKS.md).
+bench:
+	@bash tools/bench/run.sh
+
+# The criterion benches of the crates and the older in-process load harnesses.
+bench-criterion: build-release
 	FLOWGATE_BIN=$(BIN_RELEASE) $(CARGO) bench --workspace
 
 openapi: build
@@ -51,6 +57,21 @@ openapi-check:
 schemathesis:
 	@[ -x target/debug/flowgate ] || $(CARGO) build -p flowgate
 	bash tools/schemathesis.sh
+
+# The analyst console: console/src -> console/dist (committed; embedded by `cargo build`).
+console:
+	cd console && npm ci --no-audit --no-fund && npm run --silent build
+
+# CI: the committed bundle is exactly what its sources and lockfile build.
+console-check: console
+	@if git diff --exit-code --stat -- console/dist && [ -z "$$(git status --porcelain -- console/dist)" ]; then \
+	  echo "console/dist matches console/src"; \
+	else echo "console/dist drifted from console/src: run 'make console' and commit"; exit 1; fi
+
+# The console in a real browser (Debian chromium + Playwright from PyPI); fails if either is missing.
+browser-test:
+	@[ -x target/debug/flowgate ] || $(CARGO) build -p flowgate
+	python3 tests/browser/console_test.py
 
 ci:
 	bash .ci/run

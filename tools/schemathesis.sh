@@ -7,14 +7,14 @@
 # are the scripts' business). Each document gets its own key: the stateful phase
 # follows links and may revoke the key it was given. Any failure fails the step.
 #
-# Time budget (seconds, per document): SCHEMATHESIS_ADMIN_TIME (default 90) and
-# SCHEMATHESIS_FLOW_TIME (default 60).
+# Time budget (seconds, per document): SCHEMATHESIS_ADMIN_TIME (default 80) and
+# SCHEMATHESIS_FLOW_TIME (default 45).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 BIN=${FLOWGATE_BIN:-target/debug/flowgate}
-ADMIN_TIME=${SCHEMATHESIS_ADMIN_TIME:-90}
-FLOW_TIME=${SCHEMATHESIS_FLOW_TIME:-60}
+ADMIN_TIME=${SCHEMATHESIS_ADMIN_TIME:-80}
+FLOW_TIME=${SCHEMATHESIS_FLOW_TIME:-45}
 
 if ! command -v schemathesis >/dev/null 2>&1; then
   echo "schemathesis is not installed: python3 -m pip install schemathesis" >&2

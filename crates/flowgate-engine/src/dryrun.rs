@@ -1,10 +1,17 @@
 //! Dry runs: execute any version (drafts too) with a given request; user and
 //! kv writes go to an in-memory overlay, events are collected, outbound calls
 //! are answered by the given mocks (or refused). Nothing is committed.
+//!
+//! A dry run never reads the secret store: `secrets::get` sees only the
+//! values given in the request's `secrets` (as in fixtures) and `()` for
+//! every other name. A `flows:write` key may dry-run any version, so the
+//! answer (response, logs, intended changes, unmatched calls) must hold
+//! nothing the caller could not read otherwise; giving it no stored secret
+//! closes that in every encoding a script might produce.
 
 use flowgate_core::run::LogLine;
 use flowgate_core::RunId;
-use flowgate_script::{Changes, Host, MockHttp, MockResponse, OverlayRepo, RunInput};
+use flowgate_script::{Changes, Host, MemoryRepo, MockHttp, MockResponse, OverlayRepo, RunInput};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -28,6 +35,9 @@ pub struct DryRunRequest {
     /// Mocked outbound responses; calls without a mock are refused.
     #[serde(default)]
     pub http: Vec<MockResponse>,
+    /// Secret values the run sees (the secret store is never read).
+    #[serde(default)]
+    pub secrets: BTreeMap<String, String>,
 }
 
 /// What a dry run answers (the gateway renders it as `DryRunOut`).
@@ -75,10 +85,14 @@ impl Engine {
         let store = Arc::new(self.store().clone());
         let overlay = Arc::new(OverlayRepo::new(store.clone(), store.clone()));
         let http = Arc::new(MockHttp::new(req.http));
+        let secrets = Arc::new(MemoryRepo::new());
+        for (name, value) in &req.secrets {
+            secrets.set_secret(name, value);
+        }
         let host = Host {
             users: overlay.clone(),
             kv: overlay.clone(),
-            secrets: store,
+            secrets,
             http: http.clone(),
             flow: flow.clone(),
         };

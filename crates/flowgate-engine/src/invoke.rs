@@ -66,6 +66,7 @@ pub fn store_outcome(outcome: &RunOutcome, status: RunStatus) -> flowgate_store:
         response,
         error,
         logs: outcome.logs.clone(),
+        http_calls: serde_json::to_value(&outcome.http_calls).ok(),
     }
 }
 

@@ -4,6 +4,8 @@
 //! the credential checks the gateway applies.
 
 pub mod audit;
+pub mod check;
+pub mod console;
 pub mod docs;
 pub mod dryrun;
 pub mod error;
@@ -13,6 +15,7 @@ pub mod queue;
 pub mod registry;
 pub mod schedules;
 pub mod security;
+pub mod sessions;
 
 pub use error::{EngineError, Result};
 pub use registry::{LiveState, LoadedVersion, Registry, VersionStatus};

@@ -182,6 +182,7 @@ async fn finish_claimed(engine: &Engine, run: Run, owner: &str) {
                     run.version, run.flow
                 )),
                 logs: Vec::new(),
+                http_calls: None,
             };
             let o = owner.to_owned();
             let _ = engine
@@ -422,6 +423,7 @@ async fn housekeeping_loop(engine: Engine, mut shutdown: watch::Receiver<bool>) 
             .call(move |s| {
                 s.purge_expired_kv(now)?;
                 s.purge_idempotency(now)?;
+                s.purge_console_sessions(now, now - crate::sessions::idle_ms())?;
                 Ok(())
             })
             .await;

@@ -11,7 +11,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::openapi::{Content, Ref, RefOr, Required, Response, ResponseBuilder};
 use utoipa::{Modify, OpenApi, ToResponse, ToSchema};
 
-use crate::routes::{admin, events};
+use crate::routes::{admin, console, events};
 
 /// An RFC 9457 problem document.
 #[derive(Debug, Serialize, ToSchema, ToResponse)]
@@ -48,6 +48,13 @@ impl Modify for Security {
             "apiKey",
             SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))),
         );
+        components.add_security_scheme(
+            "session",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                "flowgate_session",
+                "The console's session cookie (`POST /console/session`), with the scopes of the key that opened it. Every admin endpoint accepts it; POST, PUT, PATCH and DELETE made with it need the session's `X-CSRF-Token` header (403 `csrf_failed` otherwise).",
+            ))),
+        );
     }
 }
 
@@ -57,7 +64,8 @@ struct ProblemKind {
     status: u16,
     name: &'static str,
     description: &'static str,
-    headers: &'static [(&'static str, &'static str)],
+    /// Headers: (name, description, always sent).
+    headers: &'static [(&'static str, &'static str, bool)],
 }
 
 /// Every problem status the admin API answers. Handlers name the statuses
@@ -66,15 +74,16 @@ struct ProblemKind {
 /// problem `$ref` to the component of its status.
 const PROBLEMS: &[ProblemKind] = &[
     ProblemKind { status: 400, name: "BadRequest", description: "Malformed request: a query parameter out of range or of the wrong type (code `invalid_query`), or a body that is not valid JSON (code `invalid_json`).", headers: &[] },
-    ProblemKind { status: 401, name: "Unauthorized", description: "Missing or invalid credentials.", headers: &[("WWW-Authenticate", "The challenge: `Bearer realm=\"flowgate\"`, with `error=\"invalid_token\"` when credentials were sent.")] },
-    ProblemKind { status: 403, name: "Forbidden", description: "Valid credentials without the scope this operation needs (`missing_scope` names it).", headers: &[("WWW-Authenticate", "`Bearer realm=\"flowgate\", error=\"insufficient_scope\", scope=\"…\"`.")] },
+    ProblemKind { status: 401, name: "Unauthorized", description: "Missing or invalid credentials.", headers: &[("WWW-Authenticate", "The challenge: `Bearer realm=\"flowgate\"`, with `error=\"invalid_token\"` when credentials were sent.", true)] },
+    ProblemKind { status: 401, name: "SessionEnded", description: "No console session, or it has ended; sign in again (`POST /console/session`).", headers: &[] },
+    ProblemKind { status: 403, name: "Forbidden", description: "Valid credentials without the scope this operation needs (`missing_scope` names it), or a console-session call without its `X-CSRF-Token` (code `csrf_failed`).", headers: &[("WWW-Authenticate", "For a missing scope: `Bearer realm=\"flowgate\", error=\"insufficient_scope\", scope=\"…\"`.", false)] },
     ProblemKind { status: 404, name: "NotFound", description: "The resource named in the path does not exist.", headers: &[] },
     ProblemKind { status: 409, name: "Conflict", description: "The request conflicts with the resource's current state.", headers: &[] },
     ProblemKind { status: 413, name: "PayloadTooLarge", description: "The request body is larger than the server accepts (1 MiB).", headers: &[] },
     ProblemKind { status: 415, name: "UnsupportedMediaType", description: "The body is not sent as `application/json`.", headers: &[] },
     ProblemKind { status: 422, name: "UnprocessableContent", description: "The body is JSON but not of the expected shape, or fails validation (the problem says where).", headers: &[] },
-    ProblemKind { status: 429, name: "TooManyRequests", description: "Too many failed authentication attempts from this address; retry after `Retry-After` seconds.", headers: &[("Retry-After", "Seconds to wait.")] },
-    ProblemKind { status: 503, name: "ServiceUnavailable", description: "The database or another dependency is temporarily unavailable; retry after `Retry-After` seconds.", headers: &[("Retry-After", "Seconds to wait.")] },
+    ProblemKind { status: 429, name: "TooManyRequests", description: "Too many failed authentication attempts from this address; retry after `Retry-After` seconds.", headers: &[("Retry-After", "Seconds to wait.", true)] },
+    ProblemKind { status: 503, name: "ServiceUnavailable", description: "The database or another dependency is temporarily unavailable; retry after `Retry-After` seconds.", headers: &[("Retry-After", "Seconds to wait.", true)] },
 ];
 
 fn problem_response(p: &ProblemKind) -> Response {
@@ -82,14 +91,16 @@ fn problem_response(p: &ProblemKind) -> Response {
         crate::error::PROBLEM_JSON,
         Content::new(Some(Ref::from_schema_name("Problem"))),
     );
-    for (name, description) in p.headers {
+    for (name, description, always) in p.headers {
         let mut h = Header::new(ObjectBuilder::new().schema_type(Type::String));
         h.description = Some((*description).to_owned());
-        // utoipa's `Header` has no `required` field; OpenAPI's has, and
-        // schemathesis checks required headers are sent.
-        let mut ext = Extensions::default();
-        ext.insert("required".to_owned(), serde_json::Value::Bool(true));
-        h.extensions = Some(ext);
+        if *always {
+            // utoipa's `Header` has no `required` field; OpenAPI's has, and
+            // schemathesis checks that required headers are sent.
+            let mut ext = Extensions::default();
+            ext.insert("required".to_owned(), serde_json::Value::Bool(true));
+            h.extensions = Some(ext);
+        }
         r = r.header(*name, h);
     }
     r.build()
@@ -135,8 +146,17 @@ impl StandardProblems {
         if body_required {
             wanted.push(415);
         }
+        // Operations reached with the console session only answer 401
+        // without a `WWW-Authenticate` challenge.
+        let session_only = serde_json::to_value(&op.security).is_ok_and(|v| {
+            let text = v.to_string();
+            text.contains("\"session\"") && !text.contains("\"bearer\"")
+        });
         let responses = &mut op.responses.responses;
         for p in PROBLEMS {
+            if p.status == 401 && (p.name == "SessionEnded") != session_only {
+                continue;
+            }
             let key = p.status.to_string();
             if wanted.contains(&p.status) || responses.contains_key(&key) {
                 responses.insert(key, RefOr::Ref(Ref::from_response_name(p.name)));
@@ -185,6 +205,9 @@ impl Modify for StandardProblems {
         admin::users::list_users, admin::users::create_user, admin::users::get_user, admin::users::update_user, admin::users::delete_user,
         admin::schedules::list_schedules,
         admin::audit::list_audit,
+        admin::console::check_package, admin::console::script_api, admin::console::test_package,
+        admin::console::diff_versions, admin::console::run_fixture,
+        console::session::sign_in, console::session::get_session, console::session::sign_out,
         events::publish_event,
     ),
     components(responses(Problem), schemas(Problem)),
@@ -198,6 +221,7 @@ impl Modify for StandardProblems {
         (name = "schedules", description = "Cron schedules"),
         (name = "audit", description = "Audit log"),
         (name = "events", description = "Events"),
+        (name = "console", description = "The analyst console: sessions, package checks, script API, server-side fixtures"),
     )
 )]
 pub struct AdminApi;
@@ -265,7 +289,7 @@ mod tests {
             .iter()
             .copied()
             .filter(|p| p.starts_with("/admin/v1/") && *p != "/admin/v1/openapi.json")
-            .chain(["/events"])
+            .chain(["/events", "/console/session"])
             .collect();
         assert_eq!(documented, routed);
         let json: serde_json::Value =

@@ -50,6 +50,11 @@ pub(crate) const KNOWN_PATHS: &[&str] = &[
     "/admin/v1/users/{id}",
     "/admin/v1/schedules",
     "/admin/v1/audit",
+    "/admin/v1/check",
+    "/admin/v1/script-api",
+    "/admin/v1/test",
+    "/admin/v1/flows/{flow}/diff",
+    "/admin/v1/runs/{id}/fixture",
 ];
 
 /// Unknown route: 404, or 405 when the path exists with another method.

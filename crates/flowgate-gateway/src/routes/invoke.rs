@@ -173,9 +173,28 @@ fn is_json_content_type(ct: &str) -> bool {
         || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
-/// Parses the body per SPEC §5 and validates it against the input schema.
-fn parse_body(req: &HttpRequest, version: &LoadedVersion, body: &[u8]) -> ApiResult<Value> {
-    let ct = header(req, "content-type");
+/// Bodies up to this size are parsed and validated on the HTTP worker; larger
+/// ones on the blocking pool, so no body keeps an I/O thread busy.
+const INLINE_PARSE_BYTES: usize = 8 * 1024;
+
+/// Parses the body per SPEC §5 and validates it against the input schema,
+/// off the HTTP worker when the body is large.
+async fn parse_body(
+    req: &HttpRequest,
+    version: &Arc<LoadedVersion>,
+    body: &web::Bytes,
+) -> ApiResult<Value> {
+    let ct = header(req, "content-type").map(str::to_owned);
+    if body.len() <= INLINE_PARSE_BYTES {
+        return parse_body_now(ct.as_deref(), version, body);
+    }
+    let (version, body) = (Arc::clone(version), body.clone());
+    tokio::task::spawn_blocking(move || parse_body_now(ct.as_deref(), &version, &body))
+        .await
+        .map_err(|e| ApiError::internal(format!("body validation failed: {e}")))?
+}
+
+fn parse_body_now(ct: Option<&str>, version: &LoadedVersion, body: &[u8]) -> ApiResult<Value> {
     let json_ct = ct.is_some_and(is_json_content_type);
     if version.input_schema.is_some() && !json_ct && !(body.is_empty() && ct.is_none()) {
         return Err(ApiError::new(
@@ -486,7 +505,7 @@ async fn handle(
         }
     }
 
-    let body = parse_body(req, &version, &body_bytes)?;
+    let body = parse_body(req, &version, &body_bytes).await?;
 
     // Idempotency: explicit keys on POST/PUT/PATCH, and provider delivery ids.
     let method = req.method().as_str().to_owned();
@@ -516,7 +535,14 @@ async fn handle(
             .map(|d| sha256_hex(&[b"delivery", version.flow.as_str().as_bytes(), d.as_bytes()])),
     };
     if let Some(scope) = &idem_key {
-        let request_hash = sha256_hex(&[method.as_bytes(), req.path().as_bytes(), &body_bytes]);
+        // The fingerprint covers everything the script sees of the request line:
+        // the same key with another query string is another request.
+        let request_hash = sha256_hex(&[
+            method.as_bytes(),
+            req.path().as_bytes(),
+            req.query_string().as_bytes(),
+            &body_bytes,
+        ]);
         let ttl_ms = i64::try_from(engine.config().idempotency_ttl.as_millis()).unwrap_or(i64::MAX);
         let (s2, h2) = (scope.clone(), request_hash);
         let begin = engine

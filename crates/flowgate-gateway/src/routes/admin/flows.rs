@@ -208,6 +208,10 @@ pub struct DryRunIn {
     /// Mocked outbound responses; calls without a mock are refused.
     #[serde(default)]
     pub http: Vec<MockIn>,
+    /// Secret values the run sees, by name. A dry run never reads the secret
+    /// store: `secrets::get` of any other name is `()`.
+    #[serde(default)]
+    pub secrets: BTreeMap<String, String>,
 }
 
 /// One mocked outbound response of a dry run.
@@ -254,6 +258,7 @@ impl DryRunIn {
             caller: self.caller.map(Value::Object),
             trigger: self.trigger.map(Value::Object),
             http,
+            secrets: self.secrets,
         })
     }
 }

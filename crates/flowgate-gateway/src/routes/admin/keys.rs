@@ -195,5 +195,6 @@ pub async fn revoke_key(
         return Err(ApiError::not_found(format!("key `{id}` does not exist")));
     }
     state.engine.security().evict_key(&id);
+    state.engine.end_sessions_of_key(&id).await?;
     Ok(HttpResponse::NoContent().finish())
 }

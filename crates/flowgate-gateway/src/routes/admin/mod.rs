@@ -1,7 +1,10 @@
 //! The admin API under `/admin/v1` (SPEC §5). Every handler authorizes with
-//! [`authorize`] and the scope its operation needs; `admin` grants all.
+//! [`authorize`] and the scope its operation needs; `admin` grants all. A
+//! console session cookie is accepted in place of a key (see
+//! [`crate::routes::console::session`]).
 
 pub mod audit;
+pub mod console;
 pub mod dto;
 pub mod flows;
 pub mod keys;
@@ -27,10 +30,15 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     users::configure(cfg);
     schedules::configure(cfg);
     audit::configure(cfg);
+    console::configure(cfg);
 }
 
 /// Authenticates an admin call and checks one scope.
 pub async fn authorize(req: &HttpRequest, state: &AppState, scope: &str) -> ApiResult<Principal> {
+    // The console's session cookie (with its CSRF check), when no header credential is sent.
+    if let Some(p) = crate::routes::console::session::admin_principal(req, state, scope).await? {
+        return Ok(p);
+    }
     let ip = req
         .peer_addr()
         .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# `make bench`: builds the release binaries (Flowgate and the bare actix-web
+# baseline), then runs the wrk harness (tools/bench/bench.py) and prints the
+# table recorded in BENCHMARKS.md. Needs wrk (apt-get install -y wrk) and
+# taskset; settings: BENCH_SECS, BENCH_ROUNDS, BENCH_CONNECTIONS (see bench.py).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+CARGO=${CARGO:-cargo}
+if ! command -v wrk >/dev/null 2>&1; then
+  echo "wrk is not installed: apt-get install -y wrk" >&2
+  exit 1
+fi
+if [ "$(nproc)" -lt 2 ]; then
+  echo "note: one CPU only; server and load generator share it, ratios are not meaningful" >&2
+  export BENCH_CLIENT_CPU=0
+fi
+"$CARGO" build --release -p flowgate -p flowgate-bench-bare
+echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(uname -sr)"
+exec python3 tools/bench/bench.py
