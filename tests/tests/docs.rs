@@ -1019,6 +1019,42 @@ async fn every_admin_status_is_documented() {
                     ));
                 }
             }
+            // Another method on a documented path: 405 naming the documented ones.
+            let allow: Vec<String> = item
+                .as_object()
+                .expect("item")
+                .keys()
+                .map(|m| m.to_uppercase())
+                .collect();
+            if method
+                == item
+                    .as_object()
+                    .and_then(|i| i.keys().next())
+                    .expect("a method")
+            {
+                let res = s
+                    .request(Method::TRACE, &concrete)
+                    .bearer_auth(&s.admin_key)
+                    .send()
+                    .await
+                    .expect("TRACE");
+                let got = res
+                    .headers()
+                    .get("allow")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_owned();
+                let mut got: Vec<String> = got.split(", ").map(str::to_owned).collect();
+                got.sort();
+                let mut want = allow.clone();
+                want.sort();
+                if res.status() != 405 || got != want {
+                    failures.push(format!(
+                        "TRACE {path} -> {} with Allow {got:?}, want 405 with {want:?}",
+                        res.status()
+                    ));
+                }
+            }
             if has_limit {
                 cases.push((
                     "admin, limit=0".into(),
@@ -1131,6 +1167,23 @@ async fn admin_document_states_wire_shapes_and_bounds() {
         .map(String::as_str)
         .collect();
     assert_eq!(got, documented);
+    // JSON Schema integers include `1.0`, and an optional body may be `null`.
+    let (st, out) = s
+        .admin(
+            Method::POST,
+            "/admin/v1/flows/probe/rollback",
+            Some(json!({"version": 1.0})),
+        )
+        .await;
+    assert!(st == 200 || st == 409, "{st} {out}");
+    let (st, out) = s
+        .admin(
+            Method::POST,
+            "/admin/v1/flows/probe/versions/1/publish",
+            Some(Value::Null),
+        )
+        .await;
+    assert!(st == 200 || st == 409, "{st} {out}");
     let flows = &doc["paths"]["/admin/v1/flows"]["get"]["parameters"];
     let limit = flows
         .as_array()
