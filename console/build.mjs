@@ -17,11 +17,15 @@ const common = {
   metafile: false,
 };
 
+// ES modules with code splitting: the first page loads app.js alone; the editors
+// (CodeMirror) arrive as a chunk when a page needs them. Chunk names are content hashes.
 await build({
   ...common,
-  entryPoints: ["src/main.js"],
-  outfile: dist + "assets/app.js",
-  format: "iife",
+  entryPoints: { app: "src/main.js" },
+  outdir: dist + "assets",
+  format: "esm",
+  splitting: true,
+  chunkNames: "chunk-[hash]",
   target: ["es2020"],
 });
 await build({

@@ -25,7 +25,7 @@ admin() { # admin METHOD PATH [JSON] -> HTTP status
 
 # Demo secret values (fixed, so restarts keep working webhooks). Standard Webhooks secrets are
 # `whsec_<base64>`; the others are plain strings.
-PAYMENTS_SECRET_B64=$(printf 'demo-payments-webhook-secret' | openssl base64 -A)
+PAYMENTS_SECRET_B64=ZGVtby1wYXltZW50cy13ZWJob29rLXNlY3JldA== # base64 of "demo-payments-webhook-secret"
 demo_value() {
   case "$1" in
     PAYMENTS_WEBHOOK_SECRET) printf 'whsec_%s' "$PAYMENTS_SECRET_B64" ;;
@@ -46,8 +46,20 @@ admin POST /admin/v1/users '{"email": "ann@example.com", "display_name": "Ann Ex
 WH_ID="msg_demo_$(date +%s)"
 WH_TS=$(date +%s)
 WH_BODY='{"type":"invoice.paid","data":{"id":"inv_1001","customer_email":"ann@example.com","plan":"pro","amount":4900}}'
-WH_KEY_HEX=$(printf '%s' "$PAYMENTS_SECRET_B64" | openssl base64 -d -A | od -An -tx1 | tr -d ' \n')
-WH_SIG=$(printf '%s.%s.%s' "$WH_ID" "$WH_TS" "$WH_BODY" | openssl dgst -sha256 -mac HMAC -macopt "hexkey:$WH_KEY_HEX" -binary | openssl base64 -A)
+if command -v openssl >/dev/null; then
+  WH_KEY_HEX=$(printf '%s' "$PAYMENTS_SECRET_B64" | openssl base64 -d -A | od -An -tx1 | tr -d ' \n')
+  WH_SIG=$(printf '%s.%s.%s' "$WH_ID" "$WH_TS" "$WH_BODY" | openssl dgst -sha256 -mac HMAC -macopt "hexkey:$WH_KEY_HEX" -binary | openssl base64 -A)
+  SAMPLE="A signed payment webhook (Standard Webhooks; the timestamp is valid for 5 minutes):
+  curl -i $URL/flows/payment-webhook \\
+    -H 'content-type: application/json' \\
+    -H 'webhook-id: $WH_ID' \\
+    -H 'webhook-timestamp: $WH_TS' \\
+    -H 'webhook-signature: v1,$WH_SIG' \\
+    --data '$WH_BODY'
+Then open $URL/console/runs to see the run."
+else
+  SAMPLE="(install openssl to get a signed sample curl for the payment-webhook flow)"
+fi
 
 cat <<MSG
 
@@ -59,14 +71,7 @@ Flowgate is running on $URL (database ${FLOWGATE_DATABASE_URL:-./data/flowgate.d
   admin API:   $URL/admin/v1/flows  (send: Authorization: Bearer <admin key>)
   API docs:    $URL/docs   OpenAPI: $URL/openapi.json   admin OpenAPI: $URL/admin/v1/openapi.json
 
-A signed payment webhook (Standard Webhooks; the timestamp is valid for 5 minutes):
-  curl -i $URL/flows/payment-webhook \\
-    -H 'content-type: application/json' \\
-    -H 'webhook-id: $WH_ID' \\
-    -H 'webhook-timestamp: $WH_TS' \\
-    -H 'webhook-signature: v1,$WH_SIG' \\
-    --data '$WH_BODY'
-Then open $URL/console/runs to see the run.
+$SAMPLE
 
 Press Ctrl-C to stop the server.
 MSG

@@ -3,7 +3,13 @@ import { get, post, listAll, enc, qs, ApiError } from "./api.js";
 import { h, replace, append, field, timeEl, pretty, table, tableWrap, clear } from "./dom.js";
 import { can, BASE, navigate, guard, link } from "./app.js";
 import { dialog, statusLine, errorBox, badge } from "./ui.js";
-import { createEditor, showProblems, goTo, scriptCompletion, createMerge } from "./editor.js";
+
+// CodeMirror is loaded on the pages that show code (a separate chunk of the bundle).
+let E = null;
+async function loadEditor() {
+  if (!E) E = await import("./editor.js");
+  return E;
+}
 
 const FLOW_NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
 
@@ -75,11 +81,11 @@ export async function flowsPage(main, _args, _q, stale) {
     const triggers = h("td", null, "…");
     const runs = h("div", { class: "last-runs" }, can("runs:read") ? "…" : "—");
     const v = f.live_version;
-    if (v) {
-      get(`/admin/v1/flows/${enc(f.name)}/versions/${v}`)
-        .then((ver) => replace(triggers, triggerKinds(ver.files["flow.toml"]).join(", ") || "—"))
-        .catch(() => replace(triggers, "—"));
-    } else replace(triggers, "—");
+    // Triggers of the live version (or of the latest version when none is live).
+    (v ? Promise.resolve(v) : get(`/admin/v1/flows/${enc(f.name)}`).then((d) => Math.max(0, ...d.versions.map((x) => x.version))))
+      .then((n) => (n ? get(`/admin/v1/flows/${enc(f.name)}/versions/${n}`) : null))
+      .then((ver) => replace(triggers, (ver && triggerKinds(ver.files["flow.toml"]).join(", ")) || "—"))
+      .catch(() => replace(triggers, "—"));
     if (can("runs:read")) {
       get(`/admin/v1/runs${qs({ flow: f.name, limit: 3 })}`)
         .then((page) => {
@@ -99,6 +105,7 @@ export async function flowsPage(main, _args, _q, stale) {
     );
   });
   main.append(tableWrap(table(["Name", "Live version", "Status", "Triggers", "Last runs"], rows, "Flows"), "Flows table"));
+  loadEditor().catch(() => {}); // warm the editor chunk for the next page
 }
 
 function newFlowDialog() {
@@ -286,7 +293,7 @@ function showDiff(box, name, versions, live, from, to, passive = false) {
     history.replaceState(null, "", `${location.pathname}${qs({ from: a, to: b })}`);
     replace(out, h("p", null, `Comparing version ${a} with version ${b}…`));
     try {
-      const d = await fetchDiff(name, a, b);
+      const [d] = await Promise.all([fetchDiff(name, a, b), loadEditor()]);
       renderDiff(out, d);
     } catch (e) {
       replace(out, errorBox(e));
@@ -322,7 +329,7 @@ function renderDiff(out, d) {
     if (f.status === "unchanged") continue;
     const holder = h("div", { class: "merge" });
     sec.append(holder);
-    createMerge({
+    E.createMerge({
       parent: holder,
       name: f.name,
       a: f.from ?? "",
@@ -357,12 +364,13 @@ export async function newFlowPage(main, [name], _q, stale) {
   } catch (e) {
     if (!(e instanceof ApiError) || e.status !== 404) throw e;
   }
+  await loadEditor();
   if (stale()) return;
   editor(main, { flow: name, base: null, files: template(name), live: null });
 }
 
 export async function editorPage(main, [name, n], query, stale) {
-  const [ver, flow] = await Promise.all([get(`/admin/v1/flows/${enc(name)}/versions/${n}`), get(`/admin/v1/flows/${enc(name)}`)]);
+  const [ver, flow] = await Promise.all([get(`/admin/v1/flows/${enc(name)}/versions/${n}`), get(`/admin/v1/flows/${enc(name)}`), loadEditor()]);
   if (stale()) return;
   editor(main, { flow: name, base: ver, files: ver.files, live: flow.live_version, open: query.get("file") });
 }
@@ -437,12 +445,12 @@ function editor(main, { flow, base, files: initial, live, open }) {
     if (views.has(f)) return views.get(f);
     const panel = h("div", { role: "tabpanel", id: `${tabId(f)}-panel`, "aria-labelledby": tabId(f), class: "panel" });
     panels.append(panel);
-    const view = createEditor({
+    const view = E.createEditor({
       parent: panel,
       name: f,
       doc: files[f],
       label: labelFor(f),
-      completion: f.endsWith(".rhai") ? scriptCompletion(() => catalogue) : null,
+      completion: f.endsWith(".rhai") ? E.scriptCompletion(() => catalogue) : null,
       onChange: (text) => {
         files[f] = text;
         setTitle();
@@ -451,7 +459,7 @@ function editor(main, { flow, base, files: initial, live, open }) {
     });
     const entry = { panel, view };
     views.set(f, entry);
-    showProblems(view, problems.filter((p) => p.file === f));
+    E.showProblems(view, problems.filter((p) => p.file === f));
     return entry;
   }
 
@@ -476,14 +484,14 @@ function editor(main, { flow, base, files: initial, live, open }) {
           b.addEventListener("click", () => {
             if (p.file && files[p.file] !== undefined) {
               select(p.file);
-              goTo(views.get(p.file).view, p.line, p.column);
+              E.goTo(views.get(p.file).view, p.line, p.column);
             }
           });
           return h("li", null, b);
         })),
       );
     }
-    for (const [f, { view }] of views) showProblems(view, list.filter((p) => p.file === f));
+    for (const [f, { view }] of views) E.showProblems(view, list.filter((p) => p.file === f));
   }
 
   let checkTimer = null;

@@ -23,8 +23,34 @@ function endSession(message) {
   render();
 }
 
+let reauthOpen = false;
 onUnauthorized(() => {
-  if (session.current) endSession("Your session has ended. Sign in again.");
+  if (!session.current) return;
+  if (!guard.dirty()) {
+    endSession("Your session has ended. Sign in again.");
+    return;
+  }
+  // Unsaved work in the editor: sign in again in a dialog and keep the page as it is.
+  if (reauthOpen) return;
+  reauthOpen = true;
+  const input = h("input", { type: "password", autocomplete: "off", spellcheck: "false", required: true });
+  dialog({
+    title: "Your session has ended",
+    body: [h("p", null, "Sign in again to keep working; your unsaved changes stay in the editor."), field("API key", input).wrap],
+    confirmLabel: "Sign in",
+    onConfirm: async () => {
+      const key = input.value.trim();
+      input.value = "";
+      try {
+        startSession(await api("POST", "/console/session", { key }));
+      } catch (err) {
+        throw new Error(err.status === 401 ? "That API key was not accepted (wrong, expired or revoked)." : err.message);
+      }
+    },
+  }).then((ok) => {
+    reauthOpen = false;
+    if (!ok) endSession("Your session has ended. Sign in again.");
+  });
 });
 
 const NAV = [

@@ -130,6 +130,11 @@ export async function runPage(main, [runId], _q, stale) {
     const b = h("button", { type: "button" }, "Refresh");
     b.addEventListener("click", () => navigate(location.pathname, { replace: true }));
     actions.append(b);
+    // Follow a run that is still going: look again shortly (while this page is shown).
+    const here = location.pathname;
+    setTimeout(() => {
+      if (!stale() && location.pathname === here && !document.querySelector(".backdrop")) navigate(here, { replace: true });
+    }, 2000);
   }
 
   append(

@@ -131,7 +131,10 @@ impl Engine {
             trigger,
             ctx: Engine::ctx_map(&flow, number, run_id, &run_id.to_string(), 1),
         };
-        let outcome = self.runtime().execute(&version.script, input, host).await?;
+        let ticket = self.admit_run(&version, None)?;
+        let outcome = self.runtime().execute(&version.script, input, host).await;
+        drop(ticket);
+        let outcome = outcome?;
         let changes = overlay.changes(outcome.events.clone());
         let response = match outcome.result {
             Ok(r) => DryRunResponse {

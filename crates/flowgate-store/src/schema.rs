@@ -137,6 +137,8 @@ diesel::table! {
         external_id -> Nullable<Text>,
         created_at -> BigInt,
         dispatched_at -> Nullable<BigInt>,
+        depth -> BigInt,
+        chain_id -> Nullable<Text>,
     }
 }
 

@@ -16,7 +16,6 @@ use flowgate_store::IdempotencyBegin;
 use futures_util::StreamExt;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
-use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use crate::audit::{note_caller, note_flow};
@@ -65,11 +64,6 @@ fn split_pin(tail: &str) -> (Option<i64>, &str) {
         }
     }
     (None, tail)
-}
-
-fn client_ip(req: &HttpRequest) -> IpAddr {
-    req.peer_addr()
-        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip())
 }
 
 fn header<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
@@ -386,7 +380,7 @@ async fn handle(
         ));
     }
     let engine = &state.engine;
-    let ip = client_ip(req);
+    let ip = crate::routes::admin::client_ip(req, state);
     let target = resolve_target(state, req, flow_raw, tail).await?;
     let version = target.version.clone();
     let manifest = version.manifest();
@@ -433,6 +427,11 @@ async fn handle(
                     scopes: Vec::new(),
                 };
                 (p, body, delivery.delivery_id)
+            }
+            Err(flowgate_auth::SignatureError::InvalidSecret(why)) => {
+                tracing::error!(flow.name = %version.flow, secret = %sig.secret, reason = why, "webhook signature secret in the secret store is malformed; store a valid one");
+                let e = flowgate_auth::SignatureError::InvalidSecret(why);
+                return Err(flowgate_auth::AuthError::from(e).into());
             }
             Err(e) => {
                 engine

@@ -8,7 +8,6 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use flowgate_auth::Principal;
 use flowgate_engine::sessions::{SessionInfo, MAX_LIFETIME};
 use serde::{Deserialize, Serialize};
-use std::net::{IpAddr, Ipv4Addr};
 use utoipa::ToSchema;
 
 use crate::audit::note_caller;
@@ -52,11 +51,6 @@ impl From<&SessionInfo> for SessionOut {
             idle_timeout_seconds: s.idle_timeout_seconds,
         }
     }
-}
-
-fn client_ip(req: &HttpRequest) -> IpAddr {
-    req.peer_addr()
-        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip())
 }
 
 /// The session cookie's value, if the request carries one.
@@ -128,25 +122,19 @@ async fn request_session(req: &HttpRequest, state: &AppState) -> ApiResult<Optio
 
 /// Authenticates an admin call by its console session, when it has one and no
 /// `Authorization`/`X-API-Key` header (those take precedence and need no CSRF
-/// token). Checks the CSRF token and `scope`; `Ok(None)` means "no session:
-/// authenticate the header credentials instead".
-pub async fn admin_principal(
+/// token). Checks the CSRF token; the caller checks the scope. `Ok(None)`
+/// means "no session: authenticate the header credentials instead".
+pub async fn session_principal(
     req: &HttpRequest,
     state: &AppState,
-    scope: &str,
 ) -> ApiResult<Option<Principal>> {
     let h = req.headers();
     if h.contains_key("authorization") || h.contains_key("x-api-key") {
         return Ok(None);
     }
-    let Some(info) = request_session(req, state).await? else {
-        return Ok(None);
-    };
-    let principal = info.principal();
-    note_caller(req, principal.caller_key());
-    flowgate_auth::scopes::has_scopes(&principal.scopes, &[scope])
-        .map_err(|m| ApiError::from(flowgate_auth::AuthError::MissingScope(m.0)))?;
-    Ok(Some(principal))
+    Ok(request_session(req, state)
+        .await?
+        .map(|info| info.principal()))
 }
 
 /// Sign in to the console with an API key.
@@ -166,7 +154,7 @@ pub async fn sign_in(
     body: web::Json<SignInIn>,
     state: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
-    let ip = client_ip(&req);
+    let ip = crate::routes::admin::client_ip(&req, &state);
     let session = match state.engine.sign_in(&body.key, ip).await {
         Ok(s) => s,
         Err(e) => {
