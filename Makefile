@@ -2,7 +2,7 @@
 CARGO ?= cargo
 BIN_RELEASE := target/release/flowgate
 
-.PHONY: run test lint fmt bench bench-criterion openapi openapi-check build build-release ci console console-check browser-test
+.PHONY: run test lint fmt bench bench-criterion openapi openapi-check schemathesis build build-release ci console console-check browser-test
 
 run: build-release
 	@bash tools/dev-run.sh $(BIN_RELEASE)
@@ -26,6 +26,7 @@ test:
 	$(CARGO) test --workspace --doc
 	@$(MAKE) --no-print-directory openapi-check
 	@$(MAKE) --no-print-directory browser-test
+	@$(MAKE) --no-print-directory schemathesis
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -51,6 +52,11 @@ openapi-check:
 	@tmp=$$(mktemp -d); ./target/debug/flowgate openapi export --out $$tmp >/dev/null && \
 	  if diff -u openapi/admin.json $$tmp/admin.json; then echo "openapi/admin.json is up to date"; \
 	  else echo "openapi/admin.json drifted from the code: run 'make openapi' and commit"; exit 1; fi
+
+# Fuzz the admin and flow OpenAPI documents against a real server (PyPI schemathesis, ~3 min).
+schemathesis:
+	@[ -x target/debug/flowgate ] || $(CARGO) build -p flowgate
+	bash tools/schemathesis.sh
 
 # The analyst console: console/src -> console/dist (committed; embedded by `cargo build`).
 console:

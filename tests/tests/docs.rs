@@ -961,3 +961,234 @@ async fn breaking_publishes_are_reported_and_can_require_force() {
         "the new required field is enforced"
     );
 }
+
+// ------------------------------------------------- the admin document's statuses
+
+/// Issue 11 item 23: every status an admin operation answers is documented,
+/// with the problem schema; a bearer operation's 401 documents and sends
+/// `WWW-Authenticate`, and every header documented as always sent is sent. The probe
+/// walks the served document and calls each operation as an anonymous
+/// caller, with a key lacking the scope, and with the admin key and malformed
+/// input (wrong media type, broken JSON, wrong shape, out-of-range query,
+/// unknown path parameter). Each answer must be a documented status whose
+/// documented body is the `Problem` schema, and no documented path may fall
+/// through to the router's "no route" answer.
+#[tokio::test]
+async fn every_admin_status_is_documented() {
+    let s = Server::start().await;
+    let doc = get_json(&s, "/admin/v1/openapi.json").await;
+    let weak_key = s.key(&["x:none"]).await;
+    let components = &doc["components"]["responses"];
+    let mut failures = Vec::new();
+    let mut probes = 0;
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for (method, op) in item.as_object().expect("path item") {
+            let m = Method::from_bytes(method.to_uppercase().as_bytes()).expect("method");
+            let concrete = path
+                .replace("{n}", "1")
+                .replace("{flow}", "no-such-flow")
+                .replace("{id}", "01900000-0000-7000-8000-000000000000")
+                .replace("{name}", "NO_SUCH_SECRET");
+            let has_body = op.get("requestBody").is_some();
+            let has_limit = op["parameters"]
+                .as_array()
+                .is_some_and(|ps| ps.iter().any(|p| p["name"] == "limit"));
+            let mut cases: Vec<(String, reqwest::RequestBuilder)> = vec![
+                ("anonymous".into(), s.request(m.clone(), &concrete)),
+                (
+                    "key without the scope".into(),
+                    s.request(m.clone(), &concrete).bearer_auth(&weak_key),
+                ),
+                (
+                    "admin, unknown path parameter".into(),
+                    s.request(m.clone(), &concrete).bearer_auth(&s.admin_key),
+                ),
+            ];
+            if has_body {
+                for (what, ctype, body) in [
+                    ("text/plain body", "text/plain", "x"),
+                    ("broken JSON", "application/json", "{"),
+                    ("JSON of the wrong shape", "application/json", "[1]"),
+                ] {
+                    cases.push((
+                        format!("admin, {what}"),
+                        s.request(m.clone(), &concrete)
+                            .bearer_auth(&s.admin_key)
+                            .header("content-type", ctype)
+                            .body(body),
+                    ));
+                }
+            }
+            // Another method on a documented path: 405 naming the documented ones.
+            let allow: Vec<String> = item
+                .as_object()
+                .expect("item")
+                .keys()
+                .map(|m| m.to_uppercase())
+                .collect();
+            if method
+                == item
+                    .as_object()
+                    .and_then(|i| i.keys().next())
+                    .expect("a method")
+            {
+                let res = s
+                    .request(Method::TRACE, &concrete)
+                    .bearer_auth(&s.admin_key)
+                    .send()
+                    .await
+                    .expect("TRACE");
+                let got = res
+                    .headers()
+                    .get("allow")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_owned();
+                let mut got: Vec<String> = got.split(", ").map(str::to_owned).collect();
+                got.sort();
+                let mut want = allow.clone();
+                want.sort();
+                if res.status() != 405 || got != want {
+                    failures.push(format!(
+                        "TRACE {path} -> {} with Allow {got:?}, want 405 with {want:?}",
+                        res.status()
+                    ));
+                }
+            }
+            if has_limit {
+                cases.push((
+                    "admin, limit=0".into(),
+                    s.request(m.clone(), &format!("{concrete}?limit=0"))
+                        .bearer_auth(&s.admin_key),
+                ));
+            }
+            for (what, req) in cases {
+                probes += 1;
+                let res = req.send().await.expect("probe");
+                let status = res.status().as_u16();
+                let headers = res.headers().clone();
+                let body: Value = res.json().await.unwrap_or(Value::Null);
+                let label = format!("{} {path} ({what}) -> {status}", method.to_uppercase());
+                if body["detail"]
+                    .as_str()
+                    .is_some_and(|d| d.starts_with("no route for"))
+                {
+                    failures.push(format!("{label}: the router does not know this path"));
+                    continue;
+                }
+                if status < 400 {
+                    continue;
+                }
+                let Some(resp) = op["responses"].get(status.to_string()) else {
+                    failures.push(format!("{label}: status not documented: {body}"));
+                    continue;
+                };
+                let resp = match resp["$ref"].as_str() {
+                    Some(r) => &components[r.trim_start_matches("#/components/responses/")],
+                    None => resp,
+                };
+                if resp["content"]["application/problem+json"]["schema"]["$ref"]
+                    != "#/components/schemas/Problem"
+                {
+                    failures.push(format!("{label}: not documented as a problem"));
+                }
+                let ctype = headers
+                    .get("content-type")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                if ctype != "application/problem+json" {
+                    failures.push(format!("{label}: content type `{ctype}`"));
+                }
+                // Bearer-authenticated operations challenge on 401.
+                let bearer = op["security"].to_string().contains("\"bearer\"");
+                if status == 401
+                    && bearer
+                    && resp["headers"]["WWW-Authenticate"]["required"] != true
+                {
+                    failures.push(format!("{label}: WWW-Authenticate not documented as sent"));
+                }
+                // Every header documented as always sent is sent.
+                for (name, h) in resp["headers"].as_object().into_iter().flatten() {
+                    if h["required"] == true && headers.get(name.as_str()).is_none() {
+                        failures.push(format!("{label}: no {name} header"));
+                    }
+                }
+            }
+        }
+    }
+    assert!(probes > 100, "only {probes} probes");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// The dry run's answer is documented with every member it really has
+/// (`unmatched_http`, `duration_ms`, …), and `limit` bounds are constraints.
+#[tokio::test]
+async fn admin_document_states_wire_shapes_and_bounds() {
+    let s = Server::start().await;
+    let doc = get_json(&s, "/admin/v1/openapi.json").await;
+    let schemas = &doc["components"]["schemas"];
+    let dry = &schemas["DryRunOut"]["properties"];
+    for member in [
+        "response",
+        "logs",
+        "changes",
+        "unmatched_http",
+        "duration_ms",
+    ] {
+        assert!(
+            dry.get(member).is_some(),
+            "DryRunOut lacks `{member}`: {dry}"
+        );
+    }
+    // The real answer has exactly the documented members.
+    s.deploy(
+        "probe",
+        common::http_flow("probe", "log::info(\"hi\"); #{ok: true}", ""),
+    )
+    .await;
+    let (st, out) = s
+        .admin(
+            Method::POST,
+            "/admin/v1/flows/probe/versions/1/dry-run",
+            Some(json!({"request": {"body": {}}})),
+        )
+        .await;
+    assert_eq!(st, 200, "{out}");
+    let got: BTreeSet<&str> = out
+        .as_object()
+        .expect("object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let documented: BTreeSet<&str> = dry
+        .as_object()
+        .expect("props")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(got, documented);
+    // JSON Schema integers include `1.0`, and an optional body may be `null`.
+    let (st, out) = s
+        .admin(
+            Method::POST,
+            "/admin/v1/flows/probe/rollback",
+            Some(json!({"version": 1.0})),
+        )
+        .await;
+    assert!(st == 200 || st == 409, "{st} {out}");
+    let (st, out) = s
+        .admin(
+            Method::POST,
+            "/admin/v1/flows/probe/versions/1/publish",
+            Some(Value::Null),
+        )
+        .await;
+    assert!(st == 200 || st == 409, "{st} {out}");
+    let flows = &doc["paths"]["/admin/v1/flows"]["get"]["parameters"];
+    let limit = flows
+        .as_array()
+        .and_then(|ps| ps.iter().find(|p| p["name"] == "limit"))
+        .expect("limit parameter");
+    assert_eq!(limit["schema"]["minimum"], 1);
+    assert_eq!(limit["schema"]["maximum"], 500);
+}

@@ -11,7 +11,7 @@
 
 use flowgate_core::run::LogLine;
 use flowgate_core::RunId;
-use flowgate_script::{Host, MemoryRepo, MockHttp, MockResponse, OverlayRepo, RunInput};
+use flowgate_script::{Changes, Host, MemoryRepo, MockHttp, MockResponse, OverlayRepo, RunInput};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -40,13 +40,42 @@ pub struct DryRunRequest {
     pub secrets: BTreeMap<String, String>,
 }
 
-fn log_json(l: &LogLine) -> Value {
-    json!({"time": flowgate_core::rfc3339(l.time), "level": l.level.as_str(), "message": l.message})
+/// What a dry run answers (the gateway renders it as `DryRunOut`).
+#[derive(Debug, Clone)]
+pub struct DryRunOutcome {
+    /// The response the caller would have got.
+    pub response: DryRunResponse,
+    /// Captured log lines, secrets redacted.
+    pub logs: Vec<LogLine>,
+    /// Intended user and kv writes and emitted events.
+    pub changes: Changes,
+    /// `METHOD url` of every outbound call that had no mock.
+    pub unmatched_http: Vec<String>,
+    /// Run time.
+    pub duration_ms: u64,
+}
+
+/// The response part of a dry run.
+#[derive(Debug, Clone)]
+pub struct DryRunResponse {
+    /// HTTP status.
+    pub status: u16,
+    /// Headers the script set.
+    pub headers: BTreeMap<String, String>,
+    /// The body (a problem document when the run failed).
+    pub body: Value,
+    /// The failure, when the run failed.
+    pub error: Option<String>,
 }
 
 impl Engine {
     /// Runs version `number` of `flow` without committing anything.
-    pub async fn dry_run(&self, flow: &str, number: i64, req: DryRunRequest) -> Result<Value> {
+    pub async fn dry_run(
+        &self,
+        flow: &str,
+        number: i64,
+        req: DryRunRequest,
+    ) -> Result<DryRunOutcome> {
         let flow = parse_existing(flow)?;
         let Some(version) = self.registry().version(&flow, number).await? else {
             return Err(EngineError::NotFound(format!(
@@ -107,18 +136,26 @@ impl Engine {
         drop(ticket);
         let outcome = outcome?;
         let changes = overlay.changes(outcome.events.clone());
-        let response = match &outcome.result {
-            Ok(r) => json!({"status": r.status, "headers": r.headers, "body": r.body}),
-            Err(f) => {
-                json!({"status": f.http_status(), "headers": {}, "body": f.problem_body(), "error": f.message()})
-            }
+        let response = match outcome.result {
+            Ok(r) => DryRunResponse {
+                status: r.status,
+                headers: r.headers,
+                body: r.body,
+                error: None,
+            },
+            Err(f) => DryRunResponse {
+                status: f.http_status(),
+                headers: BTreeMap::new(),
+                body: f.problem_body(),
+                error: Some(f.message()),
+            },
         };
-        Ok(json!({
-            "response": response,
-            "logs": outcome.logs.iter().map(log_json).collect::<Vec<_>>(),
-            "changes": changes,
-            "unmatched_http": http.unmatched(),
-            "duration_ms": outcome.duration_ms,
-        }))
+        Ok(DryRunOutcome {
+            response,
+            logs: outcome.logs,
+            changes,
+            unmatched_http: http.unmatched(),
+            duration_ms: outcome.duration_ms,
+        })
     }
 }

@@ -22,7 +22,7 @@ pub struct ServerConfig {
 }
 
 /// Paths the server answers on some method (for 405 versus 404).
-const KNOWN_PATHS: &[&str] = &[
+pub(crate) const KNOWN_PATHS: &[&str] = &[
     "/healthz",
     "/readyz",
     "/metrics",
@@ -63,15 +63,16 @@ const KNOWN_PATHS: &[&str] = &[
 async fn not_found(req: HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {
     let path = req.path();
     Err(
-        if KNOWN_PATHS
+        if let Some(known) = KNOWN_PATHS
             .iter()
-            .any(|p| actix_web::dev::ResourceDef::new(*p).is_match(path))
+            .find(|p| actix_web::dev::ResourceDef::new(**p).is_match(path))
         {
             ApiError::new(
                 actix_web::http::StatusCode::METHOD_NOT_ALLOWED,
                 "method_not_allowed",
                 format!("{} is not allowed on {}", req.method(), req.path()),
             )
+            .with_header("allow", crate::openapi::allowed_methods(known))
         } else {
             ApiError::not_found(format!("no route for {} {}", req.method(), req.path()))
         },

@@ -20,15 +20,19 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EventIn {
-    /// Dotted type, e.g. `crm.contact_changed`.
+    /// Dotted type, e.g. `crm.contact_changed` (at most 128 characters; `user.*`,
+    /// `security.*` and `flow.*` are reserved for the system).
     #[serde(rename = "type")]
+    #[schema(max_length = 128, pattern = r"^[a-z0-9_-]+(\.[a-z0-9_-]+)*$")]
     pub kind: String,
     /// Who produced it (default: the caller).
+    #[schema(min_length = 1, max_length = 256)]
     pub source: Option<String>,
     /// The producer's id; a repeated id from the same source is stored once.
+    #[schema(min_length = 1, max_length = 256)]
     pub id: Option<String>,
-    /// Payload.
-    #[schema(value_type = Object)]
+    /// Payload: any JSON value (flows see it as `event.data`).
+    #[schema(value_type = serde_json::Value)]
     pub data: Value,
 }
 
@@ -65,11 +69,11 @@ pub async fn publish_event(
         )));
     }
     let source = input.source.unwrap_or_else(|| principal.caller_key());
-    if source.is_empty() || source.len() > 256 {
+    if source.is_empty() || source.chars().count() > 256 {
         return Err(ApiError::unprocessable("`source` must be 1–256 characters"));
     }
     if let Some(id) = &input.id {
-        if id.is_empty() || id.len() > 256 {
+        if id.is_empty() || id.chars().count() > 256 {
             return Err(ApiError::unprocessable("`id` must be 1–256 characters"));
         }
     }

@@ -20,15 +20,20 @@ pub struct AuditQuery {
     pub flow: Option<String>,
     /// Only this caller (`api_key:<id>`, `oauth2:<sub>`, …).
     pub caller: Option<String>,
-    /// Only this status.
+    /// Only this HTTP status.
+    #[param(minimum = 100, maximum = 599)]
     pub status: Option<u16>,
     /// From this time (RFC 3339, inclusive).
+    #[param(format = DateTime)]
     pub since: Option<String>,
     /// Until this time (RFC 3339, exclusive).
+    #[param(format = DateTime)]
     pub until: Option<String>,
     /// Page size (1–500, default 100).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<usize>,
     /// `next_cursor` of the previous page.
+    #[param(format = Uuid)]
     pub cursor: Option<String>,
 }
 
@@ -60,6 +65,12 @@ pub async fn list_audit(
 ) -> ApiResult<HttpResponse> {
     authorize(&req, &state, "audit:read").await?;
     let limit = super::page_limit(q.limit, 100)?;
+    if q.status.is_some_and(|s| !(100..=599).contains(&s)) {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "`status` must be an HTTP status (100–599)",
+        ));
+    }
     let filter = flowgate_store::AuditFilter {
         flow: q.flow.clone(),
         caller: q.caller.clone(),

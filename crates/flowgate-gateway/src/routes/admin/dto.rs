@@ -4,7 +4,7 @@
 use flowgate_core::rfc3339;
 use flowgate_core::user::User;
 use flowgate_store::{AuditEntry, Run, RunDetail, Tick};
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
@@ -323,4 +323,33 @@ pub struct ScheduleList {
     pub items: Vec<ScheduleOut>,
     /// Always null.
     pub next_cursor: Option<String>,
+}
+
+/// Deserializes a JSON integer, also written with a zero fraction (`3.0`):
+/// JSON Schema's `integer` includes those, serde's integers do not.
+pub fn integer<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: TryFrom<i64>,
+{
+    let n = serde_json::Number::deserialize(d)?;
+    let whole = n.as_i64().or_else(|| {
+        n.as_f64()
+            .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
+            .map(|f| f as i64)
+    });
+    whole
+        .and_then(|i| T::try_from(i).ok())
+        .ok_or_else(|| serde::de::Error::custom(format!("{n} is not an integer in range")))
+}
+
+/// [`integer`] for optional members (`null` or absent is `None`).
+pub fn optional_integer<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: TryFrom<i64>,
+{
+    #[derive(Deserialize)]
+    struct Wrap<T: TryFrom<i64>>(#[serde(deserialize_with = "integer")] T);
+    Option::<Wrap<T>>::deserialize(d).map(|w| w.map(|w| w.0))
 }

@@ -3,7 +3,7 @@
 use actix_web::{delete, get, post, web, HttpRequest, HttpResponse};
 use flowgate_core::FlowPackage;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use utoipa::ToSchema;
 
@@ -42,9 +42,33 @@ pub struct VersionCreatedOut {
     /// Version number.
     pub version: i64,
     /// `draft`.
+    #[schema(pattern = "^draft$")]
     pub status: String,
     /// Content hash of the package.
     pub sha256: String,
+}
+
+impl From<flowgate_engine::flows::VersionCreated> for VersionCreatedOut {
+    fn from(v: flowgate_engine::flows::VersionCreated) -> Self {
+        Self {
+            flow: v.flow,
+            version: v.version,
+            status: v.status.to_owned(),
+            sha256: v.sha256,
+        }
+    }
+}
+
+/// Answer to retire.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RetiredOut {
+    /// Flow name.
+    pub flow: String,
+    /// The retired version.
+    pub version: u32,
+    /// `retired`.
+    #[schema(pattern = "^retired$")]
+    pub status: String,
 }
 
 /// A flow in lists.
@@ -129,6 +153,8 @@ pub struct PublishIn {
 #[serde(deny_unknown_fields)]
 pub struct RollbackIn {
     /// The published version to make live.
+    #[serde(deserialize_with = "super::dto::integer")]
+    #[schema(minimum = 1)]
     pub version: i64,
 }
 
@@ -146,6 +172,17 @@ pub struct LiveChangeOut {
     pub compatibility: Option<Value>,
 }
 
+impl From<flowgate_engine::flows::LiveChange> for LiveChangeOut {
+    fn from(c: flowgate_engine::flows::LiveChange) -> Self {
+        Self {
+            flow: c.flow,
+            live_version: c.live_version,
+            previous_live_version: c.previous_live_version,
+            compatibility: c.compatibility,
+        }
+    }
+}
+
 /// `202` answer of asynchronous operations.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RunAccepted {
@@ -155,41 +192,177 @@ pub struct RunAccepted {
 
 /// `POST …/dry-run` body.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct DryRunIn {
-    /// The request as in fixtures (`method`, `path`, `query`, `headers`, `body`).
+    /// The request as in fixtures (`method`, `path`, `params`, `query`, `headers`, `body`);
+    /// missing members get defaults (`POST`, empty maps, a null body).
+    #[serde(default)]
     #[schema(value_type = Option<Object>)]
-    pub request: Option<Value>,
+    pub request: Option<Map<String, Value>>,
     /// The caller map (default: an admin caller).
     #[schema(value_type = Option<Object>)]
-    pub caller: Option<Value>,
-    /// The trigger map.
+    pub caller: Option<Map<String, Value>>,
+    /// The trigger map (default: the version's first trigger kind).
     #[schema(value_type = Option<Object>)]
-    pub trigger: Option<Value>,
-    /// Mocked outbound responses `{method, url, status, headers?, body}`.
-    #[schema(value_type = Option<Vec<Object>>)]
-    pub http: Option<Value>,
+    pub trigger: Option<Map<String, Value>>,
+    /// Mocked outbound responses; calls without a mock are refused.
+    #[serde(default)]
+    pub http: Vec<MockIn>,
     /// Secret values the run sees, by name. A dry run never reads the secret
     /// store: `secrets::get` of any other name is `()`.
-    pub secrets: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    pub secrets: BTreeMap<String, String>,
+}
+
+/// One mocked outbound response of a dry run.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MockIn {
+    /// Method to match (case-insensitive); default `GET`.
+    pub method: Option<String>,
+    /// URL to match exactly (query included, when the call has one).
+    pub url: String,
+    /// Status to answer; default 200.
+    #[serde(default, deserialize_with = "super::dto::optional_integer")]
+    #[schema(minimum = 100, maximum = 599)]
+    pub status: Option<u16>,
+    /// Response headers.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Response body (JSON; a string is sent as text).
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub body: Value,
+}
+
+impl DryRunIn {
+    fn into_request(self) -> ApiResult<flowgate_engine::dryrun::DryRunRequest> {
+        let mut http = Vec::with_capacity(self.http.len());
+        for m in self.http {
+            let status = m.status.unwrap_or(200);
+            if !(100..=599).contains(&status) {
+                return Err(ApiError::unprocessable(format!(
+                    "mock status {status} is not an HTTP status (100–599)"
+                )));
+            }
+            http.push(flowgate_script::MockResponse {
+                method: m.method.unwrap_or_else(|| "GET".to_owned()),
+                url: m.url,
+                status,
+                headers: m.headers,
+                body: m.body,
+            });
+        }
+        Ok(flowgate_engine::dryrun::DryRunRequest {
+            request: self.request.map_or(Value::Null, Value::Object),
+            caller: self.caller.map(Value::Object),
+            trigger: self.trigger.map(Value::Object),
+            http,
+            secrets: self.secrets,
+        })
+    }
 }
 
 /// Dry-run result.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DryRunOut {
-    /// `{status, headers, body}`.
-    #[schema(value_type = Object)]
-    pub response: Value,
-    /// Log lines.
-    #[schema(value_type = Vec<Object>)]
-    pub logs: Value,
-    /// Intended changes: `{users, kv, events}`.
-    #[schema(value_type = Object)]
-    pub changes: Value,
-    /// Outbound calls no mock answered (each was refused to the script).
-    #[schema(value_type = Vec<Object>)]
-    pub unmatched_http: Value,
+    /// The response the caller would have got.
+    pub response: DryRunResponseOut,
+    /// Log lines, secrets redacted.
+    pub logs: Vec<DryRunLogOut>,
+    /// Intended changes; nothing was committed.
+    pub changes: DryRunChangesOut,
+    /// `METHOD url` of every outbound call that had no mock (each was refused).
+    pub unmatched_http: Vec<String>,
     /// Run time in milliseconds.
     pub duration_ms: u64,
+}
+
+/// The response part of a dry run.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DryRunResponseOut {
+    /// HTTP status.
+    pub status: u16,
+    /// Headers the script set.
+    pub headers: BTreeMap<String, String>,
+    /// The body; a problem document when the run failed.
+    #[schema(value_type = Object)]
+    pub body: Value,
+    /// Why the run failed (only when it failed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// One log line of a dry run.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DryRunLogOut {
+    /// RFC 3339.
+    pub time: String,
+    /// `trace`, `info`, `warn`, `error`.
+    pub level: String,
+    /// Text.
+    pub message: String,
+}
+
+/// What a dry run would have changed.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DryRunChangesOut {
+    /// User operations in order: `{op: create|update|set_status|delete, user, changes?}`.
+    #[schema(value_type = Vec<Object>)]
+    pub users: Vec<Value>,
+    /// kv key → new value (`null` when deleted).
+    #[schema(value_type = Object)]
+    pub kv: Map<String, Value>,
+    /// Events the run emitted.
+    pub events: Vec<DryRunEventOut>,
+}
+
+/// An event a dry run emitted.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DryRunEventOut {
+    /// Event type.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Payload.
+    #[schema(value_type = Object)]
+    pub data: Value,
+}
+
+impl From<flowgate_engine::dryrun::DryRunOutcome> for DryRunOut {
+    fn from(o: flowgate_engine::dryrun::DryRunOutcome) -> Self {
+        Self {
+            response: DryRunResponseOut {
+                status: o.response.status,
+                headers: o.response.headers,
+                body: o.response.body,
+                error: o.response.error,
+            },
+            logs: o
+                .logs
+                .into_iter()
+                .map(|l| DryRunLogOut {
+                    time: flowgate_core::rfc3339(l.time),
+                    level: l.level.as_str().to_owned(),
+                    message: l.message,
+                })
+                .collect(),
+            changes: DryRunChangesOut {
+                users: o.changes.users,
+                kv: o.changes.kv,
+                events: o
+                    .changes
+                    .events
+                    .into_iter()
+                    .map(|e| DryRunEventOut {
+                        kind: e.kind,
+                        data: e.data,
+                    })
+                    .collect(),
+            },
+            unmatched_http: o.unmatched_http,
+            duration_ms: o.duration_ms,
+        }
+    }
 }
 
 fn flow_out(f: flowgate_store::FlowRecord) -> FlowOut {
@@ -286,7 +459,7 @@ pub async fn create_flow(
         .engine
         .create_flow(&name, FlowPackage { files })
         .await?;
-    Ok(HttpResponse::Created().json(created))
+    Ok(HttpResponse::Created().json(VersionCreatedOut::from(created)))
 }
 
 /// One flow with its versions.
@@ -361,7 +534,7 @@ pub async fn create_version(
             },
         )
         .await?;
-    Ok(HttpResponse::Created().json(created))
+    Ok(HttpResponse::Created().json(VersionCreatedOut::from(created)))
 }
 
 /// One version with its source.
@@ -414,15 +587,22 @@ pub async fn publish_version(
     let input: PublishIn = if body.iter().all(u8::is_ascii_whitespace) {
         PublishIn::default()
     } else {
-        serde_json::from_slice(&body).map_err(|e| {
-            ApiError::bad_request("invalid_json", format!("the body is not valid: {e}"))
-        })?
+        let v: Value = serde_json::from_slice(&body).map_err(|e| {
+            ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {e}"))
+        })?;
+        if v.is_null() {
+            PublishIn::default()
+        } else {
+            serde_json::from_value(v).map_err(|e| {
+                ApiError::unprocessable(format!("the body does not have the expected shape: {e}"))
+            })?
+        }
     };
     let change = state
         .engine
         .publish(&name, i64::from(n), input.force)
         .await?;
-    Ok(HttpResponse::Ok().json(change))
+    Ok(HttpResponse::Ok().json(LiveChangeOut::from(change)))
 }
 
 /// Move "live" back to an earlier published version.
@@ -441,13 +621,13 @@ pub async fn rollback_flow(
     authorize(&req, &state, "flows:publish").await?;
     note_flow(&req, &path, u32::try_from(body.version).ok());
     let change = state.engine.rollback(&path, body.version).await?;
-    Ok(HttpResponse::Ok().json(change))
+    Ok(HttpResponse::Ok().json(LiveChangeOut::from(change)))
 }
 
 /// Retire a version (its pinned URL answers 410).
 #[utoipa::path(post, path = "/admin/v1/flows/{flow}/versions/{n}/retire", operation_id = "retire_version", tag = "flows",
     params(("flow" = String, Path, description = "Flow name"), ("n" = u32, Path, description = "Version number")),
-    responses((status = 200, body = Object, description = "OK"), (status = 404, response = crate::openapi::Problem), (status = 409, response = crate::openapi::Problem)),
+    responses((status = 200, body = RetiredOut, description = "OK"), (status = 404, response = crate::openapi::Problem), (status = 409, response = crate::openapi::Problem)),
     security(("bearer" = ["flows:publish"])))]
 #[post("/admin/v1/flows/{flow}/versions/{n}/retire")]
 pub async fn retire_version(
@@ -459,7 +639,11 @@ pub async fn retire_version(
     let (name, n) = path.into_inner();
     note_flow(&req, &name, Some(n));
     state.engine.retire(&name, i64::from(n)).await?;
-    Ok(HttpResponse::Ok().json(json!({"flow": name, "version": n, "status": "retired"})))
+    Ok(HttpResponse::Ok().json(RetiredOut {
+        flow: name,
+        version: n,
+        status: "retired".to_owned(),
+    }))
 }
 
 /// Run a version without committing side effects.
@@ -472,23 +656,21 @@ pub async fn retire_version(
 pub async fn dry_run_version(
     req: HttpRequest,
     path: web::Path<(String, u32)>,
-    body: web::Json<Value>,
+    body: web::Json<DryRunIn>,
     state: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
     authorize(&req, &state, "flows:write").await?;
     let (name, n) = path.into_inner();
     note_flow(&req, &name, Some(n));
-    let input: flowgate_engine::dryrun::DryRunRequest =
-        serde_json::from_value(body.into_inner())
-            .map_err(|e| ApiError::unprocessable(format!("invalid dry-run request: {e}")))?;
+    let input = body.into_inner().into_request()?;
     let out = state.engine.dry_run(&name, i64::from(n), input).await?;
-    Ok(HttpResponse::Ok().json(out))
+    Ok(HttpResponse::Ok().json(DryRunOut::from(out)))
 }
 
 /// Run the live version now (async).
 #[utoipa::path(post, path = "/admin/v1/flows/{flow}/run", operation_id = "run_flow", tag = "flows",
     params(("flow" = String, Path, description = "Flow name")),
-    request_body(content = Option<Object>, description = "Optional request body the run sees as `request.body`"),
+    request_body(content = Option<serde_json::Value>, description = "Optional JSON body (any value) the run sees as `request.body`"),
     responses((status = 202, body = RunAccepted, description = "Accepted"), (status = 404, response = crate::openapi::Problem)),
     security(("bearer" = ["runs:write"])))]
 #[post("/admin/v1/flows/{flow}/run")]

@@ -18,12 +18,28 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KeyIn {
-    /// Human name.
+    /// Human name (1–128 characters, not only white space).
+    #[schema(min_length = 1, max_length = 128, pattern = r"\S")]
     pub name: String,
-    /// Granted scopes.
+    /// Granted scopes (`admin`, `flows:read`, …; lower-case letters, digits, `:_.-`).
+    #[schema(schema_with = scopes_schema)]
     pub scopes: Vec<String>,
-    /// Optional expiry (RFC 3339).
+    /// Optional expiry (RFC 3339, in the future).
+    #[schema(format = DateTime)]
     pub expires_at: Option<String>,
+}
+
+/// `scopes`: at least one, each as `flowgate_core::manifest::is_valid_scope` checks.
+fn scopes_schema() -> utoipa::openapi::schema::Array {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Type};
+    ArrayBuilder::new()
+        .items(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(r"^[a-z0-9][a-z0-9:_.-]{0,63}$")),
+        )
+        .min_items(Some(1))
+        .build()
 }
 
 /// A created key, with its secret shown this once.
@@ -71,7 +87,7 @@ pub struct KeyList {
 
 /// Validates a key request; shared with `flowgate keys create`.
 pub fn validate_key_request(name: &str, scopes: &[String]) -> ApiResult<()> {
-    if name.trim().is_empty() || name.len() > 128 {
+    if name.trim().is_empty() || name.chars().count() > 128 {
         return Err(ApiError::unprocessable("`name` must be 1–128 characters"));
     }
     if scopes.is_empty() {

@@ -20,12 +20,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 #[into_params(parameter_in = Query)]
 pub struct RunQuery {
     /// Only this flow.
+    #[param(pattern = r"^[a-z0-9][a-z0-9-]{0,62}$")]
     pub flow: Option<String>,
     /// Only this status (`queued`, `running`, `succeeded`, `failed`, `dead`).
+    #[param(pattern = "^(queued|running|succeeded|failed|dead)$")]
     pub status: Option<String>,
     /// Page size (1–500, default 50).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<usize>,
     /// `next_cursor` of the previous page.
+    #[param(format = Uuid)]
     pub cursor: Option<String>,
 }
 

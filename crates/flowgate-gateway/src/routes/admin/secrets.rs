@@ -79,7 +79,7 @@ pub async fn list_secrets(req: HttpRequest, state: web::Data<AppState>) -> ApiRe
 
 /// A secret's metadata (never its value).
 #[utoipa::path(get, path = "/admin/v1/secrets/{name}", operation_id = "get_secret", tag = "secrets",
-    params(("name" = String, Path, description = "Secret name")),
+    params(("name" = String, Path, description = "Secret name", pattern = r"^[A-Za-z0-9_.-]{1,128}$")),
     responses((status = 200, body = SecretOut, description = "OK"), (status = 404, response = crate::openapi::Problem)),
     security(("bearer" = ["secrets:write"])))]
 #[get("/admin/v1/secrets/{name}")]
@@ -104,7 +104,7 @@ pub async fn get_secret(
 
 /// Create or replace a secret.
 #[utoipa::path(put, path = "/admin/v1/secrets/{name}", operation_id = "put_secret", tag = "secrets",
-    params(("name" = String, Path, description = "Secret name")),
+    params(("name" = String, Path, description = "Secret name", pattern = r"^[A-Za-z0-9_.-]{1,128}$")),
     request_body = SecretIn,
     responses((status = 204, description = "No content"), (status = 422, response = crate::openapi::Problem)),
     security(("bearer" = ["secrets:write"])))]
@@ -131,7 +131,7 @@ pub async fn put_secret(
 
 /// Delete a secret.
 #[utoipa::path(delete, path = "/admin/v1/secrets/{name}", operation_id = "delete_secret", tag = "secrets",
-    params(("name" = String, Path, description = "Secret name")),
+    params(("name" = String, Path, description = "Secret name", pattern = r"^[A-Za-z0-9_.-]{1,128}$")),
     responses((status = 204, description = "No content"), (status = 404, response = crate::openapi::Problem)),
     security(("bearer" = ["secrets:write"])))]
 #[delete("/admin/v1/secrets/{name}")]

@@ -27,11 +27,34 @@ pub struct UserQuery {
     /// Exact email (ignoring case).
     pub email: Option<String>,
     /// Status.
+    #[param(pattern = "^(active|suspended|disabled)$")]
     pub status: Option<String>,
     /// Page size (1–500, default 50).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<usize>,
     /// `next_cursor` of the previous page.
+    #[param(format = Uuid)]
     pub cursor: Option<String>,
+}
+
+/// `POST /admin/v1/users` body.
+#[derive(Debug, Deserialize, serde::Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserIn {
+    /// Email, unique ignoring case: one `@` with text on both sides, no white space.
+    #[schema(max_length = 320, pattern = r"^[^\s@]+@[^\s@]+$")]
+    pub email: String,
+    /// Display name.
+    pub display_name: Option<String>,
+    /// `active` (default), `suspended` or `disabled`.
+    #[schema(pattern = "^(active|suspended|disabled)$")]
+    pub status: Option<String>,
+    /// Free-form attributes.
+    #[schema(value_type = Option<Object>)]
+    pub attributes: Option<serde_json::Map<String, Value>>,
+    /// System name → id in that system.
+    #[schema(value_type = Option<Object>)]
+    pub external_ids: Option<serde_json::Map<String, Value>>,
 }
 
 fn user_id(s: &str) -> ApiResult<UserId> {
@@ -79,16 +102,17 @@ pub async fn list_users(
 
 /// Create a user.
 #[utoipa::path(post, path = "/admin/v1/users", operation_id = "create_user", tag = "users",
-    request_body(content = Object, description = "`{email, display_name?, status?, attributes?, external_ids?}`"),
+    request_body = UserIn,
     responses((status = 201, body = UserOut, description = "Created"), (status = 409, response = crate::openapi::Problem), (status = 422, response = crate::openapi::Problem)),
     security(("bearer" = ["users:write"])))]
 #[post("/admin/v1/users")]
 pub async fn create_user(
     req: HttpRequest,
-    body: web::Json<Value>,
+    body: web::Json<UserIn>,
     state: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
     authorize(&req, &state, "users:write").await?;
+    let body = serde_json::to_value(body.into_inner()).map_err(ApiError::internal)?;
     let new = NewUser::from_json(&body).map_err(|e| ApiError::unprocessable(e.to_string()))?;
     let user = store_call(&state, move |s| s.create_user(new)).await?;
     state.engine.wake_dispatcher();
