@@ -2,7 +2,7 @@
 CARGO ?= cargo
 BIN_RELEASE := target/release/flowgate
 
-.PHONY: run test lint fmt bench bench-criterion openapi openapi-check build build-release ci
+.PHONY: run test lint fmt bench bench-criterion openapi openapi-check build build-release ci console console-check browser-test
 
 run: build-release
 	@bash tools/dev-run.sh $(BIN_RELEASE)
@@ -25,6 +25,7 @@ test:
 	fi
 	$(CARGO) test --workspace --doc
 	@$(MAKE) --no-print-directory openapi-check
+	@$(MAKE) --no-print-directory browser-test
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -50,6 +51,21 @@ openapi-check:
 	@tmp=$$(mktemp -d); ./target/debug/flowgate openapi export --out $$tmp >/dev/null && \
 	  if diff -u openapi/admin.json $$tmp/admin.json; then echo "openapi/admin.json is up to date"; \
 	  else echo "openapi/admin.json drifted from the code: run 'make openapi' and commit"; exit 1; fi
+
+# The analyst console: console/src -> console/dist (committed; embedded by `cargo build`).
+console:
+	cd console && npm ci --no-audit --no-fund && npm run --silent build
+
+# CI: the committed bundle is exactly what its sources and lockfile build.
+console-check: console
+	@if git diff --exit-code --stat -- console/dist && [ -z "$$(git status --porcelain -- console/dist)" ]; then \
+	  echo "console/dist matches console/src"; \
+	else echo "console/dist drifted from console/src: run 'make console' and commit"; exit 1; fi
+
+# The console in a real browser (Debian chromium + Playwright from PyPI); fails if either is missing.
+browser-test:
+	@[ -x target/debug/flowgate ] || $(CARGO) build -p flowgate
+	python3 tests/browser/console_test.py
 
 ci:
 	bash .ci/run

@@ -1,6 +1,7 @@
 //! API keys: `fgk_<id>_<secret>`, argon2id hashes, and a verifier with a
-//! short-lived cache of successful checks, bounded argon2 concurrency and a
-//! per-IP limit on failed attempts.
+//! short-lived cache of successful checks refreshed ahead of expiry,
+//! single-flight verification, bounded argon2 concurrency and a per-address
+//! throttle on failed attempts that never refuses a key that verifies.
 //!
 //! Format: `fgk_` + a 16-character lower-case hex id (8 random bytes) + `_` +
 //! 43 characters of base64url (32 random bytes, no padding); 64 characters in
@@ -12,8 +13,7 @@
 
 use std::fmt;
 use std::net::IpAddr;
-use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,8 +22,6 @@ use argon2::{Algorithm, Argon2, Params, Version};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use flowgate_core::SecretString;
-use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use hmac::{KeyInit, Mac};
 use moka::sync::Cache;
 use serde::{Deserialize, Serialize};
@@ -195,14 +193,24 @@ pub fn parse_presented(presented: &str) -> Result<(ApiKeyId, &str), MalformedKey
 /// Tuning of a [`KeyVerifier`].
 #[derive(Debug, Clone)]
 pub struct KeyVerifierConfig {
-    /// How long a successful verification is remembered.
+    /// How long a verification is trusted without reading the store again:
+    /// also the longest a revocation made on another node takes to be seen.
+    /// A key in use is re-read in the background after half of this, so its
+    /// callers never wait for the store or argon2.
     pub cache_ttl: Duration,
-    /// Most remembered verifications.
+    /// Most remembered verifications (and proofs of possession).
     pub cache_capacity: u64,
-    /// argon2 verifications allowed to run at once.
+    /// argon2 verifications allowed to run at once (for addresses in good standing).
     pub argon2_permits: usize,
-    /// Failed verifications allowed per client IP and minute.
+    /// Failed verifications allowed per client address and minute before the
+    /// address is throttled.
     pub failures_per_minute: u32,
+    /// How long this process remembers that a presented key matched its
+    /// stored hash; within it, a re-verification reads the store but runs
+    /// no argon2, and a throttled address still gets the key through.
+    pub proof_ttl: Duration,
+    /// Most client addresses with failure state.
+    pub tracked_addresses: u64,
 }
 
 impl Default for KeyVerifierConfig {
@@ -212,6 +220,8 @@ impl Default for KeyVerifierConfig {
             cache_capacity: 10_000,
             argon2_permits: 2,
             failures_per_minute: 20,
+            proof_ttl: Duration::from_secs(24 * 3600),
+            tracked_addresses: 100_000,
         }
     }
 }
@@ -227,7 +237,7 @@ pub struct CacheStats {
     pub entries: u64,
     /// Failed verifications.
     pub failures: u64,
-    /// Requests refused by the per-IP failure limit.
+    /// Requests refused by the per-address failure limit.
     pub throttled: u64,
     /// argon2 verifications run.
     pub argon2_runs: u64,
@@ -237,13 +247,35 @@ pub struct CacheStats {
     pub argon2_in_flight: u64,
     /// Most argon2 verifications seen running at once.
     pub max_argon2_in_flight: u64,
+    /// Background re-reads of cached keys (refresh ahead of expiry).
+    pub refreshes: u64,
+    /// Client addresses with failure state now.
+    pub tracked_addresses: u64,
 }
 
-#[derive(Debug, Clone)]
+/// A verification this process trusts until `checked_at + cache_ttl`.
+#[derive(Debug)]
 struct CachedKey {
     id: String,
     scopes: Vec<String>,
     expires_at: Option<i64>,
+    /// Digest of the stored hash this key was proven against.
+    hash_fp: [u8; 32],
+    checked_at: Instant,
+    refreshing: AtomicBool,
+}
+
+/// "This presented key matched stored hash `hash_fp` of key `id`."
+#[derive(Debug, Clone)]
+struct Proof {
+    id: String,
+    hash_fp: [u8; 32],
+}
+
+/// Failed verifications of one address in the current minute.
+#[derive(Debug, Default)]
+struct Failures {
+    count: AtomicU64,
 }
 
 #[derive(Default)]
@@ -256,21 +288,59 @@ struct Counters {
     argon2_waits: AtomicU64,
     argon2_in_flight: AtomicU64,
     max_argon2_in_flight: AtomicU64,
+    refreshes: AtomicU64,
 }
 
-/// Verifies presented API keys against a [`KeyStore`].
-pub struct KeyVerifier {
+/// Which argon2 permits a verification waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lane {
+    /// Addresses in good standing.
+    Normal,
+    /// Throttled addresses: one argon2 at a time between all of them, so they
+    /// cannot take the permits of everyone else.
+    Penalty,
+}
+
+struct Shared {
     store: Arc<dyn KeyStore>,
     /// Per-process HMAC key: cache keys are digests, never the presented key.
     digest_key: [u8; 32],
-    cache: Cache<[u8; 32], Arc<CachedKey>>,
+    cache_ttl: Duration,
+    /// Verified keys by digest. Concurrent misses for one digest share one
+    /// load (moka's `try_get_with`): one store read, at most one argon2.
+    fresh: moka::future::Cache<[u8; 32], Arc<CachedKey>>,
+    /// Proofs of possession by digest (see [`KeyVerifierConfig::proof_ttl`]).
+    proven: Cache<[u8; 32], Proof>,
+    /// Digests refused recently: presenting the same wrong key again costs no
+    /// store read and no argon2.
+    rejected: Cache<[u8; 32], ()>,
     /// Ids evicted within the last TTL: a verification racing an eviction
     /// must not leave a stale entry behind.
     evicted: Cache<String, ()>,
     permits: Arc<Semaphore>,
-    failures: DefaultKeyedRateLimiter<IpAddr>,
+    penalty: Arc<Semaphore>,
+    failures_per_minute: u64,
+    failures: Cache<IpAddr, Arc<Failures>>,
     blocked: Cache<IpAddr, Instant>,
     counters: Arc<Counters>,
+}
+
+/// Verifies presented API keys against a [`KeyStore`].
+///
+/// - A verified key is cached by the HMAC digest of the whole key for
+///   `cache_ttl`; a key in use is re-read from the store in the background
+///   after half of that (refresh ahead), so its callers wait neither for the
+///   store nor for argon2, and a revocation on another node is seen within
+///   `cache_ttl`. [`KeyVerifier::evict`] makes one on this node effective at once.
+/// - Concurrent misses for one key share one store read and one argon2 run
+///   (single-flight); argon2 runs are bounded by permits.
+/// - Failures count against the client address; past the limit the address
+///   is throttled: unproven keys from it get 429 (malformed or unknown ones
+///   without any work, others after an argon2 run in a one-permit penalty
+///   lane), but a key that verifies still gets through: the lockout never
+///   refuses the credential it protects.
+pub struct KeyVerifier {
+    shared: Arc<Shared>,
 }
 
 impl fmt::Debug for KeyVerifier {
@@ -281,54 +351,63 @@ impl fmt::Debug for KeyVerifier {
     }
 }
 
+fn elapsed_since(t: Instant) -> Duration {
+    Instant::now().saturating_duration_since(t)
+}
+
 impl KeyVerifier {
-    /// A verifier with default tuning (60 s cache, 2 argon2 permits, 20 failures/min/IP).
+    /// A verifier with default tuning (60 s cache, 2 argon2 permits, 20 failures/min/address).
     pub fn new(store: Arc<dyn KeyStore>) -> Self {
         Self::with_config(store, KeyVerifierConfig::default())
     }
 
     /// A verifier with explicit tuning.
     pub fn with_config(store: Arc<dyn KeyStore>, cfg: KeyVerifierConfig) -> Self {
-        let per_minute = NonZeroU32::new(cfg.failures_per_minute).unwrap_or(NonZeroU32::MIN);
+        let capacity = cfg.cache_capacity.max(1);
         Self {
-            store,
-            digest_key: rand::random(),
-            cache: Cache::builder()
-                .max_capacity(cfg.cache_capacity)
-                .time_to_live(cfg.cache_ttl)
-                .build(),
-            evicted: Cache::builder()
-                .max_capacity(10_000)
-                .time_to_live(cfg.cache_ttl)
-                .build(),
-            permits: Arc::new(Semaphore::new(cfg.argon2_permits.max(1))),
-            failures: RateLimiter::keyed(Quota::per_minute(per_minute)),
-            blocked: Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(Duration::from_secs(3_600))
-                .build(),
-            counters: Arc::default(),
+            shared: Arc::new(Shared {
+                store,
+                digest_key: rand::random(),
+                cache_ttl: cfg.cache_ttl,
+                fresh: moka::future::Cache::builder()
+                    .max_capacity(capacity)
+                    .time_to_live(cfg.cache_ttl)
+                    .support_invalidation_closures()
+                    .build(),
+                proven: Cache::builder()
+                    .max_capacity(capacity)
+                    .time_to_live(cfg.proof_ttl)
+                    .build(),
+                rejected: Cache::builder()
+                    .max_capacity(capacity)
+                    .time_to_live(cfg.cache_ttl.max(Duration::from_secs(1)))
+                    .build(),
+                evicted: Cache::builder()
+                    .max_capacity(10_000)
+                    .time_to_live(cfg.cache_ttl.max(Duration::from_secs(1)))
+                    .build(),
+                permits: Arc::new(Semaphore::new(cfg.argon2_permits.max(1))),
+                penalty: Arc::new(Semaphore::new(1)),
+                failures_per_minute: u64::from(cfg.failures_per_minute.max(1)),
+                failures: Cache::builder()
+                    .max_capacity(cfg.tracked_addresses.max(1))
+                    .time_to_live(Duration::from_secs(60))
+                    .build(),
+                blocked: Cache::builder()
+                    .max_capacity(cfg.tracked_addresses.max(1))
+                    .time_to_live(Duration::from_secs(60))
+                    .build(),
+                counters: Arc::default(),
+            }),
         }
     }
 
-    fn digest(&self, presented: &str) -> [u8; 32] {
-        match hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.digest_key) {
-            Ok(mut mac) => {
-                mac.update(presented.as_bytes());
-                mac.finalize().into_bytes().into()
-            }
-            // HMAC takes keys of any length; unreachable, but never panic.
-            Err(_) => [0; 32],
-        }
-    }
-
-    /// Verifies a presented key (from `Authorization: Bearer` or `X-API-Key`).
+    /// Verifies a presented key (from `Authorization: Bearer` or `X-API-Key`)
+    /// for a caller at `client_ip`.
     ///
-    /// Successful checks are cached for the TTL; expiry is re-checked on every
-    /// hit. Failures (malformed, unknown, wrong secret, expired, revoked) count
-    /// against `client_ip`; past the limit, answers `TooManyFailures` without
-    /// doing argon2 work. A key already in the cache still works from a
-    /// throttled address (it proves possession, and NATed users share IPs).
+    /// Expiry is re-checked on every hit. Failures (malformed, unknown, wrong
+    /// secret, expired, revoked) count against the address; see the type's
+    /// documentation for what a throttled address still gets.
     #[tracing::instrument(skip_all, fields(client.ip = %client_ip))]
     pub async fn verify(
         &self,
@@ -336,62 +415,292 @@ impl KeyVerifier {
         client_ip: IpAddr,
         now_ms: i64,
     ) -> Result<Principal> {
-        let digest = self.digest(presented);
-        if let Some(hit) = self.cache.get(&digest) {
-            self.counters.hits.fetch_add(1, Ordering::Relaxed);
+        let sh = &self.shared;
+        let bucket = crate::client_addr::bucket(client_ip);
+        let digest = sh.digest(presented);
+        if let Some(hit) = sh.fresh.get(&digest).await {
+            sh.counters.hits.fetch_add(1, Ordering::Relaxed);
             if hit.expires_at.is_some_and(|e| e <= now_ms) {
-                self.cache.invalidate(&digest);
-                return Err(self.note_failure(client_ip, AuthError::KeyExpired));
+                sh.fresh.invalidate(&digest).await;
+                return Err(sh.note_failure(bucket, AuthError::KeyExpired));
             }
+            self.maybe_refresh(digest, &hit);
             return Ok(principal(&hit));
         }
-        self.counters.misses.fetch_add(1, Ordering::Relaxed);
-        if let Some(until) = self.blocked.get(&client_ip) {
-            let now = Instant::now();
-            if until > now {
-                self.counters.throttled.fetch_add(1, Ordering::Relaxed);
-                return Err(AuthError::TooManyFailures {
-                    retry_after: until - now,
-                });
-            }
-        }
-        match self.verify_uncached(presented, now_ms).await {
-            Ok(key) => {
-                let key = Arc::new(key);
-                self.cache.insert(digest, key.clone());
-                if self.evicted.contains_key(&key.id) {
-                    self.cache.invalidate(&digest);
+        sh.counters.misses.fetch_add(1, Ordering::Relaxed);
+        let throttled = sh.throttled_for(bucket);
+        let lane = match throttled {
+            // A key this process has seen verify goes through as usual.
+            Some(_) if sh.proven.contains_key(&digest) => Lane::Normal,
+            Some(retry_after) => {
+                // Refuse what needs no work to refuse.
+                if parse_presented(presented).is_err() || sh.rejected.contains_key(&digest) {
+                    sh.counters.throttled.fetch_add(1, Ordering::Relaxed);
+                    return Err(AuthError::TooManyFailures { retry_after });
                 }
-                self.touch(&key.id, now_ms).await;
+                Lane::Penalty
+            }
+            None => {
+                if sh.rejected.contains_key(&digest) {
+                    return Err(sh.note_failure(bucket, AuthError::InvalidApiKey));
+                }
+                Lane::Normal
+            }
+        };
+        let loaded = sh
+            .fresh
+            .try_get_with(digest, {
+                let sh = self.shared.clone();
+                let presented = SecretString::new(presented);
+                async move { sh.load(presented.expose(), digest, now_ms, lane).await }
+            })
+            .await;
+        match loaded {
+            Ok(key) => {
+                if sh.evicted.contains_key(&key.id) {
+                    sh.fresh.invalidate(&digest).await;
+                }
+                if key.expires_at.is_some_and(|e| e <= now_ms) {
+                    sh.fresh.invalidate(&digest).await;
+                    return Err(sh.note_failure(bucket, AuthError::KeyExpired));
+                }
                 Ok(principal(&key))
             }
-            Err(e @ (AuthError::InvalidApiKey | AuthError::KeyExpired | AuthError::KeyRevoked)) => {
-                Err(self.note_failure(client_ip, e))
-            }
-            Err(e) => Err(e),
+            Err(e) => match &*e {
+                AuthError::InvalidApiKey | AuthError::KeyExpired | AuthError::KeyRevoked => {
+                    let err = sh.note_failure(bucket, (*e).clone());
+                    match throttled {
+                        Some(retry_after) if !matches!(err, AuthError::TooManyFailures { .. }) => {
+                            Err(AuthError::TooManyFailures { retry_after })
+                        }
+                        _ => Err(err),
+                    }
+                }
+                other => Err(other.clone()),
+            },
         }
     }
 
-    async fn verify_uncached(&self, presented: &str, now_ms: i64) -> Result<CachedKey> {
-        let (id, _) = parse_presented(presented).map_err(|_| AuthError::InvalidApiKey)?;
+    /// Starts a background re-read of a key in use once half its TTL is gone.
+    fn maybe_refresh(&self, digest: [u8; 32], hit: &Arc<CachedKey>) {
+        let sh = &self.shared;
+        if elapsed_since(hit.checked_at) < sh.cache_ttl / 2
+            || hit.refreshing.swap(true, Ordering::AcqRel)
+        {
+            return;
+        }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            hit.refreshing.store(false, Ordering::Release);
+            return;
+        };
+        let sh = self.shared.clone();
+        let hit = hit.clone();
+        rt.spawn(async move { sh.refresh(digest, hit).await });
+    }
+
+    /// Forgets cached verifications of key `id`; call on revoke or scope
+    /// change. Effective at once on this node: the next call reads the store.
+    /// (Proofs of possession stay: they say only that the key matches its
+    /// hash, and spare argon2 work on a revoked key that keeps being sent.)
+    pub fn evict(&self, id: &str) {
+        let sh = &self.shared;
+        sh.evicted.insert(id.to_owned(), ());
+        let owned = id.to_owned();
+        if sh
+            .fresh
+            .invalidate_entries_if(move |_, k| k.id == owned)
+            .is_err()
+        {
+            sh.fresh.invalidate_all();
+        }
+    }
+
+    /// Applies pending evictions of per-address and cached state (bounded
+    /// without it); the engine calls it every minute.
+    pub fn housekeeping(&self) {
+        let sh = &self.shared;
+        sh.proven.run_pending_tasks();
+        sh.rejected.run_pending_tasks();
+        sh.evicted.run_pending_tasks();
+        sh.failures.run_pending_tasks();
+        sh.blocked.run_pending_tasks();
+    }
+
+    /// Cache and argon2 counters for `/metrics`.
+    pub fn cache_stats(&self) -> CacheStats {
+        let sh = &self.shared;
+        let c = &sh.counters;
+        CacheStats {
+            hits: c.hits.load(Ordering::Relaxed),
+            misses: c.misses.load(Ordering::Relaxed),
+            entries: sh.fresh.entry_count(),
+            failures: c.failures.load(Ordering::Relaxed),
+            throttled: c.throttled.load(Ordering::Relaxed),
+            argon2_runs: c.argon2_runs.load(Ordering::Relaxed),
+            argon2_waits: c.argon2_waits.load(Ordering::Relaxed),
+            argon2_in_flight: c.argon2_in_flight.load(Ordering::Relaxed),
+            max_argon2_in_flight: c.max_argon2_in_flight.load(Ordering::Relaxed),
+            refreshes: c.refreshes.load(Ordering::Relaxed),
+            tracked_addresses: sh.failures.entry_count(),
+        }
+    }
+}
+
+impl Shared {
+    fn digest(&self, data: &str) -> [u8; 32] {
+        match hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.digest_key) {
+            Ok(mut mac) => {
+                mac.update(data.as_bytes());
+                mac.finalize().into_bytes().into()
+            }
+            // HMAC takes keys of any length; unreachable, but never panic.
+            Err(_) => [0; 32],
+        }
+    }
+
+    /// `Some(retry_after)` while `bucket` is throttled.
+    fn throttled_for(&self, bucket: IpAddr) -> Option<Duration> {
+        let until = self.blocked.get(&bucket)?;
+        let now = Instant::now();
+        (until > now).then(|| until - now)
+    }
+
+    fn note_failure(&self, bucket: IpAddr, err: AuthError) -> AuthError {
+        self.counters.failures.fetch_add(1, Ordering::Relaxed);
+        let f = self.failures.get_with(bucket, Arc::default);
+        let n = f.count.fetch_add(1, Ordering::AcqRel) + 1;
+        if n <= self.failures_per_minute {
+            return err;
+        }
+        let retry_after = match self.throttled_for(bucket) {
+            Some(d) => d,
+            None => {
+                let d = Duration::from_secs(60);
+                self.blocked.insert(bucket, Instant::now() + d);
+                d
+            }
+        };
+        self.counters.throttled.fetch_add(1, Ordering::Relaxed);
+        AuthError::TooManyFailures { retry_after }
+    }
+
+    async fn lookup(&self, id: &ApiKeyId) -> Result<Option<StoredKey>> {
         let store = self.store.clone();
         let lookup_id = id.clone();
         let record = tokio::task::spawn_blocking(move || store.get_key(lookup_id.as_str()))
             .await
             .map_err(|e| AuthError::Internal(format!("key lookup task: {e}")))?
             .map_err(|e| AuthError::Unavailable(format!("key store: {e}")))?;
-        let Some(record) = record else {
+        Ok(record.filter(|r| r.id == id.as_str()))
+    }
+
+    /// The one load of a cache miss: store read, argon2 unless this process
+    /// already proved this exact key against this exact hash, then the
+    /// revocation and expiry checks.
+    async fn load(
+        &self,
+        presented: &str,
+        digest: [u8; 32],
+        now_ms: i64,
+        lane: Lane,
+    ) -> Result<Arc<CachedKey>> {
+        let Ok((id, _)) = parse_presented(presented) else {
+            self.rejected.insert(digest, ());
             return Err(AuthError::InvalidApiKey);
         };
-        if record.id != id.as_str() {
+        let Some(record) = self.lookup(&id).await? else {
+            self.rejected.insert(digest, ());
             return Err(AuthError::InvalidApiKey);
+        };
+        let hash_fp = self.digest(&record.hash);
+        let proven = self
+            .proven
+            .get(&digest)
+            .is_some_and(|p| p.id == record.id && p.hash_fp == hash_fp);
+        if !proven {
+            if !self.argon2(presented, &record.hash, lane).await? {
+                self.rejected.insert(digest, ());
+                return Err(AuthError::InvalidApiKey);
+            }
+            self.proven.insert(
+                digest,
+                Proof {
+                    id: record.id.clone(),
+                    hash_fp,
+                },
+            );
         }
-        let permit = match self.permits.clone().try_acquire_owned() {
+        // Only holders of the real key learn that it is revoked or expired.
+        if record.revoked {
+            return Err(AuthError::KeyRevoked);
+        }
+        if record.expires_at.is_some_and(|e| e <= now_ms) {
+            return Err(AuthError::KeyExpired);
+        }
+        self.touch(&record.id, now_ms).await;
+        Ok(Arc::new(CachedKey {
+            id: record.id,
+            scopes: record.scopes,
+            expires_at: record.expires_at,
+            hash_fp,
+            checked_at: Instant::now(),
+            refreshing: AtomicBool::new(false),
+        }))
+    }
+
+    /// Re-reads a cached key so its TTL restarts without its callers waiting;
+    /// a revoked, expired, deleted or re-hashed key is dropped instead.
+    async fn refresh(&self, digest: [u8; 32], old: Arc<CachedKey>) {
+        self.counters.refreshes.fetch_add(1, Ordering::Relaxed);
+        let Ok(id) = ApiKeyId::parse(&old.id) else {
+            self.fresh.invalidate(&digest).await;
+            return;
+        };
+        let now_ms = flowgate_core::now_ms();
+        match self.lookup(&id).await {
+            Ok(Some(r))
+                if !r.revoked
+                    && r.expires_at.is_none_or(|e| e > now_ms)
+                    && self.digest(&r.hash) == old.hash_fp =>
+            {
+                self.fresh
+                    .insert(
+                        digest,
+                        Arc::new(CachedKey {
+                            id: r.id,
+                            scopes: r.scopes,
+                            expires_at: r.expires_at,
+                            hash_fp: old.hash_fp,
+                            checked_at: Instant::now(),
+                            refreshing: AtomicBool::new(false),
+                        }),
+                    )
+                    .await;
+                // An eviction racing this refresh wins.
+                if self.evicted.contains_key(&old.id) {
+                    self.fresh.invalidate(&digest).await;
+                }
+                self.touch(&old.id, now_ms).await;
+            }
+            Ok(_) => self.fresh.invalidate(&digest).await,
+            Err(e) => {
+                // Keep serving until the TTL; the next hit tries again.
+                tracing::warn!(key.id = %old.id, error = %e, "refreshing a cached key failed");
+                old.refreshing.store(false, Ordering::Release);
+            }
+        }
+    }
+
+    async fn argon2(&self, presented: &str, phc: &str, lane: Lane) -> Result<bool> {
+        let sem = match lane {
+            Lane::Normal => &self.permits,
+            Lane::Penalty => &self.penalty,
+        };
+        let permit = match sem.clone().try_acquire_owned() {
             Ok(p) => p,
             Err(_) => {
                 self.counters.argon2_waits.fetch_add(1, Ordering::Relaxed);
-                self.permits
-                    .clone()
+                sem.clone()
                     .acquire_owned()
                     .await
                     .map_err(|e| AuthError::Internal(format!("argon2 permits: {e}")))?
@@ -399,9 +708,11 @@ impl KeyVerifier {
         };
         self.counters.argon2_runs.fetch_add(1, Ordering::Relaxed);
         let key = SecretString::new(presented);
-        let hash = record.hash.clone();
+        let hash = phc.to_owned();
         let span = tracing::Span::current();
         let counters = self.counters.clone();
+        // Gauge and permit live in the blocking task, which always runs to
+        // its end, even when the request that started it goes away.
         let ok = tokio::task::spawn_blocking(move || {
             let _g = span.enter();
             let running = counters.argon2_in_flight.fetch_add(1, Ordering::SeqCst) + 1;
@@ -415,22 +726,7 @@ impl KeyVerifier {
             ok
         })
         .await;
-        let ok = ok.map_err(|e| AuthError::Internal(format!("argon2 task: {e}")))?;
-        // Only holders of the real key learn that it is revoked or expired.
-        if !ok {
-            return Err(AuthError::InvalidApiKey);
-        }
-        if record.revoked {
-            return Err(AuthError::KeyRevoked);
-        }
-        if record.expires_at.is_some_and(|e| e <= now_ms) {
-            return Err(AuthError::KeyExpired);
-        }
-        Ok(CachedKey {
-            id: record.id,
-            scopes: record.scopes,
-            expires_at: record.expires_at,
-        })
+        ok.map_err(|e| AuthError::Internal(format!("argon2 task: {e}")))
     }
 
     async fn touch(&self, id: &str, now_ms: i64) {
@@ -440,55 +736,6 @@ impl KeyVerifier {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::warn!(key.id = id, error = %e, "recording key use failed"),
             Err(e) => tracing::warn!(key.id = id, error = %e, "recording key use panicked"),
-        }
-    }
-
-    fn note_failure(&self, ip: IpAddr, err: AuthError) -> AuthError {
-        self.counters.failures.fetch_add(1, Ordering::Relaxed);
-        match self.failures.check_key(&ip) {
-            Ok(()) => err,
-            Err(not_until) => {
-                let wait = not_until.wait_time_from(DefaultClock::default().now());
-                self.blocked.insert(ip, Instant::now() + wait);
-                self.counters.throttled.fetch_add(1, Ordering::Relaxed);
-                if self.failures.len() > 100_000 {
-                    self.failures.retain_recent();
-                }
-                AuthError::TooManyFailures { retry_after: wait }
-            }
-        }
-    }
-
-    /// Forgets cached verifications of key `id`; call on revoke or scope change.
-    pub fn evict(&self, id: &str) {
-        self.evicted.insert(id.to_owned(), ());
-        for (digest, key) in self.cache.iter() {
-            if key.id == id {
-                self.cache.invalidate(&*digest);
-            }
-        }
-    }
-
-    /// Drops idle per-IP failure state; call now and then (e.g. every minute).
-    pub fn housekeeping(&self) {
-        self.failures.retain_recent();
-        self.failures.shrink_to_fit();
-        self.cache.run_pending_tasks();
-    }
-
-    /// Cache and argon2 counters for `/metrics`.
-    pub fn cache_stats(&self) -> CacheStats {
-        let c = &self.counters;
-        CacheStats {
-            hits: c.hits.load(Ordering::Relaxed),
-            misses: c.misses.load(Ordering::Relaxed),
-            entries: self.cache.entry_count(),
-            failures: c.failures.load(Ordering::Relaxed),
-            throttled: c.throttled.load(Ordering::Relaxed),
-            argon2_runs: c.argon2_runs.load(Ordering::Relaxed),
-            argon2_waits: c.argon2_waits.load(Ordering::Relaxed),
-            argon2_in_flight: c.argon2_in_flight.load(Ordering::Relaxed),
-            max_argon2_in_flight: c.max_argon2_in_flight.load(Ordering::Relaxed),
         }
     }
 }
@@ -669,7 +916,7 @@ mod tests {
         let AuthError::TooManyFailures { retry_after } = e else {
             panic!("expected TooManyFailures, got {e:?}")
         };
-        assert!(retry_after > Duration::from_secs(10) && retry_after <= Duration::from_secs(20));
+        assert!(retry_after > Duration::from_secs(30) && retry_after <= Duration::from_secs(60));
         assert_eq!(e_status(&v, IP).await, 429);
         // Another address is unaffected.
         let other: IpAddr = "198.51.100.7".parse().unwrap();
@@ -677,6 +924,173 @@ mod tests {
         assert!(matches!(e, AuthError::InvalidApiKey), "{e:?}");
         // Blocked callers cost no store lookups.
         assert_eq!(store.gets.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn a_throttled_address_still_gets_a_valid_key_through() {
+        let store = Arc::new(MemStore::default());
+        let good = add(&store, &["admin"], None);
+        let fresh = add(&store, &["billing:write"], None);
+        let v = KeyVerifier::with_config(
+            store.clone(),
+            KeyVerifierConfig {
+                failures_per_minute: 3,
+                ..Default::default()
+            },
+        );
+        // A key proven before the lockout, with its cache entry gone.
+        v.verify(good.full_key.expose(), IP, NOW).await.unwrap();
+        v.shared.fresh.invalidate_all();
+        let (_, secret) = parse_presented(good.full_key.expose()).unwrap();
+        for i in 0..6u8 {
+            let wrong = good
+                .full_key
+                .expose()
+                .replace(secret, &URL_SAFE_NO_PAD.encode([i; 32]));
+            let _ = v.verify(&wrong, IP, NOW).await;
+        }
+        assert_eq!(
+            v.verify("garbage", IP, NOW)
+                .await
+                .unwrap_err()
+                .http_status(),
+            429
+        );
+        // The proven key, and a key never seen before, both verify.
+        let p = v.verify(good.full_key.expose(), IP, NOW).await.unwrap();
+        assert_eq!(p.scopes, vec!["admin".to_string()]);
+        v.verify(fresh.full_key.expose(), IP, NOW).await.unwrap();
+        // A wrong secret from the throttled address is still refused (429),
+        // and re-presenting it costs no argon2.
+        let wrong = fresh.full_key.expose().replace(
+            parse_presented(fresh.full_key.expose()).unwrap().1,
+            &"A".repeat(43),
+        );
+        let e = v.verify(&wrong, IP, NOW).await.unwrap_err();
+        assert!(matches!(e, AuthError::TooManyFailures { .. }), "{e:?}");
+        let runs = v.cache_stats().argon2_runs;
+        let e = v.verify(&wrong, IP, NOW).await.unwrap_err();
+        assert!(matches!(e, AuthError::TooManyFailures { .. }), "{e:?}");
+        assert_eq!(v.cache_stats().argon2_runs, runs);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_misses_share_one_verification() {
+        let store = Arc::new(MemStore::default());
+        let key = add(&store, &["billing:write"], None);
+        let v = Arc::new(KeyVerifier::new(store.clone()));
+        let barrier = Arc::new(tokio::sync::Barrier::new(16));
+        let tasks: Vec<_> = (0..16)
+            .map(|_| {
+                let v = v.clone();
+                let b = barrier.clone();
+                let full = key.full_key.expose().to_owned();
+                tokio::spawn(async move {
+                    b.wait().await;
+                    v.verify(&full, IP, NOW).await
+                })
+            })
+            .collect();
+        for t in tasks {
+            assert_eq!(t.await.unwrap().unwrap().id, key.id.as_str());
+        }
+        let s = v.cache_stats();
+        assert_eq!(s.argon2_runs, 1, "{s:?}");
+        assert_eq!(store.gets.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn re_verification_after_expiry_needs_no_argon2() {
+        let store = Arc::new(MemStore::default());
+        let key = add(&store, &[], None);
+        // No cache at all: every call reads the store.
+        let v = KeyVerifier::with_config(
+            store.clone(),
+            KeyVerifierConfig {
+                cache_ttl: Duration::ZERO,
+                ..Default::default()
+            },
+        );
+        for i in 0..3 {
+            v.verify(key.full_key.expose(), IP, NOW + i).await.unwrap();
+        }
+        assert_eq!(v.cache_stats().argon2_runs, 1);
+        assert_eq!(store.gets.load(Ordering::SeqCst), 3);
+        // A revocation seen in the store is effective although proven.
+        store
+            .keys
+            .lock()
+            .unwrap()
+            .get_mut(key.id.as_str())
+            .unwrap()
+            .revoked = true;
+        let e = v.verify(key.full_key.expose(), IP, NOW).await.unwrap_err();
+        assert!(matches!(e, AuthError::KeyRevoked), "{e:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn keys_in_use_are_refreshed_ahead_and_revocation_reaches_them() {
+        let store = Arc::new(MemStore::default());
+        let key = add(&store, &[], None);
+        let v = KeyVerifier::with_config(
+            store.clone(),
+            KeyVerifierConfig {
+                cache_ttl: Duration::from_secs(3_600),
+                ..Default::default()
+            },
+        );
+        v.verify(key.full_key.expose(), IP, NOW).await.unwrap();
+        // Age the entry past half its TTL: the next hit is served from the
+        // cache and starts a background re-read.
+        let digest = v.shared.digest(key.full_key.expose());
+        let old = v.shared.fresh.get(&digest).await.unwrap();
+        let aged = Arc::new(CachedKey {
+            id: old.id.clone(),
+            scopes: old.scopes.clone(),
+            expires_at: old.expires_at,
+            hash_fp: old.hash_fp,
+            checked_at: Instant::now() - Duration::from_secs(1_801),
+            refreshing: AtomicBool::new(false),
+        });
+        v.shared.fresh.insert(digest, aged).await;
+        // Revoked on "another node": only the store knows.
+        store
+            .keys
+            .lock()
+            .unwrap()
+            .get_mut(key.id.as_str())
+            .unwrap()
+            .revoked = true;
+        v.verify(key.full_key.expose(), IP, NOW).await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while v.shared.fresh.get(&digest).await.is_some() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let e = v.verify(key.full_key.expose(), IP, NOW).await.unwrap_err();
+        assert!(matches!(e, AuthError::KeyRevoked), "{e:?}");
+        let s = v.cache_stats();
+        assert_eq!((s.refreshes, s.argon2_runs), (1, 1), "{s:?}");
+    }
+
+    #[tokio::test]
+    async fn failure_state_is_bounded() {
+        let store = Arc::new(MemStore::default());
+        let v = KeyVerifier::with_config(
+            store,
+            KeyVerifierConfig {
+                tracked_addresses: 50,
+                cache_capacity: 50,
+                ..Default::default()
+            },
+        );
+        for i in 0..2_000u32 {
+            let ip = IpAddr::V4(std::net::Ipv4Addr::from(i));
+            let _ = v.verify(&format!("garbage-{i}"), ip, NOW).await;
+        }
+        v.housekeeping();
+        let s = v.cache_stats();
+        assert!(s.tracked_addresses <= 50, "{s:?}");
+        assert!(v.shared.rejected.entry_count() <= 50);
     }
 
     async fn e_status(v: &KeyVerifier, ip: IpAddr) -> u16 {

@@ -85,6 +85,11 @@ impl Authenticator {
         Self { keys, jwt }
     }
 
+    /// Whether bearer JWTs are verified at all (an issuer is configured).
+    pub fn has_jwt(&self) -> bool {
+        self.jwt.is_some()
+    }
+
     /// The API key verifier (for `evict` on revoke and `cache_stats`).
     pub fn keys(&self) -> &KeyVerifier {
         &self.keys
@@ -102,7 +107,7 @@ impl Authenticator {
         now_ms: i64,
     ) -> Result<Principal> {
         if mode == AuthMode::None {
-            return Ok(Principal::anonymous());
+            return Ok(Principal::anonymous_from(client_ip));
         }
         let Some(credential) = credential else {
             return Err(AuthError::MissingCredentials);

@@ -9,7 +9,7 @@ use crate::signature::SignatureError;
 pub const REALM: &str = "flowgate";
 
 /// Authentication and authorisation failures.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum AuthError {
     /// No credentials were presented where some are required.
@@ -52,9 +52,13 @@ pub type Result<T, E = AuthError> = std::result::Result<T, E>;
 
 impl AuthError {
     /// The HTTP status the gateway answers with: 401, 403, 429, 503 or 500.
+    ///
+    /// A stored signing secret that cannot be used is the operator's
+    /// misconfiguration, answered like a missing one: 503, so the provider
+    /// retries once it is fixed.
     pub fn http_status(&self) -> u16 {
         match self {
-            Self::InvalidSignature(SignatureError::InvalidSecret(_)) => 500,
+            Self::InvalidSignature(SignatureError::InvalidSecret(_)) => 503,
             Self::MissingCredentials
             | Self::InvalidApiKey
             | Self::KeyExpired
@@ -75,6 +79,7 @@ impl AuthError {
             Self::InvalidApiKey | Self::KeyExpired | Self::KeyRevoked | Self::InvalidToken(_) => {
                 "invalid_credentials"
             }
+            Self::InvalidSignature(SignatureError::InvalidSecret(_)) => "signature_secret_invalid",
             Self::InvalidSignature(_) => "invalid_signature",
             Self::TooManyFailures { .. } => "too_many_auth_failures",
             Self::MissingScope(_) => "insufficient_scope",
@@ -155,6 +160,11 @@ mod tests {
         assert_eq!(e.http_status(), 429);
         assert_eq!(e.retry_after_secs(), Some(3));
         assert_eq!(AuthError::Unavailable("db".into()).http_status(), 503);
+        // A malformed stored signing secret is unavailability, not a fault.
+        let e = AuthError::InvalidSignature(SignatureError::InvalidSecret("not whsec_<base64>"));
+        assert_eq!(e.http_status(), 503);
+        assert_eq!(e.code(), "signature_secret_invalid");
+        assert!(e.www_authenticate().is_none());
     }
 
     #[test]

@@ -17,10 +17,13 @@
 //!    [`AuthError::retry_after_secs`], [`AuthError::code`].
 //!
 //! Call [`KeyVerifier::evict`] when a key is revoked, and the `housekeeping`
-//! methods about once a minute.
+//! methods about once a minute (all per-caller state is bounded without
+//! them; they apply pending evictions). Client addresses come from
+//! [`client_addr::TrustedProxies::client_ip`].
 
 pub mod api_key;
 pub mod authenticator;
+pub mod client_addr;
 pub mod error;
 pub mod jwt;
 pub mod principal;
@@ -34,6 +37,7 @@ pub mod test_keys;
 
 pub use api_key::{ApiKeyId, GeneratedKey, KeyStore, KeyVerifier, StoredKey};
 pub use authenticator::{extract_credential, Authenticator, Credential};
+pub use client_addr::TrustedProxies;
 pub use error::{AuthError, Result};
 pub use jwt::{JwtVerifier, OAuth2Config};
 pub use principal::{Principal, PrincipalKind};

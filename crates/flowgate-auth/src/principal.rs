@@ -44,7 +44,8 @@ impl PrincipalKind {
 pub struct Principal {
     /// How it authenticated.
     pub kind: PrincipalKind,
-    /// API key id, JWT `sub` (or `client_id`), webhook secret name, or `""` for anonymous.
+    /// API key id, JWT `sub` (or `client_id`), webhook scheme, or the client
+    /// address for anonymous callers (`""` when there is none, e.g. in tests).
     pub id: String,
     /// Granted scopes.
     pub scopes: Vec<String>,
@@ -57,6 +58,15 @@ impl Principal {
             kind: PrincipalKind::Anonymous,
             id: String::new(),
             scopes: Vec::new(),
+        }
+    }
+
+    /// An anonymous caller identified by its client address (IPv6 by /64),
+    /// so per-caller state (rate limits, idempotency keys) is its own.
+    pub fn anonymous_from(ip: std::net::IpAddr) -> Self {
+        Self {
+            id: crate::client_addr::bucket_label(ip),
+            ..Self::anonymous()
         }
     }
 
@@ -88,5 +98,9 @@ mod tests {
             serde_json::json!("oauth2")
         );
         assert_eq!(Principal::anonymous().kind.as_str(), "anonymous");
+        let a = Principal::anonymous_from("192.0.2.1".parse().unwrap());
+        let b = Principal::anonymous_from("192.0.2.2".parse().unwrap());
+        assert_eq!(a.caller_key(), "anonymous:192.0.2.1");
+        assert_ne!(a.caller_key(), b.caller_key());
     }
 }

@@ -9,15 +9,11 @@
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::net::IpAddr;
-use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use flowgate_core::manifest::RateSpec;
-use governor::clock::{Clock, DefaultClock};
-use governor::middleware::StateInformationMiddleware;
-use governor::state::keyed::DefaultKeyedStateStore;
-use governor::{Quota, RateLimiter};
 use moka::sync::Cache;
 
 use crate::error::ceil_secs;
@@ -74,56 +70,69 @@ pub fn policy_header(policy: &str, quota: u32, window_secs: u32) -> (String, Str
     )
 }
 
-type KeyedLimiter<K> =
-    RateLimiter<K, DefaultKeyedStateStore<K>, DefaultClock, StateInformationMiddleware>;
+/// Most callers (or addresses) one limiter tracks at once. Past this the
+/// least useful entries are evicted, so callers cannot grow memory without
+/// bound by inventing identities.
+pub const MAX_TRACKED_KEYS: u64 = 100_000;
 
 /// One GCRA limiter over many keys, with the numbers its headers need.
-struct Gcra<K: Hash + Eq + Clone> {
+///
+/// The state of a key is its theoretical arrival time (TAT, nanoseconds since
+/// the limiter was built) in a bounded cache; an entry idle for a whole burst
+/// is dropped, which is exactly the state of a key never seen.
+struct Gcra<K: Hash + Eq + Clone + Send + Sync + 'static> {
     count: u32,
     window_secs: u32,
     burst: u32,
     period: Duration,
-    limiter: KeyedLimiter<K>,
+    base: Instant,
+    tats: Cache<K, Arc<AtomicU64>>,
 }
 
-impl<K: Hash + Eq + Clone> Gcra<K> {
+impl<K: Hash + Eq + Clone + Send + Sync + 'static> Gcra<K> {
     fn new(count: u32, window_secs: u32, burst: Option<u32>) -> Self {
+        Self::with_capacity(count, window_secs, burst, MAX_TRACKED_KEYS)
+    }
+
+    fn with_capacity(count: u32, window_secs: u32, burst: Option<u32>, capacity: u64) -> Self {
         let count = count.max(1);
         let window_secs = window_secs.max(1);
         let burst = burst.filter(|b| *b > 0).unwrap_or(count);
         let period = Duration::from_secs(u64::from(window_secs)) / count;
         let period = period.max(Duration::from_nanos(1));
-        let quota = Quota::with_period(period)
-            .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
-            .allow_burst(NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN));
+        let idle = (period * burst).max(Duration::from_secs(1));
         Self {
             count,
             window_secs,
             burst,
             period,
-            limiter: RateLimiter::dashmap(quota).with_middleware::<StateInformationMiddleware>(),
+            base: Instant::now(),
+            tats: Cache::builder()
+                .max_capacity(capacity)
+                .time_to_idle(idle)
+                .build(),
         }
     }
 
+    fn nanos(d: Duration) -> u64 {
+        u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+    }
+
     fn check(&self, key: &K, policy: &'static str) -> RateDecision {
-        match self.limiter.check_key(key) {
-            Ok(snapshot) => {
-                let remaining = snapshot.remaining_burst_capacity().min(self.burst);
-                let used = self.burst - remaining;
-                RateDecision {
-                    allowed: true,
-                    policy,
-                    quota: self.count,
-                    window_secs: self.window_secs,
-                    remaining,
-                    reset_secs: secs_ceil_or_zero(self.period * used),
-                    retry_after_secs: None,
-                }
-            }
-            Err(not_until) => {
-                let wait = not_until.wait_time_from(self.limiter.clock().now());
+        let t = Self::nanos(self.period);
+        let tolerance = t.saturating_mul(u64::from(self.burst - 1));
+        let now = Self::nanos(self.base.elapsed());
+        let cell = self
+            .tats
+            .get_with_by_ref(key, || Arc::new(AtomicU64::new(0)));
+        let mut tat = cell.load(Ordering::Acquire);
+        loop {
+            let start = tat.max(now);
+            let ahead = start - now;
+            if ahead > tolerance {
+                let wait = Duration::from_nanos(ahead - tolerance);
                 let full = wait + self.period * self.burst.saturating_sub(1);
-                RateDecision {
+                return RateDecision {
                     allowed: false,
                     policy,
                     quota: self.count,
@@ -131,7 +140,26 @@ impl<K: Hash + Eq + Clone> Gcra<K> {
                     remaining: 0,
                     reset_secs: ceil_secs(full),
                     retry_after_secs: Some(ceil_secs(wait)),
+                };
+            }
+            let next = start.saturating_add(t);
+            match cell.compare_exchange_weak(tat, next, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => {
+                    // Cells now queued ahead of `now`, rounded up.
+                    let used = u32::try_from((next - now).div_ceil(t)).unwrap_or(u32::MAX);
+                    let remaining = self.burst.saturating_sub(used);
+                    let used = self.burst - remaining;
+                    return RateDecision {
+                        allowed: true,
+                        policy,
+                        quota: self.count,
+                        window_secs: self.window_secs,
+                        remaining,
+                        reset_secs: secs_ceil_or_zero(self.period * used),
+                        retry_after_secs: None,
+                    };
                 }
+                Err(current) => tat = current,
             }
         }
     }
@@ -143,8 +171,11 @@ impl<K: Hash + Eq + Clone> Gcra<K> {
     }
 
     fn housekeeping(&self) {
-        self.limiter.retain_recent();
-        self.limiter.shrink_to_fit();
+        self.tats.run_pending_tasks();
+    }
+
+    fn tracked(&self) -> u64 {
+        self.tats.entry_count()
     }
 }
 
@@ -158,9 +189,15 @@ fn secs_ceil_or_zero(d: Duration) -> u64 {
 
 /// Per-flow limiters keyed by caller, created on first use and replaced
 /// when a flow's rate or burst changes.
-#[derive(Default)]
 pub struct RateLimits {
     flows: RwLock<HashMap<String, Arc<Gcra<String>>>>,
+    capacity: u64,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        Self::with_capacity(MAX_TRACKED_KEYS)
+    }
 }
 
 impl std::fmt::Debug for RateLimits {
@@ -175,6 +212,14 @@ impl RateLimits {
     /// An empty set of limiters.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Limiters that track at most `capacity` callers per flow.
+    pub fn with_capacity(capacity: u64) -> Self {
+        Self {
+            flows: RwLock::default(),
+            capacity,
+        }
     }
 
     /// Checks (and counts) one call of `caller` to `flow` under `spec`/`burst`.
@@ -207,7 +252,12 @@ impl RateLimits {
         match map.get(flow) {
             Some(l) if l.same_spec(spec.count, spec.window_secs, burst) => l.clone(),
             _ => {
-                let l = Arc::new(Gcra::new(spec.count, spec.window_secs, burst));
+                let l = Arc::new(Gcra::with_capacity(
+                    spec.count,
+                    spec.window_secs,
+                    burst,
+                    self.capacity,
+                ));
                 map.insert(flow.to_owned(), l.clone());
                 l
             }
@@ -226,7 +276,16 @@ impl RateLimits {
         self.flows.read().map(|m| m.len()).unwrap_or(0)
     }
 
-    /// Drops idle per-caller state; call now and then (e.g. every minute).
+    /// Callers tracked now, over all flows (for `/metrics`).
+    pub fn tracked_callers(&self) -> u64 {
+        match self.flows.read() {
+            Ok(m) => m.values().map(|l| l.tracked()).sum(),
+            Err(_) => 0,
+        }
+    }
+
+    /// Applies pending evictions of idle per-caller state (the state is
+    /// bounded without it); the engine calls it every minute.
     pub fn housekeeping(&self) {
         let limiters: Vec<_> = match self.flows.read() {
             Ok(m) => m.values().cloned().collect(),
@@ -238,7 +297,7 @@ impl RateLimits {
     }
 }
 
-/// A global per-IP limiter for unauthenticated traffic (default 300/minute).
+/// A global per-address limiter for unauthenticated traffic (default 300/minute).
 pub struct IpRateLimiter {
     gcra: Gcra<IpAddr>,
 }
@@ -271,21 +330,46 @@ impl IpRateLimiter {
         Self::new(spec.count, spec.window_secs, burst)
     }
 
-    /// Checks (and counts) one call from `ip`.
+    /// Checks (and counts) one call from `ip` (IPv6 addresses count per /64,
+    /// see [`crate::client_addr::bucket`]).
     pub fn check(&self, ip: IpAddr) -> RateDecision {
-        self.gcra.check(&ip, IP_POLICY)
+        self.gcra.check(&crate::client_addr::bucket(ip), IP_POLICY)
     }
 
-    /// Drops idle per-IP state.
+    /// Like [`IpRateLimiter::new`], tracking at most `capacity` addresses.
+    pub fn with_capacity(count: u32, window_secs: u32, burst: Option<u32>, capacity: u64) -> Self {
+        Self {
+            gcra: Gcra::with_capacity(count, window_secs, burst, capacity),
+        }
+    }
+
+    /// Addresses tracked now (for `/metrics`).
+    pub fn tracked(&self) -> u64 {
+        self.gcra.tracked()
+    }
+
+    /// Applies pending evictions of idle per-address state.
     pub fn housekeeping(&self) {
         self.gcra.housekeeping();
     }
 }
 
 /// Lets one event through per (caller, flow) and period, so a flood of 429s
-/// produces a trickle of `security.rate_limited` events.
+/// or failed logins produces a trickle of events, and counts what it holds
+/// back: each emitted event carries how many were suppressed since the
+/// previous one for the same key, so a monitor can still count them all.
 pub struct Sampler {
-    seen: Cache<(String, String), ()>,
+    period_ns: u64,
+    base: Instant,
+    seen: Cache<(String, String), Arc<SampleState>>,
+}
+
+#[derive(Default)]
+struct SampleState {
+    /// Nanoseconds since `base` of the last emitted event (+1, so 0 is "never").
+    last_emit: AtomicU64,
+    /// Events held back since then.
+    suppressed: AtomicU64,
 }
 
 impl std::fmt::Debug for Sampler {
@@ -295,22 +379,61 @@ impl std::fmt::Debug for Sampler {
 }
 
 impl Sampler {
-    /// At most one `true` per key and `period`.
+    /// At most one event per key and `period`.
     pub fn new(period: Duration) -> Self {
+        Self::with_capacity(period, MAX_TRACKED_KEYS)
+    }
+
+    /// Like [`Sampler::new`], tracking at most `capacity` keys.
+    pub fn with_capacity(period: Duration, capacity: u64) -> Self {
         Self {
+            period_ns: u64::try_from(period.as_nanos()).unwrap_or(u64::MAX).max(1),
+            base: Instant::now(),
             seen: Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(period)
+                .max_capacity(capacity)
+                // Long enough that a held-back count reaches the next event.
+                .time_to_idle((period * 12).max(Duration::from_secs(3_600)))
                 .build(),
         }
     }
 
-    /// `true` when the gateway should emit the event now.
+    /// `Some(suppressed)` when the event should be emitted now, with the
+    /// number held back for this key since the last emitted one; `None` when
+    /// this one is held back (and counted).
+    pub fn sample(&self, caller: &str, flow: &str) -> Option<u64> {
+        let state = self
+            .seen
+            .get_with((caller.to_owned(), flow.to_owned()), Arc::default);
+        let now = u64::try_from(self.base.elapsed().as_nanos())
+            .unwrap_or(u64::MAX)
+            .saturating_add(1);
+        let last = state.last_emit.load(Ordering::Acquire);
+        let due = last == 0 || now.saturating_sub(last) >= self.period_ns;
+        if due
+            && state
+                .last_emit
+                .compare_exchange(last, now, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        {
+            return Some(state.suppressed.swap(0, Ordering::AcqRel));
+        }
+        state.suppressed.fetch_add(1, Ordering::AcqRel);
+        None
+    }
+
+    /// `true` when the event should be emitted now (see [`Sampler::sample`]).
     pub fn should_emit(&self, caller: &str, flow: &str) -> bool {
-        self.seen
-            .entry((caller.to_owned(), flow.to_owned()))
-            .or_insert(())
-            .is_fresh()
+        self.sample(caller, flow).is_some()
+    }
+
+    /// Keys tracked now (for `/metrics`).
+    pub fn tracked(&self) -> u64 {
+        self.seen.entry_count()
+    }
+
+    /// Applies pending evictions.
+    pub fn housekeeping(&self) {
+        self.seen.run_pending_tasks();
     }
 }
 
@@ -404,6 +527,61 @@ mod tests {
         assert_eq!(d.headers()[0].1, "\"ip\";q=2;w=60");
         assert!(ipl.check(b).allowed);
         assert!(IpRateLimiter::default().check(a).allowed);
+    }
+
+    #[test]
+    fn per_caller_state_is_bounded() {
+        let rl = RateLimits::with_capacity(100);
+        let s = spec("10/minute");
+        for i in 0..5_000 {
+            rl.check("f", &s, None, &format!("anonymous:{i}"));
+        }
+        rl.housekeeping();
+        assert!(rl.tracked_callers() <= 100, "{}", rl.tracked_callers());
+        let ipl = IpRateLimiter::with_capacity(10, 60, None, 50);
+        for i in 0..5_000u32 {
+            ipl.check(IpAddr::V4(std::net::Ipv4Addr::from(i)));
+        }
+        ipl.housekeeping();
+        assert!(ipl.tracked() <= 50, "{}", ipl.tracked());
+        let sm = Sampler::with_capacity(Duration::from_secs(5), 20);
+        for i in 0..1_000 {
+            sm.sample(&i.to_string(), "auth");
+        }
+        sm.housekeeping();
+        assert!(sm.tracked() <= 20, "{}", sm.tracked());
+    }
+
+    #[test]
+    fn ipv6_addresses_share_their_64_prefix() {
+        let ipl = IpRateLimiter::new(2, 60, None);
+        let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert!(ipl.check(a).allowed);
+        assert!(ipl.check(b).allowed);
+        assert!(!ipl.check(a).allowed, "same /64");
+        assert!(ipl.check(c).allowed, "another /64");
+    }
+
+    #[test]
+    fn sampler_counts_what_it_suppresses() {
+        let s = Sampler::new(Duration::from_secs(3_600));
+        assert_eq!(s.sample("192.0.2.1", "auth"), Some(0));
+        for _ in 0..7 {
+            assert_eq!(s.sample("192.0.2.1", "auth"), None);
+        }
+        assert_eq!(s.sample("192.0.2.2", "auth"), Some(0));
+        let s = Sampler::new(Duration::from_millis(1));
+        assert_eq!(s.sample("c", "f"), Some(0));
+        let mut held = 0;
+        let n = loop {
+            match s.sample("c", "f") {
+                Some(n) => break n,
+                None => held += 1,
+            }
+        };
+        assert_eq!(n, held);
     }
 
     #[test]

@@ -37,6 +37,45 @@ pub struct Event {
     pub time: EpochMs,
     /// Payload.
     pub data: Value,
+    /// How many event-triggered runs led to this event: 0 for events from
+    /// outside (partners, admin changes, runs started by HTTP, schedules).
+    #[serde(default)]
+    pub depth: u32,
+    /// The chain of runs and events this one belongs to (`None` for a root).
+    #[serde(default)]
+    pub chain_id: Option<String>,
+}
+
+/// What caused a run: its depth in a chain of event-triggered runs and the
+/// chain's id. Events the run produces carry it on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cause {
+    /// 0 for a run started from outside; one more than its event's depth for
+    /// an event-triggered run.
+    pub depth: u32,
+    /// Id of the chain (the id of the run or event that started it).
+    pub chain_id: String,
+}
+
+impl Cause {
+    /// The cause of a run started from outside.
+    pub fn root(chain_id: impl Into<String>) -> Self {
+        Self {
+            depth: 0,
+            chain_id: chain_id.into(),
+        }
+    }
+
+    /// The cause of a run triggered by `event`.
+    pub fn triggered_by(event: &Event) -> Self {
+        Self {
+            depth: event.depth.saturating_add(1),
+            chain_id: event
+                .chain_id
+                .clone()
+                .unwrap_or_else(|| event.id.to_string()),
+        }
+    }
 }
 
 impl Event {
@@ -48,7 +87,17 @@ impl Event {
             source: source.into(),
             time: crate::now_ms(),
             data,
+            depth: 0,
+            chain_id: None,
         }
+    }
+
+    /// The event as produced by a run with `cause`.
+    #[must_use]
+    pub fn caused_by(mut self, cause: &Cause) -> Self {
+        self.depth = cause.depth;
+        self.chain_id = Some(cause.chain_id.clone());
+        self
     }
 
     /// The event as scripts see it in `trigger.event` and the API returns it.

@@ -371,6 +371,9 @@ pub struct Limits {
     pub timeout_ms: u64,
     /// Largest accepted request body.
     pub max_body_bytes: usize,
+    /// Runs of this flow executing at once on one node (`None`: the server's
+    /// per-flow share of the run pool, which also caps a larger value).
+    pub concurrency: Option<u32>,
 }
 
 /// Default run timeout.
@@ -385,6 +388,7 @@ impl Default for Limits {
             burst: None,
             timeout_ms: DEFAULT_TIMEOUT_MS,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            concurrency: None,
         }
     }
 }
@@ -512,6 +516,7 @@ struct RawLimits {
     burst: Option<Spanned<i64>>,
     timeout_ms: Option<Spanned<i64>>,
     max_body_bytes: Option<Spanned<i64>>,
+    concurrency: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -727,6 +732,18 @@ impl Manifest {
                             m.span(),
                             "limits.max_body_bytes",
                             "must be between 1 and 67108864",
+                        )
+                    }
+                }
+            }
+            if let Some(n) = l.concurrency {
+                match u32::try_from(*n.get_ref()) {
+                    Ok(v) if (1..=10_000).contains(&v) => limits.concurrency = Some(v),
+                    _ => {
+                        return cx.err(
+                            n.span(),
+                            "limits.concurrency",
+                            "must be a whole number between 1 and 10000",
                         )
                     }
                 }
@@ -1160,6 +1177,32 @@ max_attempts = 3
         assert_eq!(m.limits.rate.as_ref().unwrap().count, 600);
         assert_eq!(m.limits.rate.as_ref().unwrap().window_secs, 60);
         assert_eq!(m.retry.max_attempts, 3);
+    }
+
+    #[test]
+    fn limits_concurrency_is_parsed_and_checked() {
+        let ok = Manifest::parse(
+            "name = \"a\"\n[[trigger]]\nkind = \"http\"\n[limits]\nconcurrency = 3\n",
+        )
+        .unwrap();
+        assert_eq!(ok.limits.concurrency, Some(3));
+        for bad in ["0", "-1", "10001"] {
+            let e = Manifest::parse(&format!(
+                "name = \"a\"\n[[trigger]]\nkind = \"http\"\n[limits]\nconcurrency = {bad}\n"
+            ))
+            .unwrap_err();
+            assert_eq!(e.key.as_deref(), Some("limits.concurrency"), "{bad}: {e}");
+            assert_eq!(e.line, 5, "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn bad_name_names_file_and_line() {
+        let e =
+            Manifest::parse("title = \"x\"\nname = \"Not A Slug\"\n[[trigger]]\nkind = \"http\"\n")
+                .unwrap_err();
+        assert_eq!((e.file.as_str(), e.line), ("flow.toml", 2));
+        assert!(e.to_string().starts_with("flow.toml:2:8: `name`:"), "{e}");
     }
 
     #[test]

@@ -724,10 +724,12 @@ impl Builder {
         // anything but 422, shows what the script would do, not what the
         // server answers (422 before the script runs): it is no example of
         // this API.
-        if let Some(validator) = input
-            .as_ref()
-            .and_then(|s| jsonschema::validator_for(s).ok())
-        {
+        if let Some(validator) = input.as_ref().and_then(|s| {
+            jsonschema::options()
+                .with_pattern_options(jsonschema::PatternOptions::regex())
+                .build(s)
+                .ok()
+        }) {
             fixtures.retain(|f| match &f.body {
                 Some(b) if f.status != 422 && !validator.is_valid(b) => {
                     self.warnings.push((

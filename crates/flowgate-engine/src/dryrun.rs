@@ -1,12 +1,20 @@
 //! Dry runs: execute any version (drafts too) with a given request; user and
 //! kv writes go to an in-memory overlay, events are collected, outbound calls
 //! are answered by the given mocks (or refused). Nothing is committed.
+//!
+//! A dry run never reads the secret store: `secrets::get` sees only the
+//! values given in the request's `secrets` (as in fixtures) and `()` for
+//! every other name. A `flows:write` key may dry-run any version, so the
+//! answer (response, logs, intended changes, unmatched calls) must hold
+//! nothing the caller could not read otherwise; giving it no stored secret
+//! closes that in every encoding a script might produce.
 
 use flowgate_core::run::LogLine;
 use flowgate_core::RunId;
-use flowgate_script::{Host, MockHttp, MockResponse, OverlayRepo, RunInput};
+use flowgate_script::{Host, MemoryRepo, MockHttp, MockResponse, OverlayRepo, RunInput};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::error::{EngineError, Result};
@@ -27,6 +35,9 @@ pub struct DryRunRequest {
     /// Mocked outbound responses; calls without a mock are refused.
     #[serde(default)]
     pub http: Vec<MockResponse>,
+    /// Secret values the run sees (the secret store is never read).
+    #[serde(default)]
+    pub secrets: BTreeMap<String, String>,
 }
 
 fn log_json(l: &LogLine) -> Value {
@@ -45,10 +56,14 @@ impl Engine {
         let store = Arc::new(self.store().clone());
         let overlay = Arc::new(OverlayRepo::new(store.clone(), store.clone()));
         let http = Arc::new(MockHttp::new(req.http));
+        let secrets = Arc::new(MemoryRepo::new());
+        for (name, value) in &req.secrets {
+            secrets.set_secret(name, value);
+        }
         let host = Host {
             users: overlay.clone(),
             kv: overlay.clone(),
-            secrets: store,
+            secrets,
             http: http.clone(),
             flow: flow.clone(),
         };
@@ -87,7 +102,10 @@ impl Engine {
             trigger,
             ctx: Engine::ctx_map(&flow, number, run_id, &run_id.to_string(), 1),
         };
-        let outcome = self.runtime().execute(&version.script, input, host).await?;
+        let ticket = self.admit_run(&version, None)?;
+        let outcome = self.runtime().execute(&version.script, input, host).await;
+        drop(ticket);
+        let outcome = outcome?;
         let changes = overlay.changes(outcome.events.clone());
         let response = match &outcome.result {
             Ok(r) => json!({"status": r.status, "headers": r.headers, "body": r.body}),

@@ -30,6 +30,23 @@ pub enum EngineError {
         /// Suggested wait.
         retry_after_secs: u64,
     },
+    /// The flow already runs as many runs as its share of the run pool
+    /// allows (503 with `Retry-After`); other flows are unaffected.
+    #[error("{detail}")]
+    FlowAtCapacity {
+        /// Human explanation.
+        detail: String,
+        /// Suggested wait.
+        retry_after_secs: u64,
+    },
+    /// The caller already runs as many runs as one caller may (429 with `Retry-After`).
+    #[error("{detail}")]
+    CallerAtCapacity {
+        /// Human explanation.
+        detail: String,
+        /// Suggested wait.
+        retry_after_secs: u64,
+    },
     /// A dependency is unavailable (503).
     #[error("unavailable: {0}")]
     Unavailable(String),

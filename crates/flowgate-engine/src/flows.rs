@@ -1,7 +1,7 @@
 //! Flow lifecycle: upload packages as draft versions (validated: manifest,
 //! script compiles, cron, schemas), publish, roll back, retire, disable.
 
-use flowgate_core::manifest::{ManifestError, Trigger};
+use flowgate_core::manifest::ManifestError;
 use flowgate_core::package::{FlowPackage, ParsedPackage, INPUT_SCHEMA, OUTPUT_SCHEMA};
 use flowgate_core::FlowName;
 use serde::Serialize;
@@ -62,24 +62,20 @@ impl Engine {
                 1,
             ));
         }
-        for t in &parsed.manifest.triggers {
-            if let Trigger::Schedule(s) = t {
-                if let Err(e) = flowgate_scheduler::CronSpec::parse(&s.cron, &s.timezone) {
-                    let mut err = EngineError::invalid_at(
-                        format!(
-                            "flow.toml:{}:{}: `trigger.cron`: {e}",
-                            s.cron_pos.line, s.cron_pos.column
-                        ),
-                        "flow.toml",
-                        s.cron_pos.line,
-                        s.cron_pos.column,
-                    );
-                    if let EngineError::Invalid { details, .. } = &mut err {
-                        details.insert("key".into(), Value::from("trigger.cron"));
-                    }
-                    return Err(err);
-                }
+        if let Some(p) = crate::check::cron_problems(&parsed.manifest)
+            .into_iter()
+            .next()
+        {
+            let mut err = EngineError::invalid_at(
+                format!("{}:{}:{}: {}", p.file, p.line, p.column, p.message),
+                &p.file,
+                p.line,
+                p.column,
+            );
+            if let EngineError::Invalid { details, .. } = &mut err {
+                details.insert("key".into(), Value::from("trigger.cron"));
             }
+            return Err(err);
         }
         compile_schema(&parsed.package, INPUT_SCHEMA)?;
         compile_schema(&parsed.package, OUTPUT_SCHEMA)?;
@@ -103,7 +99,17 @@ impl Engine {
 
     /// Creates a flow with its first (draft) version.
     pub async fn create_flow(&self, name: &str, package: FlowPackage) -> Result<VersionCreated> {
-        let flow = FlowName::parse(name)?;
+        let flow = match FlowName::parse(name) {
+            Ok(f) => f,
+            // The name came from the package's manifest: its parser names
+            // `flow.toml` and the line of the bad `name`.
+            Err(e) => {
+                return Err(match package.parse() {
+                    Err(m) => manifest_error(m),
+                    Ok(_) => e.into(),
+                })
+            }
+        };
         let parsed = self.validate_package(&flow, package)?;
         let sha = parsed.package.sha256();
         let files = parsed.package.files;
@@ -153,6 +159,14 @@ impl Engine {
     /// in the manifest, a breaking change against the live version needs `force`.
     pub async fn publish(&self, name: &str, number: i64, force: bool) -> Result<LiveChange> {
         let flow = parse_existing(name)?;
+        // Load (and so re-check) the version first: one stored before a rule
+        // tightened, such as a schema pattern the linear-time engine refuses,
+        // is refused here with the file named rather than going live.
+        if self.registry().version(&flow, number).await?.is_none() {
+            return Err(EngineError::NotFound(format!(
+                "flow `{flow}` has no version {number}"
+            )));
+        }
         let compatibility = self.compatibility_against_live(&flow, number).await?;
         if let Some(report) = &compatibility {
             let breaking = report

@@ -2,7 +2,7 @@
 //! and emitted events in one transaction) and async runs (durably queued;
 //! the queue workers execute them).
 
-use flowgate_core::event::Event;
+use flowgate_core::event::{Cause, Event};
 use flowgate_core::run::{RunStatus, TriggerKind};
 use flowgate_core::{EventId, FlowName, RunId};
 use flowgate_script::{FlowResponse, Host, RunInput, RunOutcome};
@@ -66,49 +66,60 @@ pub fn store_outcome(outcome: &RunOutcome, status: RunStatus) -> flowgate_store:
         response,
         error,
         logs: outcome.logs.clone(),
+        http_calls: serde_json::to_value(&outcome.http_calls).ok(),
     }
 }
 
-/// The events a successful run emitted, ready to store.
-pub fn emitted_events(flow: &FlowName, outcome: &RunOutcome) -> Vec<Event> {
+/// The events a successful run emitted, ready to store (carrying the run's cause).
+pub fn emitted_events(flow: &FlowName, outcome: &RunOutcome, cause: &Cause) -> Vec<Event> {
     if outcome.result.is_err() {
         return Vec::new();
     }
     outcome
         .events
         .iter()
-        .map(|e| Event::new(e.kind.clone(), format!("flow:{flow}"), e.data.clone()))
+        .map(|e| {
+            Event::new(e.kind.clone(), format!("flow:{flow}"), e.data.clone()).caused_by(cause)
+        })
         .collect()
 }
 
 /// `flow.run_failed` for a failure that counts (not a deliberate `fail` below 500).
-pub fn run_failed_event(run: &Run, outcome: &RunOutcome, final_status: RunStatus) -> Option<Event> {
+pub fn run_failed_event(
+    run: &Run,
+    outcome: &RunOutcome,
+    final_status: RunStatus,
+    cause: &Cause,
+) -> Option<Event> {
     let f = outcome.result.as_ref().err()?;
     if !f.counts_as_run_failed_event() {
         return None;
     }
-    Some(Event::new(
-        flowgate_core::event::types::RUN_FAILED,
-        "flowgate",
-        json!({
-            "run_id": run.id.to_string(),
-            "flow": run.flow.as_str(),
-            "version": run.version,
-            "status": final_status.as_str(),
-            "attempt": run.attempt,
-            "code": f.code(),
-            "error": f.message(),
-        }),
-    ))
+    Some(
+        Event::new(
+            flowgate_core::event::types::RUN_FAILED,
+            "flowgate",
+            json!({
+                "run_id": run.id.to_string(),
+                "flow": run.flow.as_str(),
+                "version": run.version,
+                "status": final_status.as_str(),
+                "attempt": run.attempt,
+                "code": f.code(),
+                "error": f.message(),
+            }),
+        )
+        .caused_by(cause),
+    )
 }
 
 impl Engine {
     /// The host a run of `flow` uses: the store for users, kv and secrets and
-    /// the real HTTP client.
-    pub fn host_for(&self, flow: &FlowName) -> Host {
+    /// the real HTTP client. User events the run causes carry `cause`.
+    pub fn host_for(&self, flow: &FlowName, cause: &Cause) -> Host {
         let store = Arc::new(self.store().clone());
         Host {
-            users: store.clone(),
+            users: Arc::new(self.store().with_cause(cause.clone())),
             kv: store.clone(),
             secrets: store,
             http: self.inner_http(),
@@ -149,10 +160,15 @@ impl Engine {
             trigger: inv.trigger_map.clone(),
             ctx: Self::ctx_map(&v.flow, v.number, run_id, &inv.request_id, 1),
         };
+        let caller_key = crate::admission::caller_key(&inv.caller);
+        let ticket = self.admit_run(&v, caller_key.as_deref())?;
+        let cause = Cause::root(run_id.to_string());
         let outcome = self
             .runtime()
-            .execute(&v.script, input, self.host_for(&v.flow))
-            .await?;
+            .execute(&v.script, input, self.host_for(&v.flow, &cause))
+            .await;
+        drop(ticket);
+        let outcome = outcome?;
         let status = if outcome.result.is_ok() {
             RunStatus::Succeeded
         } else {
@@ -171,8 +187,8 @@ impl Engine {
         run.idempotency_key = inv.idempotency_key;
         run.event_id = inv.event_id;
         run.scheduled_at = inv.scheduled_at;
-        let mut events = emitted_events(&v.flow, &outcome);
-        events.extend(run_failed_event(&run, &outcome, status));
+        let mut events = emitted_events(&v.flow, &outcome, &cause);
+        events.extend(run_failed_event(&run, &outcome, status, &cause));
         metrics::counter!("flowgate_runs_total", "flow" => v.flow.to_string(), "status" => status.as_str()).increment(1);
         let durable = !events.is_empty() || run.idempotency_key.is_some();
         let committed = self.store().submit_run(run, stored.logs, events);

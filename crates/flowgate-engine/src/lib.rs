@@ -3,7 +3,10 @@
 //! executor and durable queue workers, event dispatch, schedules, audit, and
 //! the credential checks the gateway applies.
 
+pub mod admission;
 pub mod audit;
+pub mod check;
+pub mod console;
 pub mod docs;
 pub mod dryrun;
 pub mod error;
@@ -13,6 +16,7 @@ pub mod queue;
 pub mod registry;
 pub mod schedules;
 pub mod security;
+pub mod sessions;
 
 pub use error::{EngineError, Result};
 pub use registry::{LiveState, LoadedVersion, Registry, VersionStatus};
@@ -65,6 +69,10 @@ pub struct EngineConfig {
     pub idempotency_ttl: Duration,
     /// OAuth2, when configured.
     pub oauth2: Option<OAuth2Settings>,
+    /// The admin API's own OAuth2 issuer/audience (`None`: admin API keys only).
+    pub admin_oauth2: Option<OAuth2Settings>,
+    /// Peers whose `X-Forwarded-For` names the client (`server.trusted_proxies`).
+    pub trusted_proxies: flowgate_auth::TrustedProxies,
     /// How long a verified API key is trusted without argon2 (also the longest
     /// a revocation made on another node takes to be seen here).
     pub key_cache_ttl: Duration,
@@ -72,6 +80,13 @@ pub struct EngineConfig {
     pub anonymous_rate: Option<flowgate_core::manifest::RateSpec>,
     /// Retention of finished work.
     pub retention: Retention,
+    /// Execution slots of the run pool (`None`: 4 × CPU cores).
+    pub run_pool_size: Option<usize>,
+    /// How the run pool is shared between flows and callers.
+    pub fair_share: admission::FairShare,
+    /// Longest chain of event-triggered runs (a run started by an event a
+    /// run caused is one deeper); deeper runs fail with `event_chain_too_deep`.
+    pub max_event_depth: u32,
 }
 
 impl Default for EngineConfig {
@@ -83,9 +98,14 @@ impl Default for EngineConfig {
             allow_private_hosts: false,
             idempotency_ttl: Duration::from_secs(24 * 3600),
             oauth2: None,
+            admin_oauth2: None,
+            trusted_proxies: flowgate_auth::TrustedProxies::default(),
             key_cache_ttl: Duration::from_secs(10),
             anonymous_rate: None,
             retention: Retention::default(),
+            run_pool_size: None,
+            fair_share: admission::FairShare::default(),
+            max_event_depth: 8,
         }
     }
 }
@@ -103,6 +123,7 @@ struct Inner {
     config: EngineConfig,
     audit: audit::AuditWriter,
     security: security::Security,
+    admission: admission::Admission,
     shutting_down: AtomicBool,
     shutdown_tx: watch::Sender<bool>,
     workers: tokio::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
@@ -125,11 +146,14 @@ impl Engine {
     /// Builds the services without background tasks (tests, CLI).
     pub fn new(store: Store, config: EngineConfig) -> Result<Self> {
         let defaults = RuntimeConfig::default();
+        let pool_size = config.run_pool_size.unwrap_or(defaults.pool_size).max(1);
+        let admission = admission::Admission::new(pool_size, config.fair_share);
         let runtime = FlowRuntime::new(RuntimeConfig {
             http: flowgate_script::HttpDefaults {
                 allow_private_hosts: config.allow_private_hosts,
                 ..defaults.http.clone()
             },
+            pool_size,
             ..defaults
         });
         let http: Arc<dyn flowgate_script::HttpClient> = Arc::new(
@@ -141,6 +165,8 @@ impl Engine {
             store.clone(),
             security::SecuritySettings {
                 oauth2: config.oauth2.clone(),
+                admin_oauth2: config.admin_oauth2.clone(),
+                trusted_proxies: config.trusted_proxies.clone(),
                 key_cache_ttl: config.key_cache_ttl,
                 anonymous_rate: config.anonymous_rate.clone(),
             },
@@ -153,6 +179,7 @@ impl Engine {
                 config,
                 audit,
                 security,
+                admission,
                 shutting_down: AtomicBool::new(false),
                 shutdown_tx,
                 workers: tokio::sync::Mutex::new(Vec::new()),
@@ -200,6 +227,10 @@ impl Engine {
     /// Credential checks.
     pub fn security(&self) -> &security::Security {
         &self.inner.security
+    }
+    /// Fair shares of the run pool.
+    pub fn admission(&self) -> &admission::Admission {
+        &self.inner.admission
     }
     /// This process's id as a lease owner.
     pub fn node_id(&self) -> &str {
@@ -274,11 +305,18 @@ impl Engine {
 
     /// Refreshes gauges (queue depth, cache sizes) before `/metrics` renders.
     pub async fn export_gauges(&self) {
+        metrics::gauge!("flowgate_runs_admitted").set(self.inner.admission.running() as f64);
         let stats = self.inner.runtime.cache_stats();
         metrics::gauge!("flowgate_script_cache_entries").set(stats.entries as f64);
         let keys = self.inner.security.key_cache_stats();
         metrics::gauge!("flowgate_api_key_cache_hits").set(keys.hits as f64);
         metrics::gauge!("flowgate_api_key_cache_misses").set(keys.misses as f64);
+        metrics::gauge!("flowgate_api_key_cache_entries").set(keys.entries as f64);
+        metrics::gauge!("flowgate_api_key_argon2_runs").set(keys.argon2_runs as f64);
+        let (callers, addresses, failing) = self.inner.security.tracked_state();
+        metrics::gauge!("flowgate_rate_limit_tracked_callers").set(callers as f64);
+        metrics::gauge!("flowgate_anonymous_limit_tracked_addresses").set(addresses as f64);
+        metrics::gauge!("flowgate_auth_failure_tracked_addresses").set(failing as f64);
         let store = self.inner.store.clone();
         if let Ok(depths) = store.call(|s| s.queue_depth_by_status()).await {
             for (status, n) in depths {

@@ -3,7 +3,7 @@
 //! final failure, retry with exponential backoff and jitter, or `dead`.
 //! A run whose node died is claimed again once its lease expires.
 
-use flowgate_core::event::Event;
+use flowgate_core::event::{Cause, Event};
 use flowgate_core::run::{RunStatus, TriggerKind};
 use flowgate_core::FlowName;
 use flowgate_script::RunInput;
@@ -183,6 +183,7 @@ async fn finish_claimed(engine: &Engine, run: Run, owner: &str) {
                     run.version, run.flow
                 )),
                 logs: Vec::new(),
+                http_calls: None,
             };
             let o = owner.to_owned();
             let _ = engine
@@ -199,6 +200,16 @@ async fn finish_claimed(engine: &Engine, run: Run, owner: &str) {
         }
     };
     let input = &run.input;
+    // Runs triggered by events carry the chain they belong to; others start one.
+    let cause = input
+        .get("causation")
+        .and_then(|c| serde_json::from_value::<Cause>(c.clone()).ok())
+        .unwrap_or_else(|| Cause::root(id.to_string()));
+    let max_depth = engine.config().max_event_depth;
+    if cause.depth > max_depth {
+        stop_chain(engine, &run, owner, &cause, max_depth).await;
+        return;
+    }
     let request_id = input
         .get("request_id")
         .and_then(Value::as_str)
@@ -216,11 +227,22 @@ async fn finish_claimed(engine: &Engine, run: Run, owner: &str) {
             run.attempt,
         ),
     };
-    let outcome = match engine
+    // Queued runs wait for their flow's share instead of failing; the lease
+    // is renewed meanwhile.
+    let ticket = engine
+        .admission()
+        .admit_waiting(run.flow.as_str(), version.manifest().limits.concurrency)
+        .await;
+    let executed = engine
         .runtime()
-        .execute(&version.script, run_input, engine.host_for(&run.flow))
-        .await
-    {
+        .execute(
+            &version.script,
+            run_input,
+            engine.host_for(&run.flow, &cause),
+        )
+        .await;
+    drop(ticket);
+    let outcome = match executed {
         Ok(o) => o,
         Err(e) => {
             // Overloaded or broken runtime: give the run back without using an attempt.
@@ -235,7 +257,7 @@ async fn finish_claimed(engine: &Engine, run: Run, owner: &str) {
     let result = match &outcome.result {
         Ok(_) => {
             let stored = store_outcome(&outcome, RunStatus::Succeeded);
-            let events = emitted_events(&run.flow, &outcome);
+            let events = emitted_events(&run.flow, &outcome, &cause);
             metrics::counter!("flowgate_runs_total", "flow" => flow, "status" => "succeeded")
                 .increment(1);
             engine
@@ -265,7 +287,7 @@ async fn finish_claimed(engine: &Engine, run: Run, owner: &str) {
         }
         Err(_) => {
             let stored = store_outcome(&outcome, RunStatus::Dead);
-            let events: Vec<Event> = run_failed_event(&run, &outcome, RunStatus::Dead)
+            let events: Vec<Event> = run_failed_event(&run, &outcome, RunStatus::Dead, &cause)
                 .into_iter()
                 .collect();
             metrics::counter!("flowgate_runs_total", "flow" => flow, "status" => "dead")
@@ -286,6 +308,60 @@ async fn finish_claimed(engine: &Engine, run: Run, owner: &str) {
             tracing::error!(run.id = %id, error = %e, "recording a run's outcome failed; it will be retried after its lease expires")
         }
     }
+}
+
+/// Ends a run that an event chain deeper than `max_depth` triggered, without
+/// running it: a flow that reacts to events it causes itself (a `user.updated`
+/// handler that updates the user) would otherwise loop forever. The run fails
+/// with `event_chain_too_deep` and a `flow.run_failed` in the same chain; that
+/// event is past the bound, so it starts nothing further.
+async fn stop_chain(engine: &Engine, run: &Run, owner: &str, cause: &Cause, max_depth: u32) {
+    let id = run.id;
+    let error = format!(
+        "event chain too deep: this run would be number {} in a chain of runs triggered by events that runs caused (chain {}); the limit is {max_depth}. A flow that reacts to an event it causes itself, such as a user.updated handler that updates the user, loops: check what the flow changes",
+        cause.depth, cause.chain_id
+    );
+    tracing::warn!(run.id = %id, flow.name = %run.flow, chain = %cause.chain_id, depth = cause.depth, "event chain stopped");
+    metrics::counter!("flowgate_event_chains_stopped_total", "flow" => run.flow.to_string())
+        .increment(1);
+    let now = flowgate_core::now_ms();
+    let outcome = flowgate_store::RunOutcome {
+        status: RunStatus::Failed,
+        finished_at: now,
+        duration_ms: 0,
+        response_status: None,
+        response: None,
+        error: Some(error.clone()),
+        logs: vec![flowgate_core::run::LogLine {
+            time: now,
+            level: flowgate_core::run::LogLevel::Error,
+            message: error.clone(),
+        }],
+        http_calls: None,
+    };
+    let failed = Event::new(
+        flowgate_core::event::types::RUN_FAILED,
+        "flowgate",
+        json!({
+            "run_id": id.to_string(),
+            "flow": run.flow.as_str(),
+            "version": run.version,
+            "status": RunStatus::Failed.as_str(),
+            "attempt": run.attempt,
+            "code": "event_chain_too_deep",
+            "error": error,
+        }),
+    )
+    .caused_by(cause);
+    let o = owner.to_owned();
+    if let Err(e) = engine
+        .store()
+        .call(move |s| s.finish_run_with_events(id, &o, &outcome, &[failed]))
+        .await
+    {
+        tracing::error!(run.id = %id, error = %e, "recording a stopped chain failed; it will be retried after its lease expires");
+    }
+    engine.wake_dispatcher();
 }
 
 /// Event type → live flows subscribed to it, rebuilt every few seconds.
@@ -349,6 +425,7 @@ async fn dispatch_loop(engine: Engine, mut shutdown: watch::Receiver<bool>) {
         }
         let plan = subs.clone();
         let registry = engine.registry().clone();
+        let max_depth = engine.config().max_event_depth;
         let mut retry_cfg: HashMap<String, u32> = HashMap::new();
         for list in plan.values() {
             for (f, n) in list {
@@ -361,6 +438,12 @@ async fn dispatch_loop(engine: Engine, mut shutdown: watch::Receiver<bool>) {
             .store()
             .call(move |s| {
                 let fanout = |ev: &Event| -> Vec<Run> {
+                    // Past the bound: the chain was stopped (its last run
+                    // failed with `event_chain_too_deep`); start nothing more.
+                    if ev.depth > max_depth {
+                        return Vec::new();
+                    }
+                    let cause = Cause::triggered_by(ev);
                     plan.get(&ev.kind)
                         .map(|flows| {
                             flows
@@ -375,6 +458,7 @@ async fn dispatch_loop(engine: Engine, mut shutdown: watch::Receiver<bool>) {
                                             "caller": {"kind": "event", "id": ev.source, "scopes": []},
                                             "trigger": {"kind": "event", "event": ev.to_json()},
                                             "request_id": ev.id.to_string(),
+                                            "causation": cause,
                                         }),
                                         retry_cfg.get(&format!("{f}@{n}")).copied().unwrap_or(5),
                                         flowgate_core::now_ms(),
@@ -416,6 +500,7 @@ async fn housekeeping_loop(engine: Engine, mut shutdown: watch::Receiver<bool>) 
         if sleep_or_shutdown(Duration::from_secs(60), &mut shutdown, None).await {
             return;
         }
+        engine.security().housekeeping();
         let now = flowgate_core::now_ms();
         let retention = engine.config().retention.clone();
         let r = engine
@@ -423,6 +508,7 @@ async fn housekeeping_loop(engine: Engine, mut shutdown: watch::Receiver<bool>) 
             .call(move |s| {
                 s.purge_expired_kv(now)?;
                 s.purge_idempotency(now)?;
+                s.purge_console_sessions(now, now - crate::sessions::idle_ms())?;
                 Ok(())
             })
             .await;

@@ -98,15 +98,38 @@ pub fn compile_schema(
             e.column(),
         )
     })?;
-    let validator = jsonschema::validator_for(&schema).map_err(|e| {
-        EngineError::invalid_at(
-            format!("{file} is not a valid JSON Schema: {e}"),
+    let validator = schema_validator(&schema).map_err(|e| {
+        let pointer = e.instance_path().as_str().to_owned();
+        let at = if pointer.is_empty() {
+            String::new()
+        } else {
+            format!(" at `{pointer}`")
+        };
+        let mut err = EngineError::invalid_at(
+            format!("{file} is not a valid JSON Schema{at}: {e} (patterns use the linear-time `regex` syntax: no look-around, no back-references)"),
             file,
             1,
             1,
-        )
+        );
+        if let (EngineError::Invalid { details, .. }, false) = (&mut err, pointer.is_empty()) {
+            details.insert("pointer".into(), Value::from(pointer));
+        }
+        err
     })?;
     Ok(Some(Arc::new(validator)))
+}
+
+/// Builds a validator the way every package schema is built: no remote
+/// `$ref`s, and `pattern`/`patternProperties` on the linear-time `regex`
+/// engine, so no input can make validation backtrack. Patterns it cannot
+/// express (look-around, back-references) are refused here, at upload and
+/// publish, instead of costing CPU on every request.
+pub fn schema_validator(
+    schema: &Value,
+) -> std::result::Result<jsonschema::Validator, jsonschema::ValidationError<'static>> {
+    jsonschema::options()
+        .with_pattern_options(jsonschema::PatternOptions::regex())
+        .build(schema)
 }
 
 /// Builds a runnable version from stored parts (already validated on upload).

@@ -4,7 +4,9 @@
 
 use flowgate_auth::api_key::{KeyStore, KeyVerifier, KeyVerifierConfig, StoredKey};
 use flowgate_auth::ratelimit::{IpRateLimiter, RateLimits, Sampler};
-use flowgate_auth::{extract_credential, AuthError, Authenticator, Principal};
+use flowgate_auth::{
+    extract_credential, AuthError, Authenticator, Credential, Principal, TrustedProxies,
+};
 use flowgate_core::event::{types, Event};
 use flowgate_core::manifest::{AuthMode, RateSpec};
 use flowgate_store::Store;
@@ -36,7 +38,11 @@ impl KeyStore for StoreKeys {
 
 /// The security services.
 pub struct Security {
+    /// Flow endpoints and `POST /events`: API keys and the partners' OAuth2.
     auth: Authenticator,
+    /// The admin API: API keys and, only when configured, the admin issuer's JWTs.
+    admin_auth: Authenticator,
+    trusted_proxies: TrustedProxies,
     /// Per caller and flow.
     pub rate_limits: RateLimits,
     /// Per client address, for unauthenticated traffic.
@@ -51,6 +57,11 @@ pub struct Security {
 pub struct SecuritySettings {
     /// OAuth2, when configured.
     pub oauth2: Option<OAuth2Settings>,
+    /// The separate issuer/audience whose tokens the admin API accepts
+    /// (`None`: the admin API takes API keys only).
+    pub admin_oauth2: Option<OAuth2Settings>,
+    /// Peers whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: TrustedProxies,
     /// How long a verified API key is trusted without argon2 (and how long a
     /// revocation on another node may take to be seen here).
     pub key_cache_ttl: Duration,
@@ -61,18 +72,10 @@ pub struct SecuritySettings {
 impl Security {
     /// Builds the services over the store.
     pub fn new(store: Store, settings: SecuritySettings) -> Self {
-        let jwt = settings.oauth2.and_then(|o| {
-            let mut cfg = flowgate_auth::jwt::OAuth2Config::new(o.issuer, o.jwks_url, o.audience);
-            cfg.require_at_jwt = o.require_at_jwt;
-            cfg.jwks_min_refetch = o.jwks_min_refetch;
-            match flowgate_auth::jwt::JwtVerifier::new(cfg) {
-                Ok(v) => Some(Arc::new(v)),
-                Err(e) => {
-                    tracing::error!(error = %e, "OAuth2 is configured but its verifier could not be built; bearer JWTs will be refused");
-                    None
-                }
-            }
-        });
+        let jwt = settings.oauth2.and_then(|o| jwt_verifier(o, "OAuth2"));
+        let admin_jwt = settings
+            .admin_oauth2
+            .and_then(|o| jwt_verifier(o, "admin OAuth2"));
         let keys = KeyVerifier::with_config(
             Arc::new(StoreKeys(store.clone())),
             KeyVerifierConfig {
@@ -84,8 +87,11 @@ impl Security {
             Some(spec) => IpRateLimiter::new(spec.count, spec.window_secs, None),
             None => IpRateLimiter::new(600, 60, Some(120)),
         };
+        let keys = Arc::new(keys);
         Self {
-            auth: Authenticator::new(Arc::new(keys), jwt),
+            auth: Authenticator::new(keys.clone(), jwt),
+            admin_auth: Authenticator::new(keys, admin_jwt),
+            trusted_proxies: settings.trusted_proxies,
             rate_limits: RateLimits::new(),
             ip_limit,
             rate_limited_sampler: Sampler::new(Duration::from_secs(10)),
@@ -104,7 +110,9 @@ impl Security {
         ip: IpAddr,
     ) -> Result<Principal, AuthError> {
         if mode == AuthMode::None {
-            return Ok(Principal::anonymous());
+            // Anonymous callers are told apart by address (rate limits,
+            // idempotency keys), never lumped into one shared identity.
+            return Ok(Principal::anonymous_from(ip));
         }
         let cred = extract_credential(authorization, x_api_key)?;
         self.auth
@@ -112,15 +120,55 @@ impl Security {
             .await
     }
 
-    /// Authenticates an admin API call (API keys and, when configured, JWTs).
+    /// Authenticates an admin API call: admin API keys, and bearer JWTs only
+    /// from the separately configured admin issuer/audience; the partners'
+    /// OAuth2 tokens never reach the admin API.
     pub async fn authenticate_admin(
         &self,
         authorization: Option<&str>,
         x_api_key: Option<&str>,
         ip: IpAddr,
     ) -> Result<Principal, AuthError> {
-        self.authenticate(AuthMode::Any, authorization, x_api_key, ip)
+        let cred = extract_credential(authorization, x_api_key)?;
+        if matches!(cred, Some(Credential::Jwt(_))) && !self.admin_auth.has_jwt() {
+            return Err(AuthError::InvalidToken(
+                "the admin API takes admin API keys, not OAuth2 tokens".into(),
+            ));
+        }
+        self.admin_auth
+            .authenticate(AuthMode::Any, cred.as_ref(), ip, flowgate_core::now_ms())
             .await
+    }
+
+    /// The client's address: the peer, or what a trusted proxy says in
+    /// `X-Forwarded-For` (values in the order received).
+    pub fn client_ip<'a>(
+        &self,
+        peer: IpAddr,
+        forwarded_for: impl IntoIterator<Item = &'a str>,
+    ) -> IpAddr {
+        self.trusted_proxies.client_ip(peer, forwarded_for)
+    }
+
+    /// Applies pending evictions of per-caller state (limiters, samplers,
+    /// the key verifier); the engine's housekeeping calls it every minute.
+    pub fn housekeeping(&self) {
+        self.rate_limits.housekeeping();
+        self.ip_limit.housekeeping();
+        self.auth.keys().housekeeping();
+        self.rate_limited_sampler.housekeeping();
+        self.auth_failed_sampler.housekeeping();
+    }
+
+    /// Sizes of the per-caller state, for `/metrics`: (callers tracked by
+    /// flow limits, addresses by the anonymous limit, addresses with key
+    /// failures).
+    pub fn tracked_state(&self) -> (u64, u64, u64) {
+        (
+            self.rate_limits.tracked_callers(),
+            self.ip_limit.tracked(),
+            self.auth.keys().cache_stats().tracked_addresses,
+        )
     }
 
     /// Forgets cached verifications of a revoked key.
@@ -133,33 +181,41 @@ impl Security {
         self.auth.keys().cache_stats()
     }
 
-    /// Records `security.auth_failed` (sampled per client address).
+    /// Records `security.auth_failed`, sampled per client address (IPv6 by
+    /// /64): at most one event per address every 5 s, each carrying in
+    /// `suppressed` how many failures from that address were not emitted
+    /// since the previous event, so `1 + suppressed` summed over events is
+    /// the number of failures.
     pub fn auth_failed(&self, ip: IpAddr, path: &str, reason: &str) {
         metrics::counter!("flowgate_auth_failures_total").increment(1);
-        if !self
-            .auth_failed_sampler
-            .should_emit(&ip.to_string(), "auth")
-        {
+        let address = flowgate_auth::client_addr::bucket_label(ip);
+        let Some(suppressed) = self.auth_failed_sampler.sample(&address, "auth") else {
             return;
-        }
+        };
         let ev = Event::new(
             types::AUTH_FAILED,
             "flowgate",
-            serde_json::json!({"client_ip": ip.to_string(), "path": path, "reason": reason}),
+            serde_json::json!({
+                "client_ip": ip.to_string(),
+                "path": path,
+                "reason": reason,
+                "suppressed": suppressed,
+            }),
         );
         self.emit_detached(ev);
     }
 
-    /// Records `security.rate_limited` (sampled per caller and flow).
+    /// Records `security.rate_limited` (sampled per caller and flow, with
+    /// `suppressed` counted as for `security.auth_failed`).
     pub fn rate_limited(&self, caller: &str, flow: &str) {
         metrics::counter!("flowgate_rate_limited_total", "flow" => flow.to_owned()).increment(1);
-        if !self.rate_limited_sampler.should_emit(caller, flow) {
+        let Some(suppressed) = self.rate_limited_sampler.sample(caller, flow) else {
             return;
-        }
+        };
         let ev = Event::new(
             types::RATE_LIMITED,
             "flowgate",
-            serde_json::json!({"caller": caller, "flow": flow}),
+            serde_json::json!({"caller": caller, "flow": flow, "suppressed": suppressed}),
         );
         self.emit_detached(ev);
     }
@@ -174,6 +230,19 @@ impl Security {
                 tracing::warn!(error = %e, "could not record a security event");
             }
         });
+    }
+}
+
+fn jwt_verifier(o: OAuth2Settings, what: &str) -> Option<Arc<flowgate_auth::JwtVerifier>> {
+    let mut cfg = flowgate_auth::jwt::OAuth2Config::new(o.issuer, o.jwks_url, o.audience);
+    cfg.require_at_jwt = o.require_at_jwt;
+    cfg.jwks_min_refetch = o.jwks_min_refetch;
+    match flowgate_auth::jwt::JwtVerifier::new(cfg) {
+        Ok(v) => Some(Arc::new(v)),
+        Err(e) => {
+            tracing::error!(error = %e, "{what} is configured but its verifier could not be built; bearer JWTs will be refused");
+            None
+        }
     }
 }
 

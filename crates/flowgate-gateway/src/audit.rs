@@ -54,7 +54,10 @@ pub fn note_flow(req: &HttpRequest, flow: &str, version: Option<u32>) {
 }
 
 fn audited(path: &str) -> bool {
-    path.starts_with("/flows/") || path.starts_with("/admin/") || path == "/events"
+    path.starts_with("/flows/")
+        || path.starts_with("/admin/")
+        || path == "/events"
+        || path == "/console/session"
 }
 
 /// Writes the audit entry after the response is known.

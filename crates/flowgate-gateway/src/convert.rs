@@ -24,6 +24,19 @@ impl From<EngineError> for ApiError {
                 ApiError::unavailable("the server is at capacity; retry shortly", retry_after_secs)
                     .with_code("overloaded")
             }
+            EngineError::FlowAtCapacity {
+                detail,
+                retry_after_secs,
+            } => ApiError::unavailable(detail, retry_after_secs).with_code("flow_at_capacity"),
+            EngineError::CallerAtCapacity {
+                detail,
+                retry_after_secs,
+            } => ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_concurrent_runs",
+                detail,
+            )
+            .with_header("retry-after", retry_after_secs.max(1).to_string()),
             EngineError::Unavailable(m) => {
                 tracing::warn!(error = %m, "dependency unavailable");
                 ApiError::unavailable("the server is temporarily unable to handle this request", 2)
@@ -41,6 +54,15 @@ impl From<AuthError> for ApiError {
                 AuthError::Unavailable(m) => {
                     tracing::warn!(error = %m, "authentication dependency unavailable");
                     ApiError::unavailable("authentication is temporarily unavailable", 2)
+                }
+                // The operator's misconfiguration, answered like a missing
+                // secret (the caller logs which flow and secret).
+                e @ AuthError::InvalidSignature(flowgate_auth::SignatureError::InvalidSecret(_)) => {
+                    ApiError::unavailable(
+                        "this webhook cannot be verified right now; the provider should retry later",
+                        60,
+                    )
+                    .with_code(e.code())
                 }
                 other => ApiError::internal(other),
             };

@@ -7,6 +7,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod audit;
+pub mod body_deadline;
 mod convert;
 pub mod error;
 pub mod middleware;

@@ -30,6 +30,27 @@ fn acceptable_request_id(s: &str) -> bool {
     !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic())
 }
 
+/// The `method` label of request metrics: the standard methods, and `other`
+/// for anything a caller makes up (labels must not grow with input).
+pub fn method_label(m: &actix_web::http::Method) -> &'static str {
+    use actix_web::http::Method;
+    const KNOWN: [(Method, &str); 9] = [
+        (Method::GET, "GET"),
+        (Method::HEAD, "HEAD"),
+        (Method::POST, "POST"),
+        (Method::PUT, "PUT"),
+        (Method::PATCH, "PATCH"),
+        (Method::DELETE, "DELETE"),
+        (Method::OPTIONS, "OPTIONS"),
+        (Method::CONNECT, "CONNECT"),
+        (Method::TRACE, "TRACE"),
+    ];
+    KNOWN
+        .iter()
+        .find(|(k, _)| k == m)
+        .map_or("other", |(_, name)| name)
+}
+
 /// Assigns or echoes `X-Request-Id`, contains panics as 500 problems, and
 /// records request counts and latency by route and status.
 pub async fn request_context(
@@ -44,7 +65,7 @@ pub async fn request_context(
         .filter(|s| acceptable_request_id(s))
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
-    let method = req.method().to_string();
+    let method = method_label(req.method()).to_owned();
     let scoped_id = id.clone();
     let fut = async move {
         match AssertUnwindSafe(next.call(req)).catch_unwind().await {
@@ -132,6 +153,17 @@ mod tests {
 
     async fn fine() -> HttpResponse {
         HttpResponse::Ok().body("fine")
+    }
+
+    #[::core::prelude::v1::test]
+    fn made_up_methods_share_one_label() {
+        use actix_web::http::Method;
+        assert_eq!(method_label(&Method::GET), "GET");
+        assert_eq!(method_label(&Method::PATCH), "PATCH");
+        for m in ["FOO", "BREW", "get"] {
+            let m = Method::from_bytes(m.as_bytes()).unwrap();
+            assert_eq!(method_label(&m), "other");
+        }
     }
 
     #[actix_web::test]

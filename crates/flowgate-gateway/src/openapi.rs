@@ -6,7 +6,7 @@ use serde::Serialize;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToResponse, ToSchema};
 
-use crate::routes::{admin, events};
+use crate::routes::{admin, console, events};
 
 /// An RFC 9457 problem document.
 #[derive(Debug, Serialize, ToSchema, ToResponse)]
@@ -43,6 +43,13 @@ impl Modify for Security {
             "apiKey",
             SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))),
         );
+        components.add_security_scheme(
+            "session",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                "flowgate_session",
+                "The console's session cookie (`POST /console/session`), with the scopes of the key that opened it. Every admin endpoint accepts it; POST, PUT, PATCH and DELETE made with it need the session's `X-CSRF-Token` header (403 `csrf_failed` otherwise).",
+            ))),
+        );
     }
 }
 
@@ -60,6 +67,9 @@ impl Modify for Security {
         admin::users::list_users, admin::users::create_user, admin::users::get_user, admin::users::update_user, admin::users::delete_user,
         admin::schedules::list_schedules,
         admin::audit::list_audit,
+        admin::console::check_package, admin::console::script_api, admin::console::test_package,
+        admin::console::diff_versions, admin::console::run_fixture,
+        console::session::sign_in, console::session::get_session, console::session::sign_out,
         events::publish_event,
     ),
     components(responses(Problem), schemas(Problem)),
@@ -73,6 +83,7 @@ impl Modify for Security {
         (name = "schedules", description = "Cron schedules"),
         (name = "audit", description = "Audit log"),
         (name = "events", description = "Events"),
+        (name = "console", description = "The analyst console: sessions, package checks, script API, server-side fixtures"),
     )
 )]
 pub struct AdminApi;

@@ -17,6 +17,8 @@ pub struct ServerConfig {
     pub workers: usize,
     /// Grace period for in-flight requests on shutdown.
     pub shutdown_grace: Duration,
+    /// Longest a request body may take to arrive (then 408).
+    pub body_timeout: Duration,
 }
 
 /// Paths the server answers on some method (for 405 versus 404).
@@ -50,6 +52,11 @@ const KNOWN_PATHS: &[&str] = &[
     "/admin/v1/users/{id}",
     "/admin/v1/schedules",
     "/admin/v1/audit",
+    "/admin/v1/check",
+    "/admin/v1/script-api",
+    "/admin/v1/test",
+    "/admin/v1/flows/{flow}/diff",
+    "/admin/v1/runs/{id}/fixture",
 ];
 
 /// Unknown route: 404, or 405 when the path exists with another method.
@@ -80,9 +87,11 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let state = web::Data::from(Arc::new(state));
     let app_state = state.clone();
+    let body_deadline = crate::body_deadline::BodyDeadline(config.body_timeout);
     let mut server = HttpServer::new(move || {
         App::new()
             .app_data(app_state.clone())
+            .app_data(body_deadline)
             .app_data(
                 web::JsonConfig::default()
                     .limit(1 << 20)
@@ -92,6 +101,8 @@ pub async fn serve(
             .app_data(web::PathConfig::default().error_handler(path_error_handler))
             .configure(routes::configure)
             .default_service(web::to(not_found))
+            .wrap(from_fn(routes::admin::require_credentials))
+            .wrap(from_fn(crate::body_deadline::body_deadline))
             .wrap(from_fn(crate::audit::audit_log))
             .wrap(from_fn(request_context))
     })

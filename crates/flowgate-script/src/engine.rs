@@ -4,6 +4,7 @@
 use rhai::module_resolvers::DummyModuleResolver;
 use rhai::{Dynamic, Engine, EvalAltResult, ParseErrorType, Position, Scope, AST};
 
+use crate::api::{ApiBuilder, ApiEntry};
 use crate::config::SandboxLimits;
 use crate::convert::{to_dynamic, to_json};
 use crate::error::CompileError;
@@ -36,6 +37,7 @@ pub trait ScriptEngine: Send + Sync + 'static {
 pub struct RhaiEngine {
     engine: Engine,
     limits: SandboxLimits,
+    api: Vec<ApiEntry>,
 }
 
 impl RhaiEngine {
@@ -68,13 +70,21 @@ impl RhaiEngine {
             };
             host::push_log(LogLevel::Trace, &msg)
         });
+        let mut builder = ApiBuilder::new(&mut engine);
         for m in modules {
-            m.register(&mut engine);
+            m.register(&mut builder);
         }
+        let api = builder.into_entries();
         Self {
             engine,
             limits: limits.clone(),
+            api,
         }
+    }
+
+    /// The documented host functions registered on this engine, in order.
+    pub fn api(&self) -> &[ApiEntry] {
+        &self.api
     }
 
     /// The underlying Rhai engine (for tools and benches).

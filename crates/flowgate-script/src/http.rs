@@ -54,8 +54,8 @@ pub enum HttpError {
         /// The refused address.
         addr: IpAddr,
     },
-    /// The URL is not a valid absolute http(s) URL.
-    #[error("invalid URL `{0}`")]
+    /// The URL is not a valid absolute http(s) URL (quoted without its query).
+    #[error("invalid URL `{}`", redact_url_query(.0))]
     InvalidUrl(String),
     /// The response body is larger than allowed.
     #[error("the response from \"{host}\" is larger than {limit} bytes")]
@@ -73,8 +73,8 @@ pub enum HttpError {
         /// The timeout.
         timeout_ms: u64,
     },
-    /// No mock matches (fixtures and tests).
-    #[error("no mock for {method} {url}")]
+    /// No mock matches (fixtures and tests); quoted without query values.
+    #[error("no mock for {method} {}", redact_url_query(.url))]
     NoMock {
         /// Method.
         method: String,
@@ -84,6 +84,73 @@ pub enum HttpError {
     /// DNS, connection, TLS or protocol failure.
     #[error("{0}")]
     Network(String),
+}
+
+/// The placeholder that replaces query values in recorded URLs; a mock whose query
+/// value is this matches any value of that parameter.
+pub const REDACTED: &str = "[redacted]";
+
+/// `url` with every query value replaced by `[redacted]`, user info and fragment
+/// dropped: the form in which outbound URLs appear in errors and run records.
+pub fn redact_url_query(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) => {
+            let keys: Vec<String> = u.query_pairs().map(|(k, _)| k.into_owned()).collect();
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.set_fragment(None);
+            u.set_query(None);
+            let mut out = u.to_string();
+            if !keys.is_empty() {
+                let q: Vec<String> = keys
+                    .iter()
+                    .map(|k| {
+                        let k: String =
+                            url::form_urlencoded::byte_serialize(k.as_bytes()).collect();
+                        format!("{k}={REDACTED}")
+                    })
+                    .collect();
+                out.push('?');
+                out.push_str(&q.join("&"));
+            }
+            out
+        }
+        Err(_) => {
+            let cut = url.find(['?', '#']).unwrap_or(url.len());
+            let mut out: String = url[..cut].chars().take(200).collect();
+            if url[cut..].starts_with('?') {
+                out.push('?');
+                out.push_str(REDACTED);
+            }
+            out
+        }
+    }
+}
+
+/// Whether a mock's URL matches a request's: equal, or equal apart from query
+/// values the mock gives as `[redacted]` (which match any value).
+pub fn mock_url_matches(mock: &str, actual: &str) -> bool {
+    if mock == actual {
+        return true;
+    }
+    if !mock.contains(REDACTED) {
+        return false;
+    }
+    let (Ok(mut m), Ok(mut a)) = (url::Url::parse(mock), url::Url::parse(actual)) else {
+        return false;
+    };
+    let mq: Vec<(String, String)> = m.query_pairs().into_owned().collect();
+    let aq: Vec<(String, String)> = a.query_pairs().into_owned().collect();
+    m.set_query(None);
+    a.set_query(None);
+    m.set_fragment(None);
+    a.set_fragment(None);
+    m == a
+        && mq.len() == aq.len()
+        && mq
+            .iter()
+            .zip(&aq)
+            .all(|((mk, mv), (ak, av))| mk == ak && (mv == REDACTED || mv == av))
 }
 
 /// Sends outbound requests. Blocking: called from the script's thread.
@@ -238,7 +305,7 @@ impl ReqwestHttp {
             if e.is_timeout() {
                 timed_out()
             } else {
-                HttpError::Network(format!("call to \"{host}\" failed: {e}"))
+                HttpError::Network(format!("call to \"{host}\" failed: {}", e.without_url()))
             }
         };
         let mut resp = rb.send().await.map_err(net)?;
@@ -301,7 +368,8 @@ pub struct MockResponse {
     /// Method to match (case-insensitive); default `GET`.
     #[serde(default = "default_method")]
     pub method: String,
-    /// URL to match exactly (query included, when the call has one).
+    /// URL to match exactly (query included, when the call has one); a query
+    /// value `[redacted]` matches any value of that parameter.
     pub url: String,
     /// Status to answer; default 200.
     #[serde(default = "default_status")]
@@ -351,10 +419,9 @@ impl MockHttp {
 impl HttpClient for MockHttp {
     fn send(&self, req: OutboundRequest) -> Result<OutboundResponse, HttpError> {
         self.calls.lock().push(req.clone());
-        let found = self
-            .mocks
-            .iter()
-            .find(|m| m.method.eq_ignore_ascii_case(&req.method) && m.url == req.url);
+        let found = self.mocks.iter().find(|m| {
+            m.method.eq_ignore_ascii_case(&req.method) && mock_url_matches(&m.url, &req.url)
+        });
         match found {
             Some(m) => Ok(OutboundResponse {
                 status: m.status,

@@ -7,6 +7,7 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod api;
 pub mod config;
 pub mod convert;
 pub mod engine;
@@ -20,6 +21,7 @@ pub mod overlay;
 pub mod package_dir;
 pub mod runtime;
 
+pub use api::{script_api_catalogue, ApiEntry, ApiKind, ApiParam};
 pub use config::{HttpDefaults, RuntimeConfig, SandboxLimits};
 pub use engine::{RhaiEngine, ScriptEngine};
 pub use error::{CompileError, RuntimeError};
@@ -28,6 +30,6 @@ pub use http::{
     HttpClient, HttpError, MockHttp, MockResponse, OutboundRequest, OutboundResponse, ReqwestHttp,
 };
 pub use memory::MemoryRepo;
-pub use outcome::{FlowResponse, RunFailure, RunInput, RunOutcome};
+pub use outcome::{FlowResponse, HttpCallRecord, RunFailure, RunInput, RunOutcome};
 pub use overlay::{Changes, OverlayRepo};
 pub use runtime::{CacheStats, FlowRuntime, FlowVersion};

@@ -2,7 +2,7 @@
 
 use flowgate_core::event::EmittedEvent;
 use flowgate_core::run::LogLine;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
@@ -171,8 +171,31 @@ pub struct RunOutcome {
     pub logs: Vec<LogLine>,
     /// Events emitted with `events::emit`; deliver them only if `result` is `Ok`.
     pub events: Vec<EmittedEvent>,
+    /// Outbound HTTP calls the run made, in order (query values and secrets redacted).
+    pub http_calls: Vec<HttpCallRecord>,
     /// Wall-clock duration of the script.
     pub duration_ms: u64,
+}
+
+/// Largest response body kept in an [`HttpCallRecord`] (serialized JSON bytes).
+pub const MAX_RECORDED_BODY_BYTES: usize = 64 * 1024;
+
+/// One outbound HTTP call of a run, as the run record keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HttpCallRecord {
+    /// Upper-case method.
+    pub method: String,
+    /// The URL with every query value replaced by `[redacted]` (and secrets redacted).
+    pub url: String,
+    /// Response status; `None` when no response came (refused, network error, timeout).
+    pub status: Option<u16>,
+    /// How long the call took.
+    pub duration_ms: u64,
+    /// The response body (JSON, or the text as a string), secrets redacted; `None`
+    /// when absent or larger than [`MAX_RECORDED_BODY_BYTES`].
+    pub response_body: Option<Value>,
+    /// Why the call produced no response (secrets redacted).
+    pub error: Option<String>,
 }
 
 impl RunOutcome {

@@ -256,6 +256,7 @@ impl<E: ScriptEngine> FlowRuntime<E> {
             max_log_lines: cfg.max_log_lines,
             max_events: cfg.max_events,
             logs_dropped: 0,
+            http_calls: Vec::new(),
         };
         let guard = host::enter(ctx);
         let result = self.inner.engine.execute(compiled, input, timeout_ms);
@@ -269,6 +270,7 @@ impl<E: ScriptEngine> FlowRuntime<E> {
                 }),
                 logs: Vec::new(),
                 events: Vec::new(),
+                http_calls: Vec::new(),
                 duration_ms,
             };
         };
@@ -299,6 +301,7 @@ impl<E: ScriptEngine> FlowRuntime<E> {
             result,
             logs,
             events: ctx.events,
+            http_calls: ctx.http_calls,
             duration_ms,
         }
     }

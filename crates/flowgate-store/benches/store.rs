@@ -67,6 +67,7 @@ fn benches(c: &mut Criterion) {
         response: Some(json!({"status": 200, "headers": {}, "body": {"ok": true}})),
         error: None,
         logs: vec![],
+        http_calls: None,
     };
     let batch: Vec<AuditEntry> = (0..100).map(entry).collect();
     for (name, store, _dir) in stores() {

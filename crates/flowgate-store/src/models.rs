@@ -2,6 +2,7 @@
 
 pub mod api_keys;
 pub mod audit;
+pub mod console_sessions;
 pub mod events;
 pub mod flow_versions;
 pub mod flows;

@@ -46,6 +46,7 @@ diesel::table! {
         event_id -> Nullable<Text>,
         idempotency_key -> Nullable<Text>,
         created_at -> BigInt,
+        http_calls -> Nullable<Text>,
     }
 }
 
@@ -136,6 +137,8 @@ diesel::table! {
         external_id -> Nullable<Text>,
         created_at -> BigInt,
         dispatched_at -> Nullable<BigInt>,
+        depth -> BigInt,
+        chain_id -> Nullable<Text>,
     }
 }
 
@@ -176,6 +179,17 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    console_sessions (id_hash) {
+        id_hash -> Text,
+        key_id -> Text,
+        csrf_token -> Text,
+        created_at -> BigInt,
+        last_seen_at -> BigInt,
+        expires_at -> BigInt,
+    }
+}
+
 diesel::joinable!(flow_versions -> flows (flow));
 diesel::joinable!(run_logs -> runs (run_id));
 diesel::joinable!(run_attempts -> runs (run_id));
@@ -196,4 +210,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     idempotency,
     schedule_ticks,
     audit,
+    console_sessions,
 );

@@ -52,6 +52,9 @@ pub(crate) struct Inner {
 #[derive(Clone)]
 pub struct Store {
     pub(crate) inner: Arc<Inner>,
+    /// Causation stamped on the user lifecycle events this handle writes
+    /// (set for the handle a run uses; see [`Store::with_cause`]).
+    pub(crate) cause: Option<Arc<flowgate_core::event::Cause>>,
 }
 
 impl fmt::Debug for Store {
@@ -64,6 +67,15 @@ impl fmt::Debug for Store {
 }
 
 impl Store {
+    /// A handle on the same pool whose user lifecycle events carry `cause`
+    /// (the handle a run's script uses, so the events it causes are traced).
+    pub fn with_cause(&self, cause: flowgate_core::event::Cause) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+            cause: Some(Arc::new(cause)),
+        }
+    }
+
     /// Opens a pool on `url` (`sqlite://path`, `sqlite::memory:`, `postgres://…`)
     /// with default options. Secrets are sealed with `secrets_key` (AES-256-GCM).
     /// Fails within about 5 s with the database's own message when unreachable.
@@ -142,6 +154,7 @@ impl Store {
                 cipher,
                 writer,
             }),
+            cause: None,
         })
     }
 

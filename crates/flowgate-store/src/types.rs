@@ -152,6 +152,8 @@ pub struct Run {
     pub idempotency_key: Option<String>,
     /// Insert time.
     pub created_at: EpochMs,
+    /// Outbound HTTP calls of the latest attempt (a JSON array, as the engine records them).
+    pub http_calls: Option<Value>,
 }
 
 impl Run {
@@ -186,6 +188,7 @@ impl Run {
             event_id: None,
             idempotency_key: None,
             created_at: flowgate_core::now_ms(),
+            http_calls: None,
         }
     }
 
@@ -207,6 +210,7 @@ impl Run {
         r.response_status = outcome.response_status;
         r.response = outcome.response.clone();
         r.error = outcome.error.clone();
+        r.http_calls = outcome.http_calls.clone();
         r
     }
 }
@@ -228,6 +232,8 @@ pub struct RunOutcome {
     pub error: Option<String>,
     /// Log lines of this attempt, appended in the same transaction.
     pub logs: Vec<LogLine>,
+    /// Outbound HTTP calls of this attempt (a JSON array), replacing earlier ones.
+    pub http_calls: Option<Value>,
 }
 
 /// One stored log line of a run.
@@ -411,4 +417,21 @@ pub struct AuditFilter {
     pub since: Option<EpochMs>,
     /// `time < until`.
     pub until: Option<EpochMs>,
+}
+
+/// A console session (SPEC §8). Only a hash of the session id is kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsoleSession {
+    /// SHA-256 (hex) of the opaque session id in the cookie.
+    pub id_hash: String,
+    /// The API key the session was opened with (its scopes apply).
+    pub key_id: String,
+    /// The CSRF token state-changing calls must echo.
+    pub csrf_token: String,
+    /// Sign-in time (epoch ms).
+    pub created_at: EpochMs,
+    /// Last request made with the session.
+    pub last_seen_at: EpochMs,
+    /// Absolute end of the session.
+    pub expires_at: EpochMs,
 }

@@ -131,6 +131,7 @@ fn ok_outcome(logs: Vec<LogLine>) -> RunOutcome {
         response: Some(json!({"status": 200, "headers": {}, "body": {"ok": true}})),
         error: None,
         logs,
+        http_calls: None,
     }
 }
 

@@ -100,6 +100,32 @@ pub struct ServerConfig {
     pub workers: usize,
     /// Base URL partners use, for generated docs (default: `http://<listen>`).
     pub public_url: Option<String>,
+    /// Reverse proxies (addresses or CIDR blocks) whose `X-Forwarded-For`
+    /// names the client; empty: the TCP peer is the client. A list, or one
+    /// comma-separated string (as in `FLOWGATE_TRUSTED_PROXIES`).
+    #[serde(deserialize_with = "string_list")]
+    pub trusted_proxies: Vec<String>,
+    /// Seconds a request body may take to arrive in full (then 408).
+    pub body_timeout_secs: u64,
+}
+
+/// A list of strings given as a list or as one comma-separated string.
+fn string_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum List {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match List::deserialize(d)? {
+        List::One(s) => s
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        List::Many(v) => v,
+    })
 }
 
 /// `[database]`.
@@ -136,6 +162,14 @@ pub struct RunsConfig {
     pub lease_seconds: u64,
     /// Concurrent async runs per node.
     pub workers: usize,
+    /// Execution slots of the run pool (sync and async runs; default 4 × cores).
+    pub pool_size: Option<usize>,
+    /// Most of the pool one flow may hold, in percent.
+    pub flow_share_percent: u8,
+    /// Most of the pool one caller may hold, in percent.
+    pub caller_share_percent: u8,
+    /// Longest chain of runs triggered by events that runs caused.
+    pub max_event_depth: u32,
 }
 
 /// `[oauth2]`.
@@ -152,6 +186,33 @@ pub struct OAuth2Config {
     pub require_at_jwt: bool,
     /// Least seconds between JWKS refetches caused by unknown `kid`s (default 30).
     pub jwks_min_refetch_secs: Option<u64>,
+    /// The issuer whose tokens the admin API accepts. Unset (the default):
+    /// the admin API takes admin API keys only, never the partners' tokens.
+    pub admin_issuer: Option<String>,
+    /// Expected `aud` of admin tokens (required with `admin_issuer`).
+    pub admin_audience: Option<String>,
+    /// JWKS of the admin issuer (default: `jwks_url`).
+    pub admin_jwks_url: Option<String>,
+}
+
+impl OAuth2Config {
+    /// The admin API's OAuth2 settings, when an admin issuer is configured.
+    pub fn admin_settings(&self) -> Option<flowgate_engine::OAuth2Settings> {
+        let issuer = self.admin_issuer.clone()?;
+        let jwks_url = self
+            .admin_jwks_url
+            .clone()
+            .or_else(|| self.jwks_url.clone())?;
+        Some(flowgate_engine::OAuth2Settings {
+            issuer,
+            jwks_url,
+            audience: self.admin_audience.clone().unwrap_or_default(),
+            require_at_jwt: self.require_at_jwt,
+            jwks_min_refetch: std::time::Duration::from_secs(
+                self.jwks_min_refetch_secs.unwrap_or(30),
+            ),
+        })
+    }
 }
 
 /// `[log]`.
@@ -178,6 +239,8 @@ impl Default for Config {
                 shutdown_grace_secs: 30,
                 workers: 0,
                 public_url: None,
+                trusted_proxies: Vec::new(),
+                body_timeout_secs: 30,
             },
             database: DatabaseConfig {
                 url: "sqlite://./data/flowgate.db".into(),
@@ -188,6 +251,10 @@ impl Default for Config {
             runs: RunsConfig {
                 lease_seconds: 30,
                 workers: 4,
+                pool_size: None,
+                flow_share_percent: 50,
+                caller_share_percent: 25,
+                max_event_depth: 8,
             },
             oauth2: OAuth2Config::default(),
             log: LogConfig {
@@ -233,16 +300,28 @@ const ENV_KEYS: &[(&str, &str)] = &[
     ("FLOWGATE_LISTEN", "server.listen"),
     ("FLOWGATE_PUBLIC_URL", "server.public_url"),
     ("FLOWGATE_SHUTDOWN_GRACE_SECS", "server.shutdown_grace_secs"),
+    ("FLOWGATE_BODY_TIMEOUT_SECS", "server.body_timeout_secs"),
     ("FLOWGATE_DATABASE_URL", "database.url"),
     ("FLOWGATE_DATABASE_POOL_SIZE", "database.pool_size"),
     ("FLOWGATE_ALLOW_PRIVATE_HOSTS", "http.allow_private_hosts"),
     ("FLOWGATE_SECRETS_KEY", "secrets.key"),
     ("FLOWGATE_RUN_LEASE_SECONDS", "runs.lease_seconds"),
     ("FLOWGATE_RUN_WORKERS", "runs.workers"),
+    ("FLOWGATE_RUN_POOL_SIZE", "runs.pool_size"),
+    ("FLOWGATE_RUN_FLOW_SHARE_PERCENT", "runs.flow_share_percent"),
+    (
+        "FLOWGATE_RUN_CALLER_SHARE_PERCENT",
+        "runs.caller_share_percent",
+    ),
+    ("FLOWGATE_MAX_EVENT_DEPTH", "runs.max_event_depth"),
     ("FLOWGATE_OAUTH2_ISSUER", "oauth2.issuer"),
     ("FLOWGATE_OAUTH2_JWKS_URL", "oauth2.jwks_url"),
     ("FLOWGATE_OAUTH2_AUDIENCE", "oauth2.audience"),
     ("FLOWGATE_OAUTH2_REQUIRE_AT_JWT", "oauth2.require_at_jwt"),
+    ("FLOWGATE_OAUTH2_ADMIN_ISSUER", "oauth2.admin_issuer"),
+    ("FLOWGATE_OAUTH2_ADMIN_AUDIENCE", "oauth2.admin_audience"),
+    ("FLOWGATE_OAUTH2_ADMIN_JWKS_URL", "oauth2.admin_jwks_url"),
+    ("FLOWGATE_TRUSTED_PROXIES", "server.trusted_proxies"),
     ("FLOWGATE_LOG", "log.filter"),
     (
         "FLOWGATE_IDEMPOTENCY_TTL_SECONDS",
@@ -316,11 +395,28 @@ impl Config {
         if self.database.pool_size == Some(0) {
             bail!("database.pool_size must be at least 1");
         }
+        if self.server.body_timeout_secs == 0 {
+            bail!("server.body_timeout_secs must be at least 1");
+        }
         if self.runs.lease_seconds < 2 {
             bail!("runs.lease_seconds must be at least 2");
         }
         if self.runs.workers == 0 {
             bail!("runs.workers must be at least 1");
+        }
+        if self.runs.pool_size == Some(0) {
+            bail!("runs.pool_size must be at least 1");
+        }
+        for (key, v) in [
+            ("runs.flow_share_percent", self.runs.flow_share_percent),
+            ("runs.caller_share_percent", self.runs.caller_share_percent),
+        ] {
+            if !(1..=100).contains(&v) {
+                bail!("{key} must be between 1 and 100");
+            }
+        }
+        if !(1..=1000).contains(&self.runs.max_event_depth) {
+            bail!("runs.max_event_depth must be between 1 and 1000");
         }
         match (&self.oauth2.issuer, &self.oauth2.jwks_url) {
             (Some(_), None) | (None, Some(_)) => {
@@ -343,7 +439,35 @@ impl Config {
         if let Some(k) = &self.secrets.key {
             decode_key(k).context("secrets.key")?;
         }
+        self.trusted_proxies()?;
+        let o = &self.oauth2;
+        match (&o.admin_issuer, &o.admin_audience) {
+            (None, None) => {}
+            (Some(_), None) | (None, Some(_)) => bail!(
+                "oauth2.admin_issuer and oauth2.admin_audience must be set together \
+                 (FLOWGATE_OAUTH2_ADMIN_ISSUER, FLOWGATE_OAUTH2_ADMIN_AUDIENCE)"
+            ),
+            (Some(iss), Some(aud)) => {
+                if o.admin_jwks_url.is_none() && o.jwks_url.is_none() {
+                    bail!("oauth2.admin_issuer needs oauth2.admin_jwks_url (or oauth2.jwks_url)");
+                }
+                if o.issuer.as_deref() == Some(iss.as_str())
+                    && o.audience.as_deref() == Some(aud.as_str())
+                {
+                    bail!(
+                        "oauth2.admin_issuer/admin_audience must differ from oauth2.issuer/audience: \
+                         the partners' tokens must not open the admin API"
+                    );
+                }
+            }
+        }
         Ok(())
+    }
+
+    /// `server.trusted_proxies`, parsed.
+    pub fn trusted_proxies(&self) -> anyhow::Result<flowgate_auth::TrustedProxies> {
+        flowgate_auth::TrustedProxies::parse(&self.server.trusted_proxies)
+            .map_err(|e| anyhow::anyhow!("server.trusted_proxies: {e}"))
     }
 
     /// The folder that holds generated state (the SQLite file's folder, or `./data`).
@@ -463,6 +587,35 @@ mod tests {
             .to_string()
             .contains("auth.anonymous_rate"));
         let mut c = Config::default();
+        c.server.trusted_proxies = vec!["10.0.0.0/8".into(), "proxy.local".into()];
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("server.trusted_proxies"));
+        let mut c = Config::default();
+        c.oauth2.issuer = Some("https://idp".into());
+        c.oauth2.jwks_url = Some("https://idp/jwks".into());
+        c.oauth2.audience = Some("api".into());
+        c.oauth2.admin_issuer = Some("https://idp".into());
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("admin_audience"));
+        c.oauth2.admin_audience = Some("api".into());
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("must differ"));
+        c.oauth2.admin_audience = Some("flowgate-admin".into());
+        c.validate().unwrap();
+        assert_eq!(
+            c.oauth2.admin_settings().map(|a| a.audience),
+            Some("flowgate-admin".to_owned())
+        );
+        let mut c = Config::default();
         c.secrets.key = Some("c2hvcnQ=".into());
         assert!(c
             .validate()
@@ -495,6 +648,24 @@ mod tests {
         let c = load(Some(&f)).unwrap();
         assert_eq!(c.server.listen, "127.0.0.1:9999");
         assert_eq!(c.runs.lease_seconds, 7);
+        std::fs::write(
+            &f,
+            "[server]\ntrusted_proxies = [\"10.0.0.0/8\", \"::1\"]\n",
+        )
+        .unwrap();
+        let c = load(Some(&f)).unwrap();
+        assert_eq!(c.server.trusted_proxies, vec!["10.0.0.0/8", "::1"]);
+        std::fs::write(
+            &f,
+            "[server]\ntrusted_proxies = \"10.0.0.0/8, 127.0.0.1\"\n",
+        )
+        .unwrap();
+        let c = load(Some(&f)).unwrap();
+        assert_eq!(c.server.trusted_proxies, vec!["10.0.0.0/8", "127.0.0.1"]);
+        assert!(c
+            .trusted_proxies()
+            .unwrap()
+            .trusts("127.0.0.1".parse().unwrap()));
         std::fs::write(&f, "[server]\nlisten = \"127.0.0.1:9999\"\ncolour = 1\n").unwrap();
         assert!(load(Some(&f)).unwrap_err().to_string().contains("colour"));
         assert!(load(Some(&dir.path().join("missing.toml"))).is_err());

@@ -16,7 +16,6 @@ use flowgate_store::IdempotencyBegin;
 use futures_util::StreamExt;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
-use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use crate::audit::{note_caller, note_flow};
@@ -65,11 +64,6 @@ fn split_pin(tail: &str) -> (Option<i64>, &str) {
         }
     }
     (None, tail)
-}
-
-fn client_ip(req: &HttpRequest) -> IpAddr {
-    req.peer_addr()
-        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip())
 }
 
 fn header<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
@@ -173,9 +167,28 @@ fn is_json_content_type(ct: &str) -> bool {
         || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
-/// Parses the body per SPEC §5 and validates it against the input schema.
-fn parse_body(req: &HttpRequest, version: &LoadedVersion, body: &[u8]) -> ApiResult<Value> {
-    let ct = header(req, "content-type");
+/// Bodies up to this size are parsed and validated on the HTTP worker; larger
+/// ones on the blocking pool, so no body keeps an I/O thread busy.
+const INLINE_PARSE_BYTES: usize = 8 * 1024;
+
+/// Parses the body per SPEC §5 and validates it against the input schema,
+/// off the HTTP worker when the body is large.
+async fn parse_body(
+    req: &HttpRequest,
+    version: &Arc<LoadedVersion>,
+    body: &web::Bytes,
+) -> ApiResult<Value> {
+    let ct = header(req, "content-type").map(str::to_owned);
+    if body.len() <= INLINE_PARSE_BYTES {
+        return parse_body_now(ct.as_deref(), version, body);
+    }
+    let (version, body) = (Arc::clone(version), body.clone());
+    tokio::task::spawn_blocking(move || parse_body_now(ct.as_deref(), &version, &body))
+        .await
+        .map_err(|e| ApiError::internal(format!("body validation failed: {e}")))?
+}
+
+fn parse_body_now(ct: Option<&str>, version: &LoadedVersion, body: &[u8]) -> ApiResult<Value> {
     let json_ct = ct.is_some_and(is_json_content_type);
     if version.input_schema.is_some() && !json_ct && !(body.is_empty() && ct.is_none()) {
         return Err(ApiError::new(
@@ -367,7 +380,7 @@ async fn handle(
         ));
     }
     let engine = &state.engine;
-    let ip = client_ip(req);
+    let ip = crate::routes::admin::client_ip(req, state);
     let target = resolve_target(state, req, flow_raw, tail).await?;
     let version = target.version.clone();
     let manifest = version.manifest();
@@ -414,6 +427,11 @@ async fn handle(
                     scopes: Vec::new(),
                 };
                 (p, body, delivery.delivery_id)
+            }
+            Err(flowgate_auth::SignatureError::InvalidSecret(why)) => {
+                tracing::error!(flow.name = %version.flow, secret = %sig.secret, reason = why, "webhook signature secret in the secret store is malformed; store a valid one");
+                let e = flowgate_auth::SignatureError::InvalidSecret(why);
+                return Err(flowgate_auth::AuthError::from(e).into());
             }
             Err(e) => {
                 engine
@@ -486,7 +504,7 @@ async fn handle(
         }
     }
 
-    let body = parse_body(req, &version, &body_bytes)?;
+    let body = parse_body(req, &version, &body_bytes).await?;
 
     // Idempotency: explicit keys on POST/PUT/PATCH, and provider delivery ids.
     let method = req.method().as_str().to_owned();
@@ -516,7 +534,14 @@ async fn handle(
             .map(|d| sha256_hex(&[b"delivery", version.flow.as_str().as_bytes(), d.as_bytes()])),
     };
     if let Some(scope) = &idem_key {
-        let request_hash = sha256_hex(&[method.as_bytes(), req.path().as_bytes(), &body_bytes]);
+        // The fingerprint covers everything the script sees of the request line:
+        // the same key with another query string is another request.
+        let request_hash = sha256_hex(&[
+            method.as_bytes(),
+            req.path().as_bytes(),
+            req.query_string().as_bytes(),
+            &body_bytes,
+        ]);
         let ttl_ms = i64::try_from(engine.config().idempotency_ttl.as_millis()).unwrap_or(i64::MAX);
         let (s2, h2) = (scope.clone(), request_hash);
         let begin = engine

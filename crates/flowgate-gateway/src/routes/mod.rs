@@ -1,6 +1,7 @@
 //! One module per resource, each with `configure(&mut ServiceConfig)`.
 
 pub mod admin;
+pub mod console;
 pub mod docs;
 pub mod events;
 pub mod health;
@@ -13,6 +14,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     health::configure(cfg);
     crate::openapi::configure(cfg);
     admin::configure(cfg);
+    console::configure(cfg);
     events::configure(cfg);
     docs::configure(cfg);
     invoke::configure(cfg);

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use super::Host;
 use crate::config::HttpDefaults;
-use crate::outcome::FlowResponse;
+use crate::outcome::{FlowResponse, HttpCallRecord};
 
 /// Value thrown (as a non-catchable `ErrorTerminated`) by `respond` and `fail`.
 pub(crate) const TERMINAL_TOKEN: &str = "__flowgate_terminal__";
@@ -37,6 +37,7 @@ pub(crate) struct RunContext {
     pub max_log_lines: usize,
     pub max_events: usize,
     pub logs_dropped: u64,
+    pub http_calls: Vec<HttpCallRecord>,
 }
 
 impl RunContext {
@@ -49,6 +50,24 @@ impl RunContext {
             }
         }
         out
+    }
+
+    /// A JSON value with [`RunContext::redact`] applied to every string and key.
+    pub fn redact_json(&self, v: &serde_json::Value) -> serde_json::Value {
+        use serde_json::Value;
+        if self.secrets.is_empty() {
+            return v.clone();
+        }
+        match v {
+            Value::String(s) => Value::String(self.redact(s)),
+            Value::Array(a) => Value::Array(a.iter().map(|x| self.redact_json(x)).collect()),
+            Value::Object(o) => Value::Object(
+                o.iter()
+                    .map(|(k, x)| (self.redact(k), self.redact_json(x)))
+                    .collect(),
+            ),
+            other => other.clone(),
+        }
     }
 
     pub fn log(&mut self, level: LogLevel, message: &str) {
@@ -135,6 +154,14 @@ pub(crate) fn runtime_error(msg: impl Into<String>) -> Box<EvalAltResult> {
 pub(crate) fn terminate() -> Box<EvalAltResult> {
     Box::new(EvalAltResult::ErrorTerminated(
         Dynamic::from(TERMINAL_TOKEN),
+        Position::NONE,
+    ))
+}
+
+/// The non-catchable error that ends a run whose deadline passed inside a host call.
+pub(crate) fn terminate_timeout() -> Box<EvalAltResult> {
+    Box::new(EvalAltResult::ErrorTerminated(
+        Dynamic::from("__flowgate_timeout__"),
         Position::NONE,
     ))
 }

@@ -50,8 +50,8 @@ impl std::fmt::Debug for Host {
 pub trait HostModule: Send + Sync {
     /// The namespace (`users`, `http`, …; `""` for global functions such as `respond`).
     fn namespace(&self) -> &'static str;
-    /// Registers the namespace's functions on the engine.
-    fn register(&self, engine: &mut rhai::Engine);
+    /// Registers the namespace's functions, each with its documentation.
+    fn register(&self, api: &mut crate::api::ApiBuilder<'_>);
 }
 
 /// Every module of SPEC §4, in registration order.

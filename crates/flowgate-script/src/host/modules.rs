@@ -6,31 +6,21 @@ use flowgate_core::run::LogLevel;
 use flowgate_core::user::{NewUser, UserFilter, UserStatus};
 use flowgate_core::UserId;
 use hmac::{Hmac, KeyInit, Mac};
-use rhai::{
-    Array, Dynamic, Engine, EvalAltResult, FuncRegistration, ImmutableString, Map, Module, INT,
-};
+use rhai::{Array, Dynamic, EvalAltResult, ImmutableString, Map, INT};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use super::context::{runtime_error, terminate, with_ctx, Terminal};
+use super::context::{
+    check_deadline, runtime_error, terminate, terminate_timeout, with_ctx, Terminal,
+};
 use super::HostModule;
+use crate::api::ApiBuilder;
 use crate::convert::{to_dynamic, to_json};
-use crate::http::{host_allowed, HttpError, OutboundRequest};
-use crate::outcome::FlowResponse;
+use crate::http::{host_allowed, redact_url_query, HttpError, OutboundRequest, OutboundResponse};
+use crate::outcome::{FlowResponse, HttpCallRecord, MAX_RECORDED_BODY_BYTES};
 
 type RResult<T> = Result<T, Box<EvalAltResult>>;
-
-/// Host functions are volatile: the optimizer must never evaluate them at compile time.
-fn func(name: &str) -> FuncRegistration {
-    FuncRegistration::new(name)
-        .in_internal_namespace()
-        .with_volatility(true)
-}
-
-fn install(engine: &mut Engine, ns: &str, module: Module) {
-    engine.register_static_module(ns, module.into());
-}
 
 fn status_arg(status: INT) -> RResult<u16> {
     u16::try_from(status)
@@ -75,15 +65,27 @@ impl HostModule for CoreModule {
     fn namespace(&self) -> &'static str {
         ""
     }
-    fn register(&self, engine: &mut Engine) {
-        func("respond").register_into_engine(engine, |status: INT, body: Dynamic| {
-            respond(status, body, None)
-        });
-        func("respond").register_into_engine(engine, |status: INT, body: Dynamic, headers: Map| {
-            respond(status, body, Some(headers))
-        });
-        func("fail").register_into_engine(
-            engine,
+    fn register(&self, api: &mut ApiBuilder<'_>) {
+        let mut g = api.namespace("");
+        g.function(
+            "respond",
+            &[("status", "int"), ("body", "any")],
+            "never",
+            "Ends the run and answers with this status and body (sent as JSON).",
+            |status: INT, body: Dynamic| respond(status, body, None),
+        );
+        g.function(
+            "respond",
+            &[("status", "int"), ("body", "any"), ("headers", "map")],
+            "never",
+            "Ends the run and answers with this status, body and extra response headers.",
+            |status: INT, body: Dynamic, headers: Map| respond(status, body, Some(headers)),
+        );
+        g.function(
+            "fail",
+            &[("status", "int"), ("code", "string"), ("detail", "any")],
+            "never",
+            "Ends the run with a problem answer: status (400-599), machine-readable code and detail.",
             |status: INT, code: ImmutableString, detail: Dynamic| -> RResult<Dynamic> {
                 let status = status_arg(status)?;
                 if status < 400 {
@@ -117,24 +119,45 @@ impl HostModule for LogModule {
     fn namespace(&self) -> &'static str {
         "log"
     }
-    fn register(&self, engine: &mut Engine) {
-        let mut m = Module::new();
-        for (name, level) in [
-            ("trace", LogLevel::Trace),
-            ("info", LogLevel::Info),
-            ("warn", LogLevel::Warn),
-            ("error", LogLevel::Error),
+    fn register(&self, api: &mut ApiBuilder<'_>) {
+        let mut m = api.namespace("log");
+        for (name, level, doc) in [
+            (
+                "trace",
+                LogLevel::Trace,
+                "Writes a trace line to the run log (maps and arrays as JSON).",
+            ),
+            (
+                "info",
+                LogLevel::Info,
+                "Writes an info line to the run log (maps and arrays as JSON).",
+            ),
+            (
+                "warn",
+                LogLevel::Warn,
+                "Writes a warning to the run log (maps and arrays as JSON).",
+            ),
+            (
+                "error",
+                LogLevel::Error,
+                "Writes an error line to the run log (maps and arrays as JSON).",
+            ),
         ] {
-            func(name).set_into_module(&mut m, move |msg: Dynamic| -> RResult<()> {
-                let text = if msg.is_string() {
-                    msg.into_string().unwrap_or_default()
-                } else {
-                    to_json(&msg).to_string()
-                };
-                with_ctx(|c| c.log(level, &text))
-            });
+            m.function(
+                name,
+                &[("message", "any")],
+                "()",
+                doc,
+                move |msg: Dynamic| -> RResult<()> {
+                    let text = if msg.is_string() {
+                        msg.into_string().unwrap_or_default()
+                    } else {
+                        to_json(&msg).to_string()
+                    };
+                    with_ctx(|c| c.log(level, &text))
+                },
+            );
         }
-        install(engine, "log", m);
     }
 }
 
@@ -158,20 +181,29 @@ impl HostModule for UsersModule {
     fn namespace(&self) -> &'static str {
         "users"
     }
-    fn register(&self, engine: &mut Engine) {
-        let mut m = Module::new();
-        func("get").set_into_module(&mut m, |id: ImmutableString| -> RResult<Dynamic> {
-            let Ok(id) = UserId::parse(&id) else {
-                return Ok(Dynamic::UNIT);
-            };
-            let users = with_ctx(|c| c.host.users.clone())?;
-            users
-                .get_user(id)
-                .map(user_or_unit)
-                .map_err(|e| repo_err("get", e))
-        });
-        func("find_by_email").set_into_module(
-            &mut m,
+    fn register(&self, api: &mut ApiBuilder<'_>) {
+        let mut m = api.namespace("users");
+        m.function(
+            "get",
+            &[("id", "string")],
+            "map | ()",
+            "The user with this id, or () when there is none (or the id is not a user id).",
+            |id: ImmutableString| -> RResult<Dynamic> {
+                let Ok(id) = UserId::parse(&id) else {
+                    return Ok(Dynamic::UNIT);
+                };
+                let users = with_ctx(|c| c.host.users.clone())?;
+                users
+                    .get_user(id)
+                    .map(user_or_unit)
+                    .map_err(|e| repo_err("get", e))
+            },
+        );
+        m.function(
+            "find_by_email",
+            &[("email", "string")],
+            "map | ()",
+            "The user with this email (case-insensitive), or ().",
             |email: ImmutableString| -> RResult<Dynamic> {
                 let users = with_ctx(|c| c.host.users.clone())?;
                 users
@@ -180,8 +212,11 @@ impl HostModule for UsersModule {
                     .map_err(|e| repo_err("find_by_email", e))
             },
         );
-        func("find_by_external_id").set_into_module(
-            &mut m,
+        m.function(
+            "find_by_external_id",
+            &[("system", "string"), ("id", "string")],
+            "map | ()",
+            "The user whose external_ids[system] is id, or ().",
             |system: ImmutableString, id: ImmutableString| -> RResult<Dynamic> {
                 let users = with_ctx(|c| c.host.users.clone())?;
                 users
@@ -200,17 +235,34 @@ impl HostModule for UsersModule {
                 .map_err(|e| repo_err("find", e))?;
             Ok(found.iter().map(|u| to_dynamic(&u.to_json())).collect())
         };
-        func("find").set_into_module(&mut m, find);
-        func("find").set_into_module(&mut m, move |filter: Map| find(filter, 100));
-        func("create").set_into_module(&mut m, |fields: Map| -> RResult<Dynamic> {
+        m.function(
+            "find",
+            &[("filter", "map"), ("limit", "int")],
+            "array",
+            "Users matching the filter (e.g. #{ status: \"active\", \"attributes.plan\": \"pro\" }), at most limit (1-1000).", find);
+        m.function(
+            "find",
+            &[("filter", "map")],
+            "array",
+            "Users matching the filter, at most 100.",
+            move |filter: Map| find(filter, 100),
+        );
+        m.function(
+            "create",
+            &[("fields", "map")],
+            "map",
+            "Creates a user (email required; display_name, status, attributes, external_ids) and returns it.", |fields: Map| -> RResult<Dynamic> {
             let new = NewUser::from_json(&to_json(&Dynamic::from_map(fields)))
                 .map_err(|e| repo_err("create", e))?;
             let users = with_ctx(|c| c.host.users.clone())?;
             let u = users.create_user(new).map_err(|e| repo_err("create", e))?;
             Ok(to_dynamic(&u.to_json()))
         });
-        func("update").set_into_module(
-            &mut m,
+        m.function(
+            "update",
+            &[("id", "string"), ("patch", "map")],
+            "map",
+            "Applies a JSON merge patch to the user (() removes a key) and returns the stored user.",
             |id: ImmutableString, patch: Map| -> RResult<Dynamic> {
                 let id = parse_user_id("update", &id)?;
                 let users = with_ctx(|c| c.host.users.clone())?;
@@ -220,8 +272,11 @@ impl HostModule for UsersModule {
                 Ok(to_dynamic(&u.to_json()))
             },
         );
-        func("set_status").set_into_module(
-            &mut m,
+        m.function(
+            "set_status",
+            &[("id", "string"), ("status", "string")],
+            "map",
+            "Sets the status (active, suspended, disabled) and returns the stored user.",
             |id: ImmutableString, status: ImmutableString| -> RResult<Dynamic> {
                 let id = parse_user_id("set_status", &id)?;
                 let status = UserStatus::parse(&status).map_err(|e| repo_err("set_status", e))?;
@@ -232,14 +287,19 @@ impl HostModule for UsersModule {
                 Ok(to_dynamic(&u.to_json()))
             },
         );
-        func("delete").set_into_module(&mut m, |id: ImmutableString| -> RResult<bool> {
-            let Ok(id) = UserId::parse(&id) else {
-                return Ok(false);
-            };
-            let users = with_ctx(|c| c.host.users.clone())?;
-            users.delete_user(id).map_err(|e| repo_err("delete", e))
-        });
-        install(engine, "users", m);
+        m.function(
+            "delete",
+            &[("id", "string")],
+            "bool",
+            "Deletes the user; true when one was removed.",
+            |id: ImmutableString| -> RResult<bool> {
+                let Ok(id) = UserId::parse(&id) else {
+                    return Ok(false);
+                };
+                let users = with_ctx(|c| c.host.users.clone())?;
+                users.delete_user(id).map_err(|e| repo_err("delete", e))
+            },
+        );
     }
 }
 
@@ -258,11 +318,12 @@ fn http_call(
             )));
         }
     }
-    let mut parsed =
-        url::Url::parse(url).map_err(|_| runtime_error(format!("http: invalid URL `{url}`")))?;
+    let mut parsed = url::Url::parse(url)
+        .map_err(|_| runtime_error(format!("http: invalid URL `{}`", redact_url_query(url))))?;
     if !matches!(parsed.scheme(), "http" | "https") {
         return Err(runtime_error(format!(
-            "http: only http and https URLs are allowed, not `{url}`"
+            "http: only http and https URLs are allowed, not `{}`",
+            redact_url_query(url)
         )));
     }
     if let Some(q) = opts.get("query") {
@@ -315,11 +376,12 @@ fn http_call(
             c.deadline.saturating_duration_since(Instant::now()),
         )
     })?;
+    let method = method.to_ascii_uppercase();
+    let url = parsed.to_string();
     if !allowed {
-        return Err(runtime_error(format!(
-            "http: {}",
-            HttpError::NotAllowed(host)
-        )));
+        let msg = format!("http: {}", HttpError::NotAllowed(host));
+        record_call(&method, &url, 0, Err(&msg))?;
+        return Err(runtime_error(msg));
     }
     let asked = match opts.get("timeout_ms") {
         Some(t) => Duration::from_millis(
@@ -331,24 +393,43 @@ fn http_call(
         ),
         None => defaults.timeout,
     };
-    let timeout = asked.min(defaults.max_timeout).min(remaining);
+    let call_limit = asked.min(defaults.max_timeout);
+    let timeout = call_limit.min(remaining);
+    if remaining.is_zero() {
+        // The run's own deadline has passed: the run times out (504), it does not fail.
+        return Err(terminate_timeout());
+    }
     if timeout.is_zero() {
-        return Err(runtime_error(format!(
-            "http: no time left in this run to call \"{host}\""
-        )));
+        return Err(runtime_error("http: `timeout_ms` must be positive"));
     }
     let req = OutboundRequest {
-        method: method.to_ascii_uppercase(),
-        url: parsed.to_string(),
+        method: method.clone(),
+        url: url.clone(),
         headers,
         body,
         timeout,
         allow_private: defaults.allow_private_hosts,
         max_response_bytes: defaults.max_response_bytes,
     };
-    let resp = client
-        .send(req)
-        .map_err(|e| runtime_error(format!("http: {e}")))?;
+    let started = Instant::now();
+    let sent = client.send(req);
+    let took = started.elapsed();
+    let resp = match sent {
+        Ok(r) => {
+            record_call(&method, &url, took.as_millis(), Ok(&r))?;
+            r
+        }
+        Err(e) => {
+            let msg = format!("http: {e}");
+            record_call(&method, &url, took.as_millis(), Err(&msg))?;
+            // When the run's deadline cut the call short, the deadline wins.
+            let cut_by_run = timeout < call_limit && matches!(e, HttpError::Timeout { .. });
+            if cut_by_run || check_deadline() {
+                return Err(terminate_timeout());
+            }
+            return Err(runtime_error(msg));
+        }
+    };
     let mut out = Map::new();
     out.insert("status".into(), Dynamic::from_int(INT::from(resp.status)));
     let mut hs = Map::new();
@@ -360,6 +441,44 @@ fn http_call(
     Ok(Dynamic::from_map(out))
 }
 
+/// Most outbound calls kept in a run's record (later ones still run, unrecorded).
+const MAX_RECORDED_CALLS: usize = 200;
+
+/// Appends one outbound call to the run's record, redacted.
+fn record_call(
+    method: &str,
+    url: &str,
+    took_ms: u128,
+    result: Result<&OutboundResponse, &str>,
+) -> RResult<()> {
+    with_ctx(|c| {
+        if c.http_calls.len() >= MAX_RECORDED_CALLS {
+            return;
+        }
+        let (status, response_body, error) = match result {
+            Ok(r) => {
+                let body = if r.body.is_null() {
+                    None
+                } else {
+                    let size = serde_json::to_vec(&r.body).map_or(usize::MAX, |b| b.len());
+                    (size <= MAX_RECORDED_BODY_BYTES).then(|| c.redact_json(&r.body))
+                };
+                (Some(r.status), body, None)
+            }
+            Err(msg) => (None, None, Some(c.redact(msg))),
+        };
+        let record = HttpCallRecord {
+            method: method.to_owned(),
+            url: c.redact(&redact_url_query(url)),
+            status,
+            duration_ms: u64::try_from(took_ms).unwrap_or(u64::MAX),
+            response_body,
+            error,
+        };
+        c.http_calls.push(record);
+    })
+}
+
 /// `http::get(url[, options])`, `http::post(url, body[, options])`, `http::request(map)`.
 pub struct HttpModule;
 
@@ -367,21 +486,41 @@ impl HostModule for HttpModule {
     fn namespace(&self) -> &'static str {
         "http"
     }
-    fn register(&self, engine: &mut Engine) {
-        let mut m = Module::new();
-        func("get").set_into_module(&mut m, |url: ImmutableString| {
-            http_call("GET", &url, None, None)
-        });
-        func("get").set_into_module(&mut m, |url: ImmutableString, o: Map| {
+    fn register(&self, api: &mut ApiBuilder<'_>) {
+        let mut m = api.namespace("http");
+        m.function(
+            "get",
+            &[("url", "string")],
+            "map",
+            "GET url; returns #{ status, headers, body } for any status (JSON bodies parsed).",
+            |url: ImmutableString| http_call("GET", &url, None, None),
+        );
+        m.function(
+            "get",
+            &[("url", "string"), ("options", "map")],
+            "map",
+            "GET url with options #{ headers, query, timeout_ms }; returns #{ status, headers, body }.", |url: ImmutableString, o: Map| {
             http_call("GET", &url, None, Some(o))
         });
-        func("post").set_into_module(&mut m, |url: ImmutableString, body: Dynamic| {
+        m.function(
+            "post",
+            &[("url", "string"), ("body", "any")],
+            "map",
+            "POST body (maps and arrays as JSON, strings as text); returns #{ status, headers, body }.", |url: ImmutableString, body: Dynamic| {
             http_call("POST", &url, Some(body), None)
         });
-        func("post").set_into_module(&mut m, |url: ImmutableString, body: Dynamic, o: Map| {
+        m.function(
+            "post",
+            &[("url", "string"), ("body", "any"), ("options", "map")],
+            "map",
+            "POST body with options #{ headers, query, timeout_ms }; returns #{ status, headers, body }.", |url: ImmutableString, body: Dynamic, o: Map| {
             http_call("POST", &url, Some(body), Some(o))
         });
-        func("request").set_into_module(&mut m, |spec: Map| -> RResult<Dynamic> {
+        m.function(
+            "request",
+            &[("spec", "map")],
+            "map",
+            "Any method: #{ method, url, headers, query, body, timeout_ms }; returns #{ status, headers, body }.", |spec: Map| -> RResult<Dynamic> {
             let mut opts = Map::new();
             let mut method = "GET".to_string();
             let mut url = None;
@@ -408,7 +547,6 @@ impl HostModule for HttpModule {
             }
             http_call(&method, &url, body, Some(opts))
         });
-        install(engine, "http", m);
     }
 }
 
@@ -419,9 +557,13 @@ impl HostModule for SecretsModule {
     fn namespace(&self) -> &'static str {
         "secrets"
     }
-    fn register(&self, engine: &mut Engine) {
-        let mut m = Module::new();
-        func("get").set_into_module(&mut m, |name: ImmutableString| -> RResult<Dynamic> {
+    fn register(&self, api: &mut ApiBuilder<'_>) {
+        let mut m = api.namespace("secrets");
+        m.function(
+            "get",
+            &[("name", "string")],
+            "string | ()",
+            "The secret named name, or () when it is not set; its value is redacted from logs and errors.", |name: ImmutableString| -> RResult<Dynamic> {
             let repo = with_ctx(|c| c.host.secrets.clone())?;
             let v = repo
                 .secret_get(&name)
@@ -435,7 +577,6 @@ impl HostModule for SecretsModule {
                 }
             }
         });
-        install(engine, "secrets", m);
     }
 }
 
@@ -480,29 +621,48 @@ impl HostModule for KvModule {
     fn namespace(&self) -> &'static str {
         "kv"
     }
-    fn register(&self, engine: &mut Engine) {
-        let mut m = Module::new();
-        func("get").set_into_module(&mut m, |key: ImmutableString| -> RResult<Dynamic> {
-            kv_key(&key)?;
-            let (kv, flow) = with_ctx(|c| (c.host.kv.clone(), c.host.flow.clone()))?;
-            let v = kv
-                .kv_get(&flow, &key)
-                .map_err(|e| runtime_error(format!("kv::get: {e}")))?;
-            Ok(v.as_ref().map_or(Dynamic::UNIT, to_dynamic))
-        });
-        func("set").set_into_module(&mut m, |key: ImmutableString, value: Dynamic| {
-            kv_set(&key, &value, None)
-        });
-        func("set").set_into_module(&mut m, |key: ImmutableString, value: Dynamic, ttl: INT| {
-            kv_set(&key, &value, Some(ttl))
-        });
-        func("delete").set_into_module(&mut m, |key: ImmutableString| -> RResult<bool> {
-            kv_key(&key)?;
-            let (kv, flow) = with_ctx(|c| (c.host.kv.clone(), c.host.flow.clone()))?;
-            kv.kv_delete(&flow, &key)
-                .map_err(|e| runtime_error(format!("kv::delete: {e}")))
-        });
-        install(engine, "kv", m);
+    fn register(&self, api: &mut ApiBuilder<'_>) {
+        let mut m = api.namespace("kv");
+        m.function(
+            "get",
+            &[("key", "string")],
+            "any",
+            "The flow's stored value for key, or ().",
+            |key: ImmutableString| -> RResult<Dynamic> {
+                kv_key(&key)?;
+                let (kv, flow) = with_ctx(|c| (c.host.kv.clone(), c.host.flow.clone()))?;
+                let v = kv
+                    .kv_get(&flow, &key)
+                    .map_err(|e| runtime_error(format!("kv::get: {e}")))?;
+                Ok(v.as_ref().map_or(Dynamic::UNIT, to_dynamic))
+            },
+        );
+        m.function(
+            "set",
+            &[("key", "string"), ("value", "any")],
+            "()",
+            "Stores a JSON value (up to 64 KiB) under key (1-256 bytes) for this flow.",
+            |key: ImmutableString, value: Dynamic| kv_set(&key, &value, None),
+        );
+        m.function(
+            "set",
+            &[("key", "string"), ("value", "any"), ("ttl_seconds", "int")],
+            "()",
+            "Stores a value under key that expires after ttl_seconds.",
+            |key: ImmutableString, value: Dynamic, ttl: INT| kv_set(&key, &value, Some(ttl)),
+        );
+        m.function(
+            "delete",
+            &[("key", "string")],
+            "bool",
+            "Deletes key; true when it existed.",
+            |key: ImmutableString| -> RResult<bool> {
+                kv_key(&key)?;
+                let (kv, flow) = with_ctx(|c| (c.host.kv.clone(), c.host.flow.clone()))?;
+                kv.kv_delete(&flow, &key)
+                    .map_err(|e| runtime_error(format!("kv::delete: {e}")))
+            },
+        );
     }
 }
 
@@ -513,10 +673,13 @@ impl HostModule for EventsModule {
     fn namespace(&self) -> &'static str {
         "events"
     }
-    fn register(&self, engine: &mut Engine) {
-        let mut m = Module::new();
-        func("emit").set_into_module(
-            &mut m,
+    fn register(&self, api: &mut ApiBuilder<'_>) {
+        let mut m = api.namespace("events");
+        m.function(
+            "emit",
+            &[("type", "string"), ("data", "any")],
+            "()",
+            "Emits an event (dotted lower-case type, not user.*, security.* or flow.*), delivered only if the run succeeds.",
             |kind: ImmutableString, data: Dynamic| -> RResult<()> {
                 if !flowgate_core::manifest::is_valid_event_type(&kind) {
                     return Err(runtime_error(format!(
@@ -539,7 +702,6 @@ impl HostModule for EventsModule {
                 })?
             },
         );
-        install(engine, "events", m);
     }
 }
 
@@ -550,13 +712,20 @@ impl HostModule for CryptoModule {
     fn namespace(&self) -> &'static str {
         "crypto"
     }
-    fn register(&self, engine: &mut Engine) {
-        let mut m = Module::new();
-        func("sha256").set_into_module(&mut m, |s: ImmutableString| -> String {
-            hex::encode(Sha256::digest(s.as_bytes()))
-        });
-        func("hmac_sha256").set_into_module(
-            &mut m,
+    fn register(&self, api: &mut ApiBuilder<'_>) {
+        let mut m = api.namespace("crypto");
+        m.function(
+            "sha256",
+            &[("text", "string")],
+            "string",
+            "SHA-256 of the text, lower-case hex.",
+            |s: ImmutableString| -> String { hex::encode(Sha256::digest(s.as_bytes())) },
+        );
+        m.function(
+            "hmac_sha256",
+            &[("key", "string"), ("message", "string")],
+            "string",
+            "HMAC-SHA256 of message with key, lower-case hex.",
             |key: ImmutableString, msg: ImmutableString| -> RResult<String> {
                 let mut mac = Hmac::<Sha256>::new_from_slice(key.as_bytes())
                     .map_err(|e| runtime_error(format!("crypto::hmac_sha256: {e}")))?;
@@ -564,21 +733,32 @@ impl HostModule for CryptoModule {
                 Ok(hex::encode(mac.finalize().into_bytes()))
             },
         );
-        func("uuid").set_into_module(&mut m, || -> String { uuid::Uuid::new_v4().to_string() });
-        func("random_token").set_into_module(&mut m, |bytes: INT| -> RResult<String> {
-            let n = usize::try_from(bytes)
-                .ok()
-                .filter(|n| (1..=1024).contains(n))
-                .ok_or_else(|| {
-                    runtime_error(format!(
-                        "crypto::random_token: {bytes} must be between 1 and 1024"
-                    ))
-                })?;
-            let mut buf = vec![0u8; n];
-            rand::fill(&mut buf[..]);
-            Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf))
-        });
-        install(engine, "crypto", m);
+        m.function(
+            "uuid",
+            &[],
+            "string",
+            "A random UUID (v4).",
+            || -> String { uuid::Uuid::new_v4().to_string() },
+        );
+        m.function(
+            "random_token",
+            &[("bytes", "int")],
+            "string",
+            "bytes (1-1024) random bytes as URL-safe base64 without padding.",
+            |bytes: INT| -> RResult<String> {
+                let n = usize::try_from(bytes)
+                    .ok()
+                    .filter(|n| (1..=1024).contains(n))
+                    .ok_or_else(|| {
+                        runtime_error(format!(
+                            "crypto::random_token: {bytes} must be between 1 and 1024"
+                        ))
+                    })?;
+                let mut buf = vec![0u8; n];
+                rand::fill(&mut buf[..]);
+                Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf))
+            },
+        );
     }
 }
 
@@ -589,26 +769,36 @@ impl HostModule for Base64Module {
     fn namespace(&self) -> &'static str {
         "base64"
     }
-    fn register(&self, engine: &mut Engine) {
+    fn register(&self, api: &mut ApiBuilder<'_>) {
         use base64::engine::general_purpose::{
             STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD,
         };
-        let mut m = Module::new();
-        func("encode").set_into_module(&mut m, |s: ImmutableString| -> String {
-            STANDARD.encode(s.as_bytes())
-        });
-        func("decode").set_into_module(&mut m, |s: ImmutableString| -> RResult<String> {
-            let s = s.trim();
-            let bytes = STANDARD
-                .decode(s)
-                .or_else(|_| STANDARD_NO_PAD.decode(s))
-                .or_else(|_| URL_SAFE.decode(s))
-                .or_else(|_| URL_SAFE_NO_PAD.decode(s))
-                .map_err(|_| runtime_error("base64::decode: the input is not valid base64"))?;
-            String::from_utf8(bytes)
-                .map_err(|_| runtime_error("base64::decode: the decoded bytes are not UTF-8 text"))
-        });
-        install(engine, "base64", m);
+        let mut m = api.namespace("base64");
+        m.function(
+            "encode",
+            &[("text", "string")],
+            "string",
+            "Standard base64 of the text's UTF-8 bytes.",
+            |s: ImmutableString| -> String { STANDARD.encode(s.as_bytes()) },
+        );
+        m.function(
+            "decode",
+            &[("text", "string")],
+            "string",
+            "Decodes base64 (standard or URL-safe, padded or not) into UTF-8 text.",
+            |s: ImmutableString| -> RResult<String> {
+                let s = s.trim();
+                let bytes = STANDARD
+                    .decode(s)
+                    .or_else(|_| STANDARD_NO_PAD.decode(s))
+                    .or_else(|_| URL_SAFE.decode(s))
+                    .or_else(|_| URL_SAFE_NO_PAD.decode(s))
+                    .map_err(|_| runtime_error("base64::decode: the input is not valid base64"))?;
+                String::from_utf8(bytes).map_err(|_| {
+                    runtime_error("base64::decode: the decoded bytes are not UTF-8 text")
+                })
+            },
+        );
     }
 }
 
@@ -619,21 +809,40 @@ impl HostModule for TimeModule {
     fn namespace(&self) -> &'static str {
         "time"
     }
-    fn register(&self, engine: &mut Engine) {
-        let mut m = Module::new();
-        func("now").set_into_module(&mut m, || -> String {
-            flowgate_core::rfc3339(flowgate_core::now_ms())
-        });
-        func("now_ms").set_into_module(&mut m, || -> INT { flowgate_core::now_ms() });
-        func("parse").set_into_module(&mut m, |s: ImmutableString| -> RResult<INT> {
-            chrono::DateTime::parse_from_rfc3339(s.trim())
-                .map(|d| d.timestamp_millis())
-                .map_err(|e| {
-                    runtime_error(format!("time::parse: `{s}` is not an RFC 3339 time: {e}"))
-                })
-        });
-        func("format").set_into_module(
-            &mut m,
+    fn register(&self, api: &mut ApiBuilder<'_>) {
+        let mut m = api.namespace("time");
+        m.function(
+            "now",
+            &[],
+            "string",
+            "The current time, RFC 3339 in UTC.",
+            || -> String { flowgate_core::rfc3339(flowgate_core::now_ms()) },
+        );
+        m.function(
+            "now_ms",
+            &[],
+            "int",
+            "The current time in epoch milliseconds.",
+            || -> INT { flowgate_core::now_ms() },
+        );
+        m.function(
+            "parse",
+            &[("time", "string")],
+            "int",
+            "Parses an RFC 3339 time into epoch milliseconds.",
+            |s: ImmutableString| -> RResult<INT> {
+                chrono::DateTime::parse_from_rfc3339(s.trim())
+                    .map(|d| d.timestamp_millis())
+                    .map_err(|e| {
+                        runtime_error(format!("time::parse: `{s}` is not an RFC 3339 time: {e}"))
+                    })
+            },
+        );
+        m.function(
+            "format",
+            &[("ms", "int"), ("format", "string")],
+            "string",
+            "Formats epoch milliseconds in UTC with strftime syntax.",
             |ms: INT, fmt: ImmutableString| -> RResult<String> {
                 use chrono::format::{Item, StrftimeItems};
                 use std::fmt::Write as _;
@@ -650,6 +859,5 @@ impl HostModule for TimeModule {
                 Ok(out)
             },
         );
-        install(engine, "time", m);
     }
 }

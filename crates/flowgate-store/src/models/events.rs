@@ -22,6 +22,8 @@ pub struct EventRow {
     pub external_id: Option<String>,
     pub created_at: i64,
     pub dispatched_at: Option<i64>,
+    pub depth: i64,
+    pub chain_id: Option<String>,
 }
 
 impl EventRow {
@@ -36,6 +38,8 @@ impl EventRow {
             external_id: external_id.map(str::to_owned),
             created_at: now,
             dispatched_at: None,
+            depth: i64::from(e.depth),
+            chain_id: e.chain_id.clone(),
         })
     }
 
@@ -47,6 +51,8 @@ impl EventRow {
             source: self.source,
             time: self.time,
             data: serde_json::from_str(&self.data)?,
+            depth: u32::try_from(self.depth).unwrap_or(u32::MAX),
+            chain_id: self.chain_id,
         })
     }
 }

@@ -36,6 +36,7 @@ pub struct RunRow {
     pub event_id: Option<String>,
     pub idempotency_key: Option<String>,
     pub created_at: i64,
+    pub http_calls: Option<String>,
 }
 
 impl RunRow {
@@ -63,6 +64,7 @@ impl RunRow {
             event_id: r.event_id.map(|e| e.to_string()),
             idempotency_key: r.idempotency_key.clone(),
             created_at: r.created_at,
+            http_calls: r.http_calls.as_ref().map(json_text).transpose()?,
         })
     }
 
@@ -95,6 +97,7 @@ impl RunRow {
             event_id: self.event_id.as_deref().map(EventId::parse).transpose()?,
             idempotency_key: self.idempotency_key,
             created_at: self.created_at,
+            http_calls: json_opt(self.http_calls.as_deref())?,
         })
     }
 }

@@ -410,6 +410,11 @@ impl Store {
             .as_ref()
             .map(serde_json::to_string)
             .transpose()?;
+        let http_calls = outcome
+            .http_calls
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()?;
         let (owner, outcome, events) = (owner.to_owned(), outcome.clone(), events.to_vec());
         self.write(move |c| {
             let Some(attempt) = owned_attempt(c, &id, &owner)? else {
@@ -425,6 +430,7 @@ impl Store {
                     runs::error.eq(&outcome.error),
                     runs::lease_owner.eq(None::<String>),
                     runs::lease_expires_at.eq(None::<i64>),
+                    runs::http_calls.eq(&http_calls),
                 ))
                 .execute(c)?;
             close_attempt(
@@ -488,6 +494,7 @@ impl Store {
             response: None,
             error: Some(error.to_owned()),
             logs: logs.to_vec(),
+            http_calls: None,
         };
         self.complete_run(id, owner, &outcome)
     }

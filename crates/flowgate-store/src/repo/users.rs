@@ -57,8 +57,18 @@ fn email_conflict(e: StoreError, email: &str) -> StoreError {
     }
 }
 
-fn emit(c: &mut AnyConnection, kind: &str, data: Value) -> Result<()> {
-    insert_events_tx(c, &[Event::new(kind, SOURCE, data)])
+fn emit(
+    c: &mut AnyConnection,
+    cause: Option<&flowgate_core::event::Cause>,
+    kind: &str,
+    data: Value,
+) -> Result<()> {
+    let ev = Event::new(kind, SOURCE, data);
+    let ev = match cause {
+        Some(k) => ev.caused_by(k),
+        None => ev,
+    };
+    insert_events_tx(c, &[ev])
 }
 
 impl Store {
@@ -196,6 +206,7 @@ impl Store {
     /// A duplicate email, ignoring case, is `Conflict`.
     #[tracing::instrument(skip_all, err(level = "debug"))]
     pub fn create_user(&self, new: NewUser) -> Result<User> {
+        let cause = self.cause.as_deref();
         validate_email(&new.email)?;
         let now = now_ms();
         let user = new.into_user(now);
@@ -207,7 +218,7 @@ impl Store {
                 .execute(c)
                 .map_err(|e| email_conflict(e.into(), &user.email))?;
             write_external_ids(c, &user)?;
-            emit(c, types::USER_CREATED, user.to_json())
+            emit(c, cause, types::USER_CREATED, user.to_json())
         })?;
         Ok(user)
     }
@@ -216,6 +227,7 @@ impl Store {
     /// (and `user.status_changed` when the status changed). No change, no event.
     #[tracing::instrument(skip_all, err(level = "debug"), fields(user.id = %id))]
     pub fn update_user(&self, id: UserId, patch: &Value) -> Result<User> {
+        let cause = self.cause.as_deref();
         let mut c = self.conn()?;
         write_tx(&mut c, |c| {
             let mut user = load_user(c, &id.to_string())?
@@ -236,11 +248,11 @@ impl Store {
             }
             let mut data = user.to_json();
             data["changes"] = json!(changes);
-            emit(c, types::USER_UPDATED, data)?;
+            emit(c, cause, types::USER_UPDATED, data)?;
             if user.status != before_status {
                 let mut data = user.to_json();
                 data["previous_status"] = json!(before_status.as_str());
-                emit(c, types::USER_STATUS_CHANGED, data)?;
+                emit(c, cause, types::USER_STATUS_CHANGED, data)?;
             }
             Ok(user)
         })
@@ -249,6 +261,7 @@ impl Store {
     /// Sets the status; records `user.status_changed` (with `previous_status`) when it changed.
     #[tracing::instrument(skip_all, err(level = "debug"), fields(user.id = %id, user.status = status.as_str()))]
     pub fn set_user_status(&self, id: UserId, status: UserStatus) -> Result<User> {
+        let cause = self.cause.as_deref();
         let mut c = self.conn()?;
         write_tx(&mut c, |c| {
             let mut user = load_user(c, &id.to_string())?
@@ -267,7 +280,7 @@ impl Store {
                 .execute(c)?;
             let mut data = user.to_json();
             data["previous_status"] = json!(previous.as_str());
-            emit(c, types::USER_STATUS_CHANGED, data)?;
+            emit(c, cause, types::USER_STATUS_CHANGED, data)?;
             Ok(user)
         })
     }
@@ -276,6 +289,7 @@ impl Store {
     /// `false` when there was none.
     #[tracing::instrument(skip_all, err(level = "debug"), fields(user.id = %id))]
     pub fn delete_user(&self, id: UserId) -> Result<bool> {
+        let cause = self.cause.as_deref();
         let mut c = self.conn()?;
         write_tx(&mut c, |c| {
             let Some(user) = load_user(c, &id.to_string())? else {
@@ -286,7 +300,7 @@ impl Store {
             )
             .execute(c)?;
             diesel::delete(users::table.find(id.to_string())).execute(c)?;
-            emit(c, types::USER_DELETED, user.to_json())?;
+            emit(c, cause, types::USER_DELETED, user.to_json())?;
             Ok(true)
         })
     }

@@ -58,7 +58,15 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             allow_private_hosts: config.http.allow_private_hosts,
             idempotency_ttl: Duration::from_secs(config.idempotency.ttl_seconds),
             key_cache_ttl: Duration::from_secs(config.auth.key_cache_seconds),
+            trusted_proxies: config.trusted_proxies()?,
+            admin_oauth2: config.oauth2.admin_settings(),
             retention: config.retention.to_engine(),
+            run_pool_size: config.runs.pool_size,
+            fair_share: flowgate_engine::admission::FairShare {
+                flow_percent: config.runs.flow_share_percent,
+                caller_percent: config.runs.caller_share_percent,
+            },
+            max_event_depth: config.runs.max_event_depth,
             anonymous_rate: config
                 .auth
                 .anonymous_rate
@@ -93,6 +101,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         flowgate_gateway::ServerConfig {
             workers: config.server.workers,
             shutdown_grace: Duration::from_secs(config.server.shutdown_grace_secs),
+            body_timeout: Duration::from_secs(config.server.body_timeout_secs),
         },
     )
     .await

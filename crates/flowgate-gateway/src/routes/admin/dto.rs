@@ -4,7 +4,7 @@
 use flowgate_core::rfc3339;
 use flowgate_core::user::User;
 use flowgate_store::{AuditEntry, Run, RunDetail, Tick};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
@@ -115,6 +115,32 @@ pub struct RunDetailOut {
     pub logs: Vec<RunLogOut>,
     /// Attempts in order.
     pub attempts: Vec<RunAttemptOut>,
+    /// The request map the script saw (secrets redacted); null for event and schedule runs.
+    #[schema(value_type = Option<Object>)]
+    pub request: Option<Value>,
+    /// The body the run answered with (a problem body when it failed).
+    #[schema(value_type = Option<Object>)]
+    pub response_body: Option<Value>,
+    /// The outbound HTTP calls of the final attempt, in order.
+    pub http_calls: Vec<HttpCallOut>,
+}
+
+/// One outbound HTTP call a run made.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct HttpCallOut {
+    /// Upper-case method.
+    pub method: String,
+    /// The URL with every query value replaced by `[redacted]`.
+    pub url: String,
+    /// Response status; null when no response came (refused, network error, timeout).
+    pub status: Option<u16>,
+    /// How long the call took.
+    pub duration_ms: u64,
+    /// The response body (at most 64 KiB, secrets redacted); null when absent or larger.
+    #[schema(value_type = Option<Object>)]
+    pub response_body: Option<Value>,
+    /// Why no response came.
+    pub error: Option<String>,
 }
 
 impl From<&RunDetail> for RunDetailOut {
@@ -142,6 +168,14 @@ impl From<&RunDetail> for RunDetailOut {
                     error: a.error.clone(),
                 })
                 .collect(),
+            request: flowgate_engine::console::run_request(d),
+            response_body: d.run.response.as_ref().and_then(|r| r.get("body")).cloned(),
+            http_calls: d
+                .run
+                .http_calls
+                .clone()
+                .and_then(|c| serde_json::from_value(c).ok())
+                .unwrap_or_default(),
         }
     }
 }

@@ -168,6 +168,9 @@ pub struct DryRunIn {
     /// Mocked outbound responses `{method, url, status, headers?, body}`.
     #[schema(value_type = Option<Vec<Object>>)]
     pub http: Option<Value>,
+    /// Secret values the run sees, by name. A dry run never reads the secret
+    /// store: `secrets::get` of any other name is `()`.
+    pub secrets: Option<BTreeMap<String, String>>,
 }
 
 /// Dry-run result.

@@ -93,7 +93,7 @@ pub fn validate_key_request(name: &str, scopes: &[String]) -> ApiResult<()> {
 /// Create an API key.
 #[utoipa::path(post, path = "/admin/v1/keys", operation_id = "create_key", tag = "keys",
     request_body = KeyIn,
-    responses((status = 201, body = KeyCreatedOut, description = "Created"), (status = 422, response = crate::openapi::Problem)),
+    responses((status = 201, body = KeyCreatedOut, description = "Created"), (status = 403, response = crate::openapi::Problem), (status = 422, response = crate::openapi::Problem)),
     security(("bearer" = ["keys:manage"])))]
 #[post("/admin/v1/keys")]
 pub async fn create_key(
@@ -101,9 +101,21 @@ pub async fn create_key(
     body: web::Json<KeyIn>,
     state: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
-    authorize(&req, &state, "keys:manage").await?;
+    let creator = authorize(&req, &state, "keys:manage").await?;
     let input = body.into_inner();
     validate_key_request(&input.name, &input.scopes)?;
+    // A key grants at most what its creator holds (`admin` holds all).
+    if let Err(missing) = flowgate_auth::scopes::has_scopes(&creator.scopes, &input.scopes) {
+        return Err(ApiError::new(
+            actix_web::http::StatusCode::FORBIDDEN,
+            "scope_not_grantable",
+            format!(
+                "a key can only grant scopes its creator holds; you do not hold `{}`",
+                missing.0
+            ),
+        )
+        .with("missing_scope", serde_json::Value::from(missing.0)));
+    }
     let expires_at = match &input.expires_at {
         None => None,
         Some(t) => {
@@ -179,5 +191,6 @@ pub async fn revoke_key(
         return Err(ApiError::not_found(format!("key `{id}` does not exist")));
     }
     state.engine.security().evict_key(&id);
+    state.engine.end_sessions_of_key(&id).await?;
     Ok(HttpResponse::NoContent().finish())
 }

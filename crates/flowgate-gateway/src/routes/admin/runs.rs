@@ -2,12 +2,11 @@
 
 use actix_web::{get, post, web, HttpRequest, HttpResponse};
 use flowgate_core::run::RunStatus;
-use flowgate_core::RunId;
 use serde::Deserialize;
 
+use super::authorize;
 use super::dto::{RunDetailOut, RunList, RunOut};
 use super::flows::RunAccepted;
-use super::{authorize, store_call};
 use crate::audit::note_flow;
 use crate::{ApiError, ApiResult, AppState};
 
@@ -81,11 +80,7 @@ pub async fn get_run(
     state: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
     authorize(&req, &state, "runs:read").await?;
-    let id = RunId::parse(&path)
-        .map_err(|_| ApiError::not_found(format!("run `{path}` does not exist")))?;
-    let detail = store_call(&state, move |s| s.get_run(id))
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("run `{path}` does not exist")))?;
+    let detail = state.engine.run_detail(&path).await?;
     note_flow(&req, detail.run.flow.as_str(), Some(detail.run.version));
     Ok(HttpResponse::Ok().json(RunDetailOut::from(&detail)))
 }

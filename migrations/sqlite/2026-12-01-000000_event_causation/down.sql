@@ -1,0 +1,2 @@
+ALTER TABLE events DROP COLUMN chain_id;
+ALTER TABLE events DROP COLUMN depth;
