@@ -1,6 +1,9 @@
 //! The audit log writer: handlers hand entries over without waiting; a
-//! background task writes them in batches (one transaction per batch) and
-//! flushes everything on shutdown.
+//! background task takes whatever has queued, hands it to the store's
+//! group-committing writer as one multi-row insert, and waits for that
+//! commit before taking the next batch (retrying a failed batch). An entry
+//! is not durable when the request is answered: a crash can lose the entries
+//! of the last moments, never a run or an acknowledged write.
 
 use flowgate_store::{AuditEntry, Store};
 use std::time::Duration;
@@ -8,8 +11,6 @@ use tokio::sync::{mpsc, oneshot};
 
 /// Most entries written in one transaction.
 const BATCH: usize = 500;
-/// Longest an entry waits before it is written.
-const FLUSH_EVERY: Duration = Duration::from_millis(200);
 
 enum Msg {
     Entry(Box<AuditEntry>),
@@ -38,7 +39,7 @@ impl AuditWriter {
         }
     }
 
-    /// Writes everything queued so far and waits for it.
+    /// Writes everything queued so far and waits for its commit.
     pub async fn flush(&self) {
         let (tx, rx) = oneshot::channel();
         if self.tx.send(Msg::Flush(tx)).is_ok() {
@@ -50,45 +51,26 @@ impl AuditWriter {
 async fn run(store: Store, mut rx: mpsc::UnboundedReceiver<Msg>) {
     let mut batch: Vec<AuditEntry> = Vec::with_capacity(BATCH);
     let mut waiters: Vec<oneshot::Sender<()>> = Vec::new();
-    loop {
-        let msg = if batch.is_empty() {
-            rx.recv().await
-        } else {
-            match tokio::time::timeout(FLUSH_EVERY, rx.recv()).await {
-                Ok(m) => m,
-                Err(_) => {
-                    write(&store, &mut batch).await;
-                    continue;
-                }
+    // No timer: take everything queued, commit it, repeat. While one batch
+    // commits the next one collects.
+    while let Some(first) = rx.recv().await {
+        let mut msg = Some(first);
+        while let Some(m) = msg.take() {
+            match m {
+                Msg::Entry(e) => batch.push(*e),
+                Msg::Flush(w) => waiters.push(w),
             }
-        };
-        match msg {
-            None => {
-                write(&store, &mut batch).await;
-                return;
+            if batch.len() >= BATCH {
+                break;
             }
-            Some(Msg::Entry(e)) => {
-                batch.push(*e);
-                if batch.len() >= BATCH {
-                    write(&store, &mut batch).await;
-                }
-            }
-            Some(Msg::Flush(w)) => {
-                // Take whatever else is already queued, then write.
-                while let Ok(m) = rx.try_recv() {
-                    match m {
-                        Msg::Entry(e) => batch.push(*e),
-                        Msg::Flush(w) => waiters.push(w),
-                    }
-                }
-                write(&store, &mut batch).await;
-                let _ = w.send(());
-                for w in waiters.drain(..) {
-                    let _ = w.send(());
-                }
-            }
+            msg = rx.try_recv().ok();
+        }
+        write(&store, &mut batch).await;
+        for w in waiters.drain(..) {
+            let _ = w.send(());
         }
     }
+    write(&store, &mut batch).await;
 }
 
 async fn write(store: &Store, batch: &mut Vec<AuditEntry>) {
@@ -98,10 +80,8 @@ async fn write(store: &Store, batch: &mut Vec<AuditEntry>) {
     let entries = std::mem::take(batch);
     let n = entries.len();
     let mut attempt = 0u32;
-    let entries = std::sync::Arc::new(entries);
     loop {
-        let es = entries.clone();
-        match store.call(move |s| s.append_audit(&es)).await {
+        match store.submit_audit(&entries).await {
             Ok(()) => {
                 metrics::gauge!("flowgate_audit_pending").decrement(n as f64);
                 metrics::counter!("flowgate_audit_written_total").increment(n as u64);

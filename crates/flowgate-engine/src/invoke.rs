@@ -145,7 +145,11 @@ impl Engine {
     }
 
     /// Runs a version now and records the run (with logs, and with its
-    /// emitted events when it succeeded) before returning.
+    /// emitted events when it succeeded). The record is group-committed: the
+    /// call waits for that commit only when something depends on it (emitted
+    /// events, an idempotency key); a plain run's record may still be in
+    /// flight when the caller answers, and a crash can lose it (never an
+    /// acknowledged effect).
     pub async fn execute_sync(&self, inv: Invocation) -> Result<SyncRun> {
         let run_id = RunId::new();
         let started_at = flowgate_core::now_ms();
@@ -186,9 +190,13 @@ impl Engine {
         let mut events = emitted_events(&v.flow, &outcome, &cause);
         events.extend(run_failed_event(&run, &outcome, status, &cause));
         metrics::counter!("flowgate_runs_total", "flow" => v.flow.to_string(), "status" => status.as_str()).increment(1);
-        self.store()
-            .call(move |s| s.insert_run(&run, &stored.logs, &events))
-            .await?;
+        let durable = !events.is_empty() || run.idempotency_key.is_some();
+        let committed = self.store().submit_run(run, stored.logs, events);
+        if durable {
+            committed.await?;
+        } else {
+            committed.detach();
+        }
         // Emitted events and user changes wait in the outbox: hand them on now.
         self.wake_dispatcher();
         Ok(SyncRun { run_id, outcome })
@@ -198,7 +206,8 @@ impl Engine {
     pub async fn enqueue(&self, inv: Invocation) -> Result<RunId> {
         let run = Self::queued_run(inv);
         let (id, flow) = (run.id, run.flow.to_string());
-        self.store().call(move |s| s.enqueue(&run)).await?;
+        // Answered only after the commit that holds the run.
+        self.store().submit_enqueue(run).await?;
         metrics::counter!("flowgate_runs_enqueued_total", "flow" => flow).increment(1);
         self.wake_workers();
         Ok(id)
@@ -217,9 +226,8 @@ impl Engine {
         let run = Self::queued_run(inv);
         let (id, flow) = (run.id, run.flow.to_string());
         let doc = response(id);
-        let stored = doc.clone();
         self.store()
-            .call(move |s| s.enqueue_with_idempotency(&run, &scope, &stored))
+            .submit_enqueue_with_idempotency(run, scope, &doc)
             .await?;
         metrics::counter!("flowgate_runs_enqueued_total", "flow" => flow).increment(1);
         self.wake_workers();
@@ -294,7 +302,7 @@ impl Engine {
         run.event_id = old.event_id;
         run.scheduled_at = old.scheduled_at;
         let new_id = run.id;
-        self.store().call(move |s| s.enqueue(&run)).await?;
+        self.store().submit_enqueue(run).await?;
         self.wake_workers();
         Ok(new_id)
     }

@@ -284,7 +284,7 @@ impl Engine {
     }
 
     /// Waits for background tasks (they finish or release their runs) and
-    /// flushes the audit log.
+    /// flushes the audit log and every pending write.
     pub async fn shutdown(&self) {
         self.begin_shutdown();
         let tasks: Vec<_> = self.inner.workers.lock().await.drain(..).collect();
@@ -292,6 +292,15 @@ impl Engine {
             let _ = t.await;
         }
         self.inner.audit.flush().await;
+        // Records nobody waited for (sync runs) commit before the process ends.
+        let _ = self
+            .inner
+            .store
+            .call(|s| {
+                s.flush_writes();
+                Ok(())
+            })
+            .await;
     }
 
     /// Refreshes gauges (queue depth, cache sizes) before `/metrics` renders.

@@ -72,9 +72,10 @@ async fn claim_loop(engine: Engine, mut shutdown: watch::Receiver<bool>) {
         };
         let owner = engine.node_id().to_owned();
         let started = Instant::now();
+        // Through the writer, in arrival order with acknowledgements: neither starves.
         let claimed = engine
             .store()
-            .call(move |s| s.claim_next(&owner, lease_ms, flowgate_core::now_ms()))
+            .submit_claim(owner, lease_ms, flowgate_core::now_ms())
             .await;
         metrics::histogram!("flowgate_queue_claim_seconds").record(started.elapsed().as_secs_f64());
         match claimed {

@@ -14,8 +14,10 @@ mod repo;
 mod schema;
 mod store;
 mod types;
+mod writer;
 
 pub use conn::Backend;
 pub use error::{Result, StoreError};
 pub use store::{Store, StoreOptions};
 pub use types::*;
+pub use writer::{Committed, MAX_BATCH};

@@ -10,6 +10,7 @@ use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 use crate::conn::{pool_timeout, redact_url, AnyConnection, Backend, Manager, Target};
 use crate::error::{Result, StoreError};
+use crate::writer::{Committed, Writer};
 
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/sqlite");
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/postgres");
@@ -43,6 +44,7 @@ pub(crate) struct Inner {
     pub(crate) pool: Pool<Manager>,
     pub(crate) backend: Backend,
     pub(crate) cipher: Aes256Gcm,
+    pub(crate) writer: Writer,
 }
 
 /// Handle to the database. Cheap to clone (an `Arc` inside); every method is
@@ -143,12 +145,14 @@ impl Store {
             StoreError::Unavailable(format!("cannot open pool on {}: {e}", redact_url(url)))
         })?;
         let cipher = Aes256Gcm::new(&secrets_key.into());
+        let writer = Writer::start(pool.clone())?;
         tracing::debug!(backend = backend.as_str(), "store opened");
         Ok(Self {
             inner: Arc::new(Inner {
                 pool,
                 backend,
                 cipher,
+                writer,
             }),
             cause: None,
         })
@@ -210,6 +214,29 @@ impl Store {
         tokio::task::spawn_blocking(move || span.in_scope(|| f(&store)))
             .await
             .map_err(|e| StoreError::Database(format!("store task failed: {e}")))?
+    }
+
+    /// Waits until every write handed to the writer before this call has
+    /// committed (or was refused), so a read on this node sees them.
+    pub fn flush_writes(&self) {
+        self.inner.writer.barrier();
+    }
+
+    /// Hands a write to the group-committing writer (see [`Committed`]).
+    pub(crate) fn submit<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(&mut AnyConnection) -> Result<T> + Send + 'static,
+    ) -> Committed<T> {
+        self.inner.writer.submit(op)
+    }
+
+    /// Runs `op` as part of the writer's next group commit and blocks until
+    /// that commit (blocking callers; async code awaits the `submit_*` methods).
+    pub(crate) fn write<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(&mut AnyConnection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        self.inner.writer.submit(op).wait()
     }
 
     /// A pooled connection.

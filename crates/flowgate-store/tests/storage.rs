@@ -102,6 +102,7 @@ both!(
     retention_purges_only_old_finished_work,
     console_sessions_bounded_ended_and_shared,
     run_http_calls_are_kept,
+    group_commit_isolates_refused_writes_and_acks_after_commit,
 );
 
 fn flow(s: &str) -> FlowName {
@@ -507,6 +508,41 @@ fn queue_concurrent_claims_are_exclusive(db: &Db) {
     let uniq: HashSet<_> = all.iter().collect();
     assert_eq!(all.len(), 20);
     assert_eq!(uniq.len(), 20);
+}
+
+/// Writes handed to the writer together: a refused one (a duplicate run id)
+/// does not undo the others, and each `Committed` resolves only when its rows
+/// are visible to another connection.
+fn group_commit_isolates_refused_writes_and_acks_after_commit(db: &Db) {
+    let t0 = now_ms();
+    let first = queued("grouped", t0, 1);
+    let dup = first.clone();
+    let other = db.second();
+    let mut pending = vec![db.store.submit_enqueue(first.clone())];
+    pending.push(db.store.submit_enqueue(dup));
+    let rest: Vec<Run> = (0..50).map(|_| queued("grouped", t0, 1)).collect();
+    pending.extend(rest.iter().map(|r| db.store.submit_enqueue(r.clone())));
+    let claim = db.store.submit_claim("w".into(), 60_000, t0);
+    let results: Vec<_> = pending.into_iter().map(Committed::wait).collect();
+    assert_eq!(results[0].as_ref().ok(), Some(&first.id));
+    assert!(
+        matches!(results[1], Err(StoreError::Conflict(_))),
+        "{:?}",
+        results[1]
+    );
+    for (r, run) in results[2..].iter().zip(&rest) {
+        assert_eq!(r.as_ref().ok(), Some(&run.id));
+        // Committed: another pool (no read barrier of this store) sees it.
+        assert!(other.get_run(run.id).unwrap().is_some());
+    }
+    // The claim queued behind them sees the oldest of them.
+    let claimed = claim.wait().unwrap().expect("a run to claim");
+    assert_eq!(claimed.status, RunStatus::Running);
+    let runs = other
+        .list_runs(&RunFilter::default(), None, 100)
+        .unwrap()
+        .items;
+    assert_eq!(runs.len(), 51);
 }
 
 fn run_events_only_with_completion(db: &Db) {

@@ -2,13 +2,13 @@
 
 use diesel::prelude::*;
 
-use crate::conn::{batch_insert, write_tx};
+use crate::conn::batch_insert;
 use crate::error::{Result, StoreError};
 use crate::models::audit::AuditRow;
 use crate::repo::flows::page;
 use crate::schema::audit;
 use crate::types::{AuditEntry, AuditFilter, Page};
-use crate::Store;
+use crate::{Committed, Store};
 
 /// Rows per multi-row INSERT (11 parameters each, under every backend's limit).
 const AUDIT_CHUNK: usize = 500;
@@ -17,12 +17,14 @@ impl Store {
     /// Appends entries in one transaction (multi-row inserts).
     #[tracing::instrument(skip_all, err(level = "debug"), fields(entries = entries.len()))]
     pub fn append_audit(&self, entries: &[AuditEntry]) -> Result<()> {
-        if entries.is_empty() {
-            return Ok(());
-        }
+        self.submit_audit(entries).wait()
+    }
+
+    /// Hands audit entries to the group-committing writer; they are durable
+    /// and visible to queries once the returned [`Committed`] resolves.
+    pub fn submit_audit(&self, entries: &[AuditEntry]) -> Committed<()> {
         let rows: Vec<AuditRow> = entries.iter().map(AuditRow::from_entry).collect();
-        let mut c = self.conn()?;
-        write_tx(&mut c, |c| {
+        self.submit(move |c| {
             for chunk in rows.chunks(AUDIT_CHUNK) {
                 batch_insert!(&mut *c, audit::table, chunk);
             }
@@ -38,6 +40,7 @@ impl Store {
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<Page<AuditEntry>> {
+        self.flush_writes();
         let limit = limit.clamp(1, 1000);
         let mut q = audit::table
             .select(AuditRow::as_select())

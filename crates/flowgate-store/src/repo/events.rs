@@ -6,7 +6,7 @@ use diesel::prelude::*;
 use flowgate_core::event::Event;
 use flowgate_core::{now_ms, EventId};
 
-use crate::conn::{batch_insert, write_tx, AnyConnection};
+use crate::conn::{batch_insert, AnyConnection};
 use crate::error::{Result, StoreError};
 use crate::models::events::EventRow;
 use crate::repo::runs::insert_run_tx;
@@ -41,45 +41,18 @@ impl Store {
         external_id: Option<&str>,
     ) -> Result<(EventId, bool)> {
         let row = EventRow::from_event(event, external_id, now_ms())?;
-        let mut c = self.conn()?;
-        match diesel::insert_into(events::table)
-            .values(&row)
-            .execute(&mut *c)
-        {
-            Ok(_) => Ok((event.id, true)),
-            Err(e) => {
-                let err = StoreError::from(e);
-                if !err.is_conflict() {
-                    return Err(err);
-                }
-                let existing: Option<String> = match external_id {
-                    Some(x) => events::table
-                        .filter(events::source.eq(&event.source))
-                        .filter(events::external_id.eq(x))
-                        .select(events::id)
-                        .first(&mut *c)
-                        .optional()?,
-                    None => None,
-                };
-                let existing = match existing {
-                    Some(id) => Some(id),
-                    None => events::table
-                        .find(event.id.to_string())
-                        .select(events::id)
-                        .first(&mut *c)
-                        .optional()?,
-                };
-                match existing {
-                    Some(id) => Ok((EventId::parse(&id)?, false)),
-                    None => Err(err),
-                }
-            }
-        }
+        let (id, source, external_id) = (
+            event.id,
+            event.source.clone(),
+            external_id.map(str::to_owned),
+        );
+        self.write(move |c| insert_event_tx(c, &row, id, &source, external_id.as_deref()))
     }
 
     /// One event, `None` when missing.
     #[tracing::instrument(skip_all, err(level = "debug"), fields(event.id = %id))]
     pub fn get_event(&self, id: EventId) -> Result<Option<Event>> {
+        self.flush_writes();
         let mut c = self.conn()?;
         events::table
             .find(id.to_string())
@@ -108,15 +81,16 @@ impl Store {
     /// Marks an event dispatched; `false` when it was already (or does not exist).
     #[tracing::instrument(skip_all, err(level = "debug"), fields(event.id = %id))]
     pub fn mark_event_dispatched(&self, id: EventId) -> Result<bool> {
-        let mut c = self.conn()?;
-        let n = diesel::update(
-            events::table
-                .find(id.to_string())
-                .filter(events::dispatched_at.is_null()),
-        )
-        .set(events::dispatched_at.eq(now_ms()))
-        .execute(&mut *c)?;
-        Ok(n == 1)
+        self.write(move |c| {
+            let n = diesel::update(
+                events::table
+                    .find(id.to_string())
+                    .filter(events::dispatched_at.is_null()),
+            )
+            .set(events::dispatched_at.eq(now_ms()))
+            .execute(c)?;
+            Ok(n == 1)
+        })
     }
 
     /// Fans an event out: queues `runs` (one per subscribed flow) and marks the
@@ -124,8 +98,8 @@ impl Store {
     /// when another dispatcher already did it, so each event is fanned out once.
     #[tracing::instrument(skip_all, err(level = "debug"), fields(event.id = %id, runs = runs.len()))]
     pub fn dispatch_event(&self, id: EventId, runs: &[Run]) -> Result<bool> {
-        let mut c = self.conn()?;
-        write_tx(&mut c, |c| {
+        let runs = runs.to_vec();
+        self.write(move |c| {
             let n = diesel::update(
                 events::table
                     .find(id.to_string())
@@ -136,10 +110,51 @@ impl Store {
             if n == 0 {
                 return Ok(false);
             }
-            for r in runs {
+            for r in &runs {
                 insert_run_tx(c, r, &[])?;
             }
             Ok(true)
         })
+    }
+}
+
+/// The body of [`Store::insert_event`], inside the writer's transaction.
+fn insert_event_tx(
+    c: &mut AnyConnection,
+    row: &EventRow,
+    id: EventId,
+    source: &str,
+    external_id: Option<&str>,
+) -> Result<(EventId, bool)> {
+    // In its own savepoint: a conflict must not abort the batch's transaction.
+    match c.transaction(|c| diesel::insert_into(events::table).values(row).execute(c)) {
+        Ok(_) => Ok((id, true)),
+        Err(e) => {
+            let err = StoreError::from(e);
+            if !err.is_conflict() {
+                return Err(err);
+            }
+            let existing: Option<String> = match external_id {
+                Some(x) => events::table
+                    .filter(events::source.eq(source))
+                    .filter(events::external_id.eq(x))
+                    .select(events::id)
+                    .first(c)
+                    .optional()?,
+                None => None,
+            };
+            let existing = match existing {
+                Some(id) => Some(id),
+                None => events::table
+                    .find(id.to_string())
+                    .select(events::id)
+                    .first(c)
+                    .optional()?,
+            };
+            match existing {
+                Some(id) => Ok((EventId::parse(&id)?, false)),
+                None => Err(err),
+            }
+        }
     }
 }

@@ -4,16 +4,15 @@
 use diesel::prelude::*;
 use serde_json::Value;
 
-use flowgate_core::run::RunStatus;
 use flowgate_core::{EpochMs, RunId};
 
-use crate::conn::write_tx;
+use crate::conn::AnyConnection;
 use crate::error::{Result, StoreError};
 use crate::models::idempotency::{IdempotencyRow, DONE, IN_FLIGHT};
-use crate::repo::runs::insert_run_tx;
+use crate::repo::runs::{check_enqueueable, insert_run_tx};
 use crate::schema::idempotency;
 use crate::types::{IdempotencyBegin, Run};
-use crate::Store;
+use crate::{Committed, Store};
 
 /// An in-flight record older than this belongs to a request whose process
 /// died before it answered (runs last at most 300 s); a new request takes it over.
@@ -40,85 +39,33 @@ impl Store {
             created_at: now,
             expires_at: now.saturating_add(ttl_ms.max(1)),
         };
-        let mut c = self.conn()?;
-        for _ in 0..4 {
-            match diesel::insert_into(idempotency::table)
-                .values(&row)
-                .execute(&mut *c)
-            {
-                Ok(_) => return Ok(IdempotencyBegin::Started),
-                Err(e) => {
-                    let e = StoreError::from(e);
-                    if !e.is_conflict() {
-                        return Err(e);
-                    }
-                }
-            }
-            let existing = idempotency::table
-                .find(key)
-                .select(IdempotencyRow::as_select())
-                .first(&mut *c)
-                .optional()?;
-            let Some(ex) = existing else {
-                continue; // abandoned meanwhile: try to insert again
-            };
-            if ex.expires_at <= now {
-                diesel::delete(
-                    idempotency::table
-                        .find(key)
-                        .filter(idempotency::expires_at.le(now)),
-                )
-                .execute(&mut *c)?;
-                continue;
-            }
-            if ex.state == IN_FLIGHT && ex.created_at.saturating_add(IN_FLIGHT_STALE_MS) <= now {
-                // Its process died mid-request: take the key over (atomically).
-                let n = diesel::update(
-                    idempotency::table
-                        .find(key)
-                        .filter(idempotency::state.eq(IN_FLIGHT))
-                        .filter(idempotency::created_at.eq(ex.created_at)),
-                )
-                .set((
-                    idempotency::request_hash.eq(request_hash),
-                    idempotency::created_at.eq(now),
-                    idempotency::expires_at.eq(row.expires_at),
-                ))
-                .execute(&mut *c)?;
-                if n == 1 {
-                    return Ok(IdempotencyBegin::Started);
-                }
-                continue;
-            }
-            if ex.request_hash != request_hash {
-                return Ok(IdempotencyBegin::Mismatch);
-            }
-            if ex.state == DONE {
-                let resp = match ex.response {
-                    Some(s) => serde_json::from_str(&s)?,
-                    None => Value::Null,
-                };
-                return Ok(IdempotencyBegin::Done(resp));
-            }
-            return Ok(IdempotencyBegin::InFlight);
-        }
-        Err(StoreError::Unavailable(format!(
-            "idempotency key is contended, retry: {key}"
-        )))
+        let (key, request_hash) = (key.to_owned(), request_hash.to_owned());
+        self.write(move |c| begin_idempotent_tx(c, &row, &key, &request_hash, now))
     }
 
     /// Stores the response of a started key; `false` when the record is gone.
     #[tracing::instrument(skip_all, err(level = "debug"))]
     pub fn complete_idempotent(&self, key: &str, response: &Value) -> Result<bool> {
-        let text = serde_json::to_string(response)?;
-        let mut c = self.conn()?;
-        let n = diesel::update(idempotency::table.find(key))
-            .set((
-                idempotency::state.eq(DONE),
-                idempotency::response.eq(Some(text)),
-            ))
-            .execute(&mut *c)?;
-        Ok(n == 1)
+        self.submit_complete_idempotent(key.to_owned(), response)
+            .wait()
+    }
+
+    /// [`Store::complete_idempotent`] through the group-committing writer: a
+    /// repeat is answered from the record once the returned [`Committed`] resolves.
+    pub fn submit_complete_idempotent(&self, key: String, response: &Value) -> Committed<bool> {
+        let text = match serde_json::to_string(response) {
+            Ok(t) => t,
+            Err(e) => return Committed::failed(e.into()),
+        };
+        self.submit(move |c| {
+            let n = diesel::update(idempotency::table.find(&key))
+                .set((
+                    idempotency::state.eq(DONE),
+                    idempotency::response.eq(Some(text)),
+                ))
+                .execute(c)?;
+            Ok(n == 1)
+        })
     }
 
     /// Durably queues `run` (as [`Store::enqueue`]) and stores `response` for
@@ -132,38 +79,52 @@ impl Store {
         key: &str,
         response: &Value,
     ) -> Result<RunId> {
-        if run.status != RunStatus::Queued || run.attempt != 0 || run.lease_owner.is_some() {
-            return Err(StoreError::Invalid(
-                "an enqueued run must be queued, attempt 0, without a lease".into(),
-            ));
+        self.submit_enqueue_with_idempotency(run.clone(), key.to_owned(), response)
+            .wait()
+    }
+
+    /// [`Store::enqueue_with_idempotency`] through the group-committing writer:
+    /// the run and the stored acknowledgement hold once the returned
+    /// [`Committed`] resolves `Ok` (answer the request only then).
+    pub fn submit_enqueue_with_idempotency(
+        &self,
+        run: Run,
+        key: String,
+        response: &Value,
+    ) -> Committed<RunId> {
+        if let Err(e) = check_enqueueable(&run) {
+            return Committed::failed(e);
         }
-        let text = serde_json::to_string(response)?;
-        let mut c = self.conn()?;
-        write_tx(&mut c, |c| {
-            insert_run_tx(c, run, &[])?;
-            diesel::update(idempotency::table.find(key))
+        let text = match serde_json::to_string(response) {
+            Ok(t) => t,
+            Err(e) => return Committed::failed(e.into()),
+        };
+        self.submit(move |c| {
+            insert_run_tx(c, &run, &[])?;
+            diesel::update(idempotency::table.find(&key))
                 .set((
                     idempotency::state.eq(DONE),
                     idempotency::response.eq(Some(&text)),
                 ))
                 .execute(c)?;
-            Ok(())
-        })?;
-        Ok(run.id)
+            Ok(run.id)
+        })
     }
 
     /// Forgets an in-flight key (the request failed before a response worth
     /// replaying) so a retry can start; `false` when there was none in flight.
     #[tracing::instrument(skip_all, err(level = "debug"))]
     pub fn abandon_idempotent(&self, key: &str) -> Result<bool> {
-        let mut c = self.conn()?;
-        let n = diesel::delete(
-            idempotency::table
-                .find(key)
-                .filter(idempotency::state.eq(IN_FLIGHT)),
-        )
-        .execute(&mut *c)?;
-        Ok(n == 1)
+        let key = key.to_owned();
+        self.write(move |c| {
+            let n = diesel::delete(
+                idempotency::table
+                    .find(&key)
+                    .filter(idempotency::state.eq(IN_FLIGHT)),
+            )
+            .execute(c)?;
+            Ok(n == 1)
+        })
     }
 
     /// Deletes records expired at `now`; returns how many.
@@ -175,4 +136,80 @@ impl Store {
                 .execute(&mut *c)?,
         )
     }
+}
+
+/// The body of [`Store::begin_idempotent`], inside the writer's transaction.
+fn begin_idempotent_tx(
+    c: &mut AnyConnection,
+    row: &IdempotencyRow,
+    key: &str,
+    request_hash: &str,
+    now: EpochMs,
+) -> Result<IdempotencyBegin> {
+    for _ in 0..4 {
+        // In its own savepoint: a conflict must not abort the batch's transaction.
+        match c.transaction(|c| {
+            diesel::insert_into(idempotency::table)
+                .values(row)
+                .execute(c)
+        }) {
+            Ok(_) => return Ok(IdempotencyBegin::Started),
+            Err(e) => {
+                let e = StoreError::from(e);
+                if !e.is_conflict() {
+                    return Err(e);
+                }
+            }
+        }
+        let existing = idempotency::table
+            .find(key)
+            .select(IdempotencyRow::as_select())
+            .first(c)
+            .optional()?;
+        let Some(ex) = existing else {
+            continue; // abandoned meanwhile: try to insert again
+        };
+        if ex.expires_at <= now {
+            diesel::delete(
+                idempotency::table
+                    .find(key)
+                    .filter(idempotency::expires_at.le(now)),
+            )
+            .execute(c)?;
+            continue;
+        }
+        if ex.state == IN_FLIGHT && ex.created_at.saturating_add(IN_FLIGHT_STALE_MS) <= now {
+            // Its process died mid-request: take the key over (atomically).
+            let n = diesel::update(
+                idempotency::table
+                    .find(key)
+                    .filter(idempotency::state.eq(IN_FLIGHT))
+                    .filter(idempotency::created_at.eq(ex.created_at)),
+            )
+            .set((
+                idempotency::request_hash.eq(request_hash),
+                idempotency::created_at.eq(now),
+                idempotency::expires_at.eq(row.expires_at),
+            ))
+            .execute(c)?;
+            if n == 1 {
+                return Ok(IdempotencyBegin::Started);
+            }
+            continue;
+        }
+        if ex.request_hash != request_hash {
+            return Ok(IdempotencyBegin::Mismatch);
+        }
+        if ex.state == DONE {
+            let resp = match ex.response {
+                Some(s) => serde_json::from_str(&s)?,
+                None => Value::Null,
+            };
+            return Ok(IdempotencyBegin::Done(resp));
+        }
+        return Ok(IdempotencyBegin::InFlight);
+    }
+    Err(StoreError::Unavailable(format!(
+        "idempotency key is contended, retry: {key}"
+    )))
 }

@@ -13,7 +13,7 @@ use flowgate_core::event::{types, Event};
 use flowgate_core::run::{LogLine, RunStatus};
 use flowgate_core::{now_ms, EpochMs, FlowName, RunId};
 
-use crate::conn::{batch_insert, write_tx, AnyConnection};
+use crate::conn::{batch_insert, AnyConnection};
 use crate::error::{Result, StoreError};
 use crate::models::run_attempts::RunAttemptRow;
 use crate::models::run_logs::RunLogRow;
@@ -22,12 +22,22 @@ use crate::repo::events::insert_events_tx;
 use crate::repo::flows::page;
 use crate::schema::{run_attempts, run_logs, runs};
 use crate::types::{Page, Run, RunDetail, RunFilter, RunOutcome};
-use crate::Store;
+use crate::{Committed, Store};
 
 const QUEUED: &str = "queued";
 const RUNNING: &str = "running";
 /// Owner recorded for attempts of synchronous runs inserted after the fact.
 const SYNC_OWNER: &str = "sync";
+
+/// Refuses a run that is not fresh in the queue (queued, attempt 0, no lease).
+pub(crate) fn check_enqueueable(run: &Run) -> Result<()> {
+    if run.status != RunStatus::Queued || run.attempt != 0 || run.lease_owner.is_some() {
+        return Err(StoreError::Invalid(
+            "an enqueued run must be queued, attempt 0, without a lease".into(),
+        ));
+    }
+    Ok(())
+}
 
 /// Inserts a run row (and its first attempt when it already started) plus logs.
 pub(crate) fn insert_run_tx(c: &mut AnyConnection, run: &Run, logs: &[LogLine]) -> Result<()> {
@@ -172,10 +182,17 @@ impl Store {
     /// and the events it emitted, in one transaction.
     #[tracing::instrument(skip_all, err(level = "debug"), fields(run.id = %run.id, flow.name = %run.flow))]
     pub fn insert_run(&self, run: &Run, logs: &[LogLine], events: &[Event]) -> Result<()> {
-        let mut c = self.conn()?;
-        write_tx(&mut c, |c| {
-            insert_run_tx(c, run, logs)?;
-            insert_events_tx(c, events)
+        self.submit_run(run.clone(), logs.to_vec(), events.to_vec())
+            .wait()
+    }
+
+    /// Hands a run record (with its logs and the events it emitted) to the
+    /// group-committing writer. Nothing of it is durable or visible to other
+    /// connections before the returned [`Committed`] resolves.
+    pub fn submit_run(&self, run: Run, logs: Vec<LogLine>, events: Vec<Event>) -> Committed<()> {
+        self.submit(move |c| {
+            insert_run_tx(c, &run, &logs)?;
+            insert_events_tx(c, &events)
         })
     }
 
@@ -183,19 +200,25 @@ impl Store {
     /// returns the run will reach an end state.
     #[tracing::instrument(skip_all, err(level = "debug"), fields(run.id = %run.id, flow.name = %run.flow))]
     pub fn enqueue(&self, run: &Run) -> Result<RunId> {
-        if run.status != RunStatus::Queued || run.attempt != 0 || run.lease_owner.is_some() {
-            return Err(StoreError::Invalid(
-                "an enqueued run must be queued, attempt 0, without a lease".into(),
-            ));
+        self.submit_enqueue(run.clone()).wait()
+    }
+
+    /// Queues a run through the group-committing writer: the run is durable
+    /// (and will reach an end state) once the returned [`Committed`] resolves `Ok`.
+    pub fn submit_enqueue(&self, run: Run) -> Committed<RunId> {
+        if let Err(e) = check_enqueueable(&run) {
+            return Committed::failed(e);
         }
-        let mut c = self.conn()?;
-        insert_run_tx(&mut c, run, &[])?;
-        Ok(run.id)
+        self.submit(move |c| {
+            insert_run_tx(c, &run, &[])?;
+            Ok(run.id)
+        })
     }
 
     /// One run with logs and attempt history, `None` when missing.
     #[tracing::instrument(skip_all, err(level = "debug"), fields(run.id = %id))]
     pub fn get_run(&self, id: RunId) -> Result<Option<RunDetail>> {
+        self.flush_writes();
         let mut c = self.conn()?;
         let id = id.to_string();
         let Some(run) = load_run(&mut c, &id)? else {
@@ -233,6 +256,7 @@ impl Store {
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<Page<Run>> {
+        self.flush_writes();
         let limit = limit.clamp(1, 1000);
         let mut q = runs::table
             .select(RunRow::as_select())
@@ -258,10 +282,8 @@ impl Store {
     /// Appends log lines to a run, tagged with `attempt`.
     #[tracing::instrument(skip_all, err(level = "debug"), fields(run.id = %id, lines = logs.len()))]
     pub fn append_logs(&self, id: RunId, attempt: u32, logs: &[LogLine]) -> Result<()> {
-        let mut c = self.conn()?;
-        write_tx(&mut c, |c| {
-            append_logs_tx(c, &id.to_string(), attempt, logs)
-        })
+        let logs = logs.to_vec();
+        self.write(move |c| append_logs_tx(c, &id.to_string(), attempt, &logs))
     }
 
     /// Claims the oldest runnable run for `owner` with a lease of `lease_ms`:
@@ -271,8 +293,20 @@ impl Store {
     /// `FOR UPDATE SKIP LOCKED`; SQLite serialises claimers with `BEGIN IMMEDIATE`.
     #[tracing::instrument(skip_all, err(level = "debug"), fields(worker = owner))]
     pub fn claim_next(&self, owner: &str, lease_ms: i64, now: EpochMs) -> Result<Option<Run>> {
-        let mut c = self.conn()?;
-        write_tx(&mut c, |c| {
+        self.submit_claim(owner.to_owned(), lease_ms, now).wait()
+    }
+
+    /// [`Store::claim_next`] through the group-committing writer: the claim
+    /// holds once the returned [`Committed`] resolves. Claims and enqueues are
+    /// committed in arrival order, so neither starves the other.
+    pub fn submit_claim(
+        &self,
+        owner: String,
+        lease_ms: i64,
+        now: EpochMs,
+    ) -> Committed<Option<Run>> {
+        self.submit(move |c| {
+            let owner = owner.as_str();
             // Bounded: each pass either claims or moves one exhausted run to `dead`.
             for _ in 0..32 {
                 let Some((id, status, attempt, max, old_owner)) = next_candidate(c, now)? else {
@@ -333,16 +367,18 @@ impl Store {
     /// Extends the lease to `until`; `false` when `owner` no longer holds it.
     #[tracing::instrument(skip_all, err(level = "debug"), fields(run.id = %id, worker = owner))]
     pub fn renew_lease(&self, id: RunId, owner: &str, until: EpochMs) -> Result<bool> {
-        let mut c = self.conn()?;
-        let n = diesel::update(
-            runs::table
-                .find(id.to_string())
-                .filter(runs::lease_owner.eq(owner))
-                .filter(runs::status.eq(RUNNING)),
-        )
-        .set(runs::lease_expires_at.eq(until))
-        .execute(&mut *c)?;
-        Ok(n == 1)
+        let owner = owner.to_owned();
+        self.write(move |c| {
+            let n = diesel::update(
+                runs::table
+                    .find(id.to_string())
+                    .filter(runs::lease_owner.eq(&owner))
+                    .filter(runs::status.eq(RUNNING)),
+            )
+            .set(runs::lease_expires_at.eq(until))
+            .execute(c)?;
+            Ok(n == 1)
+        })
     }
 
     /// Ends a claimed run (succeeded, failed or dead) and stores its logs, if
@@ -379,9 +415,9 @@ impl Store {
             .as_ref()
             .map(serde_json::to_string)
             .transpose()?;
-        let mut c = self.conn()?;
-        write_tx(&mut c, |c| {
-            let Some(attempt) = owned_attempt(c, &id, owner)? else {
+        let (owner, outcome, events) = (owner.to_owned(), outcome.clone(), events.to_vec());
+        self.write(move |c| {
+            let Some(attempt) = owned_attempt(c, &id, &owner)? else {
                 return Ok(false);
             };
             diesel::update(runs::table.find(&id))
@@ -406,7 +442,7 @@ impl Store {
                 outcome.error.as_deref(),
             )?;
             append_logs_tx(c, &id, attempt as u32, &outcome.logs)?;
-            insert_events_tx(c, events)?;
+            insert_events_tx(c, &events)?;
             Ok(true)
         })
     }
@@ -423,22 +459,22 @@ impl Store {
         logs: &[LogLine],
     ) -> Result<bool> {
         let id = id.to_string();
-        let mut c = self.conn()?;
-        write_tx(&mut c, |c| {
-            let Some(attempt) = owned_attempt(c, &id, owner)? else {
+        let (owner, error, logs) = (owner.to_owned(), error.to_owned(), logs.to_vec());
+        self.write(move |c| {
+            let Some(attempt) = owned_attempt(c, &id, &owner)? else {
                 return Ok(false);
             };
             diesel::update(runs::table.find(&id))
                 .set((
                     runs::status.eq(QUEUED),
                     runs::available_at.eq(available_at),
-                    runs::error.eq(error),
+                    runs::error.eq(&error),
                     runs::lease_owner.eq(None::<String>),
                     runs::lease_expires_at.eq(None::<i64>),
                 ))
                 .execute(c)?;
-            close_attempt(c, &id, attempt, now_ms(), "retry", Some(error))?;
-            append_logs_tx(c, &id, attempt as u32, logs)?;
+            close_attempt(c, &id, attempt, now_ms(), "retry", Some(&error))?;
+            append_logs_tx(c, &id, attempt as u32, &logs)?;
             Ok(true)
         })
     }
@@ -468,9 +504,9 @@ impl Store {
     #[tracing::instrument(skip_all, err(level = "debug"), fields(run.id = %id, worker = owner))]
     pub fn release_run(&self, id: RunId, owner: &str) -> Result<bool> {
         let id = id.to_string();
-        let mut c = self.conn()?;
-        write_tx(&mut c, |c| {
-            let Some(attempt) = owned_attempt(c, &id, owner)? else {
+        let owner = owner.to_owned();
+        self.write(move |c| {
+            let Some(attempt) = owned_attempt(c, &id, &owner)? else {
                 return Ok(false);
             };
             diesel::update(runs::table.find(&id))
@@ -512,6 +548,7 @@ impl Store {
     }
 
     fn get_run_row(&self, id: RunId) -> Result<Option<Run>> {
+        self.flush_writes();
         let mut c = self.conn()?;
         load_run(&mut c, &id.to_string())
     }

@@ -4,7 +4,6 @@ use diesel::prelude::*;
 
 use flowgate_core::FlowName;
 
-use crate::conn::write_tx;
 use crate::error::{Result, StoreError};
 use crate::models::schedule_ticks::TickRow;
 use crate::repo::runs::insert_run_tx;
@@ -19,32 +18,36 @@ impl Store {
     #[tracing::instrument(skip_all, err(level = "debug"), fields(flow.name = %tick.flow, due_at = tick.due_at))]
     pub fn insert_tick(&self, tick: &Tick, run: Option<&Run>) -> Result<bool> {
         let row = TickRow::from_tick(tick);
-        let mut c = self.conn()?;
-        let res = write_tx(&mut c, |c| {
-            diesel::insert_into(schedule_ticks::table)
-                .values(&row)
-                .execute(c)?;
-            if let Some(r) = run {
-                insert_run_tx(c, r, &[])?;
-            }
-            Ok(())
-        });
-        match res {
-            Ok(()) => Ok(true),
-            Err(StoreError::Conflict(_)) => {
-                // Distinguish "tick exists" from a conflicting run id.
-                let exists: i64 = schedule_ticks::table
-                    .find((tick.flow.as_str(), tick.due_at))
-                    .count()
-                    .get_result(&mut *c)?;
-                if exists > 0 {
-                    Ok(false)
-                } else {
-                    Err(StoreError::Conflict("run id already exists".into()))
+        let run = run.cloned();
+        let (flow, due_at) = (tick.flow.as_str().to_owned(), tick.due_at);
+        self.write(move |c| {
+            // In its own savepoint: losing the race must not abort the batch.
+            let res = c.transaction(|c| {
+                diesel::insert_into(schedule_ticks::table)
+                    .values(&row)
+                    .execute(c)?;
+                if let Some(r) = &run {
+                    insert_run_tx(c, r, &[])?;
                 }
+                Ok(())
+            });
+            match res {
+                Ok(()) => Ok(true),
+                Err(StoreError::Conflict(_)) => {
+                    // Distinguish "tick exists" from a conflicting run id.
+                    let exists: i64 = schedule_ticks::table
+                        .find((flow.as_str(), due_at))
+                        .count()
+                        .get_result(c)?;
+                    if exists > 0 {
+                        Ok(false)
+                    } else {
+                        Err(StoreError::Conflict("run id already exists".into()))
+                    }
+                }
+                Err(e) => Err(e),
             }
-            Err(e) => Err(e),
-        }
+        })
     }
 
     /// The latest ticks of a flow, newest first.

@@ -1,0 +1,280 @@
+//! The database's one writer: a dedicated thread that group-commits.
+//!
+//! Run records, run logs, queue transitions, idempotency records, audit
+//! entries and outbox events are not written by the thread that produced
+//! them. They are handed to the writer, which takes everything queued so far
+//! (up to [`MAX_BATCH`] writes, in arrival order) and applies it in one
+//! transaction, each write in its own savepoint, so one refused write does not
+//! undo the others. A write's [`Committed`] resolves only after the commit
+//! that holds its rows (or with the error that kept them out); a caller that
+//! needs durability awaits it, one that needs none calls
+//! [`Committed::detach`].
+//!
+//! There is no timer: while one batch commits, the next collects, so a lone
+//! write commits at once and a busy node commits many writes per transaction.
+//! Because writes are taken strictly in arrival order, queue claims and async
+//! acknowledgements share the writer fairly: neither can starve the other.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex};
+use std::task::{Context, Poll, Waker};
+
+use diesel::connection::{AnsiTransactionManager, TransactionManager};
+use diesel::r2d2::Pool;
+use diesel::Connection;
+
+use crate::conn::{AnyConnection, Manager};
+use crate::error::{Result, StoreError};
+
+/// Most writes committed in one transaction.
+pub const MAX_BATCH: usize = 512;
+
+/// What a write reports once its batch has committed or failed.
+type Done = Box<dyn FnOnce(Option<&StoreError>) + Send>;
+
+/// A write: runs inside the batch's transaction (or is told why it cannot),
+/// and returns its completion.
+type WriteFn = Box<dyn FnOnce(std::result::Result<&mut AnyConnection, &StoreError>) -> Done + Send>;
+
+enum Job {
+    Write(WriteFn),
+    /// Resolves once every write queued before it has committed.
+    Barrier(Done),
+}
+
+struct Slot<T> {
+    state: Mutex<(Option<Result<T>>, Option<Waker>)>,
+    ready: Condvar,
+}
+
+impl<T> Slot<T> {
+    fn put(&self, value: Result<T>) {
+        let waker = {
+            let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            s.0 = Some(value);
+            s.1.take()
+        };
+        self.ready.notify_all();
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+}
+
+/// A write handed to the writer: resolves with the write's result after the
+/// transaction holding its rows has committed, or with the error that kept
+/// them out. Until then nothing of it is durable, and other connections may
+/// not see it yet.
+#[must_use = "a write is only durable once its `Committed` resolves; call `.detach()` when nobody needs to wait"]
+pub struct Committed<T> {
+    slot: Arc<Slot<T>>,
+}
+
+impl<T> Committed<T> {
+    /// A write refused before it reached the writer.
+    pub(crate) fn failed(e: StoreError) -> Self {
+        let c = Self::pending();
+        c.slot.put(Err(e));
+        c
+    }
+
+    fn pending() -> Self {
+        Self {
+            slot: Arc::new(Slot {
+                state: Mutex::new((None, None)),
+                ready: Condvar::new(),
+            }),
+        }
+    }
+
+    /// Lets the write commit without anybody waiting for it (records whose
+    /// loss in a crash acknowledges nothing: a sync run's record, an audit entry).
+    pub fn detach(self) {}
+
+    /// Blocks the calling thread until the write committed (blocking code only).
+    pub fn wait(self) -> Result<T> {
+        let mut s = self.slot.state.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if let Some(v) = s.0.take() {
+                return v;
+            }
+            s = self.slot.ready.wait(s).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+}
+
+impl<T> Future for Committed<T> {
+    type Output = Result<T>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
+        let mut s = self.slot.state.lock().unwrap_or_else(|p| p.into_inner());
+        match s.0.take() {
+            Some(v) => Poll::Ready(v),
+            None => {
+                s.1 = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
+}
+
+/// The sending side, held by the store.
+pub(crate) struct Writer {
+    tx: mpsc::Sender<Job>,
+    /// Writes submitted and not yet reported (for cheap read barriers).
+    pending: Arc<AtomicUsize>,
+}
+
+impl Writer {
+    /// Starts the writer thread on `pool` (it takes one connection per batch).
+    pub(crate) fn start(pool: Pool<Manager>) -> Result<Self> {
+        let (tx, rx) = mpsc::channel();
+        let pending = Arc::new(AtomicUsize::new(0));
+        std::thread::Builder::new()
+            .name("flowgate-db-writer".into())
+            .spawn(move || run(pool, rx))
+            .map_err(|e| StoreError::Unavailable(format!("cannot start the writer: {e}")))?;
+        Ok(Self { tx, pending })
+    }
+
+    fn send(&self, job: Job) -> std::result::Result<(), Job> {
+        self.tx.send(job).map_err(|e| e.0)
+    }
+
+    /// Hands `op` to the writer; it runs in a savepoint of the next batch.
+    pub(crate) fn submit<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(&mut AnyConnection) -> Result<T> + Send + 'static,
+    ) -> Committed<T> {
+        let committed = Committed::pending();
+        let slot = Arc::clone(&committed.slot);
+        let pending = Arc::clone(&self.pending);
+        pending.fetch_add(1, Ordering::SeqCst);
+        let job = Job::Write(Box::new(
+            move |c: std::result::Result<&mut AnyConnection, &StoreError>| -> Done {
+                let out = match c {
+                    Ok(c) => c.transaction(op),
+                    Err(e) => Err(StoreError::Unavailable(format!(
+                        "the write was not run: {e}"
+                    ))),
+                };
+                Box::new(move |commit_err: Option<&StoreError>| {
+                    let out = match (out, commit_err) {
+                        (Ok(_), Some(e)) => Err(StoreError::Unavailable(format!(
+                            "the write was not committed: {e}"
+                        ))),
+                        (out, _) => out,
+                    };
+                    slot.put(out);
+                    pending.fetch_sub(1, Ordering::SeqCst);
+                })
+            },
+        ));
+        if self.send(job).is_err() {
+            self.pending.fetch_sub(1, Ordering::SeqCst);
+            return Committed::failed(StoreError::Unavailable(
+                "the database writer has stopped".into(),
+            ));
+        }
+        committed
+    }
+
+    /// Waits until every write submitted before this call has been committed
+    /// or refused, so a read that follows sees them. Free when none is pending.
+    pub(crate) fn barrier(&self) {
+        if self.pending.load(Ordering::SeqCst) == 0 {
+            return;
+        }
+        let committed = Committed::<()>::pending();
+        let slot = Arc::clone(&committed.slot);
+        let job = Job::Barrier(Box::new(move |_| slot.put(Ok(()))));
+        if self.send(job).is_ok() {
+            let _ = committed.wait();
+        }
+    }
+}
+
+fn run(pool: Pool<Manager>, rx: mpsc::Receiver<Job>) {
+    let mut jobs: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+    while let Ok(first) = rx.recv() {
+        jobs.push(first);
+        while jobs.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
+        commit_batch(&pool, &mut jobs);
+        jobs.clear();
+    }
+}
+
+fn fail_all(jobs: &mut Vec<Job>, e: &StoreError) {
+    for job in jobs.drain(..) {
+        match job {
+            Job::Write(w) => w(Err(e))(None),
+            Job::Barrier(d) => d(None),
+        }
+    }
+}
+
+fn commit_batch(pool: &Pool<Manager>, jobs: &mut Vec<Job>) {
+    if jobs.iter().all(|j| matches!(j, Job::Barrier(_))) {
+        for j in jobs.drain(..) {
+            if let Job::Barrier(d) = j {
+                d(None);
+            }
+        }
+        return;
+    }
+    let n = jobs.len();
+    let started = std::time::Instant::now();
+    let mut conn = match pool.get() {
+        Ok(c) => c,
+        Err(e) => {
+            fail_all(jobs, &StoreError::from(e));
+            return;
+        }
+    };
+    if let Err(e) = begin(&mut *conn) {
+        tracing::warn!(error = %e, writes = n, "cannot begin a group commit; its writes are refused");
+        fail_all(jobs, &e);
+        return;
+    }
+    let mut done: Vec<Done> = Vec::with_capacity(n);
+    for job in jobs.drain(..) {
+        match job {
+            Job::Write(w) => done.push(w(Ok(&mut *conn))),
+            Job::Barrier(d) => done.push(d),
+        }
+    }
+    let committed = AnyConnection::commit_transaction(&mut *conn).map_err(StoreError::from);
+    if let Err(e) = &committed {
+        tracing::error!(error = %e, writes = n, "group commit failed; its writes are refused");
+        let _ = AnyConnection::rollback_transaction(&mut *conn);
+    }
+    drop(conn);
+    let err = committed.err();
+    for d in done {
+        d(err.as_ref());
+    }
+    tracing::trace!(
+        writes = n,
+        elapsed_us = started.elapsed().as_micros() as u64,
+        "group commit"
+    );
+}
+
+/// `BEGIN IMMEDIATE` on SQLite (the write lock up front), `BEGIN` on PostgreSQL.
+fn begin(conn: &mut AnyConnection) -> Result<()> {
+    match conn {
+        AnyConnection::Sqlite(c) => {
+            AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?
+        }
+        AnyConnection::Postgres(c) => AnsiTransactionManager::begin_transaction(c)?,
+    }
+    Ok(())
+}
