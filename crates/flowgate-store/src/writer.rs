@@ -239,7 +239,7 @@ fn commit_batch(pool: &Pool<Manager>, jobs: &mut Vec<Job>) {
             return;
         }
     };
-    if let Err(e) = begin(&mut *conn) {
+    if let Err(e) = begin(&mut conn) {
         tracing::warn!(error = %e, writes = n, "cannot begin a group commit; its writes are refused");
         fail_all(jobs, &e);
         return;
