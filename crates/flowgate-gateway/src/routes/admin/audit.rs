@@ -27,6 +27,7 @@ pub struct AuditQuery {
     /// Until this time (RFC 3339, exclusive).
     pub until: Option<String>,
     /// Page size (1–500, default 100).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<usize>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,

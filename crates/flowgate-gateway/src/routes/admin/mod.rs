@@ -185,6 +185,7 @@ pub async fn authorize(req: &HttpRequest, state: &AppState, scope: &str) -> ApiR
 #[into_params(parameter_in = Query)]
 pub struct PageQuery {
     /// Page size (1–500, default 50).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<usize>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,

@@ -24,6 +24,7 @@ pub struct RunQuery {
     /// Only this status (`queued`, `running`, `succeeded`, `failed`, `dead`).
     pub status: Option<String>,
     /// Page size (1–500, default 50).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<usize>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
