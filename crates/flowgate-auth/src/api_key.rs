@@ -660,7 +660,7 @@ impl Shared {
         match self.lookup(&id).await {
             Ok(Some(r))
                 if !r.revoked
-                    && !r.expires_at.is_some_and(|e| e <= now_ms)
+                    && r.expires_at.is_none_or(|e| e > now_ms)
                     && self.digest(&r.hash) == old.hash_fp =>
             {
                 self.fresh

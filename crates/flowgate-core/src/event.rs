@@ -23,6 +23,18 @@ pub mod types {
     pub const RUN_FAILED: &str = "flow.run_failed";
 }
 
+/// Prefixes of the system event types only the server may produce
+/// (`POST /events` and `events::emit` refuse them).
+pub const RESERVED_EVENT_PREFIXES: [&str; 3] = ["user.", "security.", "flow."];
+
+/// Largest event `data` accepted from publishers and flows (serialized JSON bytes).
+pub const MAX_EVENT_DATA_BYTES: usize = 256 * 1024;
+
+/// Whether `kind` is a system event type (`user.*`, `security.*`, `flow.*`).
+pub fn is_reserved_event_type(kind: &str) -> bool {
+    RESERVED_EVENT_PREFIXES.iter().any(|p| kind.starts_with(p))
+}
+
 /// A stored event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {

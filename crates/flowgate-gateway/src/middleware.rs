@@ -155,8 +155,8 @@ mod tests {
         HttpResponse::Ok().body("fine")
     }
 
-    #[test]
-    fn made_up_methods_share_one_label() {
+    #[actix_web::test]
+    async fn made_up_methods_share_one_label() {
         use actix_web::http::Method;
         assert_eq!(method_label(&Method::GET), "GET");
         assert_eq!(method_label(&Method::PATCH), "PATCH");

@@ -37,7 +37,7 @@ impl Modify for Security {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).description(Some("An API key (`fgk_…`) or, when configured, an OAuth2 access token. `X-API-Key: <key>` works too.")).build()),
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).description(Some("An admin API key (`fgk_…`) or, only when `oauth2.admin_issuer` is configured, an access token of that issuer and `oauth2.admin_audience` (never the partners' tokens). `X-API-Key: <key>` works too. `POST /events` takes the partners' credentials instead (API keys, or tokens of `oauth2.issuer`). Missing or wrong credentials get 401 before the body is read.")).build()),
         );
         components.add_security_scheme(
             "apiKey",

@@ -19,6 +19,13 @@ pub struct SandboxLimits {
     pub max_array_size: usize,
     /// Most keys in one object map.
     pub max_map_size: usize,
+    /// Deepest nesting of maps and arrays in any value a run receives, builds or
+    /// returns (JSON in and out, `parse_json`, values built in loops).
+    pub max_value_depth: usize,
+    /// Approximate bytes one run may retain at once: every value reachable from
+    /// its variables (closures and curried function pointers included), plus its
+    /// captured logs, events and outbound-call records.
+    pub max_memory_bytes: usize,
 }
 
 impl Default for SandboxLimits {
@@ -31,6 +38,8 @@ impl Default for SandboxLimits {
             max_string_size: 1 << 20,
             max_array_size: 100_000,
             max_map_size: 100_000,
+            max_value_depth: 128,
+            max_memory_bytes: 32 << 20,
         }
     }
 }
@@ -60,6 +69,10 @@ impl Default for HttpDefaults {
     }
 }
 
+/// Default stack of the script threads: enough for Rhai's own recursion at the
+/// call, expression and value depth limits, with a wide margin.
+pub const RUN_STACK_BYTES: usize = 64 << 20;
+
 /// Configuration of a [`crate::FlowRuntime`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuntimeConfig {
@@ -79,6 +92,14 @@ pub struct RuntimeConfig {
     pub max_log_lines: usize,
     /// Most events one run may emit.
     pub max_events: usize,
+    /// Most bytes of log text kept per run (later lines are dropped with a note).
+    pub max_log_bytes: usize,
+    /// Longest log line kept; longer ones are cut and marked `… [truncated]`.
+    pub max_log_line_bytes: usize,
+    /// Largest response body a run may answer with (serialized JSON bytes).
+    pub max_response_body_bytes: usize,
+    /// Stack size of the threads that run scripts.
+    pub run_stack_bytes: usize,
 }
 
 impl Default for RuntimeConfig {
@@ -93,6 +114,10 @@ impl Default for RuntimeConfig {
             http: HttpDefaults::default(),
             max_log_lines: 1_000,
             max_events: 100,
+            max_log_bytes: 256 * 1024,
+            max_log_line_bytes: 8 * 1024,
+            max_response_body_bytes: 1 << 20,
+            run_stack_bytes: RUN_STACK_BYTES,
         }
     }
 }

@@ -4,9 +4,31 @@
 use rhai::{Array, Dynamic, Map};
 use serde_json::{Number, Value};
 
-/// Converts a JSON value to a Rhai value.
+/// Nesting depth used by [`to_dynamic`] and [`to_json`] (the sandbox default).
+pub const DEFAULT_MAX_DEPTH: usize = 128;
+
+/// A value nested deeper than allowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a value is nested deeper than {max} levels")]
+pub struct TooDeep {
+    /// The limit that was exceeded.
+    pub max: usize,
+}
+
+/// Converts a JSON value to a Rhai value; nesting beyond [`DEFAULT_MAX_DEPTH`]
+/// becomes `()` (use [`try_to_dynamic`] to refuse it instead).
 pub fn to_dynamic(v: &Value) -> Dynamic {
-    match v {
+    try_to_dynamic(v, DEFAULT_MAX_DEPTH).unwrap_or(Dynamic::UNIT)
+}
+
+/// Converts a JSON value to a Rhai value, refusing maps and arrays nested more
+/// than `max_depth` levels deep (the recursion never goes deeper than that).
+pub fn try_to_dynamic(v: &Value, max_depth: usize) -> Result<Dynamic, TooDeep> {
+    to_dynamic_at(v, 0, max_depth)
+}
+
+fn to_dynamic_at(v: &Value, depth: usize, max: usize) -> Result<Dynamic, TooDeep> {
+    Ok(match v {
         Value::Null => Dynamic::UNIT,
         Value::Bool(b) => Dynamic::from_bool(*b),
         Value::Number(n) => {
@@ -17,54 +39,98 @@ pub fn to_dynamic(v: &Value) -> Dynamic {
             }
         }
         Value::String(s) => Dynamic::from(s.clone()),
-        Value::Array(a) => Dynamic::from_array(a.iter().map(to_dynamic).collect::<Array>()),
+        Value::Array(a) => {
+            if depth >= max {
+                return Err(TooDeep { max });
+            }
+            let mut out = Array::with_capacity(a.len());
+            for x in a {
+                out.push(to_dynamic_at(x, depth + 1, max)?);
+            }
+            Dynamic::from_array(out)
+        }
         Value::Object(o) => {
+            if depth >= max {
+                return Err(TooDeep { max });
+            }
             let mut m = Map::new();
-            for (k, v) in o {
-                m.insert(k.as_str().into(), to_dynamic(v));
+            for (k, x) in o {
+                m.insert(k.as_str().into(), to_dynamic_at(x, depth + 1, max)?);
             }
             Dynamic::from_map(m)
         }
-    }
+    })
 }
 
 /// Converts a Rhai value to JSON. Non-finite floats become `null`; characters
 /// become strings; BLOBs become arrays of byte values; other values their text.
+/// Nesting beyond [`DEFAULT_MAX_DEPTH`] becomes `null` (use [`try_to_json`] to
+/// refuse it instead).
 pub fn to_json(d: &Dynamic) -> Value {
+    try_to_json(d, DEFAULT_MAX_DEPTH).unwrap_or(Value::Null)
+}
+
+/// Converts a Rhai value to JSON, refusing nesting deeper than `max_depth`.
+pub fn try_to_json(d: &Dynamic, max_depth: usize) -> Result<Value, TooDeep> {
+    to_json_at(d, 0, max_depth)
+}
+
+fn to_json_at(d: &Dynamic, depth: usize, max: usize) -> Result<Value, TooDeep> {
     if d.is_unit() {
-        return Value::Null;
+        return Ok(Value::Null);
     }
     if let Ok(b) = d.as_bool() {
-        return Value::Bool(b);
+        return Ok(Value::Bool(b));
     }
     if let Ok(i) = d.as_int() {
-        return Value::Number(i.into());
+        return Ok(Value::Number(i.into()));
     }
     if let Ok(f) = d.as_float() {
-        return Number::from_f64(f).map_or(Value::Null, Value::Number);
+        return Ok(Number::from_f64(f).map_or(Value::Null, Value::Number));
     }
     if let Ok(c) = d.as_char() {
-        return Value::String(c.to_string());
+        return Ok(Value::String(c.to_string()));
     }
     if d.is_string() {
-        return Value::String(d.clone().into_string().unwrap_or_default());
+        return Ok(Value::String(d.clone().into_string().unwrap_or_default()));
     }
-    if d.is_array() {
-        if let Some(a) = d.read_lock::<Array>() {
-            return Value::Array(a.iter().map(to_json).collect());
+    if d.is_array() || d.is_map() {
+        if depth >= max {
+            return Err(TooDeep { max });
         }
-    }
-    if d.is_map() {
+        if let Some(a) = d.read_lock::<Array>() {
+            let mut out = Vec::with_capacity(a.len());
+            for x in a.iter() {
+                out.push(to_json_at(x, depth + 1, max)?);
+            }
+            return Ok(Value::Array(out));
+        }
         if let Some(m) = d.read_lock::<Map>() {
-            return Value::Object(m.iter().map(|(k, v)| (k.to_string(), to_json(v))).collect());
+            let mut out = serde_json::Map::new();
+            for (k, x) in m.iter() {
+                out.insert(k.to_string(), to_json_at(x, depth + 1, max)?);
+            }
+            return Ok(Value::Object(out));
         }
     }
     if d.is_blob() {
         if let Some(b) = d.read_lock::<rhai::Blob>() {
-            return Value::Array(b.iter().map(|x| Value::Number((*x).into())).collect());
+            return Ok(Value::Array(
+                b.iter().map(|x| Value::Number((*x).into())).collect(),
+            ));
         }
     }
-    Value::String(d.to_string())
+    if d.is_fnptr() {
+        if let Some(f) = d.read_lock::<rhai::FnPtr>() {
+            return Ok(Value::String(format!("Fn({})", f.fn_name())));
+        }
+    }
+    if d.is_shared() {
+        if let Some(inner) = d.read_lock::<Dynamic>() {
+            return to_json_at(&inner, depth, max);
+        }
+    }
+    Ok(Value::String(d.to_string()))
 }
 
 #[cfg(test)]
@@ -90,5 +156,18 @@ mod tests {
         assert_eq!(to_json(&Dynamic::UNIT), Value::Null);
         // u64 beyond i64 becomes a float rather than failing
         assert!(to_dynamic(&json!(u64::MAX)).is_float());
+    }
+
+    #[test]
+    fn depth_is_bounded_both_ways() {
+        let mut v = json!(1);
+        for _ in 0..5 {
+            v = json!([v]);
+        }
+        assert!(try_to_dynamic(&v, 5).is_ok());
+        assert_eq!(try_to_dynamic(&v, 4).unwrap_err(), TooDeep { max: 4 });
+        let d = try_to_dynamic(&v, 5).unwrap();
+        assert_eq!(try_to_json(&d, 5).unwrap(), v);
+        assert!(try_to_json(&d, 4).is_err());
     }
 }

@@ -5,8 +5,9 @@ use rhai::module_resolvers::DummyModuleResolver;
 use rhai::{Dynamic, Engine, EvalAltResult, ParseErrorType, Position, Scope, AST};
 
 use crate::api::{ApiBuilder, ApiEntry};
+use crate::budget;
 use crate::config::SandboxLimits;
-use crate::convert::{to_dynamic, to_json};
+use crate::convert::{to_json, try_to_dynamic, try_to_json};
 use crate::error::CompileError;
 use crate::host::{self, HostModule, Terminal, TERMINAL_TOKEN};
 use crate::outcome::{FlowResponse, RunFailure, RunInput};
@@ -56,11 +57,39 @@ impl RhaiEngine {
             .set_module_resolver(DummyModuleResolver::new())
             .disable_symbol("eval");
         engine.on_progress(|ops| {
+            budget::set_ops(ops);
             if ops % 256 == 0 && host::check_deadline() {
                 Some(Dynamic::from(TIMEOUT_TOKEN))
             } else {
                 None
             }
+        });
+        // Every variable access may measure what the run retains (amortized, see
+        // `budget`): closures, curried pointers and values spread over many
+        // variables all count, and no value may nest deeper than the limit.
+        let (max_depth, max_bytes) = (limits.max_value_depth, limits.max_memory_bytes);
+        #[allow(deprecated)] // `on_var` is stable in practice; Rhai marks it volatile
+        engine.on_var(move |_name, _index, ctx| {
+            if !budget::due() {
+                return Ok(None);
+            }
+            let retained = host::with_ctx(|c| c.retained).unwrap_or(0);
+            let room = max_bytes.saturating_sub(retained);
+            let m = budget::measure_scope(ctx.scope(), ctx.this_ptr(), max_depth, room);
+            budget::measured(&m);
+            if m.too_deep {
+                return Err(host::limit_exceeded(
+                    "value_depth",
+                    format!("a value is nested deeper than {max_depth} levels"),
+                ));
+            }
+            if m.bytes > room {
+                return Err(host::limit_exceeded(
+                    "memory",
+                    format!("the run retains more than {max_bytes} bytes"),
+                ));
+            }
+            Ok(None)
         });
         engine.on_print(|s| host::push_log(LogLevel::Info, s));
         engine.on_debug(|s, _src, pos| {
@@ -123,6 +152,10 @@ impl RhaiEngine {
                             status,
                             code,
                             detail,
+                        },
+                        Terminal::Limit { limit, message } => RunFailure::LimitExceeded {
+                            limit,
+                            message: at(message),
                         },
                         // `respond` is handled before mapping errors; keep a sane fallback.
                         Terminal::Respond(_) => RunFailure::Error {
@@ -255,16 +288,45 @@ impl ScriptEngine for RhaiEngine {
         input: &RunInput,
         timeout_ms: u64,
     ) -> Result<FlowResponse, RunFailure> {
+        budget::reset();
+        let max_depth = self.limits.max_value_depth;
+        let too_deep = |what: &str| RunFailure::LimitExceeded {
+            limit: "value_depth",
+            message: format!("`{what}` is nested deeper than {max_depth} levels"),
+        };
         let mut scope = Scope::new();
-        scope.push_dynamic("request", to_dynamic(&input.request));
-        scope.push_dynamic("caller", to_dynamic(&input.caller));
-        scope.push_dynamic("trigger", to_dynamic(&input.trigger));
-        scope.push_dynamic("ctx", to_dynamic(&input.ctx));
-        match self.engine.eval_ast_with_scope::<Dynamic>(&mut scope, ast) {
+        for (name, value) in [
+            ("request", &input.request),
+            ("caller", &input.caller),
+            ("trigger", &input.trigger),
+            ("ctx", &input.ctx),
+        ] {
+            let v = try_to_dynamic(value, max_depth).map_err(|_| too_deep(name))?;
+            scope.push_dynamic(name, v);
+        }
+        let evaluated = self.engine.eval_ast_with_scope::<Dynamic>(&mut scope, ast);
+        if evaluated.is_ok() {
+            // What the run still holds at its end counts too (between two
+            // periodic measures it may have grown).
+            let retained = host::with_ctx(|c| c.retained).unwrap_or(0);
+            let max = self.limits.max_memory_bytes;
+            let room = max.saturating_sub(retained);
+            let m = budget::measure_scope(&scope, None, max_depth, room);
+            if m.too_deep {
+                return Err(too_deep("a variable"));
+            }
+            if m.bytes > room {
+                return Err(RunFailure::LimitExceeded {
+                    limit: "memory",
+                    message: format!("the run retains more than {max} bytes"),
+                });
+            }
+        }
+        match evaluated {
             Ok(v) => Ok(FlowResponse {
                 status: 200,
                 headers: Default::default(),
-                body: to_json(&v),
+                body: try_to_json(&v, max_depth).map_err(|_| too_deep("the script's value"))?,
             }),
             Err(err) => {
                 let terminal = host::with_ctx(|c| c.terminal.clone()).ok().flatten();

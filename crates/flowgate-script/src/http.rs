@@ -208,8 +208,8 @@ pub fn is_forbidden_ip(ip: IpAddr) -> bool {
                 || o[0] >= 240
         }
         IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_forbidden_ip(IpAddr::V4(v4));
+            if let Some(v4) = embedded_ipv4(v6) {
+                return v4.iter().any(|a| is_forbidden_ip(IpAddr::V4(*a)));
             }
             let s = v6.segments();
             v6.is_loopback()
@@ -217,9 +217,47 @@ pub fn is_forbidden_ip(ip: IpAddr) -> bool {
                 || v6.is_multicast()
                 || (s[0] & 0xfe00) == 0xfc00
                 || (s[0] & 0xffc0) == 0xfe80
+                || (s[0] & 0xffc0) == 0xfec0
                 || (s[0] == 0x2001 && s[1] == 0x0db8)
-                || (s[0] == 0x64 && s[1] == 0xff9b)
+                || (s[0] == 0x0064 && s[1] == 0xff9b)
+                || s[0] == 0x0100 && s[1..4] == [0, 0, 0]
         }
+    }
+}
+
+/// The IPv4 addresses an IPv6 address embeds and would reach: IPv4-mapped
+/// (`::ffff:a.b.c.d`), IPv4-translated (`::ffff:0:a.b.c.d`), IPv4-compatible
+/// (`::a.b.c.d`), 6to4 (`2002::/16`), Teredo (`2001::/32`: server and client),
+/// NAT64 (`64:ff9b::/96` and the local-use `64:ff9b:1::/48`).
+fn embedded_ipv4(v6: std::net::Ipv6Addr) -> Option<Vec<std::net::Ipv4Addr>> {
+    use std::net::Ipv4Addr;
+    let s = v6.segments();
+    let o = v6.octets();
+    let v4 = |hi: u16, lo: u16| {
+        let [a, b] = hi.to_be_bytes();
+        let [c, d] = lo.to_be_bytes();
+        Ipv4Addr::new(a, b, c, d)
+    };
+    if let Some(a) = v6.to_ipv4_mapped() {
+        return Some(vec![a]);
+    }
+    // ::ffff:0:a.b.c.d (SIIT)
+    if s[..4] == [0, 0, 0, 0] && s[4] == 0xffff && s[5] == 0 {
+        return Some(vec![v4(s[6], s[7])]);
+    }
+    // ::a.b.c.d (deprecated IPv4-compatible; `::` and `::1` are not)
+    if s[..6] == [0, 0, 0, 0, 0, 0] && (s[6] != 0 || s[7] > 1) {
+        return Some(vec![v4(s[6], s[7])]);
+    }
+    match (s[0], s[1]) {
+        (0x2002, _) => Some(vec![v4(s[1], s[2])]),
+        (0x2001, 0x0000) => Some(vec![v4(s[2], s[3]), v4(!s[6], !s[7])]),
+        (0x0064, 0xff9b) if s[2..6] == [0, 0, 0, 0] => Some(vec![v4(s[6], s[7])]),
+        (0x0064, 0xff9b) if s[2] == 1 => {
+            // RFC 6052 /48 layout: IPv4 in bytes 6-7 and 9-10 (byte 8 is zero).
+            Some(vec![Ipv4Addr::new(o[6], o[7], o[9], o[10])])
+        }
+        _ => None,
     }
 }
 
@@ -488,6 +526,48 @@ mod tests {
             assert!(is_forbidden_ip(ip.parse().unwrap()), "{ip}");
         }
         for ip in ["93.184.216.34", "8.8.8.8", "2606:4700::1111", "100.128.0.1"] {
+            assert!(!is_forbidden_ip(ip.parse().unwrap()), "{ip}");
+        }
+    }
+
+    /// Every IPv6 form that embeds an IPv4 address is judged by what it embeds.
+    #[test]
+    fn ipv6_forms_embedding_ipv4_are_judged_by_the_ipv4() {
+        for ip in [
+            "::127.0.0.1",
+            "::10.0.0.1",
+            "::ffff:169.254.169.254",
+            "::ffff:0:10.1.2.3",
+            "2002:7f00:1::",
+            "2002:a9fe:a9fe::1",
+            "2002:c0a8:0101::",
+            // Teredo: server 8.8.8.8, client 127.0.0.1 (obfuscated: !0x7f00, !0x0001)
+            "2001:0:808:808:0:0:80ff:fffe",
+            // Teredo with a private server
+            "2001:0:a00:1::1",
+            "64:ff9b::127.0.0.1",
+            "64:ff9b::a9fe:a9fe",
+            "64:ff9b::192.168.0.1",
+            "64:ff9b:1:7f00:0:100::",
+            "64:ff9b:1:a00:0:100::",
+            "fc00::1",
+            "fd12:3456::1",
+            "fe80::1%0".split('%').next().unwrap(),
+            "fec0::1",
+            "::1",
+            "::",
+            "ff02::1",
+        ] {
+            assert!(is_forbidden_ip(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in [
+            "::ffff:8.8.8.8",
+            "2002:808:808::1",
+            "64:ff9b::8.8.8.8",
+            "64:ff9b:1:808:8:800::",
+            // Teredo: server 8.8.8.8, client 8.8.4.4
+            "2001:0:808:808:0:0:f7f7:fbfb",
+        ] {
             assert!(!is_forbidden_ip(ip.parse().unwrap()), "{ip}");
         }
     }

@@ -8,6 +8,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod api;
+pub mod budget;
 pub mod config;
 pub mod convert;
 pub mod engine;
@@ -19,6 +20,7 @@ pub mod memory;
 pub mod outcome;
 pub mod overlay;
 pub mod package_dir;
+pub mod redact;
 pub mod runtime;
 
 pub use api::{script_api_catalogue, ApiEntry, ApiKind, ApiParam};

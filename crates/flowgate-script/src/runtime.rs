@@ -3,7 +3,7 @@
 
 use flowgate_core::run::LogLevel;
 use flowgate_core::{FlowName, FlowPackage, Manifest};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
@@ -69,10 +69,77 @@ impl<C> Clone for Entry<C> {
     }
 }
 
+type Job = Box<dyn FnOnce() + Send + 'static>;
+
+/// The threads that run scripts: built with a known stack size (Rhai recurses
+/// over scripts and values), started on demand up to the pool size, ended when
+/// the runtime is dropped.
+struct Threads {
+    tx: parking_lot::Mutex<std::sync::mpsc::Sender<Job>>,
+    rx: Arc<parking_lot::Mutex<std::sync::mpsc::Receiver<Job>>>,
+    started: AtomicUsize,
+    max: usize,
+    stack: usize,
+}
+
+impl Threads {
+    fn new(max: usize, stack: usize) -> Self {
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        Self {
+            tx: parking_lot::Mutex::new(tx),
+            rx: Arc::new(parking_lot::Mutex::new(rx)),
+            started: AtomicUsize::new(0),
+            max: max.max(1),
+            stack,
+        }
+    }
+
+    /// Queues `job`; starts one more thread while fewer than `max` run (callers
+    /// hold a pool permit, so at most `max` jobs are ever queued or running).
+    fn submit(&self, job: Job) -> Result<(), RuntimeError> {
+        let n = self.started.load(Ordering::Acquire);
+        if n < self.max
+            && self
+                .started
+                .compare_exchange(n, n + 1, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        {
+            let rx = Arc::clone(&self.rx);
+            let spawned = std::thread::Builder::new()
+                .name(format!("flowgate-run-{n}"))
+                .stack_size(self.stack)
+                .spawn(move || loop {
+                    let job = rx.lock().recv();
+                    match job {
+                        Ok(job) => {
+                            // A panicking run must not take the thread down; its
+                            // caller sees the dropped reply as an internal error.
+                            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                        }
+                        Err(_) => break,
+                    }
+                });
+            if let Err(e) = spawned {
+                self.started.fetch_sub(1, Ordering::AcqRel);
+                if n == 0 {
+                    return Err(RuntimeError::Internal(format!(
+                        "cannot start a run thread: {e}"
+                    )));
+                }
+            }
+        }
+        self.tx
+            .lock()
+            .send(job)
+            .map_err(|_| RuntimeError::Internal("the run threads are gone".into()))
+    }
+}
+
 struct Inner<E: ScriptEngine> {
     engine: E,
     cache: moka::sync::Cache<String, Entry<E::Compiled>>,
     pool: Arc<Semaphore>,
+    threads: Threads,
     config: RuntimeConfig,
     hits: AtomicU64,
     misses: AtomicU64,
@@ -117,6 +184,7 @@ impl<E: ScriptEngine> FlowRuntime<E> {
                 engine,
                 cache,
                 pool: Arc::new(Semaphore::new(config.pool_size.max(1))),
+                threads: Threads::new(config.pool_size, config.run_stack_bytes),
                 config,
                 hits: AtomicU64::new(0),
                 misses: AtomicU64::new(0),
@@ -211,19 +279,19 @@ impl<E: ScriptEngine> FlowRuntime<E> {
         self.report_pool();
         let this = self.clone();
         let version = version.clone();
-        let joined = tokio::task::spawn_blocking(move || {
-            let out = this.execute_blocking(&version, input, host);
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.inner.threads.submit(Box::new(move || {
+            let out = this.run_here(&version, input, host);
             drop(permit);
             this.report_pool();
-            out
-        })
-        .await;
-        joined.map_err(|e| RuntimeError::Internal(format!("run task failed: {e}")))?
+            let _ = reply.send(out);
+        }))?;
+        answer
+            .await
+            .map_err(|_| RuntimeError::Internal("the run thread panicked".into()))?
     }
 
-    /// Runs a version on the calling thread (CLI, tests, callers that already run
-    /// off the async workers). Does not take a pool slot.
-    pub fn execute_blocking(
+    fn run_here(
         &self,
         version: &FlowVersion,
         input: RunInput,
@@ -233,7 +301,30 @@ impl<E: ScriptEngine> FlowRuntime<E> {
         Ok(self.run_compiled(&compiled, version, &input, host))
     }
 
-    /// Runs an already compiled script on the calling thread.
+    /// Runs a version and waits for it, blocking the calling thread (CLI, tests,
+    /// fixtures, callers that already run off the async workers). Does not take a
+    /// pool slot; the script runs on a thread of its own with the configured stack.
+    pub fn execute_blocking(
+        &self,
+        version: &FlowVersion,
+        input: RunInput,
+        host: Host,
+    ) -> Result<RunOutcome, RuntimeError> {
+        std::thread::scope(|s| {
+            let handle = std::thread::Builder::new()
+                .name("flowgate-run".into())
+                .stack_size(self.inner.config.run_stack_bytes)
+                .spawn_scoped(s, || self.run_here(version, input, host))
+                .map_err(|e| RuntimeError::Internal(format!("cannot start a run thread: {e}")))?;
+            handle
+                .join()
+                .map_err(|_| RuntimeError::Internal("the run thread panicked".into()))?
+        })
+    }
+
+    /// Runs an already compiled script on the calling thread, which must have a
+    /// stack of at least [`RuntimeConfig::run_stack_bytes`] (as `execute` and
+    /// `execute_blocking` provide).
     pub fn run_compiled(
         &self,
         compiled: &E::Compiled,
@@ -252,11 +343,18 @@ impl<E: ScriptEngine> FlowRuntime<E> {
             logs: Vec::new(),
             events: Vec::new(),
             secrets: Vec::new(),
+            secret_forms: Vec::new(),
             terminal: None,
             max_log_lines: cfg.max_log_lines,
             max_events: cfg.max_events,
             logs_dropped: 0,
             http_calls: Vec::new(),
+            max_value_depth: cfg.limits.max_value_depth,
+            max_memory_bytes: cfg.limits.max_memory_bytes,
+            max_log_bytes: cfg.max_log_bytes,
+            max_log_line_bytes: cfg.max_log_line_bytes,
+            log_bytes: 0,
+            retained: 0,
         };
         let guard = host::enter(ctx);
         let result = self.inner.engine.execute(compiled, input, timeout_ms);
@@ -274,18 +372,32 @@ impl<E: ScriptEngine> FlowRuntime<E> {
                 duration_ms,
             };
         };
+        let max_body = cfg.max_response_body_bytes;
         let result = result
+            .and_then(|r| {
+                let size = serde_json::to_vec(&r.body).map_or(usize::MAX, |b| b.len());
+                if size > max_body {
+                    Err(RunFailure::LimitExceeded {
+                        limit: "response_size",
+                        message: format!("the response body is larger than {max_body} bytes"),
+                    })
+                } else {
+                    Ok(r)
+                }
+            })
             .map_err(|f| redact_failure(&ctx, f))
             .map_err(|f| locate_host_error(f, version));
         if let Err(f) = &result {
             if !matches!(f, RunFailure::Fail { .. }) {
                 ctx.max_log_lines = ctx.max_log_lines.saturating_add(1);
+                ctx.max_log_bytes = ctx.max_log_bytes.saturating_add(ctx.max_log_line_bytes);
                 ctx.log(LogLevel::Error, &f.message());
             }
         }
         if ctx.logs_dropped > 0 {
             let note = format!("{} further log lines were dropped", ctx.logs_dropped);
             ctx.max_log_lines = usize::MAX;
+            ctx.max_log_bytes = usize::MAX;
             ctx.log(LogLevel::Warn, &note);
         }
         let logs = ctx

@@ -100,6 +100,8 @@ both!(
     ticks_once_across_nodes,
     audit_batch_and_query,
     retention_purges_only_old_finished_work,
+    console_sessions_bounded_ended_and_shared,
+    run_http_calls_are_kept,
 );
 
 fn flow(s: &str) -> FlowName {
@@ -1264,4 +1266,91 @@ fn retention_purges_only_old_finished_work(db: &Db) {
     assert!(s.dispatch_event(pending.id, &[]).unwrap());
     assert_eq!(s.purge_dispatched_events(now_ms() + 1000, 100).unwrap(), 1);
     assert!(s.get_event(pending.id).unwrap().is_none());
+}
+
+// ---------------------------------------------------------------- console
+
+fn console_sessions_bounded_ended_and_shared(db: &Db) {
+    let s = &db.store;
+    let key = ApiKeyRecord {
+        id: KeyId::new().to_string(),
+        name: "ann".into(),
+        hash: "h".into(),
+        scopes: vec!["flows:read".into()],
+        created_at: now_ms(),
+        expires_at: None,
+        last_used_at: None,
+        revoked: false,
+    };
+    s.insert_key(&key).unwrap();
+    let t0 = now_ms();
+    let session = |i: i64| ConsoleSession {
+        id_hash: format!("hash-{i}"),
+        key_id: key.id.clone(),
+        csrf_token: format!("csrf-{i}"),
+        created_at: t0 + i,
+        last_seen_at: t0 + i,
+        expires_at: t0 + i + 1_000,
+    };
+    for i in 0..4 {
+        s.insert_console_session(&session(i), 3).unwrap();
+    }
+    // At most 3 per key: the oldest went.
+    assert!(s.get_console_session("hash-0").unwrap().is_none());
+    let (got, k) = s.get_console_session("hash-3").unwrap().unwrap();
+    assert_eq!(got, session(3));
+    assert_eq!(k.unwrap().name, "ann");
+    // Another node on the same database sees it.
+    assert!(db.second().get_console_session("hash-2").unwrap().is_some());
+    s.touch_console_session("hash-3", t0 + 500).unwrap();
+    assert_eq!(
+        s.get_console_session("hash-3")
+            .unwrap()
+            .unwrap()
+            .0
+            .last_seen_at,
+        t0 + 500
+    );
+    assert!(s.delete_console_session("hash-3").unwrap());
+    assert!(!s.delete_console_session("hash-3").unwrap());
+    // Idle since before t0 + 2: hash-1 goes; hash-2 stays.
+    assert_eq!(s.purge_console_sessions(t0, t0 + 2).unwrap(), 1);
+    assert!(s.get_console_session("hash-2").unwrap().is_some());
+    // Past their absolute end.
+    assert_eq!(s.purge_console_sessions(t0 + 10_000, 0).unwrap(), 1);
+    s.insert_console_session(&session(7), 3).unwrap();
+    assert_eq!(s.delete_console_sessions_of_key(&key.id).unwrap(), 1);
+    assert!(s.get_console_session("hash-7").unwrap().is_none());
+}
+
+fn run_http_calls_are_kept(db: &Db) {
+    let s = &db.store;
+    let calls = json!([{"method": "GET", "url": "https://a.example/x?q=[redacted]", "status": 200, "duration_ms": 3, "response_body": {"ok": true}, "error": null}]);
+    let outcome = RunOutcome {
+        http_calls: Some(calls.clone()),
+        ..ok_outcome(vec![])
+    };
+    let run = Run::finished(
+        flow("calls"),
+        1,
+        TriggerKind::Http,
+        json!({}),
+        now_ms(),
+        &outcome,
+    );
+    s.insert_run(&run, &[], &[]).unwrap();
+    assert_eq!(
+        s.get_run(run.id).unwrap().unwrap().run.http_calls,
+        Some(calls.clone())
+    );
+    // A queued run gets the calls of the attempt that ends it.
+    let q = queued("calls", now_ms() - 1, 1);
+    s.enqueue(&q).unwrap();
+    assert_eq!(s.get_run(q.id).unwrap().unwrap().run.http_calls, None);
+    let claimed = s.claim_next("w", 10_000, now_ms()).unwrap().unwrap();
+    assert!(s.complete_run(claimed.id, "w", &outcome).unwrap());
+    assert_eq!(
+        s.get_run(q.id).unwrap().unwrap().run.http_calls,
+        Some(calls)
+    );
 }

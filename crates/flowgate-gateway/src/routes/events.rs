@@ -58,8 +58,7 @@ pub async fn publish_event(
             input.kind
         )));
     }
-    let reserved = ["user.", "security.", "flow."];
-    if reserved.iter().any(|p| input.kind.starts_with(p)) {
+    if flowgate_core::event::is_reserved_event_type(&input.kind) {
         return Err(ApiError::unprocessable(format!(
             "`{}` is a system event type and cannot be published",
             input.kind
@@ -74,7 +73,7 @@ pub async fn publish_event(
             return Err(ApiError::unprocessable("`id` must be 1–256 characters"));
         }
     }
-    if input.data.to_string().len() > 256 * 1024 {
+    if input.data.to_string().len() > flowgate_core::event::MAX_EVENT_DATA_BYTES {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "payload_too_large",

@@ -22,6 +22,11 @@ pub(crate) enum Terminal {
         code: String,
         detail: String,
     },
+    /// A limit the host enforces (value depth, memory, sizes) was exceeded.
+    Limit {
+        limit: &'static str,
+        message: String,
+    },
 }
 
 /// Data of the run executing on this thread.
@@ -33,23 +38,44 @@ pub(crate) struct RunContext {
     pub logs: Vec<LogLine>,
     pub events: Vec<EmittedEvent>,
     pub secrets: Vec<String>,
+    /// Every form of every secret in `secrets`, longest first.
+    pub secret_forms: Vec<String>,
     pub terminal: Option<Terminal>,
     pub max_log_lines: usize,
     pub max_events: usize,
     pub logs_dropped: u64,
     pub http_calls: Vec<HttpCallRecord>,
+    /// Deepest nesting of values the host converts (SandboxLimits::max_value_depth).
+    pub max_value_depth: usize,
+    /// The run's memory budget in bytes.
+    pub max_memory_bytes: usize,
+    /// Most bytes of log text kept.
+    pub max_log_bytes: usize,
+    /// Longest log line kept.
+    pub max_log_line_bytes: usize,
+    /// Bytes of log text kept so far.
+    pub log_bytes: usize,
+    /// Bytes the host keeps for the run (logs, events, call records).
+    pub retained: usize,
 }
 
 impl RunContext {
-    /// Replaces every secret value fetched so far with `[redacted]`.
+    /// Replaces every secret value fetched so far, in every encoding the server
+    /// produces (raw, JSON, debug-quoted, percent-encoded, base64), with `[redacted]`.
     pub fn redact(&self, text: &str) -> String {
-        let mut out = text.to_owned();
-        for s in &self.secrets {
-            if !s.is_empty() {
-                out = out.replace(s.as_str(), "[redacted]");
-            }
+        crate::redact::redact_with(text, &self.secret_forms)
+    }
+
+    /// Remembers a secret value fetched by the run, for redaction.
+    pub fn add_secret(&mut self, value: &str) {
+        if value.is_empty() || self.secrets.iter().any(|s| s == value) {
+            return;
         }
-        out
+        self.secrets.push(value.to_owned());
+        self.secret_forms.extend(crate::redact::secret_forms(value));
+        self.secret_forms
+            .sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+        self.secret_forms.dedup();
     }
 
     /// A JSON value with [`RunContext::redact`] applied to every string and key.
@@ -71,11 +97,24 @@ impl RunContext {
     }
 
     pub fn log(&mut self, level: LogLevel, message: &str) {
-        if self.logs.len() >= self.max_log_lines {
+        if self.logs.len() >= self.max_log_lines || self.log_bytes >= self.max_log_bytes {
             self.logs_dropped += 1;
             return;
         }
-        let message = self.redact(message);
+        let mut message = self.redact(message);
+        let room = self
+            .max_log_line_bytes
+            .min(self.max_log_bytes - self.log_bytes);
+        if message.len() > room {
+            let mut cut = room;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+            message.push_str(TRUNCATED);
+        }
+        self.log_bytes += message.len();
+        self.retained += message.len() + 48;
         self.logs.push(LogLine {
             time: flowgate_core::now_ms(),
             level,
@@ -83,6 +122,9 @@ impl RunContext {
         });
     }
 }
+
+/// Appended to log lines cut at the line or run limit.
+pub(crate) const TRUNCATED: &str = "… [truncated]";
 
 thread_local! {
     static CURRENT: RefCell<Option<RunContext>> = const { RefCell::new(None) };
@@ -164,4 +206,50 @@ pub(crate) fn terminate_timeout() -> Box<EvalAltResult> {
         Dynamic::from("__flowgate_timeout__"),
         Position::NONE,
     ))
+}
+
+/// The non-catchable error that ends a run over a host-enforced limit
+/// (`flow_limit_exceeded`).
+pub(crate) fn limit_exceeded(
+    limit: &'static str,
+    message: impl Into<String>,
+) -> Box<EvalAltResult> {
+    let message = message.into();
+    let _ = with_ctx(|c| {
+        if c.terminal.is_none() {
+            c.terminal = Some(Terminal::Limit { limit, message });
+        }
+    });
+    Box::new(EvalAltResult::ErrorTerminated(
+        Dynamic::from("__flowgate_limit__"),
+        Position::NONE,
+    ))
+}
+
+/// Converts a script value to JSON within the run's depth limit.
+pub(crate) fn json_of(d: &Dynamic) -> Result<serde_json::Value, Box<EvalAltResult>> {
+    let max = with_ctx(|c| c.max_value_depth)?;
+    crate::convert::try_to_json(d, max).map_err(|e| limit_exceeded("value_depth", e.to_string()))
+}
+
+/// Converts JSON to a script value within the run's depth limit.
+pub(crate) fn dynamic_of(v: &serde_json::Value) -> Result<Dynamic, Box<EvalAltResult>> {
+    let max = with_ctx(|c| c.max_value_depth)?;
+    crate::convert::try_to_dynamic(v, max).map_err(|e| limit_exceeded("value_depth", e.to_string()))
+}
+
+/// Counts `bytes` more kept by the host for this run; over the memory budget the
+/// run ends with `flow_limit_exceeded`.
+pub(crate) fn retain(bytes: usize) -> Result<(), Box<EvalAltResult>> {
+    let over = with_ctx(|c| {
+        c.retained = c.retained.saturating_add(bytes);
+        (c.retained > c.max_memory_bytes).then_some(c.max_memory_bytes)
+    })?;
+    match over {
+        Some(max) => Err(limit_exceeded(
+            "memory",
+            format!("the run retains more than {max} bytes"),
+        )),
+        None => Ok(()),
+    }
 }

@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 use super::context::{
     check_deadline, runtime_error, terminate, terminate_timeout, with_ctx, Terminal,
 };
+use super::context::{dynamic_of, json_of, limit_exceeded, retain};
 use super::HostModule;
 use crate::api::ApiBuilder;
-use crate::convert::{to_dynamic, to_json};
 use crate::http::{host_allowed, redact_url_query, HttpError, OutboundRequest, OutboundResponse};
 use crate::outcome::{FlowResponse, HttpCallRecord, MAX_RECORDED_BODY_BYTES};
 
@@ -52,7 +52,7 @@ fn respond(status: INT, body: Dynamic, headers: Option<Map>) -> RResult<Dynamic>
     let resp = FlowResponse {
         status,
         headers: hs,
-        body: to_json(&body),
+        body: json_of(&body)?,
     };
     with_ctx(|c| c.terminal = Some(Terminal::Respond(resp)))?;
     Err(terminate())
@@ -109,6 +109,38 @@ impl HostModule for CoreModule {
                 Err(terminate())
             },
         );
+        g.function(
+            "parse_json",
+            &[("text", "string")],
+            "any",
+            "Parses JSON text (any value; null becomes ()); nesting is bounded like every value.",
+            parse_json,
+        );
+        g.function(
+            "to_json",
+            &[("value", "map")],
+            "string",
+            "The map as JSON text.",
+            |m: Map| -> RResult<String> { Ok(json_of(&Dynamic::from_map(m))?.to_string()) },
+        );
+        g.function(
+            "to_json",
+            &[("value", "array")],
+            "string",
+            "The array as JSON text.",
+            |a: Array| -> RResult<String> { Ok(json_of(&Dynamic::from_array(a))?.to_string()) },
+        );
+    }
+}
+
+fn parse_json(text: ImmutableString) -> RResult<Dynamic> {
+    match serde_json::from_str::<serde_json::Value>(&text) {
+        Ok(v) => dynamic_of(&v),
+        Err(e) if e.to_string().starts_with("recursion limit exceeded") => Err(limit_exceeded(
+            "value_depth",
+            "parse_json: the JSON text is nested too deeply",
+        )),
+        Err(e) => Err(runtime_error(format!("parse_json: invalid JSON: {e}"))),
     }
 }
 
@@ -152,7 +184,7 @@ impl HostModule for LogModule {
                     let text = if msg.is_string() {
                         msg.into_string().unwrap_or_default()
                     } else {
-                        to_json(&msg).to_string()
+                        json_of(&msg)?.to_string()
                     };
                     with_ctx(|c| c.log(level, &text))
                 },
@@ -170,8 +202,8 @@ fn repo_err(op: &str, e: flowgate_core::Error) -> Box<EvalAltResult> {
     runtime_error(format!("users::{op}: {e}"))
 }
 
-fn user_or_unit(u: Option<flowgate_core::user::User>) -> Dynamic {
-    u.map_or(Dynamic::UNIT, |u| to_dynamic(&u.to_json()))
+fn user_or_unit(u: Option<flowgate_core::user::User>) -> RResult<Dynamic> {
+    u.map_or(Ok(Dynamic::UNIT), |u| dynamic_of(&u.to_json()))
 }
 
 /// `users::get|find_by_email|find_by_external_id|find|create|update|set_status|delete`.
@@ -195,8 +227,8 @@ impl HostModule for UsersModule {
                 let users = with_ctx(|c| c.host.users.clone())?;
                 users
                     .get_user(id)
-                    .map(user_or_unit)
                     .map_err(|e| repo_err("get", e))
+                    .and_then(user_or_unit)
             },
         );
         m.function(
@@ -208,8 +240,8 @@ impl HostModule for UsersModule {
                 let users = with_ctx(|c| c.host.users.clone())?;
                 users
                     .find_user_by_email(&email)
-                    .map(user_or_unit)
                     .map_err(|e| repo_err("find_by_email", e))
+                    .and_then(user_or_unit)
             },
         );
         m.function(
@@ -221,19 +253,19 @@ impl HostModule for UsersModule {
                 let users = with_ctx(|c| c.host.users.clone())?;
                 users
                     .find_user_by_external_id(&system, &id)
-                    .map(user_or_unit)
                     .map_err(|e| repo_err("find_by_external_id", e))
+                    .and_then(user_or_unit)
             },
         );
         let find = |filter: Map, limit: INT| -> RResult<Array> {
-            let filter = UserFilter::from_json(&to_json(&Dynamic::from_map(filter)))
+            let filter = UserFilter::from_json(&json_of(&Dynamic::from_map(filter))?)
                 .map_err(|e| repo_err("find", e))?;
             let limit = usize::try_from(limit.clamp(1, 1000)).unwrap_or(100);
             let users = with_ctx(|c| c.host.users.clone())?;
             let found = users
                 .find_users(&filter, limit)
                 .map_err(|e| repo_err("find", e))?;
-            Ok(found.iter().map(|u| to_dynamic(&u.to_json())).collect())
+            found.iter().map(|u| dynamic_of(&u.to_json())).collect()
         };
         m.function(
             "find",
@@ -252,11 +284,11 @@ impl HostModule for UsersModule {
             &[("fields", "map")],
             "map",
             "Creates a user (email required; display_name, status, attributes, external_ids) and returns it.", |fields: Map| -> RResult<Dynamic> {
-            let new = NewUser::from_json(&to_json(&Dynamic::from_map(fields)))
+            let new = NewUser::from_json(&json_of(&Dynamic::from_map(fields))?)
                 .map_err(|e| repo_err("create", e))?;
             let users = with_ctx(|c| c.host.users.clone())?;
             let u = users.create_user(new).map_err(|e| repo_err("create", e))?;
-            Ok(to_dynamic(&u.to_json()))
+            dynamic_of(&u.to_json())
         });
         m.function(
             "update",
@@ -267,9 +299,9 @@ impl HostModule for UsersModule {
                 let id = parse_user_id("update", &id)?;
                 let users = with_ctx(|c| c.host.users.clone())?;
                 let u = users
-                    .update_user(id, &to_json(&Dynamic::from_map(patch)))
+                    .update_user(id, &json_of(&Dynamic::from_map(patch))?)
                     .map_err(|e| repo_err("update", e))?;
-                Ok(to_dynamic(&u.to_json()))
+                dynamic_of(&u.to_json())
             },
         );
         m.function(
@@ -284,7 +316,7 @@ impl HostModule for UsersModule {
                 let u = users
                     .set_user_status(id, status)
                     .map_err(|e| repo_err("set_status", e))?;
-                Ok(to_dynamic(&u.to_json()))
+                dynamic_of(&u.to_json())
             },
         );
         m.function(
@@ -364,7 +396,7 @@ fn http_call(
             headers
                 .entry("content-type".into())
                 .or_insert_with(|| "application/json".into());
-            Some(to_json(&b).to_string().into_bytes())
+            Some(json_of(&b)?.to_string().into_bytes())
         }
     };
     let host = parsed.host_str().unwrap_or_default().to_owned();
@@ -437,7 +469,7 @@ fn http_call(
         hs.insert(k.into(), Dynamic::from(v));
     }
     out.insert("headers".into(), Dynamic::from_map(hs));
-    out.insert("body".into(), to_dynamic(&resp.body));
+    out.insert("body".into(), dynamic_of(&resp.body)?);
     Ok(Dynamic::from_map(out))
 }
 
@@ -453,7 +485,7 @@ fn record_call(
 ) -> RResult<()> {
     with_ctx(|c| {
         if c.http_calls.len() >= MAX_RECORDED_CALLS {
-            return;
+            return 0;
         }
         let (status, response_body, error) = match result {
             Ok(r) => {
@@ -475,8 +507,17 @@ fn record_call(
             response_body,
             error,
         };
+        let size = record.url.len()
+            + record.error.as_ref().map_or(0, String::len)
+            + record
+                .response_body
+                .as_ref()
+                .and_then(|b| serde_json::to_vec(b).ok())
+                .map_or(0, |b| b.len());
         c.http_calls.push(record);
+        size
     })
+    .and_then(retain)
 }
 
 /// `http::get(url[, options])`, `http::post(url, body[, options])`, `http::request(map)`.
@@ -572,7 +613,7 @@ impl HostModule for SecretsModule {
                 None => Ok(Dynamic::UNIT),
                 Some(s) => {
                     let value = s.expose().to_owned();
-                    with_ctx(|c| c.secrets.push(value.clone()))?;
+                    with_ctx(|c| c.add_secret(&value))?;
                     Ok(Dynamic::from(value))
                 }
             }
@@ -594,7 +635,7 @@ fn kv_key(key: &str) -> RResult<()> {
 
 fn kv_set(key: &str, value: &Dynamic, ttl: Option<INT>) -> RResult<()> {
     kv_key(key)?;
-    let v = to_json(value);
+    let v = json_of(value)?;
     if v.to_string().len() > MAX_KV_VALUE {
         return Err(runtime_error(format!(
             "kv::set: the value of `{key}` is larger than {MAX_KV_VALUE} bytes"
@@ -634,7 +675,7 @@ impl HostModule for KvModule {
                 let v = kv
                     .kv_get(&flow, &key)
                     .map_err(|e| runtime_error(format!("kv::get: {e}")))?;
-                Ok(v.as_ref().map_or(Dynamic::UNIT, to_dynamic))
+                v.as_ref().map_or(Ok(Dynamic::UNIT), dynamic_of)
             },
         );
         m.function(
@@ -686,7 +727,22 @@ impl HostModule for EventsModule {
                     "events::emit: `{kind}` is not a valid event type (dotted lower-case words)"
                 )));
                 }
-                let data = to_json(&data);
+                if flowgate_core::event::is_reserved_event_type(&kind) {
+                    return Err(runtime_error(format!(
+                        "events::emit: `{kind}` is a system event type and cannot be emitted by flows"
+                    )));
+                }
+                let data = json_of(&data)?;
+                let size = serde_json::to_vec(&data).map_or(usize::MAX, |b| b.len());
+                if size > flowgate_core::event::MAX_EVENT_DATA_BYTES {
+                    return Err(limit_exceeded(
+                        "event_size",
+                        format!(
+                            "events::emit: the data of `{kind}` is larger than {} bytes",
+                            flowgate_core::event::MAX_EVENT_DATA_BYTES
+                        ),
+                    ));
+                }
                 with_ctx(|c| {
                     if c.events.len() >= c.max_events {
                         return Err(runtime_error(format!(
@@ -699,7 +755,8 @@ impl HostModule for EventsModule {
                         data,
                     });
                     Ok(())
-                })?
+                })??;
+                retain(size + kind.len())
             },
         );
     }
