@@ -83,4 +83,8 @@ if ! kill -0 "$PID" 2>/dev/null; then
   cat "$WORK/stderr" >&2
   status=1
 fi
+if [ $status -ne 0 ] && [ -s "$WORK/stderr" ]; then
+  echo "== server errors (last 20)" >&2
+  tail -n 20 "$WORK/stderr" >&2
+fi
 exit $status
