@@ -9,7 +9,7 @@ mod common;
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
-use common::Server;
+use common::{send, Res, Server};
 use flowgate_core::SecretString;
 use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -44,30 +44,6 @@ fn webhook_flow(name: &str, scheme: &str, secret: &str) -> Value {
 }
 
 const CALLER_SCRIPT: &str = "#{ kind: caller.kind, id: caller.id, scopes: caller.scopes }";
-
-struct Res {
-    status: u16,
-    headers: reqwest::header::HeaderMap,
-    body: Value,
-}
-
-impl Res {
-    fn h(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-}
-
-async fn send(req: reqwest::RequestBuilder) -> Res {
-    let res = req.send().await.expect("request");
-    let status = res.status().as_u16();
-    let headers = res.headers().clone();
-    let text = res.text().await.unwrap_or_default();
-    Res {
-        status,
-        headers,
-        body: serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    }
-}
 
 /// POST `{}` to a flow with an optional bearer.
 async fn call_bearer(s: &Server, path: &str, bearer: Option<&str>) -> Res {

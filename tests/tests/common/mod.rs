@@ -392,3 +392,30 @@ pub fn package_files(dir: &Path) -> Value {
 pub fn skip_postgres(test: &str) {
     eprintln!("{test}: PostgreSQL half SKIPPED (FLOWGATE_TEST_POSTGRES_URL not set)");
 }
+
+/// A response read whole: status, headers and the body as JSON (or a string).
+pub struct Res {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Res {
+    /// A header's value as text.
+    pub fn h(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// Sends a request and reads its answer whole.
+pub async fn send(req: reqwest::RequestBuilder) -> Res {
+    let res = req.send().await.expect("request");
+    let status = res.status().as_u16();
+    let headers = res.headers().clone();
+    let text = res.text().await.unwrap_or_default();
+    Res {
+        status,
+        headers,
+        body: serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    }
+}
