@@ -640,3 +640,108 @@ log::info(`looked up ${{request.body.email}}`);
     assert_eq!(status, 200, "{report}");
     assert_eq!(report["passed"], 1, "{report}");
 }
+
+/// SPEC §8 / issue acceptance: a fixture saved from a run of the example
+/// `crm-sync` (an event flow calling a partner API) passes `flowgate test`
+/// offline. The partner's URL is pointed at a loopback stub; nothing else of
+/// the package changes, and the saved fixture is used as the server wrote it.
+#[tokio::test]
+async fn a_crm_sync_run_becomes_a_fixture_that_passes_offline() {
+    let (port, stub) = partner_stub(r#"{"id": "C-2001", "email": "ann@example.com"}"#).await;
+    let s = Server::start_with(None, &[("FLOWGATE_ALLOW_PRIVATE_HOSTS", "true")]).await;
+    let mut files = common::package_files(&common::repo_root().join("scripts/crm-sync"));
+    let m = files.as_object_mut().unwrap();
+    m.retain(|name, _| !name.starts_with("tests/"));
+    let script = m["main.rhai"].as_str().unwrap().replace(
+        "https://api.crm.example/v1/contacts",
+        &format!("http://127.0.0.1:{port}/v1/contacts"),
+    );
+    m.insert("main.rhai".into(), json!(script));
+    let manifest = m["flow.toml"]
+        .as_str()
+        .unwrap()
+        .replace("allow = [\"api.crm.example\"]", "allow = [\"127.0.0.1\"]");
+    m.insert("flow.toml".into(), json!(manifest));
+    s.deploy("crm-sync", files.clone()).await;
+    let (status, _) = s
+        .admin(
+            Method::PUT,
+            "/admin/v1/secrets/CRM_API_TOKEN",
+            Some(json!({"value": "crm-live-t0ken"})),
+        )
+        .await;
+    assert!(status == 200 || status == 204, "{status}");
+    let (status, user) = s
+        .admin(
+            Method::POST,
+            "/admin/v1/users",
+            Some(
+                json!({"email": "ann@example.com", "display_name": "Ann Smith",
+                        "attributes": {"plan": "pro", "locale": "nl-NL"}}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 201, "{user}");
+
+    // The user.created run syncs the contact (and a user.updated run skips our write-back).
+    let mut synced = None;
+    for _ in 0..200 {
+        let (_, runs) = s
+            .admin(
+                Method::GET,
+                "/admin/v1/runs?flow=crm-sync&status=succeeded",
+                None,
+            )
+            .await;
+        for r in runs["items"].as_array().cloned().unwrap_or_default() {
+            let id = r["id"].as_str().unwrap_or_default().to_owned();
+            let (_, run) = s
+                .admin(Method::GET, &format!("/admin/v1/runs/{id}"), None)
+                .await;
+            if run["response_body"]["synced"] == json!(true) {
+                synced = Some(id);
+            }
+        }
+        if synced.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let id = synced.expect("crm-sync synced the new user");
+    let (status, fixture) = s
+        .admin(Method::GET, &format!("/admin/v1/runs/{id}/fixture"), None)
+        .await;
+    assert_eq!(status, 200, "{fixture}");
+    assert!(!fixture.to_string().contains("crm-live-t0ken"));
+    assert_eq!(
+        fixture["expect"]["body"],
+        json!({"synced": true, "crm_id": "C-2001"})
+    );
+
+    stub.abort();
+    let _ = stub.await;
+    let dir = tempfile::tempdir().unwrap();
+    let pkg = dir.path().join("crm-sync");
+    std::fs::create_dir_all(pkg.join("tests")).unwrap();
+    for (name, content) in files.as_object().unwrap() {
+        std::fs::write(pkg.join(name), content.as_str().unwrap()).unwrap();
+    }
+    std::fs::write(
+        pkg.join("tests/from-run.json"),
+        serde_json::to_string_pretty(&fixture).unwrap(),
+    )
+    .unwrap();
+    let out = std::process::Command::new(common::binary())
+        .arg("test")
+        .arg(&pkg)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "flowgate test failed:\n{stdout}\n{fixture:#}"
+    );
+    assert!(stdout.contains("1 passed, 0 failed"), "{stdout}");
+}

@@ -405,6 +405,11 @@ impl Engine {
             // Fixtures know the manifest's trigger kinds; an admin run ran the first one.
             trigger = Value::Null;
         }
+        if let Some(user) = event_user(&trigger) {
+            // The flow most likely reads the user its event is about: seed the
+            // user as the event carried it, so the fixture runs offline.
+            fixture.insert("users".into(), json!([user]));
+        }
         if !trigger.is_null() {
             fixture.insert("trigger".into(), trigger);
         }
@@ -458,9 +463,50 @@ impl Engine {
     }
 }
 
+/// The user a `user.*` event (other than `user.deleted`) carries as its data,
+/// with the fields a fixture seeds (SPEC §2).
+fn event_user(trigger: &Value) -> Option<Value> {
+    let event = trigger.get("event")?;
+    let kind = event.get("type")?.as_str()?;
+    if !kind.starts_with("user.") || kind == "user.deleted" {
+        return None;
+    }
+    let data = event.get("data")?.as_object()?;
+    data.get("id")?.as_str()?;
+    data.get("email")?.as_str()?;
+    let user: Map<String, Value> = data
+        .iter()
+        .filter(|(k, _)| {
+            matches!(
+                k.as_str(),
+                "id" | "email" | "display_name" | "status" | "attributes" | "external_ids"
+            )
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    Some(Value::Object(user))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn user_events_seed_their_user_and_deletions_do_not() {
+        let t = json!({"kind": "event", "event": {"type": "user.created", "data": {
+            "id": "0190a0a0-0000-7000-8000-000000000001", "email": "ann@example.com",
+            "display_name": "Ann", "created_at": "2026-12-01T00:00:00Z", "changes": ["email"]}}});
+        assert_eq!(
+            event_user(&t),
+            Some(
+                json!({"id": "0190a0a0-0000-7000-8000-000000000001", "email": "ann@example.com", "display_name": "Ann"})
+            )
+        );
+        let mut gone = t.clone();
+        gone["event"]["type"] = json!("user.deleted");
+        assert_eq!(event_user(&gone), None);
+        assert_eq!(event_user(&json!({"kind": "http"})), None);
+    }
 
     #[test]
     fn secret_names_are_the_literal_ones() {
