@@ -242,6 +242,13 @@ pub(crate) fn problem_statuses(
     if pinned {
         push(410, "Gone", problem_component("Gone").0.to_owned());
     }
+    if body {
+        push(
+            408,
+            "RequestTimeout",
+            problem_component("RequestTimeout").0.to_owned(),
+        );
+    }
     push(
         413,
         "PayloadTooLarge",
@@ -363,6 +370,11 @@ fn problem_component(name: &str) -> (&'static str, &'static [&'static str]) {
             &["Retry-After"],
         ),
         "Gone" => ("This version was retired.", &[]),
+        "RequestTimeout" => (
+            "The request body did not arrive in full within the server's body deadline \
+             (code `request_timeout`).",
+            &[],
+        ),
         "PayloadTooLarge" => ("The request body is larger than the flow accepts.", &[]),
         "UnsupportedMediaType" => (
             "The flow has an input schema and takes JSON only (`application/json` or \
@@ -409,6 +421,7 @@ fn reason_phrase(status: u16) -> &'static str {
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        408 => "Request Timeout",
         409 => "Conflict",
         410 => "Gone",
         412 => "Precondition Failed",

@@ -95,8 +95,8 @@ fn http_operation_documents_what_the_server_enforces() {
     assert_eq!(
         codes(post),
         [
-            "200", "400", "401", "402", "403", "404", "409", "410", "413", "415", "422", "429",
-            "500", "503", "504"
+            "200", "400", "401", "402", "403", "404", "408", "409", "410", "413", "415", "422",
+            "429", "500", "503", "504"
         ]
     );
     // GET has no Idempotency-Key, so no 409; the input schema still applies (415, 422).
@@ -236,7 +236,10 @@ fn async_webhook_with_standard_webhooks_signature() {
     assert_eq!(op["operationId"], "post_payment_webhook");
     assert_eq!(
         codes(op),
-        ["202", "400", "401", "404", "409", "410", "413", "415", "422", "429", "500", "503"]
+        [
+            "202", "400", "401", "404", "408", "409", "410", "413", "415", "422", "429", "500",
+            "503"
+        ]
     );
     let accepted = &op["responses"]["202"];
     assert!(accepted["headers"].get("Location").is_some());

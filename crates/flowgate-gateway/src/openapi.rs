@@ -78,6 +78,7 @@ const PROBLEMS: &[ProblemKind] = &[
     ProblemKind { status: 401, name: "SessionEnded", description: "No console session, or it has ended; sign in again (`POST /console/session`).", headers: &[] },
     ProblemKind { status: 403, name: "Forbidden", description: "Valid credentials without the scope this operation needs (`missing_scope` names it), or a console-session call without its `X-CSRF-Token` (code `csrf_failed`).", headers: &[("WWW-Authenticate", "For a missing scope: `Bearer realm=\"flowgate\", error=\"insufficient_scope\", scope=\"…\"`.", false)] },
     ProblemKind { status: 404, name: "NotFound", description: "The resource named in the path does not exist.", headers: &[] },
+    ProblemKind { status: 408, name: "RequestTimeout", description: "The request body did not arrive in full within the server's body deadline (`server.body_timeout_secs`; code `request_timeout`).", headers: &[] },
     ProblemKind { status: 409, name: "Conflict", description: "The request conflicts with the resource's current state.", headers: &[] },
     ProblemKind { status: 413, name: "PayloadTooLarge", description: "The request body is larger than the server accepts (1 MiB).", headers: &[] },
     ProblemKind { status: 415, name: "UnsupportedMediaType", description: "The body is not sent as `application/json`.", headers: &[] },
@@ -141,7 +142,7 @@ impl StandardProblems {
             wanted.push(400);
         }
         if body {
-            wanted.extend([413, 422]);
+            wanted.extend([408, 413, 422]);
         }
         if body_required {
             wanted.push(415);
