@@ -137,6 +137,30 @@ impl Admission {
         })
     }
 
+    /// Takes a ticket, waiting up to `wait` while the flow's or the caller's
+    /// share is used up: a busy caller's extra calls queue behind its own runs
+    /// (and never take another caller's slots); past `wait` it says which
+    /// share is used up.
+    pub async fn admit_within(
+        &self,
+        flow: &str,
+        caller: Option<&str>,
+        concurrency: Option<u32>,
+        wait: std::time::Duration,
+    ) -> Result<Ticket, Refusal> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let freed = self.inner.freed.notified();
+            match self.try_admit(flow, caller, concurrency) {
+                Ok(t) => return Ok(t),
+                Err(r) if tokio::time::Instant::now() >= deadline => return Err(r),
+                Err(_) => {
+                    let _ = tokio::time::timeout_at(deadline, freed).await;
+                }
+            }
+        }
+    }
+
     /// Waits until a ticket for `flow` (no caller share) is free.
     pub async fn admit_waiting(&self, flow: &str, concurrency: Option<u32>) -> Ticket {
         loop {
@@ -155,6 +179,10 @@ impl Admission {
     }
 }
 
+/// How long a sync run over its flow's or caller's share waits for a slot
+/// of that share before it is refused (503 or 429).
+pub const ADMISSION_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The caller a sync run's share is counted for: `kind:id` of its caller map.
 /// Signed webhooks have no caller of their own (the flow's share applies).
 pub fn caller_key(caller: &serde_json::Value) -> Option<String> {
@@ -172,14 +200,22 @@ pub fn caller_key(caller: &serde_json::Value) -> Option<String> {
 impl crate::Engine {
     /// Takes a share of the run pool for a run of `version` now, or answers
     /// which share is used up (the flow's: 503; the caller's: 429).
-    pub fn admit_run(
+    /// A call over its share waits up to [`ADMISSION_WAIT`] for one of its
+    /// own runs (or its flow's) to end before it is refused.
+    pub async fn admit_run(
         &self,
         version: &crate::LoadedVersion,
         caller: Option<&str>,
     ) -> crate::Result<Ticket> {
         let flow = version.flow.as_str();
         self.admission()
-            .try_admit(flow, caller, version.manifest().limits.concurrency)
+            .admit_within(
+                flow,
+                caller,
+                version.manifest().limits.concurrency,
+                ADMISSION_WAIT,
+            )
+            .await
             .map_err(|r| {
                 metrics::counter!("flowgate_runs_refused_total", "share" => match r {
                     Refusal::Flow { .. } => "flow",
@@ -231,6 +267,32 @@ impl Drop for Ticket {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_call_over_its_share_waits_for_its_own_run_then_is_refused() {
+        let a = Admission::new(4, FairShare::default());
+        // Pool 4, caller share 25 %: one run per caller.
+        let held = a.try_admit("f", Some("k"), None).expect("first");
+        let a2 = a.clone();
+        let waiter = tokio::spawn(async move {
+            a2.admit_within("f", Some("k"), None, std::time::Duration::from_secs(5))
+                .await
+                .is_ok()
+        });
+        // Another caller is not held up by the waiting one.
+        let other = a.try_admit("f", Some("j"), None);
+        assert!(other.is_ok());
+        drop(held);
+        assert!(
+            waiter.await.expect("join"),
+            "admitted once its own run ended"
+        );
+        // With nothing ending, the wait runs out and says which share is used up.
+        let refused = a
+            .admit_within("f", Some("j"), None, std::time::Duration::from_millis(20))
+            .await;
+        assert!(matches!(refused, Err(Refusal::Caller { limit: 1 })));
+    }
 
     #[test]
     fn shares_bound_flows_and_callers_and_are_given_back() {

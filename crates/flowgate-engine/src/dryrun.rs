@@ -131,7 +131,7 @@ impl Engine {
             trigger,
             ctx: Engine::ctx_map(&flow, number, run_id, &run_id.to_string(), 1),
         };
-        let ticket = self.admit_run(&version, None)?;
+        let ticket = self.admit_run(&version, None).await?;
         let outcome = self.runtime().execute(&version.script, input, host).await;
         drop(ticket);
         let outcome = outcome?;

@@ -161,7 +161,7 @@ impl Engine {
             ctx: Self::ctx_map(&v.flow, v.number, run_id, &inv.request_id, 1),
         };
         let caller_key = crate::admission::caller_key(&inv.caller);
-        let ticket = self.admit_run(&v, caller_key.as_deref())?;
+        let ticket = self.admit_run(&v, caller_key.as_deref()).await?;
         let cause = Cause::root(run_id.to_string());
         let outcome = self
             .runtime()
