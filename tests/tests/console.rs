@@ -527,6 +527,36 @@ async fn partner_stub(body: &'static str) -> (u16, tokio::task::JoinHandle<()>) 
     (port, task)
 }
 
+/// Writes the package `files` plus `fixture` as `tests/from-run.json` into a
+/// temporary folder and runs `flowgate test` on it offline, with an empty
+/// environment; answers the exit status and standard output.
+fn flowgate_test_with_fixture(
+    flow: &str,
+    files: &Value,
+    fixture: &Value,
+) -> (std::process::Output, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let pkg = dir.path().join(flow);
+    std::fs::create_dir_all(pkg.join("tests")).unwrap();
+    for (name, content) in files.as_object().unwrap() {
+        std::fs::write(pkg.join(name), content.as_str().unwrap()).unwrap();
+    }
+    std::fs::write(
+        pkg.join("tests/from-run.json"),
+        serde_json::to_string_pretty(fixture).unwrap(),
+    )
+    .unwrap();
+    let out = std::process::Command::new(common::binary())
+        .arg("test")
+        .arg(&pkg)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    (out, stdout)
+}
+
 #[tokio::test]
 async fn a_run_becomes_a_fixture_that_passes_offline() {
     let (port, stub) = partner_stub(r#"{"name": "Ann", "plan": "pro"}"#).await;
@@ -606,25 +636,7 @@ log::info(`looked up ${{request.body.email}}`);
     // With the partner gone, `flowgate test` passes on the saved fixture offline.
     stub.abort();
     let _ = stub.await;
-    let dir = tempfile::tempdir().unwrap();
-    let pkg = dir.path().join("crm-lookup");
-    std::fs::create_dir_all(pkg.join("tests")).unwrap();
-    for (name, content) in files.as_object().unwrap() {
-        std::fs::write(pkg.join(name), content.as_str().unwrap()).unwrap();
-    }
-    std::fs::write(
-        pkg.join("tests/from-run.json"),
-        serde_json::to_string_pretty(&fixture).unwrap(),
-    )
-    .unwrap();
-    let out = std::process::Command::new(common::binary())
-        .arg("test")
-        .arg(&pkg)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let (out, stdout) = flowgate_test_with_fixture("crm-lookup", &files, &fixture);
     assert!(out.status.success(), "flowgate test failed:\n{stdout}");
     assert!(stdout.contains("1 passed, 0 failed"), "{stdout}");
     // And so does the server's own fixture runner.
@@ -720,25 +732,7 @@ async fn a_crm_sync_run_becomes_a_fixture_that_passes_offline() {
 
     stub.abort();
     let _ = stub.await;
-    let dir = tempfile::tempdir().unwrap();
-    let pkg = dir.path().join("crm-sync");
-    std::fs::create_dir_all(pkg.join("tests")).unwrap();
-    for (name, content) in files.as_object().unwrap() {
-        std::fs::write(pkg.join(name), content.as_str().unwrap()).unwrap();
-    }
-    std::fs::write(
-        pkg.join("tests/from-run.json"),
-        serde_json::to_string_pretty(&fixture).unwrap(),
-    )
-    .unwrap();
-    let out = std::process::Command::new(common::binary())
-        .arg("test")
-        .arg(&pkg)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let (out, stdout) = flowgate_test_with_fixture("crm-sync", &files, &fixture);
     assert!(
         out.status.success(),
         "flowgate test failed:\n{stdout}\n{fixture:#}"

@@ -6,7 +6,7 @@ mod common;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use common::{send, Res, Server};
+use common::{runs_of, send, Res, Server};
 use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::Method;
@@ -37,18 +37,6 @@ async fn create_key(s: &Server, bearer: &str, scopes: &[&str]) -> Res {
             .json(&json!({"name": "t", "scopes": scopes})),
     )
     .await
-}
-
-async fn runs_of(s: &Server, flow: &str) -> Vec<Value> {
-    let (st, v) = s
-        .admin(
-            Method::GET,
-            &format!("/admin/v1/runs?flow={flow}&limit=500"),
-            None,
-        )
-        .await;
-    assert_eq!(st, 200, "{v}");
-    v["items"].as_array().cloned().unwrap_or_default()
 }
 
 // ------------------------------------------------------------ item 13

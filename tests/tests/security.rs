@@ -9,7 +9,7 @@ mod common;
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
-use common::{send, Res, Server};
+use common::{runs_of, send, Res, Server};
 use flowgate_core::SecretString;
 use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -107,18 +107,6 @@ async fn put_secret(s: &Server, name: &str, value: &str) {
         )
         .await;
     assert_eq!(st, 204, "put secret: {v}");
-}
-
-async fn runs_of(s: &Server, flow: &str) -> Vec<Value> {
-    let (st, v) = s
-        .admin(
-            Method::GET,
-            &format!("/admin/v1/runs?flow={flow}&limit=500"),
-            None,
-        )
-        .await;
-    assert_eq!(st, 200, "{v}");
-    v["items"].as_array().cloned().unwrap_or_default()
 }
 
 fn now_secs() -> i64 {

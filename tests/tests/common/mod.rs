@@ -419,3 +419,16 @@ pub async fn send(req: reqwest::RequestBuilder) -> Res {
         body: serde_json::from_str(&text).unwrap_or(Value::String(text)),
     }
 }
+
+/// The runs of one flow (newest first, up to 500).
+pub async fn runs_of(s: &Server, flow: &str) -> Vec<Value> {
+    let (st, v) = s
+        .admin(
+            reqwest::Method::GET,
+            &format!("/admin/v1/runs?flow={flow}&limit=500"),
+            None,
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    v["items"].as_array().cloned().unwrap_or_default()
+}
