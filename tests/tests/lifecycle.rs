@@ -88,6 +88,19 @@ async fn whole_lifecycle() {
     assert_eq!(call(&s, "/flows/greeter/v1").await.1["greeting"], "hello");
     assert_eq!(call(&s, "/flows/greeter/v2").await.1["greeting"], "hi");
 
+    // Bodies that are not JSON objects are refused, even where serde would
+    // read an array as the struct's fields in order.
+    for (path, body) in [
+        ("/admin/v1/flows/greeter/rollback", json!([1])),
+        ("/admin/v1/flows/greeter/versions/1/publish", json!([])),
+        ("/admin/v1/flows/greeter/versions/1/publish", json!([true])),
+    ] {
+        let (st, problem) = s.admin(Method::POST, path, Some(body)).await;
+        assert_eq!(st, 422, "{path}: {problem}");
+        assert_eq!(problem["code"], "validation_failed", "{problem}");
+    }
+    assert_eq!(call(&s, "/flows/greeter").await.1["greeting"], "hi");
+
     // Rollback moves live back to v1.
     let (st, body) = s
         .admin(

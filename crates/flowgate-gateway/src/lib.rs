@@ -10,6 +10,7 @@ pub mod audit;
 pub mod body_deadline;
 mod convert;
 pub mod error;
+pub mod extract;
 pub mod middleware;
 pub mod openapi;
 pub mod routes;

@@ -51,7 +51,7 @@ pub struct EventAccepted {
 #[post("/events")]
 pub async fn publish_event(
     req: HttpRequest,
-    body: web::Json<EventIn>,
+    body: crate::extract::Json<EventIn>,
     state: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
     let principal = authorize(&req, &state, "events:publish").await?;

@@ -199,7 +199,7 @@ fn text_of<T: Serialize>(v: T) -> String {
 #[post("/admin/v1/check")]
 pub async fn check_package(
     req: HttpRequest,
-    body: web::Json<PackageIn>,
+    body: crate::extract::Json<PackageIn>,
     state: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
     authorize(&req, &state, "flows:read").await?;
@@ -259,7 +259,7 @@ pub async fn script_api(req: HttpRequest, state: web::Data<AppState>) -> ApiResu
 #[post("/admin/v1/test")]
 pub async fn test_package(
     req: HttpRequest,
-    body: web::Json<PackageIn>,
+    body: crate::extract::Json<PackageIn>,
     state: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
     authorize(&req, &state, "flows:write").await?;

@@ -448,7 +448,7 @@ pub async fn list_flows(
 #[post("/admin/v1/flows")]
 pub async fn create_flow(
     req: HttpRequest,
-    body: web::Json<PackageIn>,
+    body: crate::extract::Json<PackageIn>,
     state: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
     authorize(&req, &state, "flows:write").await?;
@@ -520,7 +520,7 @@ pub async fn disable_flow(
 pub async fn create_version(
     req: HttpRequest,
     path: web::Path<String>,
-    body: web::Json<PackageIn>,
+    body: crate::extract::Json<PackageIn>,
     state: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
     authorize(&req, &state, "flows:write").await?;
@@ -593,9 +593,7 @@ pub async fn publish_version(
         if v.is_null() {
             PublishIn::default()
         } else {
-            serde_json::from_value(v).map_err(|e| {
-                ApiError::unprocessable(format!("the body does not have the expected shape: {e}"))
-            })?
+            crate::extract::object_from_value(v)?
         }
     };
     let change = state
@@ -615,7 +613,7 @@ pub async fn publish_version(
 pub async fn rollback_flow(
     req: HttpRequest,
     path: web::Path<String>,
-    body: web::Json<RollbackIn>,
+    body: crate::extract::Json<RollbackIn>,
     state: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
     authorize(&req, &state, "flows:publish").await?;
@@ -656,7 +654,7 @@ pub async fn retire_version(
 pub async fn dry_run_version(
     req: HttpRequest,
     path: web::Path<(String, u32)>,
-    body: web::Json<DryRunIn>,
+    body: crate::extract::Json<DryRunIn>,
     state: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
     authorize(&req, &state, "flows:write").await?;

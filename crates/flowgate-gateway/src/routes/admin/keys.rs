@@ -114,7 +114,7 @@ pub fn validate_key_request(name: &str, scopes: &[String]) -> ApiResult<()> {
 #[post("/admin/v1/keys")]
 pub async fn create_key(
     req: HttpRequest,
-    body: web::Json<KeyIn>,
+    body: crate::extract::Json<KeyIn>,
     state: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
     let creator = authorize(&req, &state, "keys:manage").await?;

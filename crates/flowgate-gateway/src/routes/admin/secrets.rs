@@ -112,7 +112,7 @@ pub async fn get_secret(
 pub async fn put_secret(
     req: HttpRequest,
     path: web::Path<String>,
-    body: web::Json<SecretIn>,
+    body: crate::extract::Json<SecretIn>,
     state: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
     authorize(&req, &state, "secrets:write").await?;

@@ -108,7 +108,7 @@ pub async fn list_users(
 #[post("/admin/v1/users")]
 pub async fn create_user(
     req: HttpRequest,
-    body: web::Json<UserIn>,
+    body: crate::extract::Json<UserIn>,
     state: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
     authorize(&req, &state, "users:write").await?;

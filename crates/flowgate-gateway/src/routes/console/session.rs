@@ -151,7 +151,7 @@ pub async fn session_principal(
     security(()))]
 pub async fn sign_in(
     req: HttpRequest,
-    body: web::Json<SignInIn>,
+    body: crate::extract::Json<SignInIn>,
     state: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
     let ip = crate::routes::admin::client_ip(&req, &state);
