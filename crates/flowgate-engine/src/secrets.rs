@@ -1,0 +1,86 @@
+//! Secrets as a service: write, list (names only) and delete. No method
+//! returns a secret's value.
+
+use flowgate_core::SecretString;
+
+use crate::error::{EngineError, Result};
+use crate::Engine;
+
+pub use flowgate_store::SecretMeta;
+
+/// Longest secret name, in characters.
+pub const MAX_SECRET_NAME_CHARS: usize = 128;
+/// Largest secret value, in bytes.
+pub const MAX_SECRET_VALUE_BYTES: usize = 64 * 1024;
+
+/// Checks a secret name the admin API accepts: 1–128 characters of
+/// `A–Z a–z 0–9 _ - .`.
+pub fn check_secret_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_SECRET_NAME_CHARS
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(EngineError::invalid(
+            "a secret name is 1–128 characters of A–Z, a–z, 0–9, `_`, `-`, `.`",
+        ))
+    }
+}
+
+fn not_found(name: &str) -> EngineError {
+    EngineError::NotFound(format!("secret `{name}` does not exist"))
+}
+
+impl Engine {
+    /// Every secret's name and last write, by name.
+    pub async fn list_secrets(&self) -> Result<Vec<SecretMeta>> {
+        Ok(self.store().call(|s| s.list_secrets()).await?)
+    }
+
+    /// One secret's metadata (404 when unknown).
+    pub async fn secret_info(&self, name: &str) -> Result<SecretMeta> {
+        self.list_secrets()
+            .await?
+            .into_iter()
+            .find(|m| m.name == name)
+            .ok_or_else(|| not_found(name))
+    }
+
+    /// Creates or replaces a secret (stored encrypted).
+    pub async fn put_secret(&self, name: &str, value: SecretString) -> Result<()> {
+        check_secret_name(name)?;
+        if value.expose().len() > MAX_SECRET_VALUE_BYTES {
+            return Err(EngineError::invalid("a secret value may be at most 64 KiB"));
+        }
+        let name = name.to_owned();
+        self.store()
+            .call(move |s| s.put_secret(&name, &value))
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes a secret (404 when unknown).
+    pub async fn delete_secret(&self, name: &str) -> Result<()> {
+        let n2 = name.to_owned();
+        if !self.store().call(move |s| s.delete_secret(&n2)).await? {
+            return Err(not_found(name));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_names_are_checked() {
+        assert!(check_secret_name("stripe.key_1-a").is_ok());
+        assert!(check_secret_name("").is_err());
+        assert!(check_secret_name("a:b").is_err());
+        assert!(check_secret_name(&"a".repeat(129)).is_err());
+    }
+}
