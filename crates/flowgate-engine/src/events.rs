@@ -107,4 +107,15 @@ mod tests {
             Err(EngineError::TooLarge(_))
         ));
     }
+
+    #[tokio::test]
+    async fn a_repeated_source_and_id_is_stored_once() {
+        let engine = crate::queries::memory_engine();
+        let mut e = ev("crm.changed");
+        e.id = Some("42".into());
+        let first = engine.publish_event("api_key:k", e.clone()).await;
+        let again = engine.publish_event("api_key:k", e).await;
+        assert!(first.is_ok(), "{first:?}");
+        assert_eq!(first.ok(), again.ok());
+    }
 }

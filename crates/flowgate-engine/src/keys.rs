@@ -173,4 +173,33 @@ mod tests {
         r.expires_at = Some("tomorrow".into());
         assert!(validate_key_request(&r, 0).is_err());
     }
+
+    #[tokio::test]
+    async fn keys_grant_at_most_their_creators_scopes_and_revoke_at_once() {
+        let engine = crate::queries::memory_engine();
+        let reader = vec!["flows:read".to_owned()];
+        let refused = engine.create_key(&reader, req("k", &["admin"])).await;
+        assert!(matches!(
+            refused,
+            Err(EngineError::Forbidden {
+                code: "scope_not_grantable",
+                ..
+            })
+        ));
+        let created = engine.create_key(&reader, req("k", &["flows:read"])).await;
+        let Ok(created) = created else {
+            panic!("create: {created:?}");
+        };
+        assert!(created.key.expose().starts_with("fgk_"));
+        let listed = engine.list_keys().await.unwrap_or_default();
+        assert_eq!(listed.len(), 1);
+        assert!(!listed[0].revoked);
+        assert!(engine.revoke_key(&created.id).await.is_ok());
+        let listed = engine.list_keys().await.unwrap_or_default();
+        assert!(listed[0].revoked);
+        assert!(matches!(
+            engine.revoke_key("nope").await,
+            Err(EngineError::NotFound(_))
+        ));
+    }
 }

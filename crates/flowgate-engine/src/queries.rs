@@ -174,3 +174,41 @@ impl Engine {
         Ok(items)
     }
 }
+
+/// An engine on a fresh in-memory database, for the services' own tests.
+#[cfg(test)]
+pub(crate) fn memory_engine() -> Engine {
+    let store = flowgate_store::Store::open_and_migrate("sqlite::memory:", [7; 32])
+        .unwrap_or_else(|e| panic!("in-memory store: {e}"));
+    Engine::new(store, crate::EngineConfig::default()).unwrap_or_else(|e| panic!("engine: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn unknown_flows_and_forged_cursors_are_refused() {
+        let engine = memory_engine();
+        assert!(matches!(
+            engine.flow_detail("nope").await,
+            Err(EngineError::NotFound(_))
+        ));
+        assert!(matches!(
+            engine.flow_detail("Not A Name").await,
+            Err(EngineError::NotFound(_))
+        ));
+        assert!(matches!(
+            engine.version_detail("nope", 1).await,
+            Err(EngineError::NotFound(_))
+        ));
+        assert!(matches!(
+            engine
+                .list_runs(RunFilter::default(), Some("not-a-cursor".into()), 10)
+                .await,
+            Err(EngineError::BadQuery(_))
+        ));
+        let page = engine.list_flows(None, 10).await;
+        assert!(page.is_ok_and(|p| p.items.is_empty() && p.next_cursor.is_none()));
+    }
+}

@@ -83,4 +83,29 @@ mod tests {
         assert!(check_secret_name("a:b").is_err());
         assert!(check_secret_name(&"a".repeat(129)).is_err());
     }
+
+    #[tokio::test]
+    async fn secrets_are_written_listed_and_deleted_without_values() {
+        let engine = crate::queries::memory_engine();
+        let put = engine
+            .put_secret("api.key", SecretString::new("v".to_owned()))
+            .await;
+        assert!(put.is_ok(), "{put:?}");
+        let big = "x".repeat(MAX_SECRET_VALUE_BYTES + 1);
+        assert!(matches!(
+            engine.put_secret("big", SecretString::new(big)).await,
+            Err(EngineError::Invalid { .. })
+        ));
+        assert!(engine.secret_info("api.key").await.is_ok());
+        assert_eq!(engine.list_secrets().await.map(|l| l.len()).ok(), Some(1));
+        assert!(engine.delete_secret("api.key").await.is_ok());
+        assert!(matches!(
+            engine.delete_secret("api.key").await,
+            Err(EngineError::NotFound(_))
+        ));
+        assert!(matches!(
+            engine.secret_info("api.key").await,
+            Err(EngineError::NotFound(_))
+        ));
+    }
 }

@@ -107,3 +107,68 @@ impl Engine {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[tokio::test]
+    async fn users_are_created_found_changed_and_deleted() {
+        let engine = crate::queries::memory_engine();
+        let user = engine
+            .create_user(&json!({"email": "Ann@example.com"}))
+            .await;
+        let Ok(user) = user else {
+            panic!("create: {user:?}");
+        };
+        let id = user.id.to_string();
+        assert!(matches!(
+            engine
+                .create_user(&json!({"email": "ann@example.com"}))
+                .await,
+            Err(EngineError::Conflict(_))
+        ));
+        let found = engine
+            .list_users(
+                UserQuery {
+                    email: Some("ann@EXAMPLE.com".into()),
+                    status: None,
+                },
+                None,
+                10,
+            )
+            .await;
+        assert_eq!(found.map(|p| p.items.len()).ok(), Some(1));
+        assert!(matches!(
+            engine
+                .list_users(
+                    UserQuery {
+                        email: None,
+                        status: Some("asleep".into()),
+                    },
+                    None,
+                    10,
+                )
+                .await,
+            Err(EngineError::BadQuery(_))
+        ));
+        assert!(matches!(
+            engine.update_user(&id, json!([1])).await,
+            Err(EngineError::Invalid { .. })
+        ));
+        let changed = engine
+            .update_user(&id, json!({"status": "suspended"}))
+            .await;
+        assert_eq!(changed.map(|u| u.status.as_str()).ok(), Some("suspended"));
+        assert!(engine.delete_user(&id).await.is_ok());
+        assert!(matches!(
+            engine.get_user(&id).await,
+            Err(EngineError::NotFound(_))
+        ));
+        assert!(matches!(
+            engine.get_user("not-an-id").await,
+            Err(EngineError::NotFound(_))
+        ));
+    }
+}
