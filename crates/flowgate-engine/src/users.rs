@@ -1,6 +1,6 @@
 //! The identity store as a service: list, find, create, change and delete
 //! users. The store writes each change's lifecycle event (`user.created`, …)
-//! in the same transaction; the event dispatcher is woken after every change.
+//! in the same transaction and tells the event dispatcher once it commits.
 
 use flowgate_core::user::{NewUser, User, UserFilter, UserStatus};
 use flowgate_core::UserId;
@@ -70,7 +70,6 @@ impl Engine {
     pub async fn create_user(&self, body: &Value) -> Result<User> {
         let new = NewUser::from_json(body).map_err(|e| EngineError::invalid(e.to_string()))?;
         let user = self.store().call(move |s| s.create_user(new)).await?;
-        self.wake_dispatcher();
         Ok(user)
     }
 
@@ -93,7 +92,6 @@ impl Engine {
             .store()
             .call(move |s| s.update_user(uid, &patch))
             .await?;
-        self.wake_dispatcher();
         Ok(user)
     }
 
@@ -103,7 +101,6 @@ impl Engine {
         if !self.store().call(move |s| s.delete_user(uid)).await? {
             return Err(not_found(id));
         }
-        self.wake_dispatcher();
         Ok(())
     }
 }
