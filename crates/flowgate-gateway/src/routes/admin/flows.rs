@@ -245,7 +245,7 @@ impl DryRunIn {
                     "mock status {status} is not an HTTP status (100–599)"
                 )));
             }
-            http.push(flowgate_script::MockResponse {
+            http.push(flowgate_engine::dryrun::MockResponse {
                 method: m.method.unwrap_or_else(|| "GET".to_owned()),
                 url: m.url,
                 status,
