@@ -12,6 +12,7 @@ pub fn flow_doc(v: &LoadedVersion, live: bool) -> FlowDoc<'_> {
 impl crate::Engine {
     /// The published (not draft, not retired) version numbers of a flow,
     /// oldest first, as the portal lists them.
+    #[tracing::instrument(skip_all, err(level = "debug"), fields(flow.name = %flow))]
     pub async fn published_versions(
         &self,
         flow: &flowgate_core::FlowName,
@@ -28,6 +29,7 @@ impl crate::Engine {
     /// The version a page of version `n` is compared against: the live
     /// version; for the live version itself, the latest non-draft version
     /// before it (what its publish reported). `None` when there is none.
+    #[tracing::instrument(skip_all, err(level = "debug"), fields(flow.name = %flow, flow.version = n))]
     pub async fn compatibility_base(
         &self,
         flow: &flowgate_core::FlowName,

@@ -62,6 +62,7 @@ pub fn check_event(input: &PublishEvent, caller: &str) -> Result<String> {
 impl Engine {
     /// Publishes an event for `caller` (its caller key); returns the stored
     /// event's id (the first one's, for a repeated `(source, id)`).
+    #[tracing::instrument(skip_all, err(level = "debug"), fields(event.kind = %input.kind))]
     pub async fn publish_event(&self, caller: &str, input: PublishEvent) -> Result<EventId> {
         let source = check_event(&input, caller)?;
         let event = Event::new(input.kind, source, input.data);

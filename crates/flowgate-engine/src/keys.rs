@@ -90,6 +90,7 @@ pub fn create_key_blocking(store: &Store, req: &KeyRequest) -> Result<CreatedKey
 impl Engine {
     /// Creates a key for a caller holding `creator_scopes`: a key grants at
     /// most what its creator holds (`admin` holds all).
+    #[tracing::instrument(skip_all, err(level = "debug"), fields(key.name = %req.name))]
     pub async fn create_key(
         &self,
         creator_scopes: &[String],
@@ -113,6 +114,7 @@ impl Engine {
     }
 
     /// Every key, oldest first, without secrets.
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     pub async fn list_keys(&self) -> Result<Vec<KeyInfo>> {
         let keys = self.store().call(|s| s.list_keys()).await?;
         Ok(keys
@@ -131,6 +133,7 @@ impl Engine {
 
     /// Revokes a key: it stops authenticating on this node at once (other
     /// nodes within the key cache's lifetime) and its console sessions end.
+    #[tracing::instrument(skip_all, err(level = "debug"), fields(key.id = %id))]
     pub async fn revoke_key(&self, id: &str) -> Result<()> {
         let id2 = id.to_owned();
         if !self.store().call(move |s| s.revoke_key(&id2)).await? {

@@ -64,6 +64,7 @@ const SHOWN_TICKS: usize = 10;
 
 impl Engine {
     /// A page of flows, by name.
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     pub async fn list_flows(
         &self,
         cursor: Option<String>,
@@ -76,6 +77,7 @@ impl Engine {
     }
 
     /// One flow with its versions (404 when unknown).
+    #[tracing::instrument(skip_all, err(level = "debug"), fields(flow.name = %name))]
     pub async fn flow_detail(&self, name: &str) -> Result<FlowDetail> {
         let flow = parse_existing(name)?;
         let f2 = flow.clone();
@@ -92,6 +94,7 @@ impl Engine {
     }
 
     /// One version with its files (404 when unknown).
+    #[tracing::instrument(skip_all, err(level = "debug"), fields(flow.name = %name, flow.version = number))]
     pub async fn version_detail(&self, name: &str, number: u32) -> Result<VersionDetail> {
         let flow = parse_existing(name)?;
         let f2 = flow.clone();
@@ -114,12 +117,14 @@ impl Engine {
     }
 
     /// The versions of a flow, oldest first.
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     pub async fn versions_of(&self, flow: &FlowName) -> Result<Vec<VersionInfo>> {
         let f2 = flow.clone();
         Ok(self.store().call(move |s| s.list_versions(&f2)).await?)
     }
 
     /// A page of runs, newest first.
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     pub async fn list_runs(
         &self,
         filter: RunFilter,
@@ -134,6 +139,7 @@ impl Engine {
 
     /// A page of audit entries, newest first, including those of calls that
     /// just finished (the writer's batch is flushed first).
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     pub async fn query_audit(
         &self,
         filter: AuditFilter,
@@ -149,6 +155,7 @@ impl Engine {
 
     /// Every scheduled live flow with its next five due times after `now`
     /// and its last ticks.
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     pub async fn list_schedules(&self, now: DateTime<Utc>) -> Result<Vec<ScheduleInfo>> {
         let mut items = Vec::new();
         for (flow, version) in self.live_flows().await? {

@@ -36,11 +36,13 @@ fn not_found(name: &str) -> EngineError {
 
 impl Engine {
     /// Every secret's name and last write, by name.
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     pub async fn list_secrets(&self) -> Result<Vec<SecretMeta>> {
         Ok(self.store().call(|s| s.list_secrets()).await?)
     }
 
     /// One secret's metadata (404 when unknown).
+    #[tracing::instrument(skip_all, err(level = "debug"), fields(secret.name = %name))]
     pub async fn secret_info(&self, name: &str) -> Result<SecretMeta> {
         self.list_secrets()
             .await?
@@ -50,6 +52,7 @@ impl Engine {
     }
 
     /// Creates or replaces a secret (stored encrypted).
+    #[tracing::instrument(skip_all, err(level = "debug"), fields(secret.name = %name))]
     pub async fn put_secret(&self, name: &str, value: SecretString) -> Result<()> {
         check_secret_name(name)?;
         if value.expose().len() > MAX_SECRET_VALUE_BYTES {
@@ -63,6 +66,7 @@ impl Engine {
     }
 
     /// Deletes a secret (404 when unknown).
+    #[tracing::instrument(skip_all, err(level = "debug"), fields(secret.name = %name))]
     pub async fn delete_secret(&self, name: &str) -> Result<()> {
         let n2 = name.to_owned();
         if !self.store().call(move |s| s.delete_secret(&n2)).await? {

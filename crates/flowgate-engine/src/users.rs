@@ -30,6 +30,7 @@ fn not_found(id: &str) -> EngineError {
 
 impl Engine {
     /// Users by id, or (with a filter) the first `limit` matches.
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     pub async fn list_users(
         &self,
         query: UserQuery,
@@ -67,6 +68,7 @@ impl Engine {
     }
 
     /// Creates a user from its JSON object (as the admin API and scripts send it).
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     pub async fn create_user(&self, body: &Value) -> Result<User> {
         let new = NewUser::from_json(body).map_err(|e| EngineError::invalid(e.to_string()))?;
         let user = self.store().call(move |s| s.create_user(new)).await?;
@@ -74,6 +76,7 @@ impl Engine {
     }
 
     /// One user (404 when unknown).
+    #[tracing::instrument(skip_all, err(level = "debug"), fields(user.id = %id))]
     pub async fn get_user(&self, id: &str) -> Result<User> {
         let uid = user_id(id)?;
         self.store()
@@ -83,6 +86,7 @@ impl Engine {
     }
 
     /// Applies a JSON merge patch (RFC 7396) to a user.
+    #[tracing::instrument(skip_all, err(level = "debug"), fields(user.id = %id))]
     pub async fn update_user(&self, id: &str, patch: Value) -> Result<User> {
         let uid = user_id(id)?;
         if !patch.is_object() {
@@ -96,6 +100,7 @@ impl Engine {
     }
 
     /// Deletes a user (404 when unknown).
+    #[tracing::instrument(skip_all, err(level = "debug"), fields(user.id = %id))]
     pub async fn delete_user(&self, id: &str) -> Result<()> {
         let uid = user_id(id)?;
         if !self.store().call(move |s| s.delete_user(uid)).await? {
