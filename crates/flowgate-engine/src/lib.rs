@@ -309,6 +309,7 @@ impl Engine {
     /// Refreshes gauges (queue depth, cache sizes) before `/metrics` renders.
     pub async fn export_gauges(&self) {
         metrics::gauge!("flowgate_runs_admitted").set(self.inner.admission.running() as f64);
+        metrics::gauge!("flowgate_script_pool_in_use").set(self.inner.runtime.pool_in_use() as f64);
         let stats = self.inner.runtime.cache_stats();
         metrics::gauge!("flowgate_script_cache_entries").set(stats.entries as f64);
         let keys = self.inner.security.key_cache_stats();

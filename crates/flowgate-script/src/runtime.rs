@@ -253,10 +253,6 @@ impl<E: ScriptEngine> FlowRuntime<E> {
         self.inner.config.pool_size.max(1) - self.inner.pool.available_permits()
     }
 
-    fn report_pool(&self) {
-        metrics::gauge!("flowgate_script_pool_in_use").set(self.pool_in_use() as f64);
-    }
-
     /// Runs a version on the bounded pool (off the async workers). Waits at most
     /// `queue_wait` for a slot, then answers [`RuntimeError::Overloaded`].
     pub async fn execute(
@@ -276,14 +272,12 @@ impl<E: ScriptEngine> FlowRuntime<E> {
                     });
                 }
             };
-        self.report_pool();
         let this = self.clone();
         let version = version.clone();
         let (reply, answer) = tokio::sync::oneshot::channel();
         self.inner.threads.submit(Box::new(move || {
             let out = this.run_here(&version, input, host);
             drop(permit);
-            this.report_pool();
             let _ = reply.send(out);
         }))?;
         answer
