@@ -29,7 +29,12 @@ const MAX_HEADER_VALUE: usize = 8192;
 
 /// Registers the routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/flows/{flow}{tail:.*}").route(web::route().to(invoke)));
+    // A scope's static prefix is a plain string comparison, so other paths
+    // skip the flow pattern without running it.
+    cfg.service(
+        web::scope("/flows")
+            .service(web::resource("/{flow}{tail:.*}").route(web::route().to(invoke))),
+    );
 }
 
 /// Headers a script never sees.
