@@ -225,3 +225,49 @@ async fn a_single_sqlite_node_lists_itself_and_needs_a_scope() {
     let res = send(s.get("/admin/v1/cluster").bearer_auth(&runs_reader)).await;
     assert_eq!(res.status, 200, "{}", res.body);
 }
+
+#[tokio::test]
+async fn a_cluster_rate_is_shared_and_a_node_rate_is_per_node() {
+    let Some(db) = fresh_postgres("a_cluster_rate_is_shared_and_a_node_rate_is_per_node") else {
+        return;
+    };
+    let a = Server::start_with(Some(db), &[]).await;
+    let b = other(&a);
+    // Day-long windows: the calls below never straddle a window boundary.
+    a.deploy(
+        "shared",
+        http_flow(
+            "shared",
+            "#{ ok: true }",
+            "\n[limits]\nrate = \"6/day\"\nscope = \"cluster\"\n",
+        ),
+    )
+    .await;
+    a.deploy(
+        "local",
+        http_flow("local", "#{ ok: true }", "\n[limits]\nrate = \"6/day\"\n"),
+    )
+    .await;
+    let client = a.client.clone();
+    let mut admitted = std::collections::HashMap::new();
+    for flow in ["shared", "local"] {
+        for i in 0..16 {
+            let url = if i % 2 == 0 { &a.url } else { &b.url };
+            let res = send(client.post(format!("{url}/flows/{flow}")).json(&json!({}))).await;
+            assert!(
+                res.status == 200 || res.status == 429,
+                "{flow}: {} {}",
+                res.status,
+                res.body
+            );
+            if res.status == 429 {
+                assert_eq!(res.body["code"], "rate_limited", "{}", res.body);
+                assert!(res.h("retry-after").is_some());
+            } else {
+                *admitted.entry(flow).or_insert(0) += 1;
+            }
+        }
+    }
+    assert_eq!(admitted.get("shared"), Some(&6), "{admitted:?}");
+    assert_eq!(admitted.get("local"), Some(&12), "{admitted:?}");
+}

@@ -267,6 +267,8 @@ async fn heartbeat_loop(engine: Engine, mut stop: watch::Receiver<bool>) {
                 let released = s.heartbeat_node(&id, VERSION, now, now - gone_after)?;
                 if prune {
                     s.prune_nodes(now - PRUNE_AFTER_MS)?;
+                    // Windows are at most a day long.
+                    s.prune_rate_windows(now - 2 * PRUNE_AFTER_MS)?;
                 }
                 Ok(released)
             })

@@ -7,6 +7,7 @@ pub mod admission;
 pub mod audit;
 pub mod check;
 pub mod cluster;
+pub mod cluster_rate;
 pub mod console;
 pub mod docs;
 pub mod dryrun;
