@@ -6,6 +6,8 @@
 pub mod admission;
 pub mod audit;
 pub mod check;
+pub mod cluster;
+pub mod cluster_rate;
 pub mod console;
 pub mod docs;
 pub mod dryrun;
@@ -92,6 +94,10 @@ pub struct EngineConfig {
     /// Longest chain of event-triggered runs (a run started by an event a
     /// run caused is one deeper); deeper runs fail with `event_chain_too_deep`.
     pub max_event_depth: u32,
+    /// This node's id (`None`: `node-<uuidv7>` generated at start).
+    pub node_id: Option<String>,
+    /// Heartbeats, the bound after which a node is gone, change checks.
+    pub cluster: cluster::ClusterSettings,
 }
 
 impl Default for EngineConfig {
@@ -111,6 +117,8 @@ impl Default for EngineConfig {
             run_pool_size: None,
             fair_share: admission::FairShare::default(),
             max_event_depth: 8,
+            node_id: None,
+            cluster: cluster::ClusterSettings::default(),
         }
     }
 }
@@ -136,6 +144,13 @@ struct Inner {
     http: Arc<dyn flowgate_script::HttpClient>,
     wake: tokio::sync::Notify,
     schedules_wake: tokio::sync::Notify,
+    /// Change notices as applied, for caches outside the engine.
+    changes: tokio::sync::broadcast::Sender<flowgate_store::Change>,
+    /// The PostgreSQL change listener, while running.
+    listener: std::sync::Mutex<Option<flowgate_store::ChangeListener>>,
+    /// Ends the heartbeat (after the workers drained).
+    heartbeat_stop: std::sync::Mutex<Option<watch::Sender<bool>>>,
+    heartbeat: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl Engine {
@@ -164,6 +179,11 @@ impl Engine {
             flowgate_script::ReqwestHttp::new(tokio::runtime::Handle::current()),
         );
         let (shutdown_tx, _) = watch::channel(false);
+        let node_id = config
+            .node_id
+            .clone()
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(cluster::generate_node_id);
         let audit = audit::AuditWriter::start(store.clone());
         let security = security::Security::new(
             store.clone(),
@@ -187,15 +207,21 @@ impl Engine {
                 shutting_down: AtomicBool::new(false),
                 shutdown_tx,
                 workers: tokio::sync::Mutex::new(Vec::new()),
-                node_id: format!("node-{}", uuid::Uuid::now_v7()),
+                node_id,
                 http,
                 wake: tokio::sync::Notify::new(),
                 schedules_wake: tokio::sync::Notify::new(),
+                changes: tokio::sync::broadcast::channel(256).0,
+                listener: std::sync::Mutex::new(None),
+                heartbeat_stop: std::sync::Mutex::new(None),
+                heartbeat: tokio::sync::Mutex::new(None),
             }),
         })
     }
 
     async fn spawn_background(&self) {
+        let heartbeat = self.start_cluster().await;
+        *self.inner.heartbeat.lock().await = Some(heartbeat);
         let mut tasks = self.inner.workers.lock().await;
         tasks.extend(queue::spawn_workers(
             self.clone(),
@@ -294,6 +320,8 @@ impl Engine {
         for t in tasks {
             let _ = t.await;
         }
+        // Only now: runs still draining above must not look abandoned.
+        self.stop_cluster().await;
         self.inner.audit.flush().await;
         // Records nobody waited for (sync runs) commit before the process ends.
         let _ = self
@@ -308,6 +336,8 @@ impl Engine {
 
     /// Refreshes gauges (queue depth, cache sizes) before `/metrics` renders.
     pub async fn export_gauges(&self) {
+        metrics::gauge!("flowgate_node_info", "node" => self.node_id().to_owned(), "version" => cluster::VERSION)
+            .set(1.0);
         metrics::gauge!("flowgate_runs_admitted").set(self.inner.admission.running() as f64);
         metrics::gauge!("flowgate_script_pool_in_use").set(self.inner.runtime.pool_in_use() as f64);
         let stats = self.inner.runtime.cache_stats();

@@ -58,10 +58,11 @@ impl Engine {
         if value.expose().len() > MAX_SECRET_VALUE_BYTES {
             return Err(EngineError::invalid("a secret value may be at most 64 KiB"));
         }
-        let name = name.to_owned();
+        let n2 = name.to_owned();
         self.store()
-            .call(move |s| s.put_secret(&name, &value))
+            .call(move |s| s.put_secret(&n2, &value))
             .await?;
+        self.apply_change(&flowgate_store::Change::Secret(name.to_owned()));
         Ok(())
     }
 
@@ -72,6 +73,7 @@ impl Engine {
         if !self.store().call(move |s| s.delete_secret(&n2)).await? {
             return Err(not_found(name));
         }
+        self.apply_change(&flowgate_store::Change::Secret(name.to_owned()));
         Ok(())
     }
 }

@@ -45,6 +45,8 @@ pub(crate) struct Inner {
     pub(crate) backend: Backend,
     pub(crate) cipher: Aes256Gcm,
     pub(crate) writer: Writer,
+    /// The PostgreSQL URL, for the change listener's own connection.
+    pub(crate) pg_url: Option<String>,
     /// Notified when this process stored events (see [`Store::outbox_wake`]).
     pub(crate) outbox: tokio::sync::Notify,
 }
@@ -131,6 +133,10 @@ impl Store {
             }
         }
         let memory = target == Target::SqliteMemory;
+        let pg_url = match &target {
+            Target::Postgres(u) => Some(u.clone()),
+            _ => None,
+        };
         let manager = Manager { target };
         // One direct attempt first: r2d2 would retry until its timeout and hide
         // the reason; this surfaces the real error (bad password, refused) at once.
@@ -168,6 +174,7 @@ impl Store {
                 backend,
                 cipher,
                 writer,
+                pg_url,
                 outbox: tokio::sync::Notify::new(),
             }),
             cause: None,
