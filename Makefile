@@ -44,6 +44,11 @@ fmt:
 bench:
 	@bash tools/bench/run.sh
 
+# One node vs three on one PostgreSQL database (sync, async) and the change-notification
+# latency between nodes (tools/bench/cluster.py, see BENCHMARKS.md).
+bench-cluster:
+	@BENCH_CLUSTER=1 bash tools/bench/run.sh
+
 # The criterion benches of the crates and the older in-process load harnesses.
 bench-criterion: build-release
 	FLOWGATE_BIN=$(BIN_RELEASE) $(CARGO) bench --workspace
