@@ -509,8 +509,13 @@ async fn every_second_schedule_fires_once_per_due_time_when_a_node_dies() {
     let Some(mut c) = Cluster::start(
         "every_second_schedule_fires_once_per_due_time_when_a_node_dies",
         3,
-        // Long enough that waiting out the dead node's lease would show as a gap.
-        &[("FLOWGATE_RUN_LEASE_SECONDS", "8")],
+        // A lease long enough that waiting it out would show as a gap, and
+        // heartbeats that declare a dead node gone after about a second.
+        &[
+            ("FLOWGATE_RUN_LEASE_SECONDS", "8"),
+            ("FLOWGATE_CLUSTER_HEARTBEAT_MS", "250"),
+            ("FLOWGATE_CLUSTER_MISSED_HEARTBEATS", "4"),
+        ],
     )
     .await
     else {
