@@ -4,7 +4,7 @@
 //! is killed half-way, without overlapping attempts; an every-second schedule
 //! fires once per due time with no long gap when a node dies; a publish, a
 //! rollback, a disable or a key revocation on one node takes effect on the
-//! others within a second.
+//! others within a second; `GET /admin/v1/cluster` shows a killed node as gone.
 //!
 //! PostgreSQL only: every test is skipped (with a note) unless
 //! `FLOWGATE_TEST_POSTGRES_URL` is set. The only time bounds asserted are the
@@ -783,4 +783,78 @@ async fn revoked_key_is_refused_on_every_node_within_a_second() {
             "node-{i} still accepted the key revoked on node-0 1 s later"
         );
     }
+}
+
+// ----------------------------------------------------------------- membership
+
+/// `GET /admin/v1/cluster` on `s`: node id → status, and `this_node`.
+async fn membership(s: &Server) -> (HashMap<String, String>, Value) {
+    let (st, body) = s.admin(Method::GET, "/admin/v1/cluster", None).await;
+    assert_eq!(st, 200, "{body}");
+    let nodes = body["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .map(|n| {
+            assert!(n["version"].is_string(), "{n}");
+            assert!(n["last_heartbeat"].is_string(), "{n}");
+            (
+                n["id"].as_str().expect("id").to_owned(),
+                n["status"].as_str().expect("status").to_owned(),
+            )
+        })
+        .collect();
+    (nodes, body["this_node"].clone())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cluster_lists_every_node_and_shows_a_killed_one_as_gone() {
+    let Some(mut c) = Cluster::start(
+        "cluster_lists_every_node_and_shows_a_killed_one_as_gone",
+        3,
+        &[
+            ("FLOWGATE_CLUSTER_HEARTBEAT_MS", "250"),
+            ("FLOWGATE_CLUSTER_MISSED_HEARTBEATS", "4"),
+        ],
+    )
+    .await
+    else {
+        return;
+    };
+    let ids: Vec<String> = (0..3).map(|i| c.node_id(i)).collect();
+    for i in 0..3 {
+        let node = c.node(i);
+        let ids = &ids;
+        let seen = wait_for(Duration::from_secs(10), || async move {
+            let (nodes, this) = membership(node).await;
+            assert_eq!(this, ids[i].as_str(), "this_node of node-{i}");
+            ids.iter()
+                .all(|id| nodes.get(id).map(String::as_str) == Some("up"))
+                .then_some(nodes)
+        })
+        .await;
+        assert!(
+            seen.is_some(),
+            "node-{i} does not list all three nodes as up"
+        );
+    }
+    c.kill(2);
+    let n0 = c.node(0);
+    let ids = &ids;
+    let gone = wait_for(Duration::from_secs(10), || async move {
+        let (nodes, _) = membership(n0).await;
+        (nodes.get(&ids[2]).map(String::as_str) == Some("gone")).then_some(nodes)
+    })
+    .await
+    .expect("the killed node is still shown as up 10 s later");
+    assert_eq!(
+        gone.get(&ids[0]).map(String::as_str),
+        Some("up"),
+        "{gone:?}"
+    );
+    assert_eq!(
+        gone.get(&ids[1]).map(String::as_str),
+        Some("up"),
+        "{gone:?}"
+    );
 }
