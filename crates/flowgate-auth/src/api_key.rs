@@ -515,6 +515,13 @@ impl KeyVerifier {
         }
     }
 
+    /// Forgets every cached verification and refusal (the store may have
+    /// changed in ways this node was not told about). Effective at once.
+    pub fn evict_all(&self) {
+        self.shared.fresh.invalidate_all();
+        self.shared.rejected.invalidate_all();
+    }
+
     /// Applies pending evictions of per-address and cached state (bounded
     /// without it); the engine calls it every minute.
     pub fn housekeeping(&self) {

@@ -6,6 +6,7 @@
 pub mod admission;
 pub mod audit;
 pub mod check;
+pub mod cluster;
 pub mod console;
 pub mod docs;
 pub mod dryrun;
@@ -87,6 +88,10 @@ pub struct EngineConfig {
     /// Longest chain of event-triggered runs (a run started by an event a
     /// run caused is one deeper); deeper runs fail with `event_chain_too_deep`.
     pub max_event_depth: u32,
+    /// This node's id (`None`: `node-<uuidv7>` generated at start).
+    pub node_id: Option<String>,
+    /// Heartbeats, the bound after which a node is gone, change checks.
+    pub cluster: cluster::ClusterSettings,
 }
 
 impl Default for EngineConfig {
@@ -106,6 +111,8 @@ impl Default for EngineConfig {
             run_pool_size: None,
             fair_share: admission::FairShare::default(),
             max_event_depth: 8,
+            node_id: None,
+            cluster: cluster::ClusterSettings::default(),
         }
     }
 }
@@ -132,6 +139,13 @@ struct Inner {
     wake: tokio::sync::Notify,
     event_wake: tokio::sync::Notify,
     schedules_wake: tokio::sync::Notify,
+    /// Change notices as applied, for caches outside the engine.
+    changes: tokio::sync::broadcast::Sender<flowgate_store::Change>,
+    /// The PostgreSQL change listener, while running.
+    listener: std::sync::Mutex<Option<flowgate_store::ChangeListener>>,
+    /// Ends the heartbeat (after the workers drained).
+    heartbeat_stop: std::sync::Mutex<Option<watch::Sender<bool>>>,
+    heartbeat: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl Engine {
@@ -160,6 +174,11 @@ impl Engine {
             flowgate_script::ReqwestHttp::new(tokio::runtime::Handle::current()),
         );
         let (shutdown_tx, _) = watch::channel(false);
+        let node_id = config
+            .node_id
+            .clone()
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(cluster::generate_node_id);
         let audit = audit::AuditWriter::start(store.clone());
         let security = security::Security::new(
             store.clone(),
@@ -183,16 +202,22 @@ impl Engine {
                 shutting_down: AtomicBool::new(false),
                 shutdown_tx,
                 workers: tokio::sync::Mutex::new(Vec::new()),
-                node_id: format!("node-{}", uuid::Uuid::now_v7()),
+                node_id,
                 http,
                 wake: tokio::sync::Notify::new(),
                 event_wake: tokio::sync::Notify::new(),
                 schedules_wake: tokio::sync::Notify::new(),
+                changes: tokio::sync::broadcast::channel(256).0,
+                listener: std::sync::Mutex::new(None),
+                heartbeat_stop: std::sync::Mutex::new(None),
+                heartbeat: tokio::sync::Mutex::new(None),
             }),
         })
     }
 
     async fn spawn_background(&self) {
+        let heartbeat = self.start_cluster().await;
+        *self.inner.heartbeat.lock().await = Some(heartbeat);
         let mut tasks = self.inner.workers.lock().await;
         tasks.extend(queue::spawn_workers(
             self.clone(),
@@ -291,6 +316,8 @@ impl Engine {
         for t in tasks {
             let _ = t.await;
         }
+        // Only now: runs still draining above must not look abandoned.
+        self.stop_cluster().await;
         self.inner.audit.flush().await;
         // Records nobody waited for (sync runs) commit before the process ends.
         let _ = self
@@ -305,6 +332,8 @@ impl Engine {
 
     /// Refreshes gauges (queue depth, cache sizes) before `/metrics` renders.
     pub async fn export_gauges(&self) {
+        metrics::gauge!("flowgate_node_info", "node" => self.node_id().to_owned(), "version" => cluster::VERSION)
+            .set(1.0);
         metrics::gauge!("flowgate_runs_admitted").set(self.inner.admission.running() as f64);
         let stats = self.inner.runtime.cache_stats();
         metrics::gauge!("flowgate_script_cache_entries").set(stats.entries as f64);

@@ -1,8 +1,10 @@
 //! The registry of flow versions: loads versions from the store, keeps them
 //! (with compiled schemas) in memory, and caches each flow's live pointer so a
 //! warm invocation reads nothing from the database. Publishing, rolling back,
-//! retiring or disabling on this node invalidates at once; other nodes see the
-//! change within the cache TTLs below.
+//! retiring or disabling on this node invalidates at once; on PostgreSQL other
+//! nodes are told by a change notice (see [`crate::cluster`]) and the cache
+//! TTLs below only bound how stale an entry can get if every notice and the
+//! fallback check were lost.
 
 use flowgate_core::manifest::Manifest;
 use flowgate_core::package::{FlowPackage, INPUT_SCHEMA, OUTPUT_SCHEMA};
@@ -294,6 +296,12 @@ impl Registry {
                 "version {number} of flow `{flow}` is a draft and cannot be called until it is published"
             ))),
         }
+    }
+
+    /// Forgets every cached live pointer and version (changes may have been missed).
+    pub fn invalidate_all(&self) {
+        self.live.invalidate_all();
+        self.versions.invalidate_all();
     }
 
     /// Forgets everything cached about a flow (after publish, rollback, retire, disable).

@@ -132,6 +132,7 @@ impl TickStore for StoreBackend {
             state: store_state(state),
             run_id: run.as_ref().map(|r| r.id),
             created_at: flowgate_core::now_ms(),
+            node: self.engine.as_ref().map(|e| e.node_id().to_owned()),
         };
         let won = self.store.insert_tick(&tick, run.as_ref())?;
         if won {

@@ -176,6 +176,11 @@ impl Security {
         self.auth.keys().evict(id);
     }
 
+    /// Forgets every cached key verification (changes may have been missed).
+    pub fn evict_all_keys(&self) {
+        self.auth.keys().evict_all();
+    }
+
     /// Hit/miss counters of the key cache.
     pub fn key_cache_stats(&self) -> flowgate_auth::api_key::CacheStats {
         self.auth.keys().cache_stats()

@@ -195,7 +195,7 @@ impl Modify for StandardProblems {
 /// The admin API document.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Flowgate admin API", version = "1", description = "Manage flows, versions, runs, keys, secrets, users, schedules and the audit log. Every error is an RFC 9457 problem; the `admin` scope grants every other scope."),
+    info(title = "Flowgate admin API", version = "1", description = "Manage flows, versions, runs, keys, secrets, users, schedules, the audit log and the cluster's nodes. Every error is an RFC 9457 problem; the `admin` scope grants every other scope."),
     paths(
         admin::flows::list_flows, admin::flows::create_flow, admin::flows::get_flow, admin::flows::disable_flow,
         admin::flows::create_version, admin::flows::get_version, admin::flows::publish_version,
@@ -206,6 +206,7 @@ impl Modify for StandardProblems {
         admin::users::list_users, admin::users::create_user, admin::users::get_user, admin::users::update_user, admin::users::delete_user,
         admin::schedules::list_schedules,
         admin::audit::list_audit,
+        admin::cluster::get_cluster,
         admin::console::check_package, admin::console::script_api, admin::console::test_package,
         admin::console::diff_versions, admin::console::run_fixture,
         console::session::sign_in, console::session::get_session, console::session::sign_out,
@@ -221,6 +222,7 @@ impl Modify for StandardProblems {
         (name = "users", description = "Identity store"),
         (name = "schedules", description = "Cron schedules"),
         (name = "audit", description = "Audit log"),
+        (name = "cluster", description = "Nodes sharing the database"),
         (name = "events", description = "Events"),
         (name = "console", description = "The analyst console: sessions, package checks, script API, server-side fixtures"),
     )

@@ -52,6 +52,7 @@ pub(crate) const KNOWN_PATHS: &[&str] = &[
     "/admin/v1/users/{id}",
     "/admin/v1/schedules",
     "/admin/v1/audit",
+    "/admin/v1/cluster",
     "/admin/v1/check",
     "/admin/v1/script-api",
     "/admin/v1/test",

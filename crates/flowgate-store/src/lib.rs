@@ -7,6 +7,7 @@
 //! their outbox, idempotency records, schedule ticks, API keys, secrets and audit.
 //! All methods block; async code wraps them in [`Store::call`].
 
+pub mod changes;
 mod conn;
 mod error;
 mod models;
@@ -16,6 +17,7 @@ mod store;
 mod types;
 mod writer;
 
+pub use changes::{Change, ChangeListener, ListenOptions};
 pub use conn::Backend;
 pub use error::{Result, StoreError};
 pub use store::{Store, StoreOptions};

@@ -1,6 +1,7 @@
 //! Repository operations on [`crate::Store`], one module per area.
 
 mod audit;
+mod cluster;
 mod console_sessions;
 mod events;
 mod flows;

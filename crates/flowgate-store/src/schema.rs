@@ -160,6 +160,7 @@ diesel::table! {
         state -> Text,
         run_id -> Nullable<Text>,
         created_at -> BigInt,
+        node_id -> Nullable<Text>,
     }
 }
 
@@ -190,6 +191,32 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    nodes (id) {
+        id -> Text,
+        version -> Text,
+        started_at -> BigInt,
+        last_heartbeat -> BigInt,
+        stopped_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    cluster_changes (id) {
+        id -> Integer,
+        seq -> BigInt,
+    }
+}
+
+diesel::table! {
+    rate_windows (flow, caller, window_start) {
+        flow -> Text,
+        caller -> Text,
+        window_start -> BigInt,
+        used -> BigInt,
+    }
+}
+
 diesel::joinable!(flow_versions -> flows (flow));
 diesel::joinable!(run_logs -> runs (run_id));
 diesel::joinable!(run_attempts -> runs (run_id));
@@ -211,4 +238,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     schedule_ticks,
     audit,
     console_sessions,
+    nodes,
+    cluster_changes,
+    rate_windows,
 );

@@ -45,6 +45,8 @@ pub(crate) struct Inner {
     pub(crate) backend: Backend,
     pub(crate) cipher: Aes256Gcm,
     pub(crate) writer: Writer,
+    /// The PostgreSQL URL, for the change listener's own connection.
+    pub(crate) pg_url: Option<String>,
 }
 
 /// Handle to the database. Cheap to clone (an `Arc` inside); every method is
@@ -116,6 +118,10 @@ impl Store {
             }
         }
         let memory = target == Target::SqliteMemory;
+        let pg_url = match &target {
+            Target::Postgres(u) => Some(u.clone()),
+            _ => None,
+        };
         let manager = Manager { target };
         // One direct attempt first: r2d2 would retry until its timeout and hide
         // the reason; this surfaces the real error (bad password, refused) at once.
@@ -153,6 +159,7 @@ impl Store {
                 backend,
                 cipher,
                 writer,
+                pg_url,
             }),
             cause: None,
         })

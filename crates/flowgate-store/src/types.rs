@@ -346,6 +346,8 @@ pub struct Tick {
     pub run_id: Option<RunId>,
     /// When the tick was recorded.
     pub created_at: EpochMs,
+    /// The node that recorded it (`None` for ticks from before node ids).
+    pub node: Option<String>,
 }
 
 /// A stored API key (the secret part only as its argon2 hash).
@@ -434,4 +436,19 @@ pub struct ConsoleSession {
     pub last_seen_at: EpochMs,
     /// Absolute end of the session.
     pub expires_at: EpochMs,
+}
+
+/// A node of the cluster as its heartbeats recorded it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NodeRecord {
+    /// The node id (`[server] node_id`, or generated at start).
+    pub id: String,
+    /// The Flowgate version it runs.
+    pub version: String,
+    /// When it (last) started.
+    pub started_at: EpochMs,
+    /// Its latest heartbeat.
+    pub last_heartbeat: EpochMs,
+    /// When it stopped cleanly (`None`: running, or died without stopping).
+    pub stopped_at: Option<EpochMs>,
 }

@@ -1053,6 +1053,7 @@ fn ticks_once_across_nodes(db: &Db) {
                         state: TickState::Dispatched,
                         run_id: Some(run.id),
                         created_at: now_ms(),
+                        node: Some("node-a".into()),
                     };
                     b.wait();
                     s.insert_tick(&tick, Some(&run)).unwrap()
@@ -1086,6 +1087,7 @@ fn ticks_once_across_nodes(db: &Db) {
         state: TickState::SkippedOverlap,
         run_id: None,
         created_at: now_ms(),
+        node: None,
     };
     assert!(db.store.insert_tick(&skip, None).unwrap());
     let ticks = db.store.list_ticks(&f, 3).unwrap();

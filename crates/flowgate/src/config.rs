@@ -31,6 +31,43 @@ pub struct Config {
     pub auth: AuthConfig,
     /// `[retention]`.
     pub retention: RetentionConfig,
+    /// `[cluster]`: heartbeats and change checks between nodes.
+    pub cluster: ClusterConfig,
+}
+
+/// `[cluster]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// Milliseconds between heartbeats of this node.
+    pub heartbeat_ms: u64,
+    /// Heartbeats a node may miss before it is shown as gone and its runs
+    /// are released to the other nodes.
+    pub missed_heartbeats: u32,
+    /// Milliseconds between checks of the change sequence, the fallback for a
+    /// missed change notification (PostgreSQL).
+    pub change_check_ms: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            heartbeat_ms: 1_000,
+            missed_heartbeats: 3,
+            change_check_ms: 5_000,
+        }
+    }
+}
+
+impl ClusterConfig {
+    /// The engine's view.
+    pub fn to_engine(&self) -> flowgate_engine::cluster::ClusterSettings {
+        flowgate_engine::cluster::ClusterSettings {
+            heartbeat: std::time::Duration::from_millis(self.heartbeat_ms),
+            missed_heartbeats: self.missed_heartbeats,
+            change_check: std::time::Duration::from_millis(self.change_check_ms),
+        }
+    }
 }
 
 /// `[retention]`: days finished work is kept (0 keeps it forever).
@@ -107,6 +144,8 @@ pub struct ServerConfig {
     pub trusted_proxies: Vec<String>,
     /// Seconds a request body may take to arrive in full (then 408).
     pub body_timeout_secs: u64,
+    /// This node's id in the cluster (default: `node-<uuidv7>`, new at each start).
+    pub node_id: Option<String>,
 }
 
 /// A list of strings given as a list or as one comma-separated string.
@@ -241,6 +280,7 @@ impl Default for Config {
                 public_url: None,
                 trusted_proxies: Vec::new(),
                 body_timeout_secs: 30,
+                node_id: None,
             },
             database: DatabaseConfig {
                 url: "sqlite://./data/flowgate.db".into(),
@@ -265,6 +305,7 @@ impl Default for Config {
             },
             auth: AuthConfig::default(),
             retention: RetentionConfig::default(),
+            cluster: ClusterConfig::default(),
         }
     }
 }
@@ -301,6 +342,13 @@ const ENV_KEYS: &[(&str, &str)] = &[
     ("FLOWGATE_PUBLIC_URL", "server.public_url"),
     ("FLOWGATE_SHUTDOWN_GRACE_SECS", "server.shutdown_grace_secs"),
     ("FLOWGATE_BODY_TIMEOUT_SECS", "server.body_timeout_secs"),
+    ("FLOWGATE_NODE_ID", "server.node_id"),
+    ("FLOWGATE_CLUSTER_HEARTBEAT_MS", "cluster.heartbeat_ms"),
+    (
+        "FLOWGATE_CLUSTER_MISSED_HEARTBEATS",
+        "cluster.missed_heartbeats",
+    ),
+    ("FLOWGATE_CLUSTER_CHANGE_CHECK_MS", "cluster.change_check_ms"),
     ("FLOWGATE_DATABASE_URL", "database.url"),
     ("FLOWGATE_DATABASE_POOL_SIZE", "database.pool_size"),
     ("FLOWGATE_ALLOW_PRIVATE_HOSTS", "http.allow_private_hosts"),
@@ -397,6 +445,24 @@ impl Config {
         }
         if self.server.body_timeout_secs == 0 {
             bail!("server.body_timeout_secs must be at least 1");
+        }
+        if let Some(id) = &self.server.node_id {
+            let ok = (1..=64).contains(&id.len())
+                && id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+            if !ok {
+                bail!("server.node_id `{id}` must be 1-64 letters, digits, `-`, `_` or `.`");
+            }
+        }
+        if !(100..=60_000).contains(&self.cluster.heartbeat_ms) {
+            bail!("cluster.heartbeat_ms must be between 100 and 60000");
+        }
+        if !(2..=100).contains(&self.cluster.missed_heartbeats) {
+            bail!("cluster.missed_heartbeats must be between 2 and 100");
+        }
+        if !(100..=600_000).contains(&self.cluster.change_check_ms) {
+            bail!("cluster.change_check_ms must be between 100 and 600000");
         }
         if self.runs.lease_seconds < 2 {
             bail!("runs.lease_seconds must be at least 2");

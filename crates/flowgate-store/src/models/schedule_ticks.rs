@@ -19,6 +19,7 @@ pub struct TickRow {
     pub state: String,
     pub run_id: Option<String>,
     pub created_at: i64,
+    pub node_id: Option<String>,
 }
 
 impl TickRow {
@@ -30,6 +31,7 @@ impl TickRow {
             state: t.state.as_str().to_owned(),
             run_id: t.run_id.map(|r| r.to_string()),
             created_at: t.created_at,
+            node_id: t.node.clone(),
         }
     }
 
@@ -41,6 +43,7 @@ impl TickRow {
             state: TickState::parse(&self.state)?,
             run_id: self.run_id.as_deref().map(RunId::parse).transpose()?,
             created_at: self.created_at,
+            node: self.node_id,
         })
     }
 }

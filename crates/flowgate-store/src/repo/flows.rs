@@ -6,6 +6,7 @@ use diesel::prelude::*;
 
 use flowgate_core::{now_ms, FlowName};
 
+use crate::changes::{record_change, Change};
 use crate::conn::{write_tx, AnyConnection};
 use crate::error::{Result, StoreError};
 use crate::models::flow_versions::{VersionInfoRow, VersionRow};
@@ -107,15 +108,18 @@ impl Store {
     #[tracing::instrument(skip_all, err(level = "debug"), fields(flow.name = %name, disabled))]
     pub fn set_flow_disabled(&self, name: &FlowName, disabled: bool) -> Result<FlowRecord> {
         let mut c = self.conn()?;
-        let n = diesel::update(flows::table.find(name.as_str()))
-            .set((
-                flows::disabled.eq(i32::from(disabled)),
-                flows::updated_at.eq(now_ms()),
-            ))
-            .execute(&mut *c)?;
-        if n == 0 {
-            return Err(StoreError::NotFound(format!("flow `{name}`")));
-        }
+        write_tx(&mut c, |c| {
+            let n = diesel::update(flows::table.find(name.as_str()))
+                .set((
+                    flows::disabled.eq(i32::from(disabled)),
+                    flows::updated_at.eq(now_ms()),
+                ))
+                .execute(c)?;
+            if n == 0 {
+                return Err(StoreError::NotFound(format!("flow `{name}`")));
+            }
+            record_change(c, &Change::Flow(name.to_string()))
+        })?;
         drop(c);
         self.get_flow(name)?
             .ok_or_else(|| StoreError::NotFound(format!("flow `{name}`")))
@@ -232,6 +236,7 @@ impl Store {
             }
             let prev = live_of(c, flow)?;
             set_live(c, flow, Some(n), now)?;
+            record_change(c, &Change::Flow(flow.to_string()))?;
             Ok(prev)
         })
     }
@@ -253,6 +258,7 @@ impl Store {
             }
             let prev = live_of(c, flow)?;
             set_live(c, flow, Some(n), now)?;
+            record_change(c, &Change::Flow(flow.to_string()))?;
             Ok(prev)
         })
     }
@@ -293,6 +299,7 @@ impl Store {
                     flow_versions::retired_at.eq(now),
                 ))
                 .execute(c)?;
+            record_change(c, &Change::Flow(flow.to_string()))?;
             Ok(outcome)
         })
     }

@@ -4,6 +4,8 @@ use diesel::prelude::*;
 
 use flowgate_core::EpochMs;
 
+use crate::changes::{record_change, Change};
+use crate::conn::write_tx;
 use crate::error::{Result, StoreError};
 use crate::models::api_keys::ApiKeyRow;
 use crate::schema::api_keys;
@@ -16,14 +18,18 @@ impl Store {
     pub fn insert_key(&self, key: &ApiKeyRecord) -> Result<()> {
         let row = ApiKeyRow::from_record(key)?;
         let mut c = self.conn()?;
-        diesel::insert_into(api_keys::table)
-            .values(&row)
-            .execute(&mut *c)
-            .map_err(|e| match StoreError::from(e) {
-                StoreError::Conflict(_) => StoreError::Conflict(format!("key {} exists", key.id)),
-                o => o,
-            })?;
-        Ok(())
+        write_tx(&mut c, |c| {
+            diesel::insert_into(api_keys::table)
+                .values(&row)
+                .execute(c)
+                .map_err(|e| match StoreError::from(e) {
+                    StoreError::Conflict(_) => {
+                        StoreError::Conflict(format!("key {} exists", key.id))
+                    }
+                    o => o,
+                })?;
+            record_change(c, &Change::Key(key.id.clone()))
+        })
     }
 
     /// One key (revoked ones included), `None` when missing.
@@ -56,10 +62,15 @@ impl Store {
     #[tracing::instrument(skip_all, err(level = "debug"), fields(key.id = %id))]
     pub fn revoke_key(&self, id: &str) -> Result<bool> {
         let mut c = self.conn()?;
-        let n = diesel::update(api_keys::table.find(id))
-            .set(api_keys::revoked.eq(1))
-            .execute(&mut *c)?;
-        Ok(n == 1)
+        write_tx(&mut c, |c| {
+            let n = diesel::update(api_keys::table.find(id))
+                .set(api_keys::revoked.eq(1))
+                .execute(c)?;
+            if n == 1 {
+                record_change(c, &Change::Key(id.to_owned()))?;
+            }
+            Ok(n == 1)
+        })
     }
 
     /// Records a successful use at `now`; `false` when the key does not exist.

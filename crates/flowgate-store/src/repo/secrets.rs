@@ -10,6 +10,7 @@ use rand::RngCore;
 use flowgate_core::repo::SecretRepo;
 use flowgate_core::{now_ms, SecretString};
 
+use crate::changes::{record_change, Change};
 use crate::conn::write_tx;
 use crate::error::{Result, StoreError};
 use crate::models::secrets::SecretRow;
@@ -100,7 +101,7 @@ impl Store {
                     .values(&row)
                     .execute(c)?;
             }
-            Ok(())
+            record_change(c, &Change::Secret(name.to_owned()))
         })
     }
 
@@ -134,7 +135,13 @@ impl Store {
     #[tracing::instrument(skip_all, err(level = "debug"), fields(secret.name = name))]
     pub fn delete_secret(&self, name: &str) -> Result<bool> {
         let mut c = self.conn()?;
-        Ok(diesel::delete(secrets::table.find(name)).execute(&mut *c)? == 1)
+        write_tx(&mut c, |c| {
+            let gone = diesel::delete(secrets::table.find(name)).execute(c)? == 1;
+            if gone {
+                record_change(c, &Change::Secret(name.to_owned()))?;
+            }
+            Ok(gone)
+        })
     }
 }
 

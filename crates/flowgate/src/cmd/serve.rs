@@ -67,6 +67,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                 caller_percent: config.runs.caller_share_percent,
             },
             max_event_depth: config.runs.max_event_depth,
+            node_id: config.server.node_id.clone(),
+            cluster: config.cluster.to_engine(),
             anonymous_rate: config
                 .auth
                 .anonymous_rate

@@ -43,6 +43,8 @@ pub struct RunOut {
     pub event_id: Option<String>,
     /// When the run was recorded.
     pub created_at: String,
+    /// The node holding the run's lease while it runs.
+    pub node: Option<String>,
 }
 
 impl From<&Run> for RunOut {
@@ -64,6 +66,7 @@ impl From<&Run> for RunOut {
             scheduled_at: r.scheduled_at.map(rfc3339),
             event_id: r.event_id.map(|e| e.to_string()),
             created_at: rfc3339(r.created_at),
+            node: r.lease_owner.clone(),
         }
     }
 }
@@ -103,6 +106,8 @@ pub struct RunAttemptOut {
     pub outcome: Option<String>,
     /// Error text.
     pub error: Option<String>,
+    /// The node that ran the attempt.
+    pub node: String,
 }
 
 /// A run with its logs and attempts.
@@ -166,6 +171,7 @@ impl From<&RunDetail> for RunDetailOut {
                     finished_at: a.finished_at.map(rfc3339),
                     outcome: a.outcome.clone(),
                     error: a.error.clone(),
+                    node: a.owner.clone(),
                 })
                 .collect(),
             request: flowgate_engine::console::run_request(d),
@@ -287,6 +293,8 @@ pub struct TickOut {
     pub state: String,
     /// The run, when dispatched.
     pub run_id: Option<String>,
+    /// The node that recorded the tick.
+    pub node: Option<String>,
 }
 
 impl From<&Tick> for TickOut {
@@ -295,6 +303,7 @@ impl From<&Tick> for TickOut {
             due_at: rfc3339(t.due_at),
             state: t.state.as_str().to_owned(),
             run_id: t.run_id.map(|r| r.to_string()),
+            node: t.node.clone(),
         }
     }
 }

@@ -5,6 +5,7 @@
 //! [`crate::routes::console::session`]).
 
 pub mod audit;
+pub mod cluster;
 pub mod console;
 pub mod dto;
 pub mod flows;
@@ -34,6 +35,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     users::configure(cfg);
     schedules::configure(cfg);
     audit::configure(cfg);
+    cluster::configure(cfg);
     console::configure(cfg);
 }
 

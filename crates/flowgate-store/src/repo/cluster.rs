@@ -1,0 +1,170 @@
+//! Cluster membership: node rows refreshed by heartbeats, the runs each node
+//! holds, and the early release of the leases of nodes that stopped
+//! heartbeating.
+
+use diesel::prelude::*;
+
+use flowgate_core::EpochMs;
+
+use crate::conn::AnyConnection;
+use crate::error::Result;
+use crate::schema::{nodes, runs};
+use crate::types::NodeRecord;
+use crate::Store;
+
+const RUNNING: &str = "running";
+
+type NodeRow = (String, String, i64, i64, Option<i64>);
+
+fn record((id, version, started_at, last_heartbeat, stopped_at): NodeRow) -> NodeRecord {
+    NodeRecord {
+        id,
+        version,
+        started_at,
+        last_heartbeat,
+        stopped_at,
+    }
+}
+
+/// Inserts the node's row or, for a node id seen before, starts it afresh.
+fn upsert_node(c: &mut AnyConnection, id: &str, version: &str, now: EpochMs) -> Result<()> {
+    let n = diesel::update(nodes::table.find(id))
+        .set((
+            nodes::version.eq(version),
+            nodes::started_at.eq(now),
+            nodes::last_heartbeat.eq(now),
+            nodes::stopped_at.eq(None::<i64>),
+        ))
+        .execute(c)?;
+    if n == 0 {
+        diesel::insert_into(nodes::table)
+            .values((
+                nodes::id.eq(id),
+                nodes::version.eq(version),
+                nodes::started_at.eq(now),
+                nodes::last_heartbeat.eq(now),
+                nodes::stopped_at.eq(None::<i64>),
+            ))
+            .execute(c)?;
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Records that node `id` (running `version`) starts now. Runs a previous
+    /// process with the same id still held are released at once (this
+    /// process holds none of them), so they are claimed again without waiting
+    /// for their leases. Returns how many were released.
+    #[tracing::instrument(skip_all, err(level = "debug"), fields(node.id = id))]
+    pub fn register_node(&self, id: &str, version: &str, now: EpochMs) -> Result<usize> {
+        let (id, version) = (id.to_owned(), version.to_owned());
+        self.write(move |c| {
+            upsert_node(c, &id, &version, now)?;
+            let released = diesel::update(
+                runs::table
+                    .filter(runs::status.eq(RUNNING))
+                    .filter(runs::lease_owner.eq(&id))
+                    .filter(runs::lease_expires_at.gt(now)),
+            )
+            .set(runs::lease_expires_at.eq(now))
+            .execute(c)?;
+            Ok(released)
+        })
+    }
+
+    /// One heartbeat of node `id`: refreshes its row (re-creating it when it
+    /// was pruned), then expires the leases still held by nodes whose last
+    /// heartbeat is older than `gone_before` or that stopped, so their runs
+    /// are claimed again now instead of when each lease would end. Returns
+    /// how many leases were released.
+    #[tracing::instrument(skip_all, err(level = "debug"), fields(node.id = id))]
+    pub fn heartbeat_node(
+        &self,
+        id: &str,
+        version: &str,
+        now: EpochMs,
+        gone_before: EpochMs,
+    ) -> Result<usize> {
+        let (id, version) = (id.to_owned(), version.to_owned());
+        self.write(move |c| {
+            let n = diesel::update(nodes::table.find(&id))
+                .set((
+                    nodes::last_heartbeat.eq(now),
+                    nodes::stopped_at.eq(None::<i64>),
+                ))
+                .execute(c)?;
+            if n == 0 {
+                upsert_node(c, &id, &version, now)?;
+            }
+            let gone = nodes::table
+                .filter(nodes::id.ne(&id))
+                .filter(
+                    nodes::last_heartbeat
+                        .lt(gone_before)
+                        .or(nodes::stopped_at.is_not_null()),
+                )
+                .select(nodes::id.nullable());
+            let released = diesel::update(
+                runs::table
+                    .filter(runs::status.eq(RUNNING))
+                    .filter(runs::lease_expires_at.gt(now))
+                    .filter(runs::lease_owner.eq_any(gone)),
+            )
+            .set(runs::lease_expires_at.eq(now))
+            .execute(c)?;
+            Ok(released)
+        })
+    }
+
+    /// Records a clean stop of node `id` (it is shown as gone at once).
+    #[tracing::instrument(skip_all, err(level = "debug"), fields(node.id = id))]
+    pub fn stop_node(&self, id: &str, now: EpochMs) -> Result<()> {
+        let id = id.to_owned();
+        self.write(move |c| {
+            diesel::update(nodes::table.find(&id))
+                .set(nodes::stopped_at.eq(Some(now)))
+                .execute(c)?;
+            Ok(())
+        })
+    }
+
+    /// Forgets nodes whose last heartbeat is older than `before`.
+    #[tracing::instrument(skip_all, err(level = "debug"))]
+    pub fn prune_nodes(&self, before: EpochMs) -> Result<usize> {
+        self.write(move |c| {
+            Ok(diesel::delete(nodes::table.filter(nodes::last_heartbeat.lt(before))).execute(c)?)
+        })
+    }
+
+    /// Every known node, by id.
+    #[tracing::instrument(skip_all, err(level = "debug"))]
+    pub fn list_nodes(&self) -> Result<Vec<NodeRecord>> {
+        let mut c = self.conn()?;
+        let rows: Vec<NodeRow> = nodes::table
+            .order(nodes::id.asc())
+            .select((
+                nodes::id,
+                nodes::version,
+                nodes::started_at,
+                nodes::last_heartbeat,
+                nodes::stopped_at,
+            ))
+            .load(&mut *c)?;
+        Ok(rows.into_iter().map(record).collect())
+    }
+
+    /// How many running runs each lease owner holds (owners without runs are omitted).
+    #[tracing::instrument(skip_all, err(level = "debug"))]
+    pub fn leased_runs_by_node(&self) -> Result<Vec<(String, u64)>> {
+        let mut c = self.conn()?;
+        let rows: Vec<(Option<String>, i64)> = runs::table
+            .filter(runs::status.eq(RUNNING))
+            .group_by(runs::lease_owner)
+            .select((runs::lease_owner, diesel::dsl::count_star()))
+            .load(&mut *c)?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(o, n)| Some((o?, n.max(0) as u64)))
+            .collect())
+    }
+}
