@@ -597,7 +597,6 @@ async fn every_second_schedule_fires_once_per_due_time_when_a_node_dies() {
         dues.len(),
         "a due time ran more than once: {dues:?}"
     );
-    assert!(dues.len() >= 10, "too few runs in 15 s: {dues:?}");
     for w in dues.windows(2) {
         assert!(
             w[1] - w[0] <= 2500,
@@ -607,6 +606,7 @@ async fn every_second_schedule_fires_once_per_due_time_when_a_node_dies() {
             w[1]
         );
     }
+    assert!(dues.len() >= 10, "too few runs in 15 s: {dues:?}");
     let last = *dues.last().expect("runs");
     assert!(
         last >= stopped_at - 2500,
