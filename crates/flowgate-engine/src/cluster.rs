@@ -203,13 +203,7 @@ impl Engine {
 
     /// Ends the heartbeat and the listener and records the clean stop.
     pub(crate) async fn stop_cluster(&self) {
-        if let Some(tx) = self
-            .inner
-            .heartbeat_stop
-            .lock()
-            .ok()
-            .and_then(|mut s| s.take())
-        {
+        if let Some(tx) = self.inner.heartbeat_stop.lock().ok().and_then(|mut s| s.take()) {
             let _ = tx.send(true);
         }
         let handle = self.inner.heartbeat.lock().await.take();

@@ -348,10 +348,7 @@ const ENV_KEYS: &[(&str, &str)] = &[
         "FLOWGATE_CLUSTER_MISSED_HEARTBEATS",
         "cluster.missed_heartbeats",
     ),
-    (
-        "FLOWGATE_CLUSTER_CHANGE_CHECK_MS",
-        "cluster.change_check_ms",
-    ),
+    ("FLOWGATE_CLUSTER_CHANGE_CHECK_MS", "cluster.change_check_ms"),
     ("FLOWGATE_DATABASE_URL", "database.url"),
     ("FLOWGATE_DATABASE_POOL_SIZE", "database.pool_size"),
     ("FLOWGATE_ALLOW_PRIVATE_HOSTS", "http.allow_private_hosts"),
