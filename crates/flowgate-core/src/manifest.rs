@@ -360,11 +360,23 @@ impl RateSpec {
     }
 }
 
+/// Where a flow's `limits.rate` budget is kept.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RateScope {
+    /// Each node counts on its own: N nodes admit up to N × the rate.
+    #[default]
+    Node,
+    /// The nodes share one budget through the database.
+    Cluster,
+}
+
 /// `[limits]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
     /// Per-caller sustained rate.
     pub rate: Option<RateSpec>,
+    /// Whether `rate` is counted per node (default) or across the cluster.
+    pub scope: RateScope,
     /// Calls allowed at once (default: the rate's count).
     pub burst: Option<u32>,
     /// Wall clock for one run.
@@ -385,6 +397,7 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             rate: None,
+            scope: RateScope::Node,
             burst: None,
             timeout_ms: DEFAULT_TIMEOUT_MS,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
@@ -513,6 +526,7 @@ struct RawAuth {
 #[serde(deny_unknown_fields)]
 struct RawLimits {
     rate: Option<Spanned<String>>,
+    scope: Option<Spanned<String>>,
     burst: Option<Spanned<i64>>,
     timeout_ms: Option<Spanned<i64>>,
     max_body_bytes: Option<Spanned<i64>>,
@@ -695,6 +709,16 @@ impl Manifest {
                 match RateSpec::parse(r.get_ref()) {
                     Ok(spec) => limits.rate = Some(spec),
                     Err(e) => return cx.err(r.span(), "limits.rate", e),
+                }
+            }
+            if let Some(sc) = l.scope {
+                limits.scope = match sc.get_ref().as_str() {
+                    "node" => RateScope::Node,
+                    "cluster" => RateScope::Cluster,
+                    _ => return cx.err(sc.span(), "limits.scope", "must be `node` or `cluster`"),
+                };
+                if limits.rate.is_none() {
+                    return cx.err(sc.span(), "limits.scope", "needs `limits.rate`");
                 }
             }
             if let Some(b) = l.burst {
@@ -1177,6 +1201,27 @@ max_attempts = 3
         assert_eq!(m.limits.rate.as_ref().unwrap().count, 600);
         assert_eq!(m.limits.rate.as_ref().unwrap().window_secs, 60);
         assert_eq!(m.retry.max_attempts, 3);
+    }
+
+    #[test]
+    fn limits_scope_is_node_unless_cluster_is_asked() {
+        let base = "name = \"a\"\n[[trigger]]\nkind = \"http\"\n[limits]\n";
+        let node = Manifest::parse(&format!("{base}rate = \"5/second\"\n")).unwrap();
+        assert_eq!(node.limits.scope, RateScope::Node);
+        let cluster =
+            Manifest::parse(&format!("{base}rate = \"5/second\"\nscope = \"cluster\"\n")).unwrap();
+        assert_eq!(cluster.limits.scope, RateScope::Cluster);
+        for (toml, why) in [
+            (
+                "rate = \"5/second\"\nscope = \"galaxy\"\n",
+                "`node` or `cluster`",
+            ),
+            ("scope = \"cluster\"\n", "needs `limits.rate`"),
+        ] {
+            let e = Manifest::parse(&format!("{base}{toml}")).unwrap_err();
+            assert_eq!(e.key.as_deref(), Some("limits.scope"), "{e}");
+            assert!(e.to_string().contains(why), "{e}");
+        }
     }
 
     #[test]

@@ -203,7 +203,13 @@ impl Engine {
 
     /// Ends the heartbeat and the listener and records the clean stop.
     pub(crate) async fn stop_cluster(&self) {
-        if let Some(tx) = self.inner.heartbeat_stop.lock().ok().and_then(|mut s| s.take()) {
+        if let Some(tx) = self
+            .inner
+            .heartbeat_stop
+            .lock()
+            .ok()
+            .and_then(|mut s| s.take())
+        {
             let _ = tx.send(true);
         }
         let handle = self.inner.heartbeat.lock().await.take();
@@ -261,6 +267,8 @@ async fn heartbeat_loop(engine: Engine, mut stop: watch::Receiver<bool>) {
                 let released = s.heartbeat_node(&id, VERSION, now, now - gone_after)?;
                 if prune {
                     s.prune_nodes(now - PRUNE_AFTER_MS)?;
+                    // Windows are at most a day long.
+                    s.prune_rate_windows(now - 2 * PRUNE_AFTER_MS)?;
                 }
                 Ok(released)
             })

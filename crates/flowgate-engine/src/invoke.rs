@@ -184,21 +184,25 @@ impl Engine {
             &stored,
         );
         run.id = run_id;
+        let idempotent = inv.idempotency_key.is_some();
         run.idempotency_key = inv.idempotency_key;
         run.event_id = inv.event_id;
         run.scheduled_at = inv.scheduled_at;
         let mut events = emitted_events(&v.flow, &outcome, &cause);
         events.extend(run_failed_event(&run, &outcome, status, &cause));
         metrics::counter!("flowgate_runs_total", "flow" => v.flow.to_string(), "status" => status.as_str()).increment(1);
-        let durable = !events.is_empty() || run.idempotency_key.is_some();
+        let emitted = !events.is_empty();
         let committed = self.store().submit_run(run, stored.logs, events);
-        if durable {
+        if emitted || idempotent {
             committed.await?;
         } else {
             committed.detach();
         }
-        // Emitted events and user changes wait in the outbox: hand them on now.
-        self.wake_dispatcher();
+        // Emitted events wait in the outbox: hand them on now (the store
+        // announces the user changes it commits itself).
+        if emitted {
+            self.wake_dispatcher();
+        }
         Ok(SyncRun { run_id, outcome })
     }
 

@@ -7,6 +7,7 @@ pub mod admission;
 pub mod audit;
 pub mod check;
 pub mod cluster;
+pub mod cluster_rate;
 pub mod console;
 pub mod docs;
 pub mod dryrun;
@@ -137,7 +138,6 @@ struct Inner {
     node_id: String,
     http: Arc<dyn flowgate_script::HttpClient>,
     wake: tokio::sync::Notify,
-    event_wake: tokio::sync::Notify,
     schedules_wake: tokio::sync::Notify,
     /// Change notices as applied, for caches outside the engine.
     changes: tokio::sync::broadcast::Sender<flowgate_store::Change>,
@@ -205,7 +205,6 @@ impl Engine {
                 node_id,
                 http,
                 wake: tokio::sync::Notify::new(),
-                event_wake: tokio::sync::Notify::new(),
                 schedules_wake: tokio::sync::Notify::new(),
                 changes: tokio::sync::broadcast::channel(256).0,
                 listener: std::sync::Mutex::new(None),
@@ -276,11 +275,11 @@ impl Engine {
     }
     /// Wakes the event dispatcher (an event was stored).
     pub fn wake_dispatcher(&self) {
-        self.inner.event_wake.notify_waiters();
+        self.store().note_outbox();
     }
     /// What the idle event dispatcher waits on.
     pub fn event_wake(&self) -> &tokio::sync::Notify {
-        &self.inner.event_wake
+        self.store().outbox_wake()
     }
     /// Rebuilds the schedules now (a flow's live version or state changed).
     pub fn schedules_changed(&self) {

@@ -47,6 +47,8 @@ pub struct Security {
     pub rate_limits: RateLimits,
     /// Per client address, for unauthenticated traffic.
     pub ip_limit: IpRateLimiter,
+    /// `[limits] scope = "cluster"` budgets, shared through PostgreSQL.
+    cluster_rates: crate::cluster_rate::ClusterRateLimits,
     rate_limited_sampler: Sampler,
     auth_failed_sampler: Sampler,
     store: Store,
@@ -93,6 +95,7 @@ impl Security {
             admin_auth: Authenticator::new(keys, admin_jwt),
             trusted_proxies: settings.trusted_proxies,
             rate_limits: RateLimits::new(),
+            cluster_rates: crate::cluster_rate::ClusterRateLimits::new(store.clone()),
             ip_limit,
             rate_limited_sampler: Sampler::new(Duration::from_secs(10)),
             auth_failed_sampler: Sampler::new(Duration::from_secs(5)),
@@ -174,6 +177,31 @@ impl Security {
     /// Forgets cached verifications of a revoked key.
     pub fn evict_key(&self, id: &str) {
         self.auth.keys().evict(id);
+    }
+
+    /// Checks (and counts) one call of `caller` to `flow` against the flow's
+    /// `limits.rate` (`None`: the flow has no rate). Per node by default; with
+    /// `limits.scope = "cluster"` on PostgreSQL the nodes share the budget
+    /// (see [`crate::cluster_rate`]); should the database fail, this node's
+    /// own limiter decides.
+    pub async fn check_rate(
+        &self,
+        flow: &str,
+        limits: &flowgate_core::manifest::Limits,
+        caller: &str,
+    ) -> Option<flowgate_auth::ratelimit::RateDecision> {
+        let rate = limits.rate.as_ref()?;
+        if limits.scope == flowgate_core::manifest::RateScope::Cluster
+            && self.store.backend() == flowgate_store::Backend::Postgres
+        {
+            match self.cluster_rates.check(flow, rate, caller).await {
+                Ok(d) => return Some(d),
+                Err(e) => {
+                    tracing::warn!(flow.name = flow, error = %e, "shared rate limit unavailable; limiting on this node");
+                }
+            }
+        }
+        Some(self.rate_limits.check(flow, rate, limits.burst, caller))
     }
 
     /// Forgets every cached key verification (changes may have been missed).

@@ -47,6 +47,8 @@ pub(crate) struct Inner {
     pub(crate) writer: Writer,
     /// The PostgreSQL URL, for the change listener's own connection.
     pub(crate) pg_url: Option<String>,
+    /// Notified when this process stored events (see [`Store::outbox_wake`]).
+    pub(crate) outbox: tokio::sync::Notify,
 }
 
 /// Handle to the database. Cheap to clone (an `Arc` inside); every method is
@@ -69,6 +71,19 @@ impl fmt::Debug for Store {
 }
 
 impl Store {
+    /// What an idle event dispatcher waits on: notified after this process
+    /// committed events to the outbox (user lifecycle changes, and whatever
+    /// callers announce with [`Store::note_outbox`]). Only a hint for
+    /// latency: a dispatcher also polls, so a missed notice delays, never loses.
+    pub fn outbox_wake(&self) -> &tokio::sync::Notify {
+        &self.inner.outbox
+    }
+
+    /// Announces that events were committed to the outbox.
+    pub fn note_outbox(&self) {
+        self.inner.outbox.notify_waiters();
+    }
+
     /// A handle on the same pool whose user lifecycle events carry `cause`
     /// (the handle a run's script uses, so the events it causes are traced).
     pub fn with_cause(&self, cause: flowgate_core::event::Cause) -> Self {
@@ -160,6 +175,7 @@ impl Store {
                 cipher,
                 writer,
                 pg_url,
+                outbox: tokio::sync::Notify::new(),
             }),
             cause: None,
         })

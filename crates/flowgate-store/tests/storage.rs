@@ -103,6 +103,8 @@ both!(
     console_sessions_bounded_ended_and_shared,
     run_http_calls_are_kept,
     group_commit_isolates_refused_writes_and_acks_after_commit,
+    gone_nodes_release_their_leases,
+    change_notices_reach_every_listener,
 );
 
 fn flow(s: &str) -> FlowName {
@@ -1391,4 +1393,134 @@ fn run_http_calls_are_kept(db: &Db) {
         s.get_run(q.id).unwrap().unwrap().run.http_calls,
         Some(calls)
     );
+}
+
+fn gone_nodes_release_their_leases(db: &Db) {
+    let t0 = now_ms();
+    assert_eq!(db.store.register_node("a", "1.0.0", t0).unwrap(), 0);
+    assert_eq!(db.store.register_node("b", "1.0.0", t0).unwrap(), 0);
+    let run = queued("leased", t0 - 1, 3);
+    db.store.enqueue(&run).unwrap();
+    let claimed = db.store.claim_next("a", 60_000, t0).unwrap().unwrap();
+    assert_eq!((claimed.id, claimed.attempt), (run.id, 1));
+    assert_eq!(
+        db.store.leased_runs_by_node().unwrap(),
+        vec![("a".to_owned(), 1)]
+    );
+
+    // `a` heartbeats within the bound: nothing is released.
+    db.store
+        .heartbeat_node("a", "1.0.0", t0 + 500, t0 - 2_000)
+        .unwrap();
+    assert_eq!(
+        db.store
+            .heartbeat_node("b", "1.0.0", t0 + 1_000, t0 - 2_000)
+            .unwrap(),
+        0
+    );
+    assert!(db
+        .store
+        .claim_next("b", 60_000, t0 + 1_000)
+        .unwrap()
+        .is_none());
+
+    // `a` falls silent: `b`'s heartbeat past the bound releases its lease
+    // long before the 60 s lease would end, and `b` claims the run again.
+    let later = t0 + 5_000;
+    assert_eq!(
+        db.store
+            .heartbeat_node("b", "1.0.0", later, later - 3_000)
+            .unwrap(),
+        1
+    );
+    let again = db.store.claim_next("b", 60_000, later).unwrap().unwrap();
+    assert_eq!((again.id, again.attempt), (run.id, 2));
+    assert_eq!(again.lease_owner.as_deref(), Some("b"));
+    // Released once: the next heartbeat finds nothing more of `a`'s.
+    assert_eq!(
+        db.store
+            .heartbeat_node("b", "1.0.0", later + 1_000, later - 2_000)
+            .unwrap(),
+        0
+    );
+
+    let nodes = db.store.list_nodes().unwrap();
+    let ids: Vec<_> = nodes.iter().map(|n| n.id.as_str()).collect();
+    assert_eq!(ids, ["a", "b"]);
+    assert_eq!(nodes[1].last_heartbeat, later + 1_000);
+    assert_eq!(nodes[0].stopped_at, None);
+
+    // A process restarting under `b`'s id holds nothing: `b`'s leases go back at once.
+    assert_eq!(
+        db.store.register_node("b", "1.0.1", later + 2_000).unwrap(),
+        1
+    );
+    let nodes = db.store.list_nodes().unwrap();
+    assert_eq!(nodes[1].version, "1.0.1");
+    assert_eq!(nodes[1].started_at, later + 2_000);
+
+    db.store.stop_node("a", later).unwrap();
+    assert_eq!(db.store.list_nodes().unwrap()[0].stopped_at, Some(later));
+    assert_eq!(db.store.prune_nodes(later).unwrap(), 1);
+    assert_eq!(db.store.list_nodes().unwrap().len(), 1);
+}
+
+fn change_notices_reach_every_listener(db: &Db) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let listener = db.second().listen_changes(
+        ListenOptions {
+            poll: Duration::from_millis(10),
+            check_every: Duration::from_millis(200),
+        },
+        move |c| {
+            let _ = tx.send(c);
+        },
+    );
+    let Some(listener) = listener else {
+        // SQLite: one node, nothing to listen to.
+        assert_eq!(db.store.backend(), Backend::Sqlite);
+        return;
+    };
+    let wait_for = |want: &dyn Fn(&Change) -> bool, what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(c) if want(&c) => return,
+                Ok(_) => {}
+                Err(_) => panic!("no {what} notice"),
+            }
+        }
+    };
+    // The sequence moving without a notice (a missed notification) is
+    // reported as `All` by the periodic check. Repeated: the listener may
+    // still be connecting (it then starts from the moved sequence).
+    let mut c = PgConnection::establish(&db.url).unwrap();
+    let fallback = (0..10).any(|_| {
+        c.batch_execute("UPDATE cluster_changes SET seq = seq + 1")
+            .unwrap();
+        rx.recv_timeout(Duration::from_secs(1)) == Ok(Change::All)
+    });
+    assert!(fallback, "no fallback notice");
+
+    let f = flow("notified");
+    db.store.create_flow(&f).unwrap();
+    let v = db.store.insert_version(&f, &files(1), "sha").unwrap();
+    db.store.publish_version(&f, v.version).unwrap();
+    wait_for(&|c| *c == Change::Flow("notified".into()), "publish");
+    db.store.set_flow_disabled(&f, true).unwrap();
+    wait_for(&|c| *c == Change::Flow("notified".into()), "disable");
+    db.store
+        .put_secret("TOKEN", &SecretString::new("x"))
+        .unwrap();
+    wait_for(&|c| *c == Change::Secret("TOKEN".into()), "secret");
+    // A refused change (retired version cannot be published) notifies nobody:
+    // the notice is sent by the commit. A later change still arrives in order.
+    db.store.retire_version(&f, v.version).unwrap();
+    wait_for(&|c| *c == Change::Flow("notified".into()), "retire");
+    assert!(db.store.publish_version(&f, v.version).is_err());
+    assert!(db.store.delete_secret("TOKEN").unwrap());
+    let next = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert_eq!(next, Change::Secret("TOKEN".into()));
+    drop(listener);
 }

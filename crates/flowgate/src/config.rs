@@ -348,7 +348,10 @@ const ENV_KEYS: &[(&str, &str)] = &[
         "FLOWGATE_CLUSTER_MISSED_HEARTBEATS",
         "cluster.missed_heartbeats",
     ),
-    ("FLOWGATE_CLUSTER_CHANGE_CHECK_MS", "cluster.change_check_ms"),
+    (
+        "FLOWGATE_CLUSTER_CHANGE_CHECK_MS",
+        "cluster.change_check_ms",
+    ),
     ("FLOWGATE_DATABASE_URL", "database.url"),
     ("FLOWGATE_DATABASE_POOL_SIZE", "database.pool_size"),
     ("FLOWGATE_ALLOW_PRIVATE_HOSTS", "http.allow_private_hosts"),
@@ -688,6 +691,35 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("secrets.key"));
+    }
+
+    #[test]
+    fn node_id_and_cluster_settings_are_checked() {
+        let mut c = Config::default();
+        c.server.node_id = Some("eu-1.node_2".into());
+        c.validate().unwrap();
+        c.server.node_id = Some("has space".into());
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("server.node_id"));
+        let mut c = Config::default();
+        c.cluster.missed_heartbeats = 1;
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("cluster.missed_heartbeats"));
+        let mut c = Config::default();
+        c.cluster.heartbeat_ms = 10;
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("cluster.heartbeat_ms"));
+        let s = Config::default().cluster.to_engine();
+        assert_eq!(s.gone_after_ms(), 3_000);
     }
 
     #[test]

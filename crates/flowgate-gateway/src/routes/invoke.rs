@@ -29,7 +29,12 @@ const MAX_HEADER_VALUE: usize = 8192;
 
 /// Registers the routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/flows/{flow}{tail:.*}").route(web::route().to(invoke)));
+    // A scope's static prefix is a plain string comparison, so other paths
+    // skip the flow pattern without running it.
+    cfg.service(
+        web::scope("/flows")
+            .service(web::resource("/{flow}{tail:.*}").route(web::route().to(invoke))),
+    );
 }
 
 /// Headers a script never sees.
@@ -484,22 +489,21 @@ async fn handle(
     let caller_key = principal.caller_key();
     note_caller(req, caller_key.clone());
 
-    if let Some(rate) = &manifest.limits.rate {
-        let d = engine.security().rate_limits.check(
-            version.flow.as_str(),
-            rate,
-            manifest.limits.burst,
-            &caller_key,
-        );
+    if let Some(d) = engine
+        .security()
+        .check_rate(version.flow.as_str(), &manifest.limits, &caller_key)
+        .await
+    {
         *extra_headers = d.headers();
         if !d.allowed {
             engine
                 .security()
                 .rate_limited(&caller_key, version.flow.as_str());
+            let raw = manifest.limits.rate.as_ref().map_or("", |r| r.raw.as_str());
             return Err(ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate_limited",
-                format!("this flow allows {} per caller", rate.raw),
+                format!("this flow allows {raw} per caller"),
             ));
         }
     }

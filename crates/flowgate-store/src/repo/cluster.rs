@@ -6,9 +6,9 @@ use diesel::prelude::*;
 
 use flowgate_core::EpochMs;
 
-use crate::conn::AnyConnection;
+use crate::conn::{write_tx, AnyConnection};
 use crate::error::Result;
-use crate::schema::{nodes, runs};
+use crate::schema::{nodes, rate_windows, runs};
 use crate::types::NodeRecord;
 use crate::Store;
 
@@ -166,5 +166,70 @@ impl Store {
             .into_iter()
             .filter_map(|(o, n)| Some((o?, n.max(0) as u64)))
             .collect())
+    }
+
+    /// Takes up to `want` calls from the shared budget of `(flow, caller)` in
+    /// the fixed window starting at `window_start`, which allows `limit` calls
+    /// in all. Returns `(granted, used)`: how many calls this node may admit
+    /// now (0 when the window is spent) and the window's total after the grant.
+    /// Every node's grants together never exceed `limit`.
+    #[tracing::instrument(skip_all, err(level = "debug"), fields(flow.name = flow, want))]
+    pub fn take_rate_allowance(
+        &self,
+        flow: &str,
+        caller: &str,
+        window_start: EpochMs,
+        limit: u64,
+        want: u64,
+    ) -> Result<(u64, u64)> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let want = i64::try_from(want).unwrap_or(i64::MAX).max(1);
+        let mut c = self.conn()?;
+        write_tx(&mut c, |c| {
+            let key = rate_windows::table.find((flow, caller, window_start));
+            let row = (
+                rate_windows::flow.eq(flow),
+                rate_windows::caller.eq(caller),
+                rate_windows::window_start.eq(window_start),
+                rate_windows::used.eq(0i64),
+            );
+            match c {
+                AnyConnection::Postgres(pg) => {
+                    diesel::insert_into(rate_windows::table)
+                        .values(row)
+                        .on_conflict_do_nothing()
+                        .execute(pg)?;
+                }
+                AnyConnection::Sqlite(sq) => {
+                    diesel::insert_into(rate_windows::table)
+                        .values(row)
+                        .on_conflict_do_nothing()
+                        .execute(sq)?;
+                }
+            }
+            // Takes the row lock (PostgreSQL) before reading, so concurrent
+            // grants of other nodes queue behind this one.
+            diesel::update(key)
+                .set(rate_windows::used.eq(rate_windows::used))
+                .execute(c)?;
+            let used: i64 = key.select(rate_windows::used).first(c)?;
+            let granted = want.min(limit - used).max(0);
+            if granted > 0 {
+                diesel::update(key)
+                    .set(rate_windows::used.eq(used + granted))
+                    .execute(c)?;
+            }
+            Ok((granted as u64, (used + granted) as u64))
+        })
+    }
+
+    /// Forgets shared rate windows that started before `before`.
+    #[tracing::instrument(skip_all, err(level = "debug"))]
+    pub fn prune_rate_windows(&self, before: EpochMs) -> Result<usize> {
+        let mut c = self.conn()?;
+        Ok(
+            diesel::delete(rate_windows::table.filter(rate_windows::window_start.lt(before)))
+                .execute(&mut *c)?,
+        )
     }
 }

@@ -212,7 +212,7 @@ impl Store {
         let user = new.into_user(now);
         let row = UserRow::from_user(&user)?;
         let mut c = self.conn()?;
-        write_tx(&mut c, |c| {
+        self.outbox_tx(&mut c, |c| {
             diesel::insert_into(users::table)
                 .values(&row)
                 .execute(c)
@@ -229,7 +229,7 @@ impl Store {
     pub fn update_user(&self, id: UserId, patch: &Value) -> Result<User> {
         let cause = self.cause.as_deref();
         let mut c = self.conn()?;
-        write_tx(&mut c, |c| {
+        self.outbox_tx(&mut c, |c| {
             let mut user = load_user(c, &id.to_string())?
                 .ok_or_else(|| StoreError::NotFound(format!("user {id}")))?;
             let before_status = user.status;
@@ -263,7 +263,7 @@ impl Store {
     pub fn set_user_status(&self, id: UserId, status: UserStatus) -> Result<User> {
         let cause = self.cause.as_deref();
         let mut c = self.conn()?;
-        write_tx(&mut c, |c| {
+        self.outbox_tx(&mut c, |c| {
             let mut user = load_user(c, &id.to_string())?
                 .ok_or_else(|| StoreError::NotFound(format!("user {id}")))?;
             if user.status == status {
@@ -291,7 +291,7 @@ impl Store {
     pub fn delete_user(&self, id: UserId) -> Result<bool> {
         let cause = self.cause.as_deref();
         let mut c = self.conn()?;
-        write_tx(&mut c, |c| {
+        self.outbox_tx(&mut c, |c| {
             let Some(user) = load_user(c, &id.to_string())? else {
                 return Ok(false);
             };
@@ -303,6 +303,22 @@ impl Store {
             emit(c, cause, types::USER_DELETED, user.to_json())?;
             Ok(true)
         })
+    }
+}
+
+impl Store {
+    /// A write transaction that may add user lifecycle events to the outbox;
+    /// the event dispatcher is told after it commits.
+    fn outbox_tx<T>(
+        &self,
+        c: &mut AnyConnection,
+        f: impl FnOnce(&mut AnyConnection) -> Result<T>,
+    ) -> Result<T> {
+        let out = write_tx(c, f);
+        if out.is_ok() {
+            self.note_outbox();
+        }
+        out
     }
 }
 
