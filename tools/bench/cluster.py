@@ -91,12 +91,12 @@ class Cluster:
         self.db = Database(base_url)
         self.dir = tempfile.mkdtemp(prefix="flowgate-bench-cluster-")
         env = dict(bench.flowgate_env(self.dir), FLOWGATE_DATABASE_URL=self.db.url)
-        self.admin = subprocess.run(
-            [bench.FLOWGATE, "keys", "create", "--name", "bench-admin", "--scopes", "admin"],
-            env=env, cwd=self.dir, check=True, capture_output=True, text=True,
-        ).stdout.strip()
         self.nodes = []
         try:
+            self.admin = subprocess.run(
+                [bench.FLOWGATE, "keys", "create", "--name", "bench-admin", "--scopes", "admin"],
+                env=env, cwd=self.dir, check=True, capture_output=True, text=True,
+            ).stdout.strip()
             for i in range(n):
                 node_env = dict(env, FLOWGATE_NODE_ID=f"node-{i}")
                 self.nodes.append(bench.Server(f"node-{i}", [bench.FLOWGATE, "serve"], node_env,
