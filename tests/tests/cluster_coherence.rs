@@ -6,6 +6,8 @@
 
 mod common;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{fresh_postgres, http_flow, send, Server};
@@ -217,6 +219,20 @@ async fn a_single_sqlite_node_lists_itself_and_needs_a_scope() {
     let n = node(&view, "solo-1").unwrap_or_else(|| panic!("{view}"));
     assert_eq!(n["status"], "up");
     assert_eq!(view["nodes"].as_array().map(Vec::len), Some(1));
+    let metrics = s
+        .get("/metrics")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.lines().any(|l| l.starts_with("flowgate_node_info")
+            && l.contains("node=\"solo-1\"")
+            && l.ends_with(" 1")),
+        "{metrics}"
+    );
 
     let reader = s.key(&["flows:read"]).await;
     let res = send(s.get("/admin/v1/cluster").bearer_auth(&reader)).await;
@@ -270,4 +286,113 @@ async fn a_cluster_rate_is_shared_and_a_node_rate_is_per_node() {
     }
     assert_eq!(admitted.get("shared"), Some(&6), "{admitted:?}");
     assert_eq!(admitted.get("local"), Some(&12), "{admitted:?}");
+}
+
+/// A partner that never answers the first request (the node running it is
+/// killed meanwhile) and answers every later one at once.
+/// Returns its port and how many calls it received.
+fn partner_holding_the_first_call() -> (u16, Arc<AtomicUsize>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let seen = calls.clone();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for (i, conn) in listener.incoming().enumerate() {
+            let Ok(mut conn) = conn else { return };
+            let mut buf = [0u8; 4096];
+            let _ = conn.set_read_timeout(Some(Duration::from_millis(200)));
+            let _ = conn.read(&mut buf);
+            seen.fetch_add(1, Ordering::SeqCst);
+            if i == 0 {
+                held.push(conn);
+                continue;
+            }
+            let _ = conn.write_all(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
+            );
+        }
+    });
+    (port, calls)
+}
+
+#[tokio::test]
+async fn a_killed_nodes_run_is_finished_by_the_other_long_before_its_lease_ends() {
+    let Some(db) = fresh_postgres("a_killed_nodes_run_is_finished_by_the_other") else {
+        return;
+    };
+    let (port, calls) = partner_holding_the_first_call();
+    let env = [
+        ("FLOWGATE_CLUSTER_HEARTBEAT_MS", "200"),
+        ("FLOWGATE_CLUSTER_MISSED_HEARTBEATS", "3"),
+        // Without the release, the run would wait for this lease.
+        ("FLOWGATE_RUN_LEASE_SECONDS", "600"),
+        ("FLOWGATE_ALLOW_PRIVATE_HOSTS", "true"),
+    ];
+    let mut nodes = vec![
+        Server::start_with(
+            Some(db.clone()),
+            &[env[0], env[1], env[2], env[3], ("FLOWGATE_NODE_ID", "n1")],
+        )
+        .await,
+        Server::start_with(
+            Some(db),
+            &[env[0], env[1], env[2], env[3], ("FLOWGATE_NODE_ID", "n2")],
+        )
+        .await,
+    ];
+    let flow = json!({
+        "flow.toml": "name = \"partner\"\n\n[[trigger]]\nkind = \"http\"\nmode = \"async\"\n\n[auth]\nmode = \"none\"\n\n[limits]\ntimeout_ms = 120000\n\n[http]\nallow = [\"127.0.0.1\"]\n",
+        "main.rhai": format!("let r = http::get(\"http://127.0.0.1:{port}/call\", #{{ timeout_ms: 100000 }}); #{{ partner: r.status, attempt: ctx.attempt }}"),
+    });
+    nodes[0].deploy("partner", flow).await;
+    let res = send(
+        nodes[0]
+            .client
+            .post(format!("{}/flows/partner", nodes[0].url))
+            .json(&json!({})),
+    )
+    .await;
+    assert_eq!(res.status, 202, "{}", res.body);
+    let run_id = res.body["run_id"].as_str().expect("run_id").to_owned();
+
+    // Find the node that runs it, once it waits on the partner.
+    let started = Instant::now();
+    while calls.load(Ordering::SeqCst) == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the partner was never called"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let holder = loop {
+        let (_, run) = nodes[0]
+            .admin(Method::GET, &format!("/admin/v1/runs/{run_id}"), None)
+            .await;
+        if run["status"] == "running" {
+            if let Some(n) = run["node"].as_str() {
+                break n.to_owned();
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "never running: {run}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let (dead, alive) = if holder == "n1" { (0, 1) } else { (1, 0) };
+    nodes[dead].child.kill().unwrap();
+    nodes[dead].child.wait().unwrap();
+    let survivor = nodes.remove(alive);
+
+    // Far sooner than the 600 s lease: the other node sees the holder gone,
+    // releases the run and runs attempt 2.
+    let run = survivor.wait_run(&run_id, Duration::from_secs(60)).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    let attempts = run["attempts"].as_array().cloned().unwrap_or_default();
+    assert_eq!(attempts.len(), 2, "{run}");
+    assert_eq!(attempts[0]["node"], holder.as_str(), "{run}");
+    assert_eq!(attempts[0]["outcome"], "lease_expired", "{run}");
+    assert_ne!(attempts[1]["node"], holder.as_str(), "{run}");
 }

@@ -276,3 +276,53 @@ async fn runs_are_listed_with_filters_and_cursor() {
         404
     );
 }
+
+/// A problem's `title` depends on its status only: the same 422 answered by a
+/// live sync call, reported by a dry run and answered by an admin validation
+/// error reads the same, with a `type` under the same base.
+#[tokio::test]
+async fn a_status_has_one_title_on_every_path() {
+    let s = Server::start().await;
+    s.deploy(
+        "refuser",
+        http_flow("refuser", r#"fail(422, "bad_plan", "no such plan")"#, ""),
+    )
+    .await;
+    let res = s
+        .request(Method::POST, "/flows/refuser")
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 422);
+    let live: Value = res.json().await.unwrap();
+    let (st, dry) = s
+        .admin(
+            Method::POST,
+            "/admin/v1/flows/refuser/versions/1/dry-run",
+            Some(json!({"request": {"body": {}}})),
+        )
+        .await;
+    assert_eq!(st, 200, "{dry}");
+    let dry = &dry["response"]["body"];
+    assert_eq!(dry["status"], 422, "{dry}");
+    let (st, admin) = s
+        .admin(
+            Method::POST,
+            "/admin/v1/keys",
+            Some(json!({"name": " ", "scopes": ["admin"]})),
+        )
+        .await;
+    assert_eq!(st, 422, "{admin}");
+    for (what, p) in [("live", &live), ("dry run", dry), ("admin", &admin)] {
+        assert_eq!(p["title"], "Unprocessable Content", "{what}: {p}");
+    }
+    assert_eq!(
+        live["type"], "https://flowgate.dev/problems/bad-plan",
+        "{live}"
+    );
+    assert_eq!(
+        admin["type"], "https://flowgate.dev/problems/validation-failed",
+        "{admin}"
+    );
+}

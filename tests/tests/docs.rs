@@ -1192,3 +1192,213 @@ async fn admin_document_states_wire_shapes_and_bounds() {
     assert_eq!(limit["schema"]["minimum"], 1);
     assert_eq!(limit["schema"]["maximum"], 500);
 }
+
+/// The documented members of a schema (following `$ref` and `allOf`), and
+/// which of them are required.
+fn documented_members(doc: &Value, schema: &Value) -> (BTreeSet<String>, BTreeSet<String>) {
+    let mut members = BTreeSet::new();
+    let mut required = BTreeSet::new();
+    let schema = match schema["$ref"].as_str() {
+        Some(r) => {
+            let name = r.rsplit('/').next().expect("ref name");
+            &doc["components"]["schemas"][name]
+        }
+        None => schema,
+    };
+    for part in schema["allOf"].as_array().into_iter().flatten() {
+        let (m, r) = documented_members(doc, part);
+        members.extend(m);
+        required.extend(r);
+    }
+    members.extend(
+        schema["properties"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(k, _)| k.clone()),
+    );
+    required.extend(
+        schema["required"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r.as_str().map(str::to_owned)),
+    );
+    (members, required)
+}
+
+/// Real admin answers have the members their documented schemas name: none
+/// undocumented, none required missing (create, publish, rollback, retire,
+/// flow and version details, keys, secrets, users, events, schedules).
+#[tokio::test]
+async fn admin_answers_have_their_documented_members() {
+    let s = Server::start().await;
+    let doc = get_json(&s, "/admin/v1/openapi.json").await;
+    let mut failures = Vec::new();
+    let mut check = |label: &str, path: &str, method: &str, status: u16, body: &Value| {
+        let schema = &doc["paths"][path][method]["responses"][status.to_string()]["content"]
+            ["application/json"]["schema"];
+        assert!(!schema.is_null(), "{label}: no documented {status} schema");
+        let (documented, required) = documented_members(&doc, schema);
+        let obj = body
+            .as_object()
+            .unwrap_or_else(|| panic!("{label}: {body}"));
+        let got: BTreeSet<String> = obj.keys().cloned().collect();
+        for extra in got.difference(&documented) {
+            failures.push(format!("{label}: `{extra}` is sent but not documented"));
+        }
+        for missing in required.difference(&got) {
+            failures.push(format!("{label}: required `{missing}` is not sent"));
+        }
+        // The first member of a list against the list's item schema.
+        let list = match schema["$ref"].as_str() {
+            Some(r) => &doc["components"]["schemas"][r.rsplit('/').next().unwrap()],
+            None => schema,
+        };
+        if let (Some(first), Some(item)) = (
+            obj.get("items").and_then(|i| i.get(0)),
+            list["properties"]["items"].get("items"),
+        ) {
+            let (documented, required) = documented_members(&doc, item);
+            let got: BTreeSet<String> = first.as_object().unwrap().keys().cloned().collect();
+            for extra in got.difference(&documented) {
+                failures.push(format!(
+                    "{label} item: `{extra}` is sent but not documented"
+                ));
+            }
+            for missing in required.difference(&got) {
+                failures.push(format!("{label} item: required `{missing}` is not sent"));
+            }
+        }
+    };
+    let files = common::http_flow("shape", "#{ok: true}", "");
+    let (st, b) = s
+        .admin(
+            Method::POST,
+            "/admin/v1/flows",
+            Some(json!({"files": files})),
+        )
+        .await;
+    assert_eq!(st, 201, "{b}");
+    check("create_flow", "/admin/v1/flows", "post", 201, &b);
+    let (st, b) = s
+        .admin(
+            Method::POST,
+            "/admin/v1/flows/shape/versions",
+            Some(json!({"files": files})),
+        )
+        .await;
+    assert_eq!(st, 201, "{b}");
+    check(
+        "create_version",
+        "/admin/v1/flows/{flow}/versions",
+        "post",
+        201,
+        &b,
+    );
+    for n in [1, 2] {
+        let (st, b) = s
+            .admin(
+                Method::POST,
+                &format!("/admin/v1/flows/shape/versions/{n}/publish"),
+                None,
+            )
+            .await;
+        assert_eq!(st, 200, "{b}");
+        check(
+            "publish_version",
+            "/admin/v1/flows/{flow}/versions/{n}/publish",
+            "post",
+            200,
+            &b,
+        );
+    }
+    let (st, b) = s
+        .admin(
+            Method::POST,
+            "/admin/v1/flows/shape/rollback",
+            Some(json!({"version": 1})),
+        )
+        .await;
+    assert_eq!(st, 200, "{b}");
+    check(
+        "rollback_flow",
+        "/admin/v1/flows/{flow}/rollback",
+        "post",
+        200,
+        &b,
+    );
+    let (st, b) = s
+        .admin(
+            Method::POST,
+            "/admin/v1/flows/shape/versions/2/retire",
+            None,
+        )
+        .await;
+    assert_eq!(st, 200, "{b}");
+    check(
+        "retire_version",
+        "/admin/v1/flows/{flow}/versions/{n}/retire",
+        "post",
+        200,
+        &b,
+    );
+    let (_, b) = s.admin(Method::GET, "/admin/v1/flows/shape", None).await;
+    check("get_flow", "/admin/v1/flows/{flow}", "get", 200, &b);
+    let (_, b) = s
+        .admin(Method::GET, "/admin/v1/flows/shape/versions/1", None)
+        .await;
+    check(
+        "get_version",
+        "/admin/v1/flows/{flow}/versions/{n}",
+        "get",
+        200,
+        &b,
+    );
+    let (st, b) = s
+        .admin(
+            Method::POST,
+            "/admin/v1/keys",
+            Some(json!({"name": "shape", "scopes": ["flows:read"]})),
+        )
+        .await;
+    assert_eq!(st, 201, "{b}");
+    check("create_key", "/admin/v1/keys", "post", 201, &b);
+    let (_, b) = s.admin(Method::GET, "/admin/v1/keys", None).await;
+    check("list_keys", "/admin/v1/keys", "get", 200, &b);
+    let (st, _) = s
+        .admin(
+            Method::PUT,
+            "/admin/v1/secrets/shape",
+            Some(json!({"value": "v"})),
+        )
+        .await;
+    assert_eq!(st, 204);
+    let (_, b) = s.admin(Method::GET, "/admin/v1/secrets/shape", None).await;
+    check("get_secret", "/admin/v1/secrets/{name}", "get", 200, &b);
+    let (_, b) = s.admin(Method::GET, "/admin/v1/secrets", None).await;
+    check("list_secrets", "/admin/v1/secrets", "get", 200, &b);
+    let (st, b) = s
+        .admin(
+            Method::POST,
+            "/admin/v1/users",
+            Some(json!({"email": "shape@example.com"})),
+        )
+        .await;
+    assert_eq!(st, 201, "{b}");
+    check("create_user", "/admin/v1/users", "post", 201, &b);
+    let (_, b) = s.admin(Method::GET, "/admin/v1/users", None).await;
+    check("list_users", "/admin/v1/users", "get", 200, &b);
+    let (st, b) = s
+        .admin(
+            Method::POST,
+            "/events",
+            Some(json!({"type": "crm.shape", "data": {}})),
+        )
+        .await;
+    assert_eq!(st, 202, "{b}");
+    check("publish_event", "/events", "post", 202, &b);
+    let (_, b) = s.admin(Method::GET, "/admin/v1/schedules", None).await;
+    check("list_schedules", "/admin/v1/schedules", "get", 200, &b);
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

@@ -121,6 +121,52 @@ async fn keys_created_while_the_server_runs_work_at_once() {
     assert_eq!(res.status().as_u16(), 403);
 }
 
+/// `flowgate keys create` refuses exactly what `POST /admin/v1/keys` refuses,
+/// with the same explanation, and stores nothing.
+#[tokio::test]
+async fn cli_key_creation_refuses_what_the_api_refuses() {
+    let s = Server::start().await;
+    let long = "k".repeat(129);
+    let cases = [
+        (long.as_str(), "admin"),
+        ("   ", "admin"),
+        ("ops", "Not A Scope"),
+    ];
+    for (name, scope) in cases {
+        let (st, problem) = s
+            .admin(
+                Method::POST,
+                "/admin/v1/keys",
+                Some(serde_json::json!({"name": name, "scopes": [scope]})),
+            )
+            .await;
+        assert_eq!(st, 422, "API accepted {name:?} {scope:?}: {problem}");
+        let detail = problem["detail"].as_str().unwrap();
+        let out = std::process::Command::new(common::binary())
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("FLOWGATE_DATABASE_URL", &s.db_url)
+            .env("FLOWGATE_LOG", "warn")
+            .args(["keys", "create", "--name", name, "--scopes", scope])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success(),
+            "CLI accepted {name:?} {scope:?}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        assert!(stderr.contains(detail), "{stderr} lacks {detail}");
+    }
+    // Nothing was stored: only the harness's admin key exists.
+    let (_, keys) = s.admin(Method::GET, "/admin/v1/keys", None).await;
+    assert_eq!(keys["items"].as_array().unwrap().len(), 1, "{keys}");
+    // 128 characters are fine for both.
+    let ok = "k".repeat(128);
+    let key = s.cli(&["keys", "create", "--name", &ok, "--scopes", "flows:read"]);
+    assert!(key.starts_with("fgk_"), "{key}");
+}
+
 #[test]
 fn serve_without_config_creates_the_default_database() {
     common::install_crypto();

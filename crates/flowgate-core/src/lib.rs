@@ -6,6 +6,7 @@ pub mod event;
 pub mod ids;
 pub mod manifest;
 pub mod package;
+pub mod problem;
 pub mod repo;
 pub mod run;
 pub mod secret;

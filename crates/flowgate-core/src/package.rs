@@ -130,6 +130,19 @@ impl FlowPackage {
     }
 }
 
+/// The `name` a manifest declares, read leniently (the rest of the manifest
+/// may still be wrong): `None` when there is no readable string `name`.
+pub fn declared_name(manifest_src: &str) -> Option<String> {
+    #[derive(Deserialize)]
+    struct NameOnly {
+        name: Option<String>,
+    }
+    toml::from_str::<toml::Value>(manifest_src)
+        .ok()
+        .and_then(|v| v.try_into::<NameOnly>().ok())
+        .and_then(|n| n.name)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -37,6 +37,7 @@
 use flowgate_core::manifest::{
     AuthMode, EndpointTrigger, RunMode, SignatureConfig, SignatureScheme, Trigger,
 };
+use flowgate_core::problem::{problem_type, title_of};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeSet;
 
@@ -406,34 +407,6 @@ fn problem_component(name: &str) -> (&'static str, &'static [&'static str]) {
             &[],
         ),
         _ => ("Error.", &[]),
-    }
-}
-
-fn reason_phrase(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        201 => "Created",
-        202 => "Accepted",
-        204 => "No Content",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        402 => "Payment Required",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        408 => "Request Timeout",
-        409 => "Conflict",
-        410 => "Gone",
-        412 => "Precondition Failed",
-        413 => "Payload Too Large",
-        415 => "Unsupported Media Type",
-        422 => "Unprocessable Entity",
-        429 => "Too Many Requests",
-        500 => "Internal Server Error",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        504 => "Gateway Timeout",
-        _ => "Error",
     }
 }
 
@@ -1234,18 +1207,12 @@ fn examples_for(fixtures: &[&Fixture], status: u16, problem: bool) -> Map<String
                 let code = o
                     .get("code")
                     .and_then(Value::as_str)
-                    .map_or_else(|| snake(reason_phrase(status)), str::to_owned);
+                    .map_or_else(|| snake(title_of(status)), str::to_owned);
                 let filled = [
-                    (
-                        "type",
-                        json!(format!(
-                            "https://flowgate.dev/problems/{}",
-                            code.replace('_', "-")
-                        )),
-                    ),
-                    ("title", json!(reason_phrase(status))),
+                    ("type", json!(problem_type(&code))),
+                    ("title", json!(title_of(status))),
                     ("status", json!(status)),
-                    ("detail", json!(reason_phrase(status))),
+                    ("detail", json!(title_of(status))),
                     ("code", json!(code)),
                     ("request_id", json!("01890a5d-ac96-774b-bcce-b302099a8057")),
                 ];

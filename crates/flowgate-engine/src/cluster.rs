@@ -132,11 +132,10 @@ impl Engine {
 
     /// The nodes sharing this database, with their status and leased runs.
     pub async fn cluster(&self) -> crate::Result<ClusterView> {
-        let (nodes, leased) = self
+        let (now, nodes, leased) = self
             .store()
-            .call(|s| Ok((s.list_nodes()?, s.leased_runs_by_node()?)))
+            .call(|s| Ok((s.clock_ms()?, s.list_nodes()?, s.leased_runs_by_node()?)))
             .await?;
-        let now = flowgate_core::now_ms();
         let gone_after_ms = self.config().cluster.gone_after_ms();
         let nodes = nodes
             .into_iter()
@@ -166,7 +165,7 @@ impl Engine {
         let id = self.node_id().to_owned();
         match self
             .store()
-            .call(move |s| s.register_node(&id, VERSION, flowgate_core::now_ms()))
+            .call(move |s| s.register_node(&id, VERSION, s.clock_ms()?))
             .await
         {
             Ok(0) => {}
@@ -225,7 +224,7 @@ impl Engine {
         let id = self.node_id().to_owned();
         if let Err(e) = self
             .store()
-            .call(move |s| s.stop_node(&id, flowgate_core::now_ms()))
+            .call(move |s| s.stop_node(&id, s.clock_ms()?))
             .await
         {
             tracing::warn!(error = %e, "recording this node's stop failed");
@@ -256,14 +255,14 @@ fn apply(inner: &Inner, change: &Change) {
 async fn heartbeat_loop(engine: Engine, mut stop: watch::Receiver<bool>) {
     let settings = engine.config().cluster;
     let gone_after = settings.gone_after_ms();
-    let mut pruned_at = 0i64;
+    let mut pruned = None::<std::time::Instant>;
     loop {
-        let now = flowgate_core::now_ms();
         let id = engine.node_id().to_owned();
-        let prune = now - pruned_at > 3_600_000;
+        let prune = pruned.is_none_or(|t| t.elapsed() > Duration::from_secs(3600));
         let beat = engine
             .store()
             .call(move |s| {
+                let now = s.clock_ms()?;
                 let released = s.heartbeat_node(&id, VERSION, now, now - gone_after)?;
                 if prune {
                     s.prune_nodes(now - PRUNE_AFTER_MS)?;
@@ -286,7 +285,7 @@ async fn heartbeat_loop(engine: Engine, mut stop: watch::Receiver<bool>) {
             Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
         }
         if prune {
-            pruned_at = now;
+            pruned = Some(std::time::Instant::now());
         }
         tokio::select! {
             _ = tokio::time::sleep(settings.heartbeat) => {}

@@ -11,7 +11,7 @@
 
 use flowgate_core::run::LogLine;
 use flowgate_core::RunId;
-use flowgate_script::{Changes, Host, MemoryRepo, MockHttp, MockResponse, OverlayRepo, RunInput};
+use flowgate_script::{Changes, Host, MemoryRepo, MockHttp, OverlayRepo, RunInput};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -20,6 +20,9 @@ use std::sync::Arc;
 use crate::error::{EngineError, Result};
 use crate::flows::parse_existing;
 use crate::Engine;
+
+/// One mocked outbound response of a dry run.
+pub use flowgate_script::MockResponse;
 
 /// Body of `POST …/dry-run`.
 #[derive(Debug, Clone, Deserialize, Default)]

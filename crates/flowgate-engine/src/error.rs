@@ -24,6 +24,23 @@ pub enum EngineError {
         /// Extra problem members (`file`, `line`, `column`, `errors`, `report` …).
         details: serde_json::Map<String, Value>,
     },
+    /// A list query the store cannot answer, e.g. a stale or forged cursor (400).
+    #[error("{0}")]
+    BadQuery(String),
+    /// The caller may not do this, with a stable code and extra problem
+    /// members (403).
+    #[error("{message}")]
+    Forbidden {
+        /// Stable machine-readable code (`scope_not_grantable`, …).
+        code: &'static str,
+        /// Human explanation.
+        message: String,
+        /// Extra problem members (`missing_scope`, …).
+        details: serde_json::Map<String, Value>,
+    },
+    /// The input is larger than allowed (413).
+    #[error("{0}")]
+    TooLarge(String),
     /// Too much work in flight; retry after the given seconds (503).
     #[error("overloaded")]
     Overloaded {

@@ -293,3 +293,24 @@ fn version_u32(flow: &FlowName, number: i64) -> Result<u32> {
     u32::try_from(number)
         .map_err(|_| EngineError::NotFound(format!("flow `{flow}` has no version {number}")))
 }
+
+/// The flow name an uploaded package declares in its `flow.toml`, to name the
+/// flow before the package is checked; a package without a readable name gets
+/// the manifest parser's located error.
+pub fn package_flow_name(package: &FlowPackage) -> Result<String> {
+    let manifest = flowgate_core::manifest::MANIFEST_FILE;
+    let src = package.files.get(manifest).ok_or_else(|| {
+        let mut details = serde_json::Map::new();
+        details.insert("file".into(), Value::from(manifest));
+        EngineError::Invalid {
+            message: format!("the package has no {manifest}"),
+            details,
+        }
+    })?;
+    match flowgate_core::package::declared_name(src) {
+        Some(n) => Ok(n),
+        None => flowgate_core::Manifest::parse(src)
+            .map(|m| m.name.to_string())
+            .map_err(manifest_error),
+    }
+}

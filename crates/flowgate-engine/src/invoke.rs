@@ -192,11 +192,10 @@ impl Engine {
         events.extend(run_failed_event(&run, &outcome, status, &cause));
         metrics::counter!("flowgate_runs_total", "flow" => v.flow.to_string(), "status" => status.as_str()).increment(1);
         let emitted = !events.is_empty();
-        let committed = self.store().submit_run(run, stored.logs, events);
         if emitted || idempotent {
-            committed.await?;
+            self.store().submit_run(run, stored.logs, events).await?;
         } else {
-            committed.detach();
+            self.store().record_run(run, stored.logs);
         }
         // Emitted events wait in the outbox: hand them on now (the store
         // announces the user changes it commits itself).

@@ -12,13 +12,18 @@ pub mod console;
 pub mod docs;
 pub mod dryrun;
 pub mod error;
+pub mod events;
 pub mod flows;
 pub mod invoke;
+pub mod keys;
+pub mod queries;
 pub mod queue;
 pub mod registry;
 pub mod schedules;
+pub mod secrets;
 pub mod security;
 pub mod sessions;
+pub mod users;
 
 pub use error::{EngineError, Result};
 pub use registry::{LiveState, LoadedVersion, Registry, VersionStatus};

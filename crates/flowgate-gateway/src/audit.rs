@@ -7,7 +7,7 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::{web, Error, HttpMessage, HttpRequest};
-use flowgate_store::AuditEntry;
+use flowgate_engine::queries::AuditEntry;
 use std::time::Instant;
 
 use crate::middleware::current_request_id;

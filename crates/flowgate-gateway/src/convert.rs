@@ -20,6 +20,21 @@ impl From<EngineError> for ApiError {
                 }
                 err
             }
+            EngineError::BadQuery(m) => ApiError::bad_request("invalid_query", m),
+            EngineError::Forbidden {
+                code,
+                message,
+                details,
+            } => {
+                let mut err = ApiError::new(StatusCode::FORBIDDEN, code, message);
+                for (k, v) in details {
+                    err = err.with(&k, v);
+                }
+                err
+            }
+            EngineError::TooLarge(m) => {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", m)
+            }
             EngineError::Overloaded { retry_after_secs } => {
                 ApiError::unavailable("the server is at capacity; retry shortly", retry_after_secs)
                     .with_code("overloaded")

@@ -101,10 +101,9 @@ impl ApiError {
 
     /// The problem document.
     pub fn body(&self) -> Value {
-        let title = self.status.canonical_reason().unwrap_or("Error");
         let mut doc = json!({
-            "type": format!("https://flowgate.dev/problems/{}", self.code.replace('_', "-")),
-            "title": title,
+            "type": flowgate_core::problem::problem_type(self.code),
+            "title": flowgate_core::problem::title_of(self.status.as_u16()),
             "status": self.status.as_u16(),
             "detail": self.detail,
             "code": self.code,

@@ -109,7 +109,7 @@ pub async fn request_context(
                 ),
                 _ => (
                     "error",
-                    status.canonical_reason().unwrap_or("error").to_owned(),
+                    flowgate_core::problem::title_of(status.as_u16()).to_owned(),
                 ),
             };
             ApiError::new(status, code, detail).error_response()

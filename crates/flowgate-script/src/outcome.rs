@@ -137,28 +137,9 @@ impl RunFailure {
         json!({
             "status": self.http_status(),
             "code": self.code(),
-            "title": title_of(self.http_status()),
+            "title": flowgate_core::problem::title_of(self.http_status()),
             "detail": self.public_detail(),
         })
-    }
-}
-
-fn title_of(status: u16) -> &'static str {
-    match status {
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        409 => "Conflict",
-        410 => "Gone",
-        422 => "Unprocessable Content",
-        429 => "Too Many Requests",
-        500 => "Internal Server Error",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        504 => "Gateway Timeout",
-        s if s < 500 => "Request Failed",
-        _ => "Flow Failed",
     }
 }
 

@@ -10,10 +10,14 @@
 //! needs durability awaits it, one that needs none calls
 //! [`Committed::detach`].
 //!
-//! There is no timer: while one batch commits, the next collects, so a lone
-//! write commits at once and a busy node commits many writes per transaction.
-//! Because writes are taken strictly in arrival order, queue claims and async
-//! acknowledgements share the writer fairly: neither can starve the other.
+//! A write somebody waits for is never delayed: while one batch commits, the
+//! next collects, so a lone write commits at once and a busy node commits many
+//! writes per transaction. Writes nobody waits for ([`Writer::record`]: a sync
+//! run's record, whose loss in a crash acknowledges nothing) may linger up to
+//! [`LINGER`] to share a transaction with the writes that follow; the first
+//! awaited write, a barrier or a full batch ends the linger. Because writes are
+//! taken strictly in arrival order, queue claims and async acknowledgements
+//! share the writer fairly: neither can starve the other.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -32,6 +36,12 @@ use crate::error::{Result, StoreError};
 /// Most writes committed in one transaction.
 pub const MAX_BATCH: usize = 512;
 
+/// Longest a batch of writes nobody waits for is held open for more writes.
+pub const LINGER: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// A lingering batch commits once it holds this many writes.
+const LINGER_BATCH: usize = 64;
+
 /// What a write reports once its batch has committed or failed.
 type Done = Box<dyn FnOnce(Option<&StoreError>) + Send>;
 
@@ -40,7 +50,8 @@ type Done = Box<dyn FnOnce(Option<&StoreError>) + Send>;
 type WriteFn = Box<dyn FnOnce(std::result::Result<&mut AnyConnection, &StoreError>) -> Done + Send>;
 
 enum Job {
-    Write(WriteFn),
+    /// A write; `lazy` when nobody waits for its commit.
+    Write(WriteFn, bool),
     /// Resolves once every write queued before it has committed.
     Barrier(Done),
 }
@@ -149,30 +160,71 @@ impl Writer {
         &self,
         op: impl FnOnce(&mut AnyConnection) -> Result<T> + Send + 'static,
     ) -> Committed<T> {
+        self.enqueue(op, false)
+    }
+
+    /// Hands `op` to the writer for a waiter that does not mind a delay: it may
+    /// linger up to [`LINGER`] before its batch commits.
+    pub(crate) fn submit_lazy<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(&mut AnyConnection) -> Result<T> + Send + 'static,
+    ) -> Committed<T> {
+        self.enqueue(op, true)
+    }
+
+    /// Hands `op` to the writer with nobody waiting for it: it may linger up
+    /// to [`LINGER`] before its batch commits, and is lost if the process dies
+    /// first. A failure is logged. Reads that must see it use [`Self::barrier`].
+    pub(crate) fn record(
+        &self,
+        what: &'static str,
+        op: impl FnOnce(&mut AnyConnection) -> Result<()> + Send + 'static,
+    ) {
+        let committed = self.enqueue(
+            move |c| {
+                let out = op(c);
+                if let Err(e) = &out {
+                    tracing::warn!(error = %e, what, "a record was not written");
+                }
+                out
+            },
+            true,
+        );
+        drop(committed);
+    }
+
+    fn enqueue<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(&mut AnyConnection) -> Result<T> + Send + 'static,
+        lazy: bool,
+    ) -> Committed<T> {
         let committed = Committed::pending();
         let slot = Arc::clone(&committed.slot);
         let pending = Arc::clone(&self.pending);
         pending.fetch_add(1, Ordering::SeqCst);
-        let job = Job::Write(Box::new(
-            move |c: std::result::Result<&mut AnyConnection, &StoreError>| -> Done {
-                let out = match c {
-                    Ok(c) => c.transaction(op),
-                    Err(e) => Err(StoreError::Unavailable(format!(
-                        "the write was not run: {e}"
-                    ))),
-                };
-                Box::new(move |commit_err: Option<&StoreError>| {
-                    let out = match (out, commit_err) {
-                        (Ok(_), Some(e)) => Err(StoreError::Unavailable(format!(
-                            "the write was not committed: {e}"
+        let job = Job::Write(
+            Box::new(
+                move |c: std::result::Result<&mut AnyConnection, &StoreError>| -> Done {
+                    let out = match c {
+                        Ok(c) => c.transaction(op),
+                        Err(e) => Err(StoreError::Unavailable(format!(
+                            "the write was not run: {e}"
                         ))),
-                        (out, _) => out,
                     };
-                    slot.put(out);
-                    pending.fetch_sub(1, Ordering::SeqCst);
-                })
-            },
-        ));
+                    Box::new(move |commit_err: Option<&StoreError>| {
+                        let out = match (out, commit_err) {
+                            (Ok(_), Some(e)) => Err(StoreError::Unavailable(format!(
+                                "the write was not committed: {e}"
+                            ))),
+                            (out, _) => out,
+                        };
+                        slot.put(out);
+                        pending.fetch_sub(1, Ordering::SeqCst);
+                    })
+                },
+            ),
+            lazy,
+        );
         if self.send(job).is_err() {
             self.pending.fetch_sub(1, Ordering::SeqCst);
             return Committed::failed(StoreError::Unavailable(
@@ -200,22 +252,40 @@ impl Writer {
 fn run(pool: Pool<Manager>, rx: mpsc::Receiver<Job>) {
     let mut jobs: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     while let Ok(first) = rx.recv() {
+        let mut lazy = first.is_lazy();
         jobs.push(first);
+        let linger_until = std::time::Instant::now() + LINGER;
         while jobs.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(j) => jobs.push(j),
-                Err(_) => break,
-            }
+            let next = match rx.try_recv() {
+                Ok(j) => j,
+                Err(mpsc::TryRecvError::Disconnected) => break,
+                Err(mpsc::TryRecvError::Empty) if lazy && jobs.len() < LINGER_BATCH => {
+                    let left = linger_until.saturating_duration_since(std::time::Instant::now());
+                    match rx.recv_timeout(left) {
+                        Ok(j) => j,
+                        Err(_) => break,
+                    }
+                }
+                Err(mpsc::TryRecvError::Empty) => break,
+            };
+            lazy &= next.is_lazy();
+            jobs.push(next);
         }
         commit_batch(&pool, &mut jobs);
         jobs.clear();
     }
 }
 
+impl Job {
+    fn is_lazy(&self) -> bool {
+        matches!(self, Job::Write(_, true))
+    }
+}
+
 fn fail_all(jobs: &mut Vec<Job>, e: &StoreError) {
     for job in jobs.drain(..) {
         match job {
-            Job::Write(w) => w(Err(e))(None),
+            Job::Write(w, _) => w(Err(e))(None),
             Job::Barrier(d) => d(None),
         }
     }
@@ -247,7 +317,7 @@ fn commit_batch(pool: &Pool<Manager>, jobs: &mut Vec<Job>) {
     let mut done: Vec<Done> = Vec::with_capacity(n);
     for job in jobs.drain(..) {
         match job {
-            Job::Write(w) => done.push(w(Ok(&mut *conn))),
+            Job::Write(w, _) => done.push(w(Ok(&mut *conn))),
             Job::Barrier(d) => done.push(d),
         }
     }

@@ -83,16 +83,7 @@ async fn docs_index(state: web::Data<AppState>) -> ApiResult<HttpResponse> {
     let live = state.engine.live_flows().await?;
     let mut published: Vec<Vec<i64>> = Vec::new();
     for (name, _) in &live {
-        let n2 = name.clone();
-        let versions =
-            crate::routes::admin::store_call(&state, move |s| s.list_versions(&n2)).await?;
-        published.push(
-            versions
-                .iter()
-                .filter(|v| v.status == flowgate_store::VersionStatus::Published)
-                .map(|v| i64::from(v.version))
-                .collect(),
-        );
+        published.push(state.engine.published_versions(name).await?);
     }
     let docs: Vec<_> = live.iter().map(|(_, v)| flow_doc(v, true)).collect();
     let summaries: Vec<flowgate_docs::html::FlowSummary<'_>> = docs
@@ -124,20 +115,7 @@ async fn docs_version(
     let name = v.flow.clone();
     // Against the live version; the live version itself against the published
     // version before it (what its publish reported).
-    let base = match state.engine.registry().live_state(&name).await? {
-        LiveState::Live(l) if l != n => Some(l),
-        _ => {
-            let n2 = name.clone();
-            let versions =
-                crate::routes::admin::store_call(&state, move |s| s.list_versions(&n2)).await?;
-            versions
-                .iter()
-                .map(|v| (i64::from(v.version), v.status))
-                .filter(|(m, st)| *m < n && *st != flowgate_store::VersionStatus::Draft)
-                .map(|(m, _)| m)
-                .max()
-        }
-    };
+    let base = state.engine.compatibility_base(&name, n).await?;
     let compat = match base {
         Some(b) => state.engine.registry().version(&name, b).await?,
         None => None,

@@ -1,15 +1,13 @@
 //! `POST /events`: external systems publish an event (scope `events:publish`).
 
-use actix_web::http::StatusCode;
 use actix_web::{post, web, HttpRequest, HttpResponse};
-use flowgate_core::event::Event;
-use flowgate_core::manifest::is_valid_event_type;
+use flowgate_engine::events::PublishEvent;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use crate::routes::admin::{authorize, store_call};
-use crate::{ApiError, ApiResult, AppState};
+use crate::routes::admin::authorize;
+use crate::{ApiResult, AppState};
 
 /// Registers the routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -56,39 +54,18 @@ pub async fn publish_event(
 ) -> ApiResult<HttpResponse> {
     let principal = authorize(&req, &state, "events:publish").await?;
     let input = body.into_inner();
-    if !is_valid_event_type(&input.kind) {
-        return Err(ApiError::unprocessable(format!(
-            "`{}` is not a valid event type (dotted lower-case words)",
-            input.kind
-        )));
-    }
-    if flowgate_core::event::is_reserved_event_type(&input.kind) {
-        return Err(ApiError::unprocessable(format!(
-            "`{}` is a system event type and cannot be published",
-            input.kind
-        )));
-    }
-    let source = input.source.unwrap_or_else(|| principal.caller_key());
-    if source.is_empty() || source.chars().count() > 256 {
-        return Err(ApiError::unprocessable("`source` must be 1–256 characters"));
-    }
-    if let Some(id) = &input.id {
-        if id.is_empty() || id.chars().count() > 256 {
-            return Err(ApiError::unprocessable("`id` must be 1–256 characters"));
-        }
-    }
-    if input.data.to_string().len() > flowgate_core::event::MAX_EVENT_DATA_BYTES {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            "event data may be at most 256 KiB",
-        ));
-    }
-    let event = Event::new(input.kind, source, input.data);
-    let external = input.id;
-    let (id, _inserted) =
-        store_call(&state, move |s| s.insert_event(&event, external.as_deref())).await?;
-    state.engine.wake_dispatcher();
+    let id = state
+        .engine
+        .publish_event(
+            &principal.caller_key(),
+            PublishEvent {
+                kind: input.kind,
+                source: input.source,
+                id: input.id,
+                data: input.data,
+            },
+        )
+        .await?;
     Ok(HttpResponse::Accepted().json(EventAccepted {
         event_id: id.to_string(),
     }))

@@ -21,10 +21,12 @@ impl Store {
     }
 
     /// Hands audit entries to the group-committing writer; they are durable
-    /// and visible to queries once the returned [`Committed`] resolves.
+    /// and visible to queries once the returned [`Committed`] resolves. The
+    /// batch may linger up to [`crate::LINGER`] to share a transaction with
+    /// other writes nobody waits for (queries flush it first).
     pub fn submit_audit(&self, entries: &[AuditEntry]) -> Committed<()> {
         let rows: Vec<AuditRow> = entries.iter().map(AuditRow::from_entry).collect();
-        self.submit(move |c| {
+        self.submit_lazy(move |c| {
             for chunk in rows.chunks(AUDIT_CHUNK) {
                 batch_insert!(&mut *c, audit::table, chunk);
             }

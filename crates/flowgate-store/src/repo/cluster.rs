@@ -51,6 +51,23 @@ fn upsert_node(c: &mut AnyConnection, id: &str, version: &str, now: EpochMs) -> 
 }
 
 impl Store {
+    /// The time heartbeats are written and judged in: the database server's
+    /// clock on PostgreSQL (so nodes with skewed clocks agree on who is
+    /// gone), this machine's on SQLite.
+    #[tracing::instrument(skip_all, err(level = "debug"))]
+    pub fn clock_ms(&self) -> Result<EpochMs> {
+        let mut c = self.conn()?;
+        match &mut *c {
+            AnyConnection::Postgres(pg) => Ok(diesel::select(diesel::dsl::sql::<
+                diesel::sql_types::BigInt,
+            >(
+                "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT",
+            ))
+            .get_result(pg)?),
+            AnyConnection::Sqlite(_) => Ok(flowgate_core::now_ms()),
+        }
+    }
+
     /// Records that node `id` (running `version`) starts now. Runs a previous
     /// process with the same id still held are released at once (this
     /// process holds none of them), so they are claimed again without waiting
@@ -66,7 +83,8 @@ impl Store {
                     .filter(runs::lease_owner.eq(&id))
                     .filter(runs::lease_expires_at.gt(now)),
             )
-            .set(runs::lease_expires_at.eq(now))
+            // Expired for every clock: claimable on the next claim of any node.
+            .set(runs::lease_expires_at.eq(0i64))
             .execute(c)?;
             Ok(released)
         })
@@ -110,7 +128,8 @@ impl Store {
                     .filter(runs::lease_expires_at.gt(now))
                     .filter(runs::lease_owner.eq_any(gone)),
             )
-            .set(runs::lease_expires_at.eq(now))
+            // Expired for every clock: claimable on the next claim of any node.
+            .set(runs::lease_expires_at.eq(0i64))
             .execute(c)?;
             Ok(released)
         })

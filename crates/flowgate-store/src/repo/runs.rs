@@ -196,6 +196,14 @@ impl Store {
         })
     }
 
+    /// Records a finished run that nobody waits for (a sync run that emitted
+    /// no events and has no idempotency record): it commits with the writes
+    /// around it within [`crate::LINGER`], is visible at once to reads
+    /// that flush the writer, and is lost if the process dies before that.
+    pub fn record_run(&self, run: Run, logs: Vec<LogLine>) {
+        self.record("run", move |c| insert_run_tx(c, &run, &logs));
+    }
+
     /// Durably queues a run (status must be `queued`, attempt 0); once this
     /// returns the run will reach an end state.
     #[tracing::instrument(skip_all, err(level = "debug"), fields(run.id = %run.id, flow.name = %run.flow))]

@@ -28,28 +28,26 @@ pub fn run(config: Config, cmd: KeysCommand) -> anyhow::Result<ExitCode> {
                 .map(|s| s.trim().to_owned())
                 .filter(|s| !s.is_empty())
                 .collect();
-            if name.trim().is_empty() {
-                anyhow::bail!("--name must not be empty");
-            }
-            if scopes.is_empty() {
-                anyhow::bail!("--scopes must name at least one scope (e.g. --scopes admin)");
-            }
-            if let Some(bad) = scopes
-                .iter()
-                .find(|s| !flowgate_core::manifest::is_valid_scope(s))
+            let request = flowgate_engine::keys::KeyRequest {
+                name,
+                scopes,
+                expires_at: None,
+            };
+            // The admin API's own check, before the database is opened.
+            if let Err(e) =
+                flowgate_engine::keys::validate_key_request(&request, flowgate_core::now_ms())
             {
-                anyhow::bail!("`{bad}` is not a valid scope");
+                anyhow::bail!("{e}");
             }
             let store = super::open_store(&config)?;
             store.migrate()?;
-            let created =
-                flowgate_engine::security::create_api_key_blocking(&store, &name, &scopes, None)?;
+            let created = flowgate_engine::keys::create_key_blocking(&store, &request)?;
             println!("{}", created.key.expose());
             eprintln!(
                 "created key {} ({}) with scopes {}",
                 created.id,
-                name,
-                scopes.join(",")
+                created.name,
+                created.scopes.join(",")
             );
             Ok(ExitCode::SUCCESS)
         }

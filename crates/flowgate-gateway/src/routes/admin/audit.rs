@@ -71,20 +71,17 @@ pub async fn list_audit(
             "`status` must be an HTTP status (100–599)",
         ));
     }
-    let filter = flowgate_store::AuditFilter {
+    let filter = flowgate_engine::queries::AuditFilter {
         flow: q.flow.clone(),
         caller: q.caller.clone(),
         status: q.status,
         since: time("since", &q.since)?,
         until: time("until", &q.until)?,
     };
-    // Entries of calls that just finished may still be in the writer's batch.
-    state.engine.audit().flush().await;
-    let cursor = q.cursor.clone();
-    let page = super::list_call(&state, move |s| {
-        s.query_audit(&filter, cursor.as_deref(), limit)
-    })
-    .await?;
+    let page = state
+        .engine
+        .query_audit(filter, q.cursor.clone(), limit)
+        .await?;
     Ok(HttpResponse::Ok().json(AuditList {
         items: page.items.iter().map(AuditOut::from).collect(),
         next_cursor: page.next_cursor,

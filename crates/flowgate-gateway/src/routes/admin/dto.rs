@@ -3,7 +3,7 @@
 
 use flowgate_core::rfc3339;
 use flowgate_core::user::User;
-use flowgate_store::{AuditEntry, Run, RunDetail, Tick};
+use flowgate_engine::queries::{AuditEntry, Run, RunDetail, Tick};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;

@@ -7,7 +7,7 @@ use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use utoipa::ToSchema;
 
-use super::{authorize, store_call, PageQuery};
+use super::{authorize, PageQuery};
 use crate::audit::note_flow;
 use crate::{ApiError, ApiResult, AppState};
 
@@ -245,7 +245,7 @@ impl DryRunIn {
                     "mock status {status} is not an HTTP status (100–599)"
                 )));
             }
-            http.push(flowgate_script::MockResponse {
+            http.push(flowgate_engine::dryrun::MockResponse {
                 method: m.method.unwrap_or_else(|| "GET".to_owned()),
                 url: m.url,
                 status,
@@ -365,7 +365,7 @@ impl From<flowgate_engine::dryrun::DryRunOutcome> for DryRunOut {
     }
 }
 
-fn flow_out(f: flowgate_store::FlowRecord) -> FlowOut {
+fn flow_out(f: flowgate_engine::queries::FlowRecord) -> FlowOut {
     FlowOut {
         name: f.name.to_string(),
         disabled: f.disabled,
@@ -375,7 +375,7 @@ fn flow_out(f: flowgate_store::FlowRecord) -> FlowOut {
     }
 }
 
-fn version_out(v: &flowgate_store::VersionInfo, live: Option<u32>) -> VersionOut {
+fn version_out(v: &flowgate_engine::queries::VersionInfo, live: Option<u32>) -> VersionOut {
     VersionOut {
         version: v.version,
         status: v.status.as_str().to_owned(),
@@ -384,38 +384,6 @@ fn version_out(v: &flowgate_store::VersionInfo, live: Option<u32>) -> VersionOut
         created_at: flowgate_core::rfc3339(v.created_at),
         published_at: v.published_at.map(flowgate_core::rfc3339),
         retired_at: v.retired_at.map(flowgate_core::rfc3339),
-    }
-}
-
-fn flow_name(name: &str) -> ApiResult<flowgate_core::FlowName> {
-    flowgate_core::FlowName::parse(name)
-        .map_err(|_| ApiError::not_found(format!("flow `{name}` does not exist")))
-}
-
-fn manifest_name(files: &BTreeMap<String, String>) -> ApiResult<String> {
-    let src = files.get("flow.toml").ok_or_else(|| {
-        ApiError::unprocessable("the package has no flow.toml").with("file", json!("flow.toml"))
-    })?;
-    #[derive(Deserialize)]
-    struct NameOnly {
-        name: Option<String>,
-    }
-    match toml::from_str::<toml::Value>(src)
-        .ok()
-        .and_then(|v| v.try_into::<NameOnly>().ok())
-        .and_then(|n| n.name)
-    {
-        Some(n) => Ok(n),
-        None => {
-            // Let the full parser produce the located error.
-            match flowgate_core::Manifest::parse(src) {
-                Err(e) => Err(ApiError::unprocessable(e.to_string())
-                    .with("file", json!(e.file))
-                    .with("line", json!(e.line))
-                    .with("column", json!(e.column))),
-                Ok(m) => Ok(m.name.to_string()),
-            }
-        }
     }
 }
 
@@ -432,8 +400,7 @@ pub async fn list_flows(
 ) -> ApiResult<HttpResponse> {
     authorize(&req, &state, "flows:read").await?;
     let limit = q.limit()?;
-    let cursor = q.cursor.clone();
-    let page = super::list_call(&state, move |s| s.list_flows(cursor.as_deref(), limit)).await?;
+    let page = state.engine.list_flows(q.cursor.clone(), limit).await?;
     Ok(HttpResponse::Ok().json(FlowList {
         items: page.items.into_iter().map(flow_out).collect(),
         next_cursor: page.next_cursor,
@@ -452,13 +419,12 @@ pub async fn create_flow(
     state: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
     authorize(&req, &state, "flows:write").await?;
-    let files = body.into_inner().files;
-    let name = manifest_name(&files)?;
+    let package = FlowPackage {
+        files: body.into_inner().files,
+    };
+    let name = flowgate_engine::flows::package_flow_name(&package)?;
     note_flow(&req, &name, Some(1));
-    let created = state
-        .engine
-        .create_flow(&name, FlowPackage { files })
-        .await?;
+    let created = state.engine.create_flow(&name, package).await?;
     Ok(HttpResponse::Created().json(VersionCreatedOut::from(created)))
 }
 
@@ -474,14 +440,10 @@ pub async fn get_flow(
     state: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
     authorize(&req, &state, "flows:read").await?;
-    let name = flow_name(&path)?;
-    note_flow(&req, name.as_str(), None);
-    let n2 = name.clone();
-    let (flow, versions) = store_call(&state, move |s| {
-        Ok((s.get_flow(&n2)?, s.list_versions(&n2)?))
-    })
-    .await?;
-    let flow = flow.ok_or_else(|| ApiError::not_found(format!("flow `{name}` does not exist")))?;
+    note_flow(&req, &path, None);
+    let detail = state.engine.flow_detail(&path).await?;
+    let flow = detail.flow;
+    let versions = detail.versions;
     Ok(HttpResponse::Ok().json(FlowDetailOut {
         name: flow.name.to_string(),
         disabled: flow.disabled,
@@ -550,19 +512,12 @@ pub async fn get_version(
 ) -> ApiResult<HttpResponse> {
     authorize(&req, &state, "flows:read").await?;
     let (name, n) = path.into_inner();
-    let flow = flow_name(&name)?;
-    note_flow(&req, flow.as_str(), Some(n));
-    let f2 = flow.clone();
-    let (rec, live) = store_call(&state, move |s| {
-        Ok((
-            s.get_version(&f2, n)?,
-            s.get_flow(&f2)?.and_then(|f| f.live_version),
-        ))
-    })
-    .await?;
-    let v = rec.ok_or_else(|| ApiError::not_found(format!("flow `{flow}` has no version {n}")))?;
+    note_flow(&req, &name, Some(n));
+    let detail = state.engine.version_detail(&name, n).await?;
+    let v = detail.version;
+    let live = detail.live_version;
     Ok(HttpResponse::Ok().json(VersionDetailOut {
-        flow: flow.to_string(),
+        flow: v.info.flow.to_string(),
         info: version_out(&v.info, live),
         files: v.package.files,
     }))

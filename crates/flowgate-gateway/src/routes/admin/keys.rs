@@ -4,8 +4,8 @@ use actix_web::{delete, get, post, web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{authorize, store_call};
-use crate::{ApiError, ApiResult, AppState};
+use super::authorize;
+use crate::{ApiResult, AppState};
 
 /// Registers the routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -85,27 +85,6 @@ pub struct KeyList {
     pub next_cursor: Option<String>,
 }
 
-/// Validates a key request; shared with `flowgate keys create`.
-pub fn validate_key_request(name: &str, scopes: &[String]) -> ApiResult<()> {
-    if name.trim().is_empty() || name.chars().count() > 128 {
-        return Err(ApiError::unprocessable("`name` must be 1–128 characters"));
-    }
-    if scopes.is_empty() {
-        return Err(ApiError::unprocessable(
-            "`scopes` must name at least one scope",
-        ));
-    }
-    if let Some(bad) = scopes
-        .iter()
-        .find(|s| !flowgate_core::manifest::is_valid_scope(s))
-    {
-        return Err(ApiError::unprocessable(format!(
-            "`{bad}` is not a valid scope"
-        )));
-    }
-    Ok(())
-}
-
 /// Create an API key.
 #[utoipa::path(post, path = "/admin/v1/keys", operation_id = "create_key", tag = "keys",
     request_body = KeyIn,
@@ -119,41 +98,17 @@ pub async fn create_key(
 ) -> ApiResult<HttpResponse> {
     let creator = authorize(&req, &state, "keys:manage").await?;
     let input = body.into_inner();
-    validate_key_request(&input.name, &input.scopes)?;
-    // A key grants at most what its creator holds (`admin` holds all).
-    if let Err(missing) = flowgate_auth::scopes::has_scopes(&creator.scopes, &input.scopes) {
-        return Err(ApiError::new(
-            actix_web::http::StatusCode::FORBIDDEN,
-            "scope_not_grantable",
-            format!(
-                "a key can only grant scopes its creator holds; you do not hold `{}`",
-                missing.0
-            ),
+    let created = state
+        .engine
+        .create_key(
+            &creator.scopes,
+            flowgate_engine::keys::KeyRequest {
+                name: input.name,
+                scopes: input.scopes,
+                expires_at: input.expires_at,
+            },
         )
-        .with("missing_scope", serde_json::Value::from(missing.0)));
-    }
-    let expires_at = match &input.expires_at {
-        None => None,
-        Some(t) => {
-            let at = chrono::DateTime::parse_from_rfc3339(t)
-                .map_err(|_| {
-                    ApiError::unprocessable(format!("`expires_at` `{t}` is not an RFC 3339 time"))
-                })?
-                .timestamp_millis();
-            if at <= flowgate_core::now_ms() {
-                return Err(ApiError::unprocessable("`expires_at` is in the past"));
-            }
-            Some(at)
-        }
-    };
-    let name = input.name.clone();
-    let scopes = input.scopes.clone();
-    let store = state.engine.store().clone();
-    let created = tokio::task::spawn_blocking(move || {
-        flowgate_engine::security::create_api_key_blocking(&store, &name, &scopes, expires_at)
-    })
-    .await
-    .map_err(ApiError::internal)??;
+        .await?;
     Ok(HttpResponse::Created().json(KeyCreatedOut {
         id: created.id,
         name: created.name,
@@ -170,12 +125,12 @@ pub async fn create_key(
 #[get("/admin/v1/keys")]
 pub async fn list_keys(req: HttpRequest, state: web::Data<AppState>) -> ApiResult<HttpResponse> {
     authorize(&req, &state, "keys:manage").await?;
-    let keys = store_call(&state, |s| s.list_keys()).await?;
+    let keys = state.engine.list_keys().await?;
     Ok(HttpResponse::Ok().json(KeyList {
         items: keys
             .into_iter()
             .map(|k| KeyOut {
-                id: k.id.to_string(),
+                id: k.id,
                 name: k.name,
                 scopes: k.scopes,
                 created_at: flowgate_core::rfc3339(k.created_at),
@@ -200,13 +155,6 @@ pub async fn revoke_key(
     state: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
     authorize(&req, &state, "keys:manage").await?;
-    let id = path.into_inner();
-    let id2 = id.clone();
-    let found = store_call(&state, move |s| s.revoke_key(&id2)).await?;
-    if !found {
-        return Err(ApiError::not_found(format!("key `{id}` does not exist")));
-    }
-    state.engine.security().evict_key(&id);
-    state.engine.end_sessions_of_key(&id).await?;
+    state.engine.revoke_key(&path).await?;
     Ok(HttpResponse::NoContent().finish())
 }

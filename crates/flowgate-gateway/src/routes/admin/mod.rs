@@ -211,30 +211,3 @@ pub fn page_limit(limit: Option<usize>, default: usize) -> ApiResult<usize> {
         )),
     }
 }
-
-/// Like [`store_call`] for list queries: the only input the store can refuse
-/// there is the cursor, so a refusal is a bad query (400), not a bad body.
-pub async fn list_call<R: Send + 'static>(
-    state: &AppState,
-    f: impl FnOnce(&flowgate_store::Store) -> flowgate_store::Result<R> + Send + 'static,
-) -> ApiResult<R> {
-    match state.engine.store().call(f).await {
-        Err(flowgate_store::StoreError::Invalid(m)) => {
-            Err(ApiError::bad_request("invalid_query", m))
-        }
-        other => other.map_err(|e| ApiError::from(flowgate_engine::EngineError::from(e))),
-    }
-}
-
-/// Runs a blocking store call off the async workers, mapping its errors.
-pub async fn store_call<R: Send + 'static>(
-    state: &AppState,
-    f: impl FnOnce(&flowgate_store::Store) -> flowgate_store::Result<R> + Send + 'static,
-) -> ApiResult<R> {
-    state
-        .engine
-        .store()
-        .call(f)
-        .await
-        .map_err(|e| ApiError::from(flowgate_engine::EngineError::from(e)))
-}

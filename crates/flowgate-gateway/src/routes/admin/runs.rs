@@ -60,12 +60,11 @@ pub async fn list_runs(
                 .map_err(|e| ApiError::bad_request("invalid_query", e.to_string()))?,
         ),
     };
-    let filter = flowgate_store::RunFilter { flow, status };
-    let cursor = q.cursor.clone();
-    let page = super::list_call(&state, move |s| {
-        s.list_runs(&filter, cursor.as_deref(), limit)
-    })
-    .await?;
+    let filter = flowgate_engine::queries::RunFilter { flow, status };
+    let page = state
+        .engine
+        .list_runs(filter, q.cursor.clone(), limit)
+        .await?;
     Ok(HttpResponse::Ok().json(RunList {
         items: page.items.iter().map(RunOut::from).collect(),
         next_cursor: page.next_cursor,

@@ -3,9 +3,9 @@
 
 use actix_web::{get, web, HttpRequest, HttpResponse};
 
+use super::authorize;
 use super::dto::{ScheduleList, ScheduleOut, TickOut};
-use super::{authorize, store_call};
-use crate::{ApiError, ApiResult, AppState};
+use crate::{ApiResult, AppState};
 
 /// Registers the routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -22,31 +22,22 @@ pub async fn list_schedules(
     state: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
     authorize(&req, &state, "flows:read").await?;
-    let live = state.engine.live_flows().await?;
-    let now = chrono::Utc::now();
-    let mut items: Vec<ScheduleOut> = Vec::new();
-    for (flow, version) in live {
-        let Some(s) = version.manifest().schedule() else {
-            continue;
-        };
-        let spec = flowgate_scheduler::CronSpec::parse(&s.cron, &s.timezone)
-            .map_err(ApiError::internal)?;
-        let next: Vec<String> = spec
-            .next_n(now, 5)
-            .into_iter()
-            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-            .collect();
-        let f2 = flow.clone();
-        let ticks = store_call(&state, move |st| st.list_ticks(&f2, 10)).await?;
-        items.push(ScheduleOut {
-            flow: flow.to_string(),
-            version: version.number,
-            cron: s.cron.clone(),
-            timezone: s.timezone.clone(),
-            next,
-            last_ticks: ticks.iter().map(TickOut::from).collect(),
-        });
-    }
+    let schedules = state.engine.list_schedules(chrono::Utc::now()).await?;
+    let items = schedules
+        .into_iter()
+        .map(|s| ScheduleOut {
+            flow: s.flow.to_string(),
+            version: s.version,
+            cron: s.cron,
+            timezone: s.timezone,
+            next: s
+                .next
+                .iter()
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+                .collect(),
+            last_ticks: s.last_ticks.iter().map(TickOut::from).collect(),
+        })
+        .collect();
     Ok(HttpResponse::Ok().json(ScheduleList {
         items,
         next_cursor: None,

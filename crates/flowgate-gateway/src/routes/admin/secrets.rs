@@ -5,8 +5,8 @@ use actix_web::{delete, get, put, web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{authorize, store_call};
-use crate::{ApiError, ApiResult, AppState};
+use super::authorize;
+use crate::{ApiResult, AppState};
 
 /// Registers the routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -42,21 +42,6 @@ pub struct SecretList {
     pub next_cursor: Option<String>,
 }
 
-fn check_name(name: &str) -> ApiResult<()> {
-    let ok = !name.is_empty()
-        && name.len() <= 128
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::unprocessable(
-            "a secret name is 1–128 characters of A–Z, a–z, 0–9, `_`, `-`, `.`",
-        ))
-    }
-}
-
 /// List secret names.
 #[utoipa::path(get, path = "/admin/v1/secrets", operation_id = "list_secrets", tag = "secrets",
     responses((status = 200, body = SecretList, description = "OK")),
@@ -64,7 +49,7 @@ fn check_name(name: &str) -> ApiResult<()> {
 #[get("/admin/v1/secrets")]
 pub async fn list_secrets(req: HttpRequest, state: web::Data<AppState>) -> ApiResult<HttpResponse> {
     authorize(&req, &state, "secrets:write").await?;
-    let items = store_call(&state, |s| s.list_secrets()).await?;
+    let items = state.engine.list_secrets().await?;
     Ok(HttpResponse::Ok().json(SecretList {
         items: items
             .into_iter()
@@ -89,13 +74,7 @@ pub async fn get_secret(
     state: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
     authorize(&req, &state, "secrets:write").await?;
-    let name = path.into_inner();
-    let n2 = name.clone();
-    let items = store_call(&state, |s| s.list_secrets()).await?;
-    let m = items
-        .into_iter()
-        .find(|m| m.name == n2)
-        .ok_or_else(|| ApiError::not_found(format!("secret `{name}` does not exist")))?;
+    let m = state.engine.secret_info(&path).await?;
     Ok(HttpResponse::Ok().json(SecretOut {
         name: m.name,
         updated_at: flowgate_core::rfc3339(m.updated_at),
@@ -116,16 +95,8 @@ pub async fn put_secret(
     state: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
     authorize(&req, &state, "secrets:write").await?;
-    let name = path.into_inner();
-    check_name(&name)?;
-    let value = body.into_inner().value;
-    if value.len() > 64 * 1024 {
-        return Err(ApiError::unprocessable(
-            "a secret value may be at most 64 KiB",
-        ));
-    }
-    let value = flowgate_core::SecretString::new(value);
-    store_call(&state, move |s| s.put_secret(&name, &value)).await?;
+    let value = flowgate_core::SecretString::new(body.into_inner().value);
+    state.engine.put_secret(&path, value).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -141,12 +112,6 @@ pub async fn delete_secret(
     state: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
     authorize(&req, &state, "secrets:write").await?;
-    let name = path.into_inner();
-    let n2 = name.clone();
-    if !store_call(&state, move |s| s.delete_secret(&n2)).await? {
-        return Err(ApiError::not_found(format!(
-            "secret `{name}` does not exist"
-        )));
-    }
+    state.engine.delete_secret(&path).await?;
     Ok(HttpResponse::NoContent().finish())
 }

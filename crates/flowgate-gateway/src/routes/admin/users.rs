@@ -2,13 +2,12 @@
 //! user lifecycle event (the store writes it in the same transaction).
 
 use actix_web::{delete, get, patch, post, web, HttpRequest, HttpResponse};
-use flowgate_core::user::{NewUser, UserFilter};
-use flowgate_core::UserId;
+use flowgate_engine::users::UserQuery as UserFilters;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 
+use super::authorize;
 use super::dto::{UserList, UserOut};
-use super::{authorize, store_call};
 use crate::{ApiError, ApiResult, AppState};
 
 /// Registers the routes.
@@ -57,10 +56,6 @@ pub struct UserIn {
     pub external_ids: Option<serde_json::Map<String, Value>>,
 }
 
-fn user_id(s: &str) -> ApiResult<UserId> {
-    UserId::parse(s).map_err(|_| ApiError::not_found(format!("user `{s}` does not exist")))
-}
-
 /// List users (optionally by email or status).
 #[utoipa::path(get, path = "/admin/v1/users", operation_id = "list_users", tag = "users",
     params(UserQuery),
@@ -74,26 +69,14 @@ pub async fn list_users(
 ) -> ApiResult<HttpResponse> {
     authorize(&req, &state, "users:read").await?;
     let limit = super::page_limit(q.limit, 50)?;
-    if q.email.is_some() || q.status.is_some() {
-        let mut f = serde_json::Map::new();
-        if let Some(e) = &q.email {
-            f.insert("email".into(), json!(e));
-        }
-        if let Some(s) = &q.status {
-            flowgate_core::user::UserStatus::parse(s)
-                .map_err(|e| ApiError::bad_request("invalid_query", e.to_string()))?;
-            f.insert("status".into(), json!(s));
-        }
-        let filter = UserFilter::from_json(&Value::Object(f))
-            .map_err(|e| ApiError::bad_request("invalid_query", e.to_string()))?;
-        let users = store_call(&state, move |s| s.find_users(&filter, limit)).await?;
-        return Ok(HttpResponse::Ok().json(UserList {
-            items: users.iter().map(UserOut::from).collect(),
-            next_cursor: None,
-        }));
-    }
-    let cursor = q.cursor.clone();
-    let page = super::list_call(&state, move |s| s.list_users(cursor.as_deref(), limit)).await?;
+    let filters = UserFilters {
+        email: q.email.clone(),
+        status: q.status.clone(),
+    };
+    let page = state
+        .engine
+        .list_users(filters, q.cursor.clone(), limit)
+        .await?;
     Ok(HttpResponse::Ok().json(UserList {
         items: page.items.iter().map(UserOut::from).collect(),
         next_cursor: page.next_cursor,
@@ -113,9 +96,7 @@ pub async fn create_user(
 ) -> ApiResult<HttpResponse> {
     authorize(&req, &state, "users:write").await?;
     let body = serde_json::to_value(body.into_inner()).map_err(ApiError::internal)?;
-    let new = NewUser::from_json(&body).map_err(|e| ApiError::unprocessable(e.to_string()))?;
-    let user = store_call(&state, move |s| s.create_user(new)).await?;
-    state.engine.wake_dispatcher();
+    let user = state.engine.create_user(&body).await?;
     Ok(HttpResponse::Created().json(UserOut::from(&user)))
 }
 
@@ -131,10 +112,7 @@ pub async fn get_user(
     state: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
     authorize(&req, &state, "users:read").await?;
-    let id = user_id(&path)?;
-    let user = store_call(&state, move |s| s.get_user(id))
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("user `{path}` does not exist")))?;
+    let user = state.engine.get_user(&path).await?;
     Ok(HttpResponse::Ok().json(UserOut::from(&user)))
 }
 
@@ -152,17 +130,10 @@ pub async fn update_user(
     state: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
     authorize(&req, &state, "users:write").await?;
-    let id = user_id(&path)?;
     let patch: Value = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {e}"))
     })?;
-    if !patch.is_object() {
-        return Err(ApiError::unprocessable(
-            "a user patch must be a JSON object",
-        ));
-    }
-    let user = store_call(&state, move |s| s.update_user(id, &patch)).await?;
-    state.engine.wake_dispatcher();
+    let user = state.engine.update_user(&path, patch).await?;
     Ok(HttpResponse::Ok().json(UserOut::from(&user)))
 }
 
@@ -178,10 +149,6 @@ pub async fn delete_user(
     state: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
     authorize(&req, &state, "users:write").await?;
-    let id = user_id(&path)?;
-    if !store_call(&state, move |s| s.delete_user(id)).await? {
-        return Err(ApiError::not_found(format!("user `{path}` does not exist")));
-    }
-    state.engine.wake_dispatcher();
+    state.engine.delete_user(&path).await?;
     Ok(HttpResponse::NoContent().finish())
 }
