@@ -21,6 +21,15 @@ pub enum RunStatus {
 }
 
 impl RunStatus {
+    /// Every status, in the order a run passes through them.
+    pub const ALL: [RunStatus; 5] = [
+        RunStatus::Queued,
+        RunStatus::Running,
+        RunStatus::Succeeded,
+        RunStatus::Failed,
+        RunStatus::Dead,
+    ];
+
     /// Lower-case name as stored and shown.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -352,7 +352,13 @@ impl Engine {
         metrics::gauge!("flowgate_auth_failure_tracked_addresses").set(failing as f64);
         let store = self.inner.store.clone();
         if let Ok(depths) = store.call(|s| s.queue_depth_by_status()).await {
-            for (status, n) in depths {
+            // Every status is exported, a zero included, so dashboards and
+            // alerts see the series from the start.
+            for status in flowgate_core::run::RunStatus::ALL {
+                let n = depths
+                    .iter()
+                    .find(|(s, _)| *s == status)
+                    .map_or(0, |(_, n)| *n);
                 metrics::gauge!("flowgate_queue_runs", "status" => status.as_str()).set(n as f64);
             }
         }

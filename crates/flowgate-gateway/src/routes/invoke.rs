@@ -621,13 +621,16 @@ async fn handle(
             match &run.outcome.result {
                 Ok(r) => json!({"status": r.status, "headers": r.headers, "body": r.body}),
                 Err(f) => {
-                    let status = StatusCode::from_u16(f.http_status()).ok().filter(|s| s.is_client_error() || s.is_server_error()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                    let status = StatusCode::from_u16(f.http_status())
+                        .ok()
+                        .filter(|s| s.is_client_error() || s.is_server_error())
+                        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
                     json!({
                         "status": status.as_u16(),
                         "problem": true,
                         "body": {
-                            "type": format!("https://flowgate.dev/problems/{}", f.code().replace('_', "-")),
-                            "title": status.canonical_reason().unwrap_or("Error"),
+                            "type": flowgate_core::problem::problem_type(f.code()),
+                            "title": flowgate_core::problem::title_of(status.as_u16()),
                             "status": status.as_u16(),
                             "detail": f.public_detail(),
                             "code": f.code(),
