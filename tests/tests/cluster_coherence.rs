@@ -396,3 +396,28 @@ async fn a_killed_nodes_run_is_finished_by_the_other_long_before_its_lease_ends(
     assert_eq!(attempts[0]["outcome"], "lease_expired", "{run}");
     assert_ne!(attempts[1]["node"], holder.as_str(), "{run}");
 }
+
+#[tokio::test]
+async fn a_cleanly_stopped_node_is_gone_at_once() {
+    let Some(db) = fresh_postgres("a_cleanly_stopped_node_is_gone_at_once") else {
+        return;
+    };
+    let a = Server::start_with(Some(db.clone()), &[("FLOWGATE_NODE_ID", "stays")]).await;
+    let mut b = Server::start_with(Some(db), &[("FLOWGATE_NODE_ID", "leaves")]).await;
+    assert_eq!(
+        node(&cluster(&a).await, "leaves").map(|n| n["status"].clone()),
+        Some(json!("up"))
+    );
+    let pid = b.child.id().to_string();
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let exit = b.child.wait().unwrap();
+    assert!(exit.success(), "{exit:?}");
+    // No waiting for missed heartbeats: the stop was recorded on the way out.
+    let view = cluster(&a).await;
+    assert_eq!(node(&view, "leaves").unwrap()["status"], "gone", "{view}");
+    assert_eq!(node(&view, "stays").unwrap()["status"], "up", "{view}");
+}

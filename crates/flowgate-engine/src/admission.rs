@@ -183,20 +183,6 @@ impl Admission {
 /// of that share before it is refused (503 or 429).
 pub const ADMISSION_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// The caller a sync run's share is counted for: `kind:id` of its caller map.
-/// Signed webhooks have no caller of their own (the flow's share applies).
-pub fn caller_key(caller: &serde_json::Value) -> Option<String> {
-    let kind = caller.get("kind")?.as_str()?;
-    if kind == "signature" {
-        return None;
-    }
-    let id = caller
-        .get("id")
-        .and_then(serde_json::Value::as_str)
-        .unwrap_or("");
-    Some(format!("{kind}:{id}"))
-}
-
 impl crate::Engine {
     /// Takes a share of the run pool for a run of `version` now, or answers
     /// which share is used up (the flow's: 503; the caller's: 429).

@@ -181,6 +181,7 @@ impl Engine {
         let weak: Weak<Inner> = std::sync::Arc::downgrade(&self.inner);
         let listener = self.store().listen_changes(
             ListenOptions {
+                name: format!("flowgate-listener-{}", self.node_id()),
                 check_every: self.config().cluster.change_check,
                 ..ListenOptions::default()
             },

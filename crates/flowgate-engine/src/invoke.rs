@@ -4,7 +4,7 @@
 
 use flowgate_core::event::{Cause, Event};
 use flowgate_core::run::{RunStatus, TriggerKind};
-use flowgate_core::{EventId, FlowName, RunId};
+use flowgate_core::{FlowName, RunId};
 use flowgate_script::{FlowResponse, Host, RunInput, RunOutcome};
 use flowgate_store::Run;
 use serde_json::{json, Value};
@@ -14,6 +14,85 @@ use crate::error::{EngineError, Result};
 use crate::registry::LoadedVersion;
 use crate::Engine;
 
+/// The script's `request` map: what the caller sent, as the script sees it.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct RunRequest {
+    /// HTTP method (`POST` for admin runs).
+    pub method: String,
+    /// Path below the flow's base (`""` at the base).
+    pub path: String,
+    /// Path parameters of the matched endpoint.
+    pub params: serde_json::Map<String, Value>,
+    /// Query parameters (the last value wins).
+    pub query: std::collections::BTreeMap<String, String>,
+    /// Headers the script may see (repeated ones joined with `, `).
+    pub headers: serde_json::Map<String, Value>,
+    /// The parsed body (`null` when empty).
+    pub body: Value,
+}
+
+impl RunRequest {
+    /// The request of an admin "run now": a `POST` of `body` at the base.
+    pub fn admin(body: Value) -> Self {
+        Self {
+            method: "POST".into(),
+            body,
+            ..Self::default()
+        }
+    }
+}
+
+/// The script's `caller` map: who is calling.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CallerInfo {
+    /// How the caller authenticated (`api_key`, `jwt`, `anonymous`, `signature`, `admin`).
+    pub kind: &'static str,
+    /// Key id, token subject, webhook scheme or client address.
+    pub id: String,
+    /// Granted scopes.
+    pub scopes: Vec<String>,
+}
+
+impl CallerInfo {
+    /// The caller `principal` authenticated as.
+    pub fn of(principal: &flowgate_auth::Principal) -> Self {
+        Self {
+            kind: principal.kind.as_str(),
+            id: principal.id.clone(),
+            scopes: principal.scopes.clone(),
+        }
+    }
+
+    /// An administrator starting a run by hand.
+    pub fn admin(principal: &flowgate_auth::Principal) -> Self {
+        Self {
+            kind: "admin",
+            ..Self::of(principal)
+        }
+    }
+
+    /// The key a sync run's share of the run pool is counted for. Signed
+    /// webhooks have no caller of their own (the flow's share applies).
+    pub fn share_key(&self) -> Option<String> {
+        (self.kind != "signature").then(|| format!("{}:{}", self.kind, self.id))
+    }
+}
+
+/// The script's `trigger` map: what started the run.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum TriggerInfo {
+    /// An HTTP endpoint.
+    Http,
+    /// A webhook endpoint, with the provider's delivery id when it sent one.
+    Webhook {
+        /// The provider's delivery id.
+        delivery_id: Option<String>,
+    },
+    /// "Run now" from the admin API.
+    Admin,
+}
+
 /// One request to run a flow version.
 pub struct Invocation {
     /// The version to run.
@@ -21,19 +100,40 @@ pub struct Invocation {
     /// What started it.
     pub trigger: TriggerKind,
     /// The script's `request` map.
-    pub request: Value,
+    pub request: RunRequest,
     /// The script's `caller` map.
-    pub caller: Value,
+    pub caller: CallerInfo,
     /// The script's `trigger` map.
-    pub trigger_map: Value,
+    pub trigger_info: TriggerInfo,
     /// Request id of the HTTP call (or a fresh one).
     pub request_id: String,
     /// Idempotency scope or delivery id that created the run.
     pub idempotency_key: Option<String>,
-    /// Event that triggered the run.
-    pub event_id: Option<EventId>,
-    /// Due time of a schedule run.
-    pub scheduled_at: Option<i64>,
+}
+
+/// The maps a script sees of an invocation, converted once.
+struct InputMaps {
+    request: Value,
+    caller: Value,
+    trigger: Value,
+}
+
+impl Invocation {
+    fn maps(&self) -> InputMaps {
+        let to_value = |v: serde_json::Result<Value>| v.unwrap_or(Value::Null);
+        InputMaps {
+            request: to_value(serde_json::to_value(&self.request)),
+            caller: to_value(serde_json::to_value(&self.caller)),
+            trigger: to_value(serde_json::to_value(&self.trigger_info)),
+        }
+    }
+}
+
+impl InputMaps {
+    /// The run's stored input (what replays and retries run with again).
+    fn into_record(self, request_id: String) -> Value {
+        json!({"request": self.request, "caller": self.caller, "trigger": self.trigger, "request_id": request_id})
+    }
 }
 
 /// A finished synchronous run.
@@ -154,13 +254,14 @@ impl Engine {
         let run_id = RunId::new();
         let started_at = flowgate_core::now_ms();
         let v = inv.version.clone();
+        let maps = inv.maps();
         let input = RunInput {
-            request: inv.request.clone(),
-            caller: inv.caller.clone(),
-            trigger: inv.trigger_map.clone(),
+            request: maps.request.clone(),
+            caller: maps.caller.clone(),
+            trigger: maps.trigger.clone(),
             ctx: Self::ctx_map(&v.flow, v.number, run_id, &inv.request_id, 1),
         };
-        let caller_key = crate::admission::caller_key(&inv.caller);
+        let caller_key = inv.caller.share_key();
         let ticket = self.admit_run(&v, caller_key.as_deref()).await?;
         let cause = Cause::root(run_id.to_string());
         let outcome = self
@@ -179,15 +280,13 @@ impl Engine {
             v.flow.clone(),
             u32::try_from(v.number).unwrap_or(0),
             inv.trigger,
-            json!({"request": inv.request, "caller": inv.caller, "trigger": inv.trigger_map, "request_id": inv.request_id}),
+            maps.into_record(inv.request_id),
             started_at,
             &stored,
         );
         run.id = run_id;
         let idempotent = inv.idempotency_key.is_some();
         run.idempotency_key = inv.idempotency_key;
-        run.event_id = inv.event_id;
-        run.scheduled_at = inv.scheduled_at;
         let mut events = emitted_events(&v.flow, &outcome, &cause);
         events.extend(run_failed_event(&run, &outcome, status, &cause));
         metrics::counter!("flowgate_runs_total", "flow" => v.flow.to_string(), "status" => status.as_str()).increment(1);
@@ -239,37 +338,34 @@ impl Engine {
 
     fn queued_run(inv: Invocation) -> Run {
         let v = inv.version.clone();
+        let input = inv.maps().into_record(inv.request_id);
         let mut run = Run::queued(
             v.flow.clone(),
             u32::try_from(v.number).unwrap_or(0),
             inv.trigger,
-            json!({"request": inv.request, "caller": inv.caller, "trigger": inv.trigger_map, "request_id": inv.request_id}),
+            input,
             v.manifest().retry.max_attempts,
             flowgate_core::now_ms(),
         );
         run.idempotency_key = inv.idempotency_key;
-        run.event_id = inv.event_id;
-        run.scheduled_at = inv.scheduled_at;
         run
     }
 }
 
 impl Engine {
     /// "Run now": queues an admin run of the live version.
-    pub async fn run_now(&self, flow: &str, caller: Value, body: Value) -> Result<RunId> {
+    pub async fn run_now(&self, flow: &str, caller: CallerInfo, body: Value) -> Result<RunId> {
         let name = crate::flows::parse_existing(flow)?;
         let version = self.registry().resolve(&name, None).await?;
         let request_id = RunId::new().to_string();
         self.enqueue(Invocation {
             version,
             trigger: TriggerKind::Admin,
-            request: json!({"method": "POST", "path": "", "params": {}, "query": {}, "headers": {}, "body": body}),
+            request: RunRequest::admin(body),
             caller,
-            trigger_map: json!({"kind": "admin"}),
+            trigger_info: TriggerInfo::Admin,
             request_id,
             idempotency_key: None,
-            event_id: None,
-            scheduled_at: None,
         })
         .await
     }
@@ -308,5 +404,62 @@ impl Engine {
         self.store().submit_enqueue(run).await?;
         self.wake_workers();
         Ok(new_id)
+    }
+}
+
+pub use flowgate_store::IdempotencyBegin;
+
+/// The parts of the invocation protocol that keep state: webhook secrets and
+/// idempotency records.
+impl Engine {
+    /// The secret a webhook's signature is checked with; `None` when the
+    /// secret store has none under `name`.
+    pub async fn webhook_secret(&self, name: &str) -> Result<Option<flowgate_core::SecretString>> {
+        let name = name.to_owned();
+        Ok(self
+            .store()
+            .call(move |s| {
+                flowgate_core::repo::SecretRepo::secret_get(s, &name).map_err(Into::into)
+            })
+            .await?)
+    }
+
+    /// Starts the idempotent execution of `request_hash` under `scope` (or
+    /// finds the earlier one); records live for `idempotency_ttl`.
+    pub async fn begin_idempotent(
+        &self,
+        scope: &str,
+        request_hash: &str,
+    ) -> Result<IdempotencyBegin> {
+        let ttl_ms = i64::try_from(self.config().idempotency_ttl.as_millis()).unwrap_or(i64::MAX);
+        let (scope, hash) = (scope.to_owned(), request_hash.to_owned());
+        Ok(self
+            .store()
+            .call(move |s| s.begin_idempotent(&scope, &hash, flowgate_core::now_ms(), ttl_ms))
+            .await?)
+    }
+
+    /// Stores the answer of a started idempotent execution, for replays. A
+    /// failure is logged: the record then expires and a retry runs again.
+    pub async fn complete_idempotent(&self, scope: String, response: &Value) {
+        if let Err(e) = self
+            .store()
+            .submit_complete_idempotent(scope, response)
+            .await
+        {
+            tracing::warn!(error = %e, "could not store the idempotent response");
+        }
+    }
+
+    /// Forgets a started idempotent execution that ended without an answer,
+    /// so the caller's retry runs.
+    pub async fn abandon_idempotent(&self, scope: String) {
+        if let Err(e) = self
+            .store()
+            .call(move |s| s.abandon_idempotent(&scope))
+            .await
+        {
+            tracing::warn!(error = %e, "could not release the idempotency record");
+        }
     }
 }

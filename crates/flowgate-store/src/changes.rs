@@ -110,8 +110,10 @@ fn read_seq(pg: &mut PgConnection) -> QueryResult<i64> {
 }
 
 /// Tuning of [`Store::listen_changes`].
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ListenOptions {
+    /// `application_name` of the listening connection (as `pg_stat_activity` shows it).
+    pub name: String,
     /// How often the listening connection is read for notifications.
     pub poll: Duration,
     /// How often the change sequence is compared (the fallback for missed
@@ -122,6 +124,7 @@ pub struct ListenOptions {
 impl Default for ListenOptions {
     fn default() -> Self {
         Self {
+            name: "flowgate-listener".into(),
             poll: Duration::from_millis(20),
             check_every: Duration::from_secs(5),
         }
@@ -167,12 +170,26 @@ impl Store {
         opts: ListenOptions,
         on_change: impl Fn(Change) + Send + 'static,
     ) -> Option<ChangeListener> {
-        let url = self.inner.pg_url.clone()?;
+        let base = self.inner.pg_url.clone()?;
+        let sep = if base.contains('?') { '&' } else { '?' };
+        let app: String = opts
+            .name
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .take(60)
+            .collect();
+        let url = format!("{base}{sep}application_name={app}");
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::Builder::new()
             .name("flowgate-listen".into())
-            .spawn(move || listen_loop(&url, opts, &flag, &on_change))
+            .spawn(move || listen_loop(&url, &opts, &flag, &on_change))
             .map_err(|e| tracing::warn!(error = %e, "cannot start the change listener"))
             .ok()?;
         Some(ChangeListener {
@@ -193,12 +210,13 @@ fn sleep_unless_stopped(d: Duration, stop: &AtomicBool) {
     }
 }
 
-fn listen_loop(url: &str, opts: ListenOptions, stop: &AtomicBool, on_change: &dyn Fn(Change)) {
+fn listen_loop(url: &str, opts: &ListenOptions, stop: &AtomicBool, on_change: &dyn Fn(Change)) {
     let mut last_seq: Option<i64> = None;
     let mut backoff = Duration::from_millis(100);
     while !stop.load(Ordering::Relaxed) {
-        match listen_once(url, opts, stop, on_change, &mut last_seq) {
-            Ok(()) => return,
+        match listen_once(url, opts, stop, on_change, &mut last_seq, &mut backoff) {
+            Ok(()) if stop.load(Ordering::Relaxed) => return,
+            Ok(()) => {}
             Err(e) => {
                 metrics::counter!("flowgate_change_listener_reconnects_total").increment(1);
                 tracing::warn!(error = %e, retry_ms = backoff.as_millis() as u64, "change listener lost its connection; reconnecting");
@@ -213,15 +231,17 @@ fn listen_loop(url: &str, opts: ListenOptions, stop: &AtomicBool, on_change: &dy
 /// sequence until `stop` (`Ok`) or a connection error (`Err`).
 fn listen_once(
     url: &str,
-    opts: ListenOptions,
+    opts: &ListenOptions,
     stop: &AtomicBool,
     on_change: &dyn Fn(Change),
     last_seq: &mut Option<i64>,
+    backoff: &mut Duration,
 ) -> std::result::Result<(), String> {
     let mut pg = PgConnection::establish(url).map_err(|e| e.to_string())?;
     diesel::sql_query(format!("LISTEN {CHANNEL}"))
         .execute(&mut pg)
         .map_err(|e| e.to_string())?;
+    *backoff = Duration::from_millis(100);
     tracing::debug!("change listener connected");
     // Changes made while there was no listener (first start: none to catch up).
     check_seq(&mut pg, on_change, last_seq)?;

@@ -1465,10 +1465,18 @@ fn gone_nodes_release_their_leases(db: &Db) {
     assert_eq!(db.store.list_nodes().unwrap().len(), 1);
 }
 
+#[derive(QueryableByName)]
+struct Terminated {
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    done: bool,
+}
+
 fn change_notices_reach_every_listener(db: &Db) {
     let (tx, rx) = std::sync::mpsc::channel();
+    let app = format!("listener-{}", uuid::Uuid::new_v4().simple());
     let listener = db.second().listen_changes(
         ListenOptions {
+            name: app.clone(),
             poll: Duration::from_millis(10),
             check_every: Duration::from_millis(200),
         },
@@ -1522,5 +1530,35 @@ fn change_notices_reach_every_listener(db: &Db) {
     assert!(db.store.delete_secret("TOKEN").unwrap());
     let next = rx.recv_timeout(Duration::from_secs(10)).unwrap();
     assert_eq!(next, Change::Secret("TOKEN".into()));
+
+    // The listening connection dies: the listener reconnects, and a change
+    // made meanwhile arrives as its notice or, if missed, as `All`.
+    let killed: Vec<bool> = diesel::sql_query(format!(
+        "SELECT pg_terminate_backend(pid) AS done FROM pg_stat_activity WHERE application_name = '{app}'"
+    ))
+    .load::<Terminated>(&mut c)
+    .unwrap()
+    .into_iter()
+    .map(|t| t.done)
+    .collect();
+    assert_eq!(killed, [true]);
+    db.store.set_flow_disabled(&f, false).unwrap();
+    wait_for(
+        &|c| matches!(c, Change::All) || *c == Change::Flow("notified".into()),
+        "after reconnect",
+    );
+    // Once reconnected, notices flow again.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let reconnected = loop {
+        db.store
+            .put_secret("AGAIN", &SecretString::new("y"))
+            .unwrap();
+        match rx.recv_timeout(Duration::from_millis(500)) {
+            Ok(Change::Secret(n)) if n == "AGAIN" => break true,
+            _ if Instant::now() > deadline => break false,
+            _ => {}
+        }
+    };
+    assert!(reconnected, "no notice after the listener reconnected");
     drop(listener);
 }

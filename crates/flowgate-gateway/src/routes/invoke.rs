@@ -10,9 +10,8 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use flowgate_core::manifest::{EndpointTrigger, RunMode, Trigger};
 use flowgate_core::run::TriggerKind;
 use flowgate_core::FlowName;
-use flowgate_engine::invoke::Invocation;
+use flowgate_engine::invoke::{CallerInfo, IdempotencyBegin, Invocation, RunRequest, TriggerInfo};
 use flowgate_engine::LoadedVersion;
-use flowgate_store::IdempotencyBegin;
 use futures_util::StreamExt;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
@@ -239,7 +238,7 @@ fn parse_body_now(ct: Option<&str>, version: &LoadedVersion, body: &[u8]) -> Api
     Ok(value)
 }
 
-fn request_map(req: &HttpRequest, target: &Target, body: Value) -> ApiResult<Value> {
+fn run_request(req: &HttpRequest, target: &Target, body: Value) -> ApiResult<RunRequest> {
     let query: std::collections::BTreeMap<String, String> =
         web::Query::<std::collections::BTreeMap<String, String>>::from_query(req.query_string())
             .map_err(|e| {
@@ -269,14 +268,14 @@ fn request_map(req: &HttpRequest, target: &Target, body: Value) -> ApiResult<Val
             }
         }
     }
-    Ok(json!({
-        "method": req.method().as_str(),
-        "path": target.path,
-        "params": target.params,
-        "query": query,
-        "headers": headers,
-        "body": body,
-    }))
+    Ok(RunRequest {
+        method: req.method().as_str().to_owned(),
+        path: target.path.clone(),
+        params: target.params.clone(),
+        query,
+        headers,
+        body,
+    })
 }
 
 fn sha256_hex(parts: &[&[u8]]) -> String {
@@ -406,14 +405,7 @@ async fn handle(
         (target.trigger_kind, &target.endpoint.signature)
     {
         let body = read_body(req, payload, limit).await?;
-        let name = sig.secret.clone();
-        let secret = engine
-            .store()
-            .call(move |s| {
-                flowgate_core::repo::SecretRepo::secret_get(s, &name).map_err(Into::into)
-            })
-            .await
-            .map_err(|e| ApiError::from(flowgate_engine::EngineError::from(e)))?;
+        let secret = engine.webhook_secret(&sig.secret).await?;
         let Some(secret) = secret else {
             tracing::error!(flow.name = %version.flow, secret = %sig.secret, "webhook signature secret is not in the secret store");
             return Err(ApiError::unavailable(
@@ -546,14 +538,7 @@ async fn handle(
             req.query_string().as_bytes(),
             &body_bytes,
         ]);
-        let ttl_ms = i64::try_from(engine.config().idempotency_ttl.as_millis()).unwrap_or(i64::MAX);
-        let (s2, h2) = (scope.clone(), request_hash);
-        let begin = engine
-            .store()
-            .call(move |s| s.begin_idempotent(&s2, &h2, flowgate_core::now_ms(), ttl_ms))
-            .await
-            .map_err(|e| ApiError::from(flowgate_engine::EngineError::from(e)))?;
-        match begin {
+        match engine.begin_idempotent(scope, &request_hash).await? {
             IdempotencyBegin::Started => {}
             IdempotencyBegin::Done(doc) => {
                 let mut res = response_from_doc(&doc);
@@ -579,20 +564,18 @@ async fn handle(
         }
     }
 
-    let trigger_map = match target.trigger_kind {
-        TriggerKind::Webhook => json!({"kind": "webhook", "delivery_id": delivery_id}),
-        _ => json!({"kind": "http"}),
+    let trigger_info = match target.trigger_kind {
+        TriggerKind::Webhook => TriggerInfo::Webhook { delivery_id },
+        _ => TriggerInfo::Http,
     };
     let inv = Invocation {
         version: version.clone(),
         trigger: target.trigger_kind,
-        request: request_map(req, &target, body)?,
-        caller: json!({"kind": principal.kind.as_str(), "id": principal.id, "scopes": principal.scopes}),
-        trigger_map,
+        request: run_request(req, &target, body)?,
+        caller: CallerInfo::of(&principal),
+        trigger_info,
         request_id: current_request_id(),
         idempotency_key: idem_key.clone(),
-        event_id: None,
-        scheduled_at: None,
     };
 
     let accepted = |run_id: flowgate_core::RunId| {
@@ -644,23 +627,13 @@ async fn handle(
     match outcome {
         Ok(doc) => {
             if let Some(scope) = idem_key.filter(|_| !recorded) {
-                let d2 = doc.clone();
-                if let Err(e) = engine
-                    .store()
-                    .call(move |s| s.complete_idempotent(&scope, &d2))
-                    .await
-                {
-                    tracing::warn!(error = %e, "could not store the idempotent response");
-                }
+                engine.complete_idempotent(scope, &doc).await;
             }
             Ok(response_from_doc(&doc))
         }
         Err(e) => {
             if let Some(scope) = idem_key {
-                let _ = engine
-                    .store()
-                    .call(move |s| s.abandon_idempotent(&scope))
-                    .await;
+                engine.abandon_idempotent(scope).await;
             }
             Err(e.into())
         }

@@ -3,7 +3,7 @@
 use actix_web::{delete, get, post, web, HttpRequest, HttpResponse};
 use flowgate_core::FlowPackage;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use utoipa::ToSchema;
 
@@ -642,7 +642,7 @@ pub async fn run_flow(
             ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {e}"))
         })?
     };
-    let caller = json!({"kind": "admin", "id": principal.id, "scopes": principal.scopes});
+    let caller = flowgate_engine::invoke::CallerInfo::admin(&principal);
     let id = state.engine.run_now(&path, caller, input).await?;
     Ok(HttpResponse::Accepted()
         .insert_header(("location", format!("/admin/v1/runs/{id}")))
