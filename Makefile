@@ -2,7 +2,7 @@
 CARGO ?= cargo
 BIN_RELEASE := target/release/flowgate
 
-.PHONY: run test lint fmt bench bench-criterion openapi openapi-check schemathesis build build-release ci console console-check browser-test
+.PHONY: run cluster-demo test lint fmt bench bench-cluster bench-criterion openapi openapi-check schemathesis build build-release ci console console-check browser-test
 
 run: build-release
 	@bash tools/dev-run.sh $(BIN_RELEASE)
@@ -12,6 +12,10 @@ build:
 
 build-release:
 	$(CARGO) build --release -p flowgate
+
+# Three nodes on one local PostgreSQL (ports 8081-8083); Ctrl-C stops them all.
+cluster-demo: build-release
+	@bash tools/cluster-demo.sh $(BIN_RELEASE)
 
 test:
 	@if [ -z "$$FLOWGATE_TEST_POSTGRES_URL" ]; then \
@@ -39,6 +43,11 @@ fmt:
 # security / async), servers on one core, wrk on another (see BENCHMARKS.md).
 bench:
 	@bash tools/bench/run.sh
+
+# One node vs three on one PostgreSQL database (sync, async) and the change-notification
+# latency between nodes (tools/bench/cluster.py, see BENCHMARKS.md).
+bench-cluster:
+	@BENCH_CLUSTER=1 bash tools/bench/run.sh
 
 # The criterion benches of the crates and the older in-process load harnesses.
 bench-criterion: build-release

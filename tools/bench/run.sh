@@ -3,6 +3,7 @@
 # baseline), then runs the wrk harness (tools/bench/bench.py) and prints the
 # table recorded in BENCHMARKS.md. Needs wrk (apt-get install -y wrk) and
 # taskset; settings: BENCH_SECS, BENCH_ROUNDS, BENCH_CONNECTIONS (see bench.py).
+# BENCH_CLUSTER=1 (`make bench-cluster`) runs the cluster mode instead (see cluster.py).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 CARGO=${CARGO:-cargo}
@@ -14,6 +15,14 @@ if [ "$(nproc)" -lt 2 ]; then
   echo "note: one CPU only; server and load generator share it, ratios are not meaningful" >&2
   export BENCH_CLIENT_CPU=0
 fi
+machine() { echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(uname -sr)"; }
+if [ "${BENCH_CLUSTER:-0}" = 1 ]; then
+  # Cluster mode (tools/bench/cluster.py): one node vs three on one PostgreSQL database,
+  # and the publish → other-node notification latency.
+  "$CARGO" build --release -p flowgate
+  machine
+  exec python3 tools/bench/cluster.py
+fi
 "$CARGO" build --release -p flowgate -p flowgate-bench-bare
-echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(uname -sr)"
+machine
 exec python3 tools/bench/bench.py

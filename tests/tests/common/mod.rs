@@ -284,6 +284,20 @@ fn spawn_serve(
     dir: &Path,
     log_file: Option<&Path>,
 ) -> (Child, String) {
+    let (child, rx) = spawn_serve_async(db_url, extra, dir, log_file);
+    let url = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the server did not report its address within 60 s");
+    (child, url)
+}
+
+/// Starts `flowgate serve`; its address arrives on the receiver once it listens.
+fn spawn_serve_async(
+    db_url: &str,
+    extra: &[(String, String)],
+    dir: &Path,
+    log_file: Option<&Path>,
+) -> (Child, std::sync::mpsc::Receiver<String>) {
     let mut cmd = Command::new(binary());
     base_env(&mut cmd, db_url, extra);
     let stderr = if let Some(p) = log_file {
@@ -317,10 +331,7 @@ fn spawn_serve(
             line.clear();
         }
     });
-    let url = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("the server did not report its address within 60 s");
-    (child, url)
+    (child, rx)
 }
 
 /// A minimal package: an http flow answering with its script's value.
@@ -431,4 +442,208 @@ pub async fn runs_of(s: &Server, flow: &str) -> Vec<Value> {
         .await;
     assert_eq!(st, 200, "{v}");
     v["items"].as_array().cloned().unwrap_or_default()
+}
+
+/// A fresh, empty PostgreSQL database on `FLOWGATE_TEST_POSTGRES_URL`'s
+/// server, as `(url, name)`. A database of its own (not a schema) so that
+/// `LISTEN/NOTIFY`, which is per database, sees no other test's changes.
+pub fn fresh_postgres_database() -> Option<(String, String)> {
+    use diesel::{Connection, PgConnection, RunQueryDsl};
+    let base = postgres_url()?;
+    let name = format!("c_{}", uuid::Uuid::new_v4().simple());
+    let mut c = PgConnection::establish(&base).expect("connect to FLOWGATE_TEST_POSTGRES_URL");
+    diesel::sql_query(format!("CREATE DATABASE {name}"))
+        .execute(&mut c)
+        .expect("create database");
+    Some((with_database(&base, &name), name))
+}
+
+/// `url` with its database (the last path segment) replaced by `name`.
+fn with_database(url: &str, name: &str) -> String {
+    let (head, query) = match url.split_once('?') {
+        Some((h, q)) => (h, Some(q)),
+        None => (url, None),
+    };
+    let scheme_end = head.find("://").map(|i| i + 3).unwrap_or(0);
+    let host_end = head[scheme_end..]
+        .find('/')
+        .map(|i| scheme_end + i)
+        .unwrap_or(head.len());
+    let mut out = format!("{}/{name}", &head[..host_end]);
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    out
+}
+
+/// Drops a database made by [`fresh_postgres_database`] (best effort).
+fn drop_postgres_database(name: &str) {
+    use diesel::{Connection, PgConnection, RunQueryDsl};
+    let Some(base) = postgres_url() else { return };
+    if let Ok(mut c) = PgConnection::establish(&base) {
+        let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(&mut c);
+    }
+}
+
+/// Several `flowgate serve` nodes on one fresh PostgreSQL database, each on
+/// its own random loopback port, sharing one admin key and one secrets key
+/// (as a real cluster behind a load balancer must). Each node is a [`Server`],
+/// so every helper of a single server works against any node.
+pub struct Cluster {
+    /// The nodes, `node-0`, `node-1`, …; a killed node stays in place.
+    pub nodes: Vec<Server>,
+    killed: Vec<bool>,
+    db_name: String,
+    /// One cluster at a time in this test binary (`cargo test` runs tests on
+    /// threads; nextest runs them as processes and groups them, see
+    /// `.config/nextest.toml`): three nodes per test are load enough for 2 cores.
+    _serial: tokio::sync::MutexGuard<'static, ()>,
+}
+
+static CLUSTER_SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Connections per node in tests: three nodes (and the tests of other binaries)
+/// share one PostgreSQL server.
+const CLUSTER_POOL_SIZE: &str = "8";
+
+impl Cluster {
+    /// `n` nodes on a fresh database, or `None` (after printing that `test` is
+    /// skipped) when `FLOWGATE_TEST_POSTGRES_URL` is unset. `env` applies to
+    /// every node (e.g. a short `FLOWGATE_RUN_LEASE_SECONDS`).
+    pub async fn start(test: &str, n: usize, env: &[(&str, &str)]) -> Option<Cluster> {
+        install_crypto();
+        let serial = CLUSTER_SERIAL.lock().await;
+        let Some((db_url, db_name)) = fresh_postgres_database() else {
+            skip_postgres(test);
+            return None;
+        };
+        let mut common: Vec<(String, String)> = vec![(
+            "FLOWGATE_DATABASE_POOL_SIZE".to_owned(),
+            CLUSTER_POOL_SIZE.to_owned(),
+        )];
+        common.extend(env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        // Migrates the database once, before any node starts.
+        let admin_key = run_cli(
+            &db_url,
+            &common,
+            &[
+                "keys",
+                "create",
+                "--name",
+                "cluster-admin",
+                "--scopes",
+                "admin",
+            ],
+        );
+        let mut pending = Vec::new();
+        for i in 0..n {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let mut env = common.clone();
+            env.push(("FLOWGATE_NODE_ID".to_owned(), format!("node-{i}")));
+            let log_file = dir.path().join("server.log");
+            let (child, url_rx) = spawn_serve_async(&db_url, &env, dir.path(), Some(&log_file));
+            pending.push((dir, env, log_file, child, url_rx));
+        }
+        let mut nodes = Vec::new();
+        for (dir, env, log_file, child, url_rx) in pending {
+            let url = url_rx
+                .recv_timeout(Duration::from_secs(60))
+                .expect("a node did not report its address within 60 s");
+            nodes.push(Server {
+                child,
+                url,
+                admin_key: admin_key.clone(),
+                db_url: db_url.clone(),
+                dir,
+                client: reqwest::Client::builder()
+                    .timeout(Duration::from_secs(30))
+                    .build()
+                    .expect("client"),
+                extra_env: env,
+                log_file: Some(log_file),
+            });
+        }
+        Some(Cluster {
+            killed: vec![false; nodes.len()],
+            nodes,
+            db_name,
+            _serial: serial,
+        })
+    }
+
+    /// Node `i`.
+    pub fn node(&self, i: usize) -> &Server {
+        &self.nodes[i]
+    }
+
+    /// The id node `i` was started with (`FLOWGATE_NODE_ID`).
+    pub fn node_id(&self, i: usize) -> String {
+        format!("node-{i}")
+    }
+
+    /// The base URLs of all nodes (a killed node's URL refuses connections).
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(|s| s.url.clone()).collect()
+    }
+
+    /// Kills node `i` with SIGKILL (no graceful shutdown, leases stay held).
+    pub fn kill(&mut self, i: usize) {
+        let node = &mut self.nodes[i];
+        let _ = node.child.kill();
+        let _ = node.child.wait();
+        self.killed[i] = true;
+    }
+
+    /// Whether node `i` was killed.
+    pub fn is_killed(&self, i: usize) -> bool {
+        self.killed[i]
+    }
+
+    /// The first node still running (for admin reads after a kill).
+    pub fn live(&self) -> &Server {
+        let i = (0..self.nodes.len())
+            .find(|i| !self.killed[*i])
+            .expect("a live node");
+        &self.nodes[i]
+    }
+
+    /// Everything each node wrote to stderr, labelled, for failure messages.
+    pub fn logs(&self) -> String {
+        self.nodes
+            .iter()
+            .enumerate()
+            .map(|(i, s)| format!("--- node-{i}\n{}", s.log_text()))
+            .collect()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            let _ = node.child.kill();
+            let _ = node.child.wait();
+        }
+        drop_postgres_database(&self.db_name);
+    }
+}
+
+/// Polls `check` every 100 ms until it yields `Some` or `timeout` passes
+/// (then `None`): the bounded wait of the cluster tests.
+pub async fn wait_for<T, F, Fut>(timeout: Duration, mut check: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return Some(v);
+        }
+        if start.elapsed() > timeout {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
