@@ -49,7 +49,7 @@ pub struct ClusterSettings {
 impl Default for ClusterSettings {
     fn default() -> Self {
         Self {
-            heartbeat: Duration::from_secs(1),
+            heartbeat: Duration::from_millis(500),
             missed_heartbeats: 3,
             change_check: Duration::from_secs(5),
         }

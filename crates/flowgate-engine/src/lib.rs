@@ -184,6 +184,7 @@ impl Engine {
             .clone()
             .filter(|n| !n.is_empty())
             .unwrap_or_else(cluster::generate_node_id);
+        store.set_owner(&node_id);
         let audit = audit::AuditWriter::start(store.clone());
         let security = security::Security::new(
             store.clone(),

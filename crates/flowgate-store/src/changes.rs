@@ -4,13 +4,15 @@
 //! disable, key creation and revocation, secret changes) calls
 //! [`record_change`] inside its transaction: on PostgreSQL that increments
 //! the one-row `cluster_changes` sequence and sends
-//! `NOTIFY flowgate_changes, '<seq> <kind> <name>'`, which PostgreSQL
+//! `NOTIFY flowgate_changes_<schema hash>, '<seq> <kind> <name>'`, which PostgreSQL
 //! delivers to every listener when the transaction commits (never for a
 //! rolled-back one). [`Store::listen_changes`] keeps a dedicated connection
 //! listening (reconnecting with backoff) and hands each notice to a
 //! callback; every few seconds it also reads the sequence on that connection
 //! and reports [`Change::All`] when it moved past the notices it saw, so a
 //! notification lost while the connection was down still invalidates.
+//! The channel is named after the schema the tables live in, so deployments
+//! sharing one database in different schemas never see each other's notices.
 //! SQLite (one node) records nothing: the node that writes invalidates its
 //! own caches directly.
 
@@ -28,8 +30,14 @@ use crate::error::Result;
 use crate::schema::cluster_changes;
 use crate::Store;
 
-/// The PostgreSQL channel change notices travel on.
+/// The prefix of the PostgreSQL channel change notices travel on; the rest
+/// names the connection's schema ([`CHANNEL_SQL`]).
 pub const CHANNEL: &str = "flowgate_changes";
+
+/// The channel of the connection's schema, as an SQL expression: the prefix
+/// and 12 hex digits of the schema name's md5 (a plain identifier whatever
+/// the schema is called, and short of PostgreSQL's 63-byte limit).
+const CHANNEL_SQL: &str = "'flowgate_changes_' || left(md5(current_schema()), 12)";
 
 /// What changed on some node.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -95,8 +103,7 @@ pub(crate) fn record_change(c: &mut AnyConnection, change: &Change) -> Result<()
         .set(cluster_changes::seq.eq(cluster_changes::seq + 1))
         .returning(cluster_changes::seq)
         .get_result(pg)?;
-    diesel::sql_query("SELECT pg_notify($1, $2)")
-        .bind::<Text, _>(CHANNEL)
+    diesel::sql_query(format!("SELECT pg_notify({CHANNEL_SQL}, $1)"))
         .bind::<Text, _>(change.payload(seq))
         .execute(pg)?;
     Ok(())
@@ -238,18 +245,27 @@ fn listen_once(
     backoff: &mut Duration,
 ) -> std::result::Result<(), String> {
     let mut pg = PgConnection::establish(url).map_err(|e| e.to_string())?;
-    diesel::sql_query(format!("LISTEN {CHANNEL}"))
+    let channel = diesel::select(diesel::dsl::sql::<Text>(CHANNEL_SQL))
+        .get_result::<String>(&mut pg)
+        .map_err(|e| e.to_string())?;
+    if !channel
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    {
+        return Err(format!("unexpected channel name {channel:?}"));
+    }
+    diesel::sql_query(format!("LISTEN {channel}"))
         .execute(&mut pg)
         .map_err(|e| e.to_string())?;
     *backoff = Duration::from_millis(100);
     tracing::debug!("change listener connected");
     // Changes made while there was no listener (first start: none to catch up).
-    check_seq(&mut pg, on_change, last_seq)?;
+    check_seq(&mut pg, &channel, on_change, last_seq)?;
     let mut checked = Instant::now();
     while !stop.load(Ordering::Relaxed) {
-        drain(&mut pg, on_change, last_seq)?;
+        drain(&mut pg, &channel, on_change, last_seq)?;
         if checked.elapsed() >= opts.check_every {
-            check_seq(&mut pg, on_change, last_seq)?;
+            check_seq(&mut pg, &channel, on_change, last_seq)?;
             checked = Instant::now();
         }
         std::thread::sleep(opts.poll);
@@ -259,12 +275,13 @@ fn listen_once(
 
 fn drain(
     pg: &mut PgConnection,
+    channel: &str,
     on_change: &dyn Fn(Change),
     last_seq: &mut Option<i64>,
 ) -> std::result::Result<(), String> {
     for n in pg.notifications_iter() {
         let n = n.map_err(|e| e.to_string())?;
-        if n.channel != CHANNEL {
+        if n.channel != channel {
             continue;
         }
         metrics::counter!("flowgate_change_notices_total").increment(1);
@@ -281,12 +298,13 @@ fn drain(
 
 fn check_seq(
     pg: &mut PgConnection,
+    channel: &str,
     on_change: &dyn Fn(Change),
     last_seq: &mut Option<i64>,
 ) -> std::result::Result<(), String> {
     let seq = read_seq(pg).map_err(|e| e.to_string())?;
     // Notices that arrived with the answer are not "missed".
-    drain(pg, on_change, last_seq)?;
+    drain(pg, channel, on_change, last_seq)?;
     match *last_seq {
         Some(l) if seq > l => {
             metrics::counter!("flowgate_change_fallback_flushes_total").increment(1);

@@ -150,6 +150,7 @@ diesel::table! {
         response -> Nullable<Text>,
         created_at -> BigInt,
         expires_at -> BigInt,
+        owner -> Nullable<Text>,
     }
 }
 

@@ -49,6 +49,8 @@ pub(crate) struct Inner {
     pub(crate) pg_url: Option<String>,
     /// Notified when this process stored events (see [`Store::outbox_wake`]).
     pub(crate) outbox: tokio::sync::Notify,
+    /// The node this process writes as (see [`Store::set_owner`]).
+    pub(crate) owner: std::sync::OnceLock<String>,
 }
 
 /// Handle to the database. Cheap to clone (an `Arc` inside); every method is
@@ -77,6 +79,18 @@ impl Store {
     /// latency: a dispatcher also polls, so a missed notice delays, never loses.
     pub fn outbox_wake(&self) -> &tokio::sync::Notify {
         &self.inner.outbox
+    }
+
+    /// Names the node this process writes as (once; later calls are ignored).
+    /// In-flight idempotency records carry it, so that when the node is gone
+    /// another node's heartbeat releases them (see [`Store::heartbeat_node`]).
+    pub fn set_owner(&self, node_id: &str) {
+        let _ = self.inner.owner.set(node_id.to_owned());
+    }
+
+    /// The node this process writes as, when named.
+    pub fn owner(&self) -> Option<&str> {
+        self.inner.owner.get().map(String::as_str)
     }
 
     /// Announces that events were committed to the outbox.
@@ -176,6 +190,7 @@ impl Store {
                 writer,
                 pg_url,
                 outbox: tokio::sync::Notify::new(),
+                owner: std::sync::OnceLock::new(),
             }),
             cause: None,
         })

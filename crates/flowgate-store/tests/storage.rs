@@ -1444,10 +1444,33 @@ fn gone_nodes_release_their_leases(db: &Db) {
         0
     );
 
+    // An idempotent request that `a` started and never answered: while `a`
+    // heartbeats a retry gets "in flight"; once `a` is gone, the next
+    // heartbeat of another node releases it and the retry runs at once.
+    db.store.set_owner("a");
+    let begin = |at| {
+        db.store
+            .begin_idempotent("gone-key", "h", at, 600_000)
+            .unwrap()
+    };
+    assert!(matches!(begin(later), IdempotencyBegin::Started));
+    db.store
+        .heartbeat_node("a", "1.0.0", later + 100, later - 2_000)
+        .unwrap();
+    db.store
+        .heartbeat_node("b", "1.0.0", later + 200, later - 2_000)
+        .unwrap();
+    assert!(matches!(begin(later + 300), IdempotencyBegin::InFlight));
+    let silent = later + 10_000;
+    db.store
+        .heartbeat_node("b", "1.0.0", silent, silent - 3_000)
+        .unwrap();
+    assert!(matches!(begin(silent + 1), IdempotencyBegin::Started));
+
     let nodes = db.store.list_nodes().unwrap();
     let ids: Vec<_> = nodes.iter().map(|n| n.id.as_str()).collect();
     assert_eq!(ids, ["a", "b"]);
-    assert_eq!(nodes[1].last_heartbeat, later + 1_000);
+    assert_eq!(nodes[1].last_heartbeat, silent);
     assert_eq!(nodes[0].stopped_at, None);
 
     // A process restarting under `b`'s id holds nothing: `b`'s leases go back at once.
@@ -1461,7 +1484,7 @@ fn gone_nodes_release_their_leases(db: &Db) {
 
     db.store.stop_node("a", later).unwrap();
     assert_eq!(db.store.list_nodes().unwrap()[0].stopped_at, Some(later));
-    assert_eq!(db.store.prune_nodes(later).unwrap(), 1);
+    assert_eq!(db.store.prune_nodes(later + 1_000).unwrap(), 1);
     assert_eq!(db.store.list_nodes().unwrap().len(), 1);
 }
 

@@ -52,7 +52,7 @@ pub struct ClusterConfig {
 impl Default for ClusterConfig {
     fn default() -> Self {
         Self {
-            heartbeat_ms: 1_000,
+            heartbeat_ms: 500,
             missed_heartbeats: 3,
             change_check_ms: 5_000,
         }

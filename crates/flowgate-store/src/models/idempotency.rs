@@ -15,6 +15,8 @@ pub struct IdempotencyRow {
     pub response: Option<String>,
     pub created_at: i64,
     pub expires_at: i64,
+    /// Node that started the request (`None` for records older than node ids).
+    pub owner: Option<String>,
 }
 
 /// `state` of a request still running.

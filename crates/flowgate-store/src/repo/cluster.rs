@@ -8,7 +8,8 @@ use flowgate_core::EpochMs;
 
 use crate::conn::{write_tx, AnyConnection};
 use crate::error::Result;
-use crate::schema::{nodes, rate_windows, runs};
+use crate::models::idempotency::IN_FLIGHT;
+use crate::schema::{idempotency, nodes, rate_windows, runs};
 use crate::types::NodeRecord;
 use crate::Store;
 
@@ -86,6 +87,14 @@ impl Store {
             // Expired for every clock: claimable on the next claim of any node.
             .set(runs::lease_expires_at.eq(0i64))
             .execute(c)?;
+            // Nor does it answer the requests the previous process started:
+            // their retries run again now.
+            diesel::delete(
+                idempotency::table
+                    .filter(idempotency::state.eq(IN_FLIGHT))
+                    .filter(idempotency::owner.eq(&id)),
+            )
+            .execute(c)?;
             Ok(released)
         })
     }
@@ -130,6 +139,23 @@ impl Store {
             )
             // Expired for every clock: claimable on the next claim of any node.
             .set(runs::lease_expires_at.eq(0i64))
+            .execute(c)?;
+            // Requests a gone node had started and never answered: a retry
+            // (on any node) runs them again now, instead of getting 409 until
+            // the record goes stale.
+            let gone = nodes::table
+                .filter(nodes::id.ne(&id))
+                .filter(
+                    nodes::last_heartbeat
+                        .lt(gone_before)
+                        .or(nodes::stopped_at.is_not_null()),
+                )
+                .select(nodes::id.nullable());
+            diesel::delete(
+                idempotency::table
+                    .filter(idempotency::state.eq(IN_FLIGHT))
+                    .filter(idempotency::owner.eq_any(gone)),
+            )
             .execute(c)?;
             Ok(released)
         })

@@ -38,6 +38,7 @@ impl Store {
             response: None,
             created_at: now,
             expires_at: now.saturating_add(ttl_ms.max(1)),
+            owner: self.owner().map(str::to_owned),
         };
         let (key, request_hash) = (key.to_owned(), request_hash.to_owned());
         self.write(move |c| begin_idempotent_tx(c, &row, &key, &request_hash, now))
@@ -190,6 +191,7 @@ fn begin_idempotent_tx(
                 idempotency::request_hash.eq(request_hash),
                 idempotency::created_at.eq(now),
                 idempotency::expires_at.eq(row.expires_at),
+                idempotency::owner.eq(&row.owner),
             ))
             .execute(c)?;
             if n == 1 {
