@@ -19,10 +19,10 @@
 //! taken strictly in arrival order, queue claims and async acknowledgements
 //! share the writer fairly: neither can starve the other.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
 use std::task::{Context, Poll, Waker};
 
@@ -132,9 +132,33 @@ impl<T> Future for Committed<T> {
     }
 }
 
+/// Writes waiting for the writer thread.
+#[derive(Default)]
+struct Queue {
+    jobs: VecDeque<Job>,
+    /// How many of `jobs` somebody waits for (they end a linger).
+    urgent: usize,
+    /// The writer is holding a batch of lazy writes open: lazy writes join
+    /// it without waking the thread.
+    lingering: bool,
+    /// The store is gone: drain what is queued, then stop.
+    closed: bool,
+}
+
+struct Shared {
+    queue: Mutex<Queue>,
+    ready: Condvar,
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 /// The sending side, held by the store.
 pub(crate) struct Writer {
-    tx: mpsc::Sender<Job>,
+    shared: Arc<Shared>,
     /// Writes submitted and not yet reported (for cheap read barriers).
     pending: Arc<AtomicUsize>,
 }
@@ -142,17 +166,36 @@ pub(crate) struct Writer {
 impl Writer {
     /// Starts the writer thread on `pool` (it takes one connection per batch).
     pub(crate) fn start(pool: Pool<Manager>) -> Result<Self> {
-        let (tx, rx) = mpsc::channel();
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Queue::default()),
+            ready: Condvar::new(),
+        });
         let pending = Arc::new(AtomicUsize::new(0));
+        let thread_shared = Arc::clone(&shared);
         std::thread::Builder::new()
             .name("flowgate-db-writer".into())
-            .spawn(move || run(pool, rx))
+            .spawn(move || run(pool, &thread_shared))
             .map_err(|e| StoreError::Unavailable(format!("cannot start the writer: {e}")))?;
-        Ok(Self { tx, pending })
+        Ok(Self { shared, pending })
     }
 
+    /// Queues `job`. The thread is woken for a write somebody waits for, for
+    /// the first write of an idle writer and for a full lingering batch; a
+    /// lazy write joining a lingering batch costs no wake-up.
     fn send(&self, job: Job) -> std::result::Result<(), Job> {
-        self.tx.send(job).map_err(|e| e.0)
+        let mut q = self.shared.lock();
+        if q.closed {
+            return Err(job);
+        }
+        let lazy = job.is_lazy();
+        q.urgent += usize::from(!lazy);
+        q.jobs.push_back(job);
+        let wake = !lazy || !q.lingering || q.jobs.len() >= LINGER_BATCH;
+        drop(q);
+        if wake {
+            self.shared.ready.notify_one();
+        }
+        Ok(())
     }
 
     /// Hands `op` to the writer; it runs in a savepoint of the next batch.
@@ -249,28 +292,43 @@ impl Writer {
     }
 }
 
-fn run(pool: Pool<Manager>, rx: mpsc::Receiver<Job>) {
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.shared.lock().closed = true;
+        self.shared.ready.notify_one();
+    }
+}
+
+fn run(pool: Pool<Manager>, shared: &Shared) {
     let mut jobs: Vec<Job> = Vec::with_capacity(MAX_BATCH);
-    while let Ok(first) = rx.recv() {
-        let mut lazy = first.is_lazy();
-        jobs.push(first);
-        let linger_until = std::time::Instant::now() + LINGER;
-        while jobs.len() < MAX_BATCH {
-            let next = match rx.try_recv() {
-                Ok(j) => j,
-                Err(mpsc::TryRecvError::Disconnected) => break,
-                Err(mpsc::TryRecvError::Empty) if lazy && jobs.len() < LINGER_BATCH => {
-                    let left = linger_until.saturating_duration_since(std::time::Instant::now());
-                    match rx.recv_timeout(left) {
-                        Ok(j) => j,
-                        Err(_) => break,
-                    }
-                }
-                Err(mpsc::TryRecvError::Empty) => break,
-            };
-            lazy &= next.is_lazy();
-            jobs.push(next);
+    loop {
+        let mut q = shared.lock();
+        while q.jobs.is_empty() {
+            if q.closed {
+                return;
+            }
+            q = shared.ready.wait(q).unwrap_or_else(|p| p.into_inner());
         }
+        // Only lazy writes so far: hold the batch open for company.
+        if q.urgent == 0 && q.jobs.len() < LINGER_BATCH && !q.closed {
+            q.lingering = true;
+            let until = std::time::Instant::now() + LINGER;
+            while q.urgent == 0 && q.jobs.len() < LINGER_BATCH && !q.closed {
+                let left = until.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                q = shared
+                    .ready
+                    .wait_timeout(q, left)
+                    .map_or_else(|p| p.into_inner().0, |(g, _)| g);
+            }
+            q.lingering = false;
+        }
+        let n = q.jobs.len().min(MAX_BATCH);
+        jobs.extend(q.jobs.drain(..n));
+        q.urgent -= jobs.iter().filter(|j| !j.is_lazy()).count();
+        drop(q);
         commit_batch(&pool, &mut jobs);
         jobs.clear();
     }

@@ -719,7 +719,7 @@ mod tests {
             .to_string()
             .contains("cluster.heartbeat_ms"));
         let s = Config::default().cluster.to_engine();
-        assert_eq!(s.gone_after_ms(), 3_000);
+        assert_eq!(s.gone_after_ms(), 1_500);
     }
 
     #[test]
