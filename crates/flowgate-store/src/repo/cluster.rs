@@ -123,19 +123,23 @@ impl Store {
             if n == 0 {
                 upsert_node(c, &id, &version, now)?;
             }
-            let gone = nodes::table
+            let gone: Vec<String> = nodes::table
                 .filter(nodes::id.ne(&id))
                 .filter(
                     nodes::last_heartbeat
                         .lt(gone_before)
                         .or(nodes::stopped_at.is_not_null()),
                 )
-                .select(nodes::id.nullable());
+                .select(nodes::id)
+                .load(c)?;
+            if gone.is_empty() {
+                return Ok(0);
+            }
             let released = diesel::update(
                 runs::table
                     .filter(runs::status.eq(RUNNING))
                     .filter(runs::lease_expires_at.gt(now))
-                    .filter(runs::lease_owner.eq_any(gone)),
+                    .filter(runs::lease_owner.eq_any(&gone)),
             )
             // Expired for every clock: claimable on the next claim of any node.
             .set(runs::lease_expires_at.eq(0i64))
@@ -143,18 +147,10 @@ impl Store {
             // Requests a gone node had started and never answered: a retry
             // (on any node) runs them again now, instead of getting 409 until
             // the record goes stale.
-            let gone = nodes::table
-                .filter(nodes::id.ne(&id))
-                .filter(
-                    nodes::last_heartbeat
-                        .lt(gone_before)
-                        .or(nodes::stopped_at.is_not_null()),
-                )
-                .select(nodes::id.nullable());
             diesel::delete(
                 idempotency::table
                     .filter(idempotency::state.eq(IN_FLIGHT))
-                    .filter(idempotency::owner.eq_any(gone)),
+                    .filter(idempotency::owner.eq_any(&gone)),
             )
             .execute(c)?;
             Ok(released)
