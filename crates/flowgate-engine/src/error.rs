@@ -64,6 +64,12 @@ pub enum EngineError {
         /// Suggested wait.
         retry_after_secs: u64,
     },
+    /// A request with the same idempotency key is still being processed (409).
+    #[error("a request with this Idempotency-Key is still being processed; retry later")]
+    IdempotencyInFlight,
+    /// The idempotency key was used before with a different request (422).
+    #[error("this Idempotency-Key was already used with a different request")]
+    IdempotencyKeyReused,
     /// A dependency is unavailable (503).
     #[error("unavailable: {0}")]
     Unavailable(String),

@@ -409,6 +409,122 @@ impl Engine {
 
 pub use flowgate_store::IdempotencyBegin;
 
+/// An idempotent call: the scope its key (or the provider's delivery id)
+/// names, and the fingerprint of what was sent under it.
+#[derive(Debug, Clone)]
+pub struct Idempotency {
+    /// Caller, flow and key (or flow and delivery id), hashed.
+    pub scope: String,
+    /// Hash of the method, path, query and body.
+    pub request_hash: String,
+}
+
+/// What a flow call answers: a response document `{status, headers, body,
+/// problem?}` (the form idempotency records store), and whether it is the
+/// replay of an earlier answer.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// The response document.
+    pub doc: Value,
+    /// Replayed from the idempotency record (`Idempotent-Replayed: true`).
+    pub replayed: bool,
+}
+
+/// The 202 document of a queued run.
+fn accepted_doc(run_id: RunId) -> Value {
+    json!({
+        "status": 202,
+        "headers": {"location": format!("/admin/v1/runs/{run_id}")},
+        "body": {"run_id": run_id.to_string()},
+    })
+}
+
+/// The response document of a finished sync run: its response, or a problem.
+fn sync_doc(run: &SyncRun) -> Value {
+    match &run.outcome.result {
+        Ok(r) => response_doc(r),
+        Err(f) => {
+            let status = Some(f.http_status())
+                .filter(|s| (400..600).contains(s))
+                .unwrap_or(500);
+            json!({
+                "status": status,
+                "problem": true,
+                "body": {
+                    "type": flowgate_core::problem::problem_type(f.code()),
+                    "title": flowgate_core::problem::title_of(status),
+                    "status": status,
+                    "detail": f.public_detail(),
+                    "code": f.code(),
+                    "run_id": run.run_id.to_string(),
+                },
+            })
+        }
+    }
+}
+
+impl Engine {
+    /// Runs a flow call by the invocation protocol once the caller is known
+    /// and the body valid: the idempotency check (replay, 409 while in
+    /// flight, 422 for a reused key), then the run — executed now (`Sync`)
+    /// or durably queued (`Async`, answered 202 only after the commit, with
+    /// its idempotency record in the same transaction) — and the answer
+    /// stored for replays.
+    pub async fn invoke(
+        &self,
+        mut inv: Invocation,
+        mode: flowgate_core::manifest::RunMode,
+        idempotency: Option<Idempotency>,
+    ) -> Result<Answer> {
+        use flowgate_core::manifest::RunMode;
+        let scope = match idempotency {
+            Some(i) => match self.begin_idempotent(&i.scope, &i.request_hash).await? {
+                IdempotencyBegin::Started => Some(i.scope),
+                IdempotencyBegin::Done(doc) => {
+                    return Ok(Answer {
+                        doc,
+                        replayed: true,
+                    })
+                }
+                IdempotencyBegin::InFlight => return Err(EngineError::IdempotencyInFlight),
+                IdempotencyBegin::Mismatch => return Err(EngineError::IdempotencyKeyReused),
+            },
+            None => None,
+        };
+        inv.idempotency_key = scope.clone();
+        let outcome = match (mode, &scope) {
+            // The run and its stored 202 commit together: a repeated delivery
+            // gets the original answer even if this process dies right after.
+            (RunMode::Async, Some(s)) => self
+                .enqueue_idempotent(inv, s.clone(), accepted_doc)
+                .await
+                .map(|(_, doc)| (doc, true)),
+            (RunMode::Async, None) => self.enqueue(inv).await.map(|id| (accepted_doc(id), false)),
+            (RunMode::Sync, _) => self
+                .execute_sync(inv)
+                .await
+                .map(|run| (sync_doc(&run), false)),
+        };
+        match outcome {
+            Ok((doc, recorded)) => {
+                if let Some(s) = scope.filter(|_| !recorded) {
+                    self.complete_idempotent(s, &doc).await;
+                }
+                Ok(Answer {
+                    doc,
+                    replayed: false,
+                })
+            }
+            Err(e) => {
+                if let Some(s) = scope {
+                    self.abandon_idempotent(s).await;
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
 /// The parts of the invocation protocol that keep state: webhook secrets and
 /// idempotency records.
 impl Engine {

@@ -52,6 +52,12 @@ impl From<EngineError> for ApiError {
                 detail,
             )
             .with_header("retry-after", retry_after_secs.max(1).to_string()),
+            e @ EngineError::IdempotencyInFlight => ApiError::conflict(e.to_string())
+                .with_code("idempotency_in_flight")
+                .with_header("retry-after", "1"),
+            e @ EngineError::IdempotencyKeyReused => {
+                ApiError::unprocessable(e.to_string()).with_code("idempotency_key_reused")
+            }
             EngineError::Unavailable(m) => {
                 tracing::warn!(error = %m, "dependency unavailable");
                 ApiError::unavailable("the server is temporarily unable to handle this request", 2)

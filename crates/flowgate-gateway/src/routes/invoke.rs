@@ -7,10 +7,10 @@
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use flowgate_core::manifest::{EndpointTrigger, RunMode, Trigger};
+use flowgate_core::manifest::{EndpointTrigger, Trigger};
 use flowgate_core::run::TriggerKind;
 use flowgate_core::FlowName;
-use flowgate_engine::invoke::{CallerInfo, IdempotencyBegin, Invocation, RunRequest, TriggerInfo};
+use flowgate_engine::invoke::{CallerInfo, Idempotency, Invocation, RunRequest, TriggerInfo};
 use flowgate_engine::LoadedVersion;
 use futures_util::StreamExt;
 use serde_json::{json, Map, Value};
@@ -529,41 +529,17 @@ async fn handle(
             .as_ref()
             .map(|d| sha256_hex(&[b"delivery", version.flow.as_str().as_bytes(), d.as_bytes()])),
     };
-    if let Some(scope) = &idem_key {
-        // The fingerprint covers everything the script sees of the request line:
-        // the same key with another query string is another request.
-        let request_hash = sha256_hex(&[
+    // The fingerprint covers everything the script sees of the request line:
+    // the same key with another query string is another request.
+    let idempotency = idem_key.map(|scope| Idempotency {
+        scope,
+        request_hash: sha256_hex(&[
             method.as_bytes(),
             req.path().as_bytes(),
             req.query_string().as_bytes(),
             &body_bytes,
-        ]);
-        match engine.begin_idempotent(scope, &request_hash).await? {
-            IdempotencyBegin::Started => {}
-            IdempotencyBegin::Done(doc) => {
-                let mut res = response_from_doc(&doc);
-                res.headers_mut().insert(
-                    HeaderName::from_static("idempotent-replayed"),
-                    HeaderValue::from_static("true"),
-                );
-                return Ok(res);
-            }
-            IdempotencyBegin::InFlight => {
-                return Err(ApiError::conflict(
-                    "a request with this Idempotency-Key is still being processed; retry later",
-                )
-                .with_code("idempotency_in_flight")
-                .with_header("retry-after", "1"))
-            }
-            IdempotencyBegin::Mismatch => {
-                return Err(ApiError::unprocessable(
-                    "this Idempotency-Key was already used with a different request",
-                )
-                .with_code("idempotency_key_reused"))
-            }
-        }
-    }
-
+        ]),
+    });
     let trigger_info = match target.trigger_kind {
         TriggerKind::Webhook => TriggerInfo::Webhook { delivery_id },
         _ => TriggerInfo::Http,
@@ -575,69 +551,19 @@ async fn handle(
         caller: CallerInfo::of(&principal),
         trigger_info,
         request_id: current_request_id(),
-        idempotency_key: idem_key.clone(),
+        idempotency_key: None,
     };
-
-    let accepted = |run_id: flowgate_core::RunId| {
-        json!({
-            "status": 202,
-            "headers": {"location": format!("/admin/v1/runs/{run_id}")},
-            "body": {"run_id": run_id.to_string()},
-        })
-    };
-    // An async run and its idempotency record commit together: a repeated
-    // delivery gets the original 202 even if this process dies right after.
-    let mut recorded = false;
-    let outcome = match target.endpoint.mode {
-        RunMode::Async => match &idem_key {
-            Some(scope) => engine
-                .enqueue_idempotent(inv, scope.clone(), accepted)
-                .await
-                .map(|(_, doc)| {
-                    recorded = true;
-                    doc
-                }),
-            None => engine.enqueue(inv).await.map(accepted),
-        },
-        RunMode::Sync => engine.execute_sync(inv).await.map(|run| {
-            let run_id = run.run_id.to_string();
-            match &run.outcome.result {
-                Ok(r) => json!({"status": r.status, "headers": r.headers, "body": r.body}),
-                Err(f) => {
-                    let status = StatusCode::from_u16(f.http_status())
-                        .ok()
-                        .filter(|s| s.is_client_error() || s.is_server_error())
-                        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-                    json!({
-                        "status": status.as_u16(),
-                        "problem": true,
-                        "body": {
-                            "type": flowgate_core::problem::problem_type(f.code()),
-                            "title": flowgate_core::problem::title_of(status.as_u16()),
-                            "status": status.as_u16(),
-                            "detail": f.public_detail(),
-                            "code": f.code(),
-                            "run_id": run_id,
-                        },
-                    })
-                }
-            }
-        }),
-    };
-    match outcome {
-        Ok(doc) => {
-            if let Some(scope) = idem_key.filter(|_| !recorded) {
-                engine.complete_idempotent(scope, &doc).await;
-            }
-            Ok(response_from_doc(&doc))
-        }
-        Err(e) => {
-            if let Some(scope) = idem_key {
-                engine.abandon_idempotent(scope).await;
-            }
-            Err(e.into())
-        }
+    let answer = engine
+        .invoke(inv, target.endpoint.mode, idempotency)
+        .await?;
+    let mut res = response_from_doc(&answer.doc);
+    if answer.replayed {
+        res.headers_mut().insert(
+            HeaderName::from_static("idempotent-replayed"),
+            HeaderValue::from_static("true"),
+        );
     }
+    Ok(res)
 }
 
 #[cfg(test)]
