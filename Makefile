@@ -2,7 +2,7 @@
 CARGO ?= cargo
 BIN_RELEASE := target/release/flowgate
 
-.PHONY: run cluster-demo test lint fmt bench bench-cluster bench-criterion openapi openapi-check schemathesis build build-release ci console console-check browser-test
+.PHONY: run cluster-demo test lint fmt bench bench-cluster bench-footprint bench-criterion openapi openapi-check schemathesis build build-release ci console console-check browser-test
 
 run: build-release
 	@bash tools/dev-run.sh $(BIN_RELEASE)
@@ -48,6 +48,10 @@ bench:
 # latency between nodes (tools/bench/cluster.py, see BENCHMARKS.md).
 bench-cluster:
 	@BENCH_CLUSTER=1 bash tools/bench/run.sh
+
+# Cold start to /readyz and RSS with many published flows (BENCH_FLOWS, 1000).
+bench-footprint: build-release
+	FLOWGATE_BIN=$(BIN_RELEASE) python3 tools/bench/footprint.py
 
 # The criterion benches of the crates and the older in-process load harnesses.
 bench-criterion: build-release
