@@ -14,7 +14,7 @@
 
 mod common;
 
-use common::{http_flow, send, wait_for, Cluster, Server};
+use common::{http_flow, put_webhook_secret, runs_of, send, wait_for, Cluster, Server};
 use futures_util::StreamExt;
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -22,9 +22,6 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-/// A Standard Webhooks secret (`whsec_` + base64).
-const WH_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
 /// The coherence bound of issue 14.
 const WITHIN: Duration = Duration::from_secs(1);
@@ -40,19 +37,7 @@ fn webhook_flow(name: &str, script: &str) -> Value {
     })
 }
 
-async fn put_webhook_secret(s: &Server) {
-    let (st, body) = s
-        .admin(
-            Method::PUT,
-            "/admin/v1/secrets/WH_SECRET",
-            Some(json!({"value": WH_SECRET})),
-        )
-        .await;
-    assert_eq!(st, 204, "{body}");
-}
-
-/// Sends a Standard Webhooks delivery signed now to `base`; `Err` on a
-/// transport error (a killed node refuses the connection).
+/// [`common::send_webhook`] without the `Location`.
 async fn send_webhook(
     client: &reqwest::Client,
     base: &str,
@@ -60,49 +45,9 @@ async fn send_webhook(
     msg_id: &str,
     body: &Value,
 ) -> Result<(u16, Value), reqwest::Error> {
-    let raw = body.to_string();
-    let ts = flowgate_core::now_ms() / 1000;
-    let sig = flowgate_auth::signature::sign_standard_webhooks(
-        &flowgate_core::SecretString::new(WH_SECRET),
-        msg_id,
-        ts,
-        raw.as_bytes(),
-    )
-    .expect("sign");
-    let res = client
-        .post(format!("{base}/flows/{flow}"))
-        .header("content-type", "application/json")
-        .header("webhook-id", msg_id)
-        .header("webhook-timestamp", ts.to_string())
-        .header("webhook-signature", sig)
-        .body(raw)
-        .send()
-        .await?;
-    let status = res.status().as_u16();
-    let text = res.text().await?;
-    Ok((
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    ))
-}
-
-/// Every run of `flow` (all pages), as node `s` sees them.
-async fn all_runs(s: &Server, flow: &str) -> Vec<Value> {
-    let mut out = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let mut path = format!("/admin/v1/runs?flow={flow}&limit=500");
-        if let Some(c) = &cursor {
-            path.push_str(&format!("&cursor={c}"));
-        }
-        let (st, page) = s.admin(Method::GET, &path, None).await;
-        assert_eq!(st, 200, "{page}");
-        out.extend(page["items"].as_array().cloned().unwrap_or_default());
-        match page["next_cursor"].as_str() {
-            Some(c) => cursor = Some(c.to_owned()),
-            None => return out,
-        }
-    }
+    common::send_webhook(client, base, flow, msg_id, body)
+        .await
+        .map(|(status, body, _)| (status, body))
 }
 
 /// The runs of `flow` once every live node has flushed its pending writes
@@ -110,10 +55,10 @@ async fn all_runs(s: &Server, flow: &str) -> Vec<Value> {
 async fn runs_seen_by_all(c: &Cluster, flow: &str) -> Vec<Value> {
     for (i, n) in c.nodes.iter().enumerate() {
         if !c.is_killed(i) {
-            all_runs(n, flow).await;
+            runs_of(n, flow).await;
         }
     }
-    all_runs(c.live(), flow).await
+    runs_of(c.live(), flow).await
 }
 
 async fn get_run(s: &Server, id: &str) -> Value {
@@ -452,7 +397,7 @@ async fn acknowledged_webhooks_survive_a_node_killed_mid_load() {
     let live = c.live();
     let want = &acked_ids;
     let runs = wait_for(Duration::from_secs(60), || async move {
-        let runs = all_runs(live, "ingest").await;
+        let runs = runs_of(live, "ingest").await;
         let done = runs
             .iter()
             .filter(|r| r["status"] == "succeeded")
@@ -464,7 +409,7 @@ async fn acknowledged_webhooks_survive_a_node_killed_mid_load() {
     let runs = match runs {
         Some(r) => r,
         None => {
-            let runs = all_runs(live, "ingest").await;
+            let runs = runs_of(live, "ingest").await;
             let open: Vec<&Value> = runs
                 .iter()
                 .filter(|r| r["status"] != "succeeded")
@@ -581,7 +526,7 @@ async fn every_second_schedule_fires_once_per_due_time_when_a_node_dies() {
     assert!(st == 200 || st == 204, "disable: {st} {body}");
     let stopped_at = flowgate_core::now_ms();
     let runs = wait_for(Duration::from_secs(20), || async move {
-        let runs = all_runs(live, "tick").await;
+        let runs = runs_of(live, "tick").await;
         runs.iter()
             .all(|r| matches!(r["status"].as_str(), Some("succeeded" | "failed" | "dead")))
             .then_some(runs)

@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{http_flow, Server};
+use common::{http_flow, put_webhook_secret, runs_of, send_webhook, Server};
 use futures_util::StreamExt;
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -15,9 +15,6 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-/// A Standard Webhooks secret (`whsec_` + base64).
-const WH_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
 /// A package with one signed, async webhook trigger.
 fn webhook_flow(name: &str, script: &str) -> Value {
@@ -39,76 +36,6 @@ fn event_flow(name: &str, types: &[&str], script: &str) -> Value {
         ),
         "main.rhai": script,
     })
-}
-
-async fn put_webhook_secret(s: &Server) {
-    let (st, body) = s
-        .admin(
-            Method::PUT,
-            "/admin/v1/secrets/WH_SECRET",
-            Some(json!({"value": WH_SECRET})),
-        )
-        .await;
-    assert_eq!(st, 204, "{body}");
-}
-
-/// Sends a Standard Webhooks delivery signed now; `Err` on a transport error.
-async fn send_webhook(
-    client: &reqwest::Client,
-    base: &str,
-    flow: &str,
-    msg_id: &str,
-    body: &Value,
-) -> Result<(u16, Value, Option<String>), reqwest::Error> {
-    let raw = body.to_string();
-    let ts = flowgate_core::now_ms() / 1000;
-    let sig = flowgate_auth::signature::sign_standard_webhooks(
-        &flowgate_core::SecretString::new(WH_SECRET),
-        msg_id,
-        ts,
-        raw.as_bytes(),
-    )
-    .expect("sign");
-    let res = client
-        .post(format!("{base}/flows/{flow}"))
-        .header("content-type", "application/json")
-        .header("webhook-id", msg_id)
-        .header("webhook-timestamp", ts.to_string())
-        .header("webhook-signature", sig)
-        .body(raw)
-        .send()
-        .await?;
-    let status = res.status().as_u16();
-    let location = res
-        .headers()
-        .get("location")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let text = res.text().await?;
-    Ok((
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        location,
-    ))
-}
-
-/// Every run of `flow` (all pages).
-async fn runs_of(s: &Server, flow: &str) -> Vec<Value> {
-    let mut out = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let mut path = format!("/admin/v1/runs?flow={flow}&limit=500");
-        if let Some(c) = &cursor {
-            path.push_str(&format!("&cursor={c}"));
-        }
-        let (st, page) = s.admin(Method::GET, &path, None).await;
-        assert_eq!(st, 200, "{page}");
-        out.extend(page["items"].as_array().cloned().unwrap_or_default());
-        match page["next_cursor"].as_str() {
-            Some(c) => cursor = Some(c.to_owned()),
-            None => return out,
-        }
-    }
 }
 
 /// Polls `runs_of(flow)` until `done` holds or `timeout` passes; returns the last list.

@@ -431,17 +431,23 @@ pub async fn send(req: reqwest::RequestBuilder) -> Res {
     }
 }
 
-/// The runs of one flow (newest first, up to 500).
+/// Every run of one flow, newest first (all pages).
 pub async fn runs_of(s: &Server, flow: &str) -> Vec<Value> {
-    let (st, v) = s
-        .admin(
-            reqwest::Method::GET,
-            &format!("/admin/v1/runs?flow={flow}&limit=500"),
-            None,
-        )
-        .await;
-    assert_eq!(st, 200, "{v}");
-    v["items"].as_array().cloned().unwrap_or_default()
+    let mut out = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut path = format!("/admin/v1/runs?flow={flow}&limit=500");
+        if let Some(c) = &cursor {
+            path.push_str(&format!("&cursor={c}"));
+        }
+        let (st, page) = s.admin(reqwest::Method::GET, &path, None).await;
+        assert_eq!(st, 200, "{page}");
+        out.extend(page["items"].as_array().cloned().unwrap_or_default());
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => return out,
+        }
+    }
 }
 
 /// A fresh, empty PostgreSQL database on `FLOWGATE_TEST_POSTGRES_URL`'s
@@ -646,4 +652,61 @@ where
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// The Standard Webhooks secret of the webhook tests' flows.
+pub const WH_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+/// Stores [`WH_SECRET`] as the secret `WH_SECRET`.
+pub async fn put_webhook_secret(s: &Server) {
+    let (st, body) = s
+        .admin(
+            reqwest::Method::PUT,
+            "/admin/v1/secrets/WH_SECRET",
+            Some(serde_json::json!({"value": WH_SECRET})),
+        )
+        .await;
+    assert_eq!(st, 204, "{body}");
+}
+
+/// Sends a Standard Webhooks delivery signed now with [`WH_SECRET`] to
+/// `base`, answering its status, body and `Location`; `Err` on a transport
+/// error (a killed node refuses the connection).
+pub async fn send_webhook(
+    client: &reqwest::Client,
+    base: &str,
+    flow: &str,
+    msg_id: &str,
+    body: &serde_json::Value,
+) -> Result<(u16, serde_json::Value, Option<String>), reqwest::Error> {
+    let raw = body.to_string();
+    let ts = flowgate_core::now_ms() / 1000;
+    let sig = flowgate_auth::signature::sign_standard_webhooks(
+        &flowgate_core::SecretString::new(WH_SECRET),
+        msg_id,
+        ts,
+        raw.as_bytes(),
+    )
+    .expect("sign");
+    let res = client
+        .post(format!("{base}/flows/{flow}"))
+        .header("content-type", "application/json")
+        .header("webhook-id", msg_id)
+        .header("webhook-timestamp", ts.to_string())
+        .header("webhook-signature", sig)
+        .body(raw)
+        .send()
+        .await?;
+    let status = res.status().as_u16();
+    let location = res
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let text = res.text().await?;
+    Ok((
+        status,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+        location,
+    ))
 }
