@@ -141,9 +141,9 @@ fn owned_attempt(c: &mut AnyConnection, id: &str, owner: &str) -> Result<Option<
 
 type Candidate = (String, String, i32, i32, Option<String>);
 
-// Two queries, one per partial index (`runs_queued`, `runs_leases`): one
-// query with `OR` over both made SQLite read and sort every queued run for
-// each claim, which made a backlog of thousands drain at tens of runs a second.
+// Two queries, one per index (`runs_claim`, `runs_lease_claim`): one query
+// with `OR` over both made SQLite read and sort every queued run for each
+// claim, which made a backlog of thousands drain at tens of runs a second.
 macro_rules! claim_queued {
     ($now:expr) => {
         runs::table
