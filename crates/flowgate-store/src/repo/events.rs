@@ -81,16 +81,7 @@ impl Store {
     /// Marks an event dispatched; `false` when it was already (or does not exist).
     #[tracing::instrument(skip_all, err(level = "debug"), fields(event.id = %id))]
     pub fn mark_event_dispatched(&self, id: EventId) -> Result<bool> {
-        self.write(move |c| {
-            let n = diesel::update(
-                events::table
-                    .find(id.to_string())
-                    .filter(events::dispatched_at.is_null()),
-            )
-            .set(events::dispatched_at.eq(now_ms()))
-            .execute(c)?;
-            Ok(n == 1)
-        })
+        self.write(move |c| mark_dispatched_tx(c, id))
     }
 
     /// Fans an event out: queues `runs` (one per subscribed flow) and marks the
@@ -100,14 +91,7 @@ impl Store {
     pub fn dispatch_event(&self, id: EventId, runs: &[Run]) -> Result<bool> {
         let runs = runs.to_vec();
         self.write(move |c| {
-            let n = diesel::update(
-                events::table
-                    .find(id.to_string())
-                    .filter(events::dispatched_at.is_null()),
-            )
-            .set(events::dispatched_at.eq(now_ms()))
-            .execute(c)?;
-            if n == 0 {
+            if !mark_dispatched_tx(c, id)? {
                 return Ok(false);
             }
             for r in &runs {
@@ -116,6 +100,18 @@ impl Store {
             Ok(true)
         })
     }
+}
+
+/// Marks `id` dispatched; `false` when it already was (or does not exist).
+fn mark_dispatched_tx(c: &mut AnyConnection, id: EventId) -> Result<bool> {
+    let n = diesel::update(
+        events::table
+            .find(id.to_string())
+            .filter(events::dispatched_at.is_null()),
+    )
+    .set(events::dispatched_at.eq(now_ms()))
+    .execute(c)?;
+    Ok(n == 1)
 }
 
 /// The body of [`Store::insert_event`], inside the writer's transaction.

@@ -141,32 +141,12 @@ fn owned_attempt(c: &mut AnyConnection, id: &str, owner: &str) -> Result<Option<
 
 type Candidate = (String, String, i32, i32, Option<String>);
 
-// Two queries, one per index (`runs_claim`, `runs_lease_claim`): one query
-// with `OR` over both made SQLite read and sort every queued run for each
-// claim, which made a backlog of thousands drain at tens of runs a second.
-macro_rules! claim_queued {
-    ($now:expr) => {
+/// The oldest run in `status` whose `due` column is at or before `now`.
+macro_rules! claim_due {
+    ($status:expr, $due:expr, $now:expr) => {
         runs::table
-            .filter(runs::status.eq(QUEUED))
-            .filter(runs::available_at.le($now))
-            .order((runs::available_at.asc(), runs::id.asc()))
-            .select((
-                runs::id,
-                runs::status,
-                runs::attempt,
-                runs::max_attempts,
-                runs::lease_owner,
-                runs::available_at,
-            ))
-            .limit(1)
-    };
-}
-
-macro_rules! claim_expired {
-    ($now:expr) => {
-        runs::table
-            .filter(runs::status.eq(RUNNING))
-            .filter(runs::lease_expires_at.le($now))
+            .filter(runs::status.eq($status))
+            .filter($due.le($now))
             .order((runs::available_at.asc(), runs::id.asc()))
             .select((
                 runs::id,
@@ -183,18 +163,32 @@ macro_rules! claim_expired {
 type Ranked = (String, String, i32, i32, Option<String>, i64);
 
 /// The oldest due run: queued and available, or running with an expired
-/// lease, whichever became available first.
+/// lease, whichever became available first. Two queries, one per index
+/// (`runs_claim`, `runs_lease_claim`): one query with `OR` over both made
+/// SQLite read and sort every queued run for each claim.
 fn next_candidate(c: &mut AnyConnection, now: EpochMs) -> Result<Option<Candidate>> {
     let (queued, expired): (Option<Ranked>, Option<Ranked>) = match c {
         AnyConnection::Postgres(pg) => (
-            claim_queued!(now).for_update().skip_locked().first(pg).optional()?,
-            claim_expired!(now).for_update().skip_locked().first(pg).optional()?,
+            claim_due!(QUEUED, runs::available_at, now)
+                .for_update()
+                .skip_locked()
+                .first(pg)
+                .optional()?,
+            claim_due!(RUNNING, runs::lease_expires_at, now)
+                .for_update()
+                .skip_locked()
+                .first(pg)
+                .optional()?,
         ),
         // SQLite: the caller holds the write lock (BEGIN IMMEDIATE), so plain
         // reads are already exclusive among claimers.
         AnyConnection::Sqlite(sq) => (
-            claim_queued!(now).first(sq).optional()?,
-            claim_expired!(now).first(sq).optional()?,
+            claim_due!(QUEUED, runs::available_at, now)
+                .first(sq)
+                .optional()?,
+            claim_due!(RUNNING, runs::lease_expires_at, now)
+                .first(sq)
+                .optional()?,
         ),
     };
     let pick = match (queued, expired) {
