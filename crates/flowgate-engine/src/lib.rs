@@ -89,6 +89,10 @@ pub struct EngineConfig {
     pub retention: Retention,
     /// Execution slots of the run pool (`None`: 4 × CPU cores).
     pub run_pool_size: Option<usize>,
+    /// Longest a run may execute inline, on the thread that asks for it,
+    /// before it moves to a run thread (`None`: the runtime's default, 2 ms;
+    /// zero: never inline). See `FlowRuntime::execute`.
+    pub inline_budget: Option<Duration>,
     /// How the run pool is shared between flows and callers.
     pub fair_share: admission::FairShare,
     /// Longest chain of event-triggered runs (a run started by an event a
@@ -115,6 +119,7 @@ impl Default for EngineConfig {
             anonymous_rate: None,
             retention: Retention::default(),
             run_pool_size: None,
+            inline_budget: None,
             fair_share: admission::FairShare::default(),
             max_event_depth: 8,
             node_id: None,
@@ -173,6 +178,7 @@ impl Engine {
                 ..defaults.http.clone()
             },
             pool_size,
+            inline_budget: config.inline_budget.unwrap_or(defaults.inline_budget),
             ..defaults
         });
         let http: Arc<dyn flowgate_script::HttpClient> = Arc::new(

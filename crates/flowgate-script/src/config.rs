@@ -100,6 +100,11 @@ pub struct RuntimeConfig {
     pub max_response_body_bytes: usize,
     /// Stack size of the threads that run scripts.
     pub run_stack_bytes: usize,
+    /// Time a run may spend inline, on the thread that asks for it, before it
+    /// moves to a run thread (`Duration::ZERO`: always on a run thread). Only
+    /// threads with nearly [`RuntimeConfig::run_stack_bytes`] of stack run
+    /// scripts inline; `flowgate serve` starts its threads so.
+    pub inline_budget: Duration,
 }
 
 impl Default for RuntimeConfig {
@@ -118,6 +123,7 @@ impl Default for RuntimeConfig {
             max_log_line_bytes: 8 * 1024,
             max_response_body_bytes: 1 << 20,
             run_stack_bytes: RUN_STACK_BYTES,
+            inline_budget: Duration::from_millis(2),
         }
     }
 }

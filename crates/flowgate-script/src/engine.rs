@@ -59,7 +59,14 @@ impl RhaiEngine {
         engine.on_progress(|ops| {
             budget::set_ops(ops);
             if ops % 256 == 0 && host::check_deadline() {
-                Some(Dynamic::from(TIMEOUT_TOKEN))
+                // An inline run out of its budget gives up instead (it runs
+                // again on the pool, see `FlowRuntime::execute`).
+                let token = if host::give_up_inline() {
+                    host::YIELD_TOKEN
+                } else {
+                    TIMEOUT_TOKEN
+                };
+                Some(Dynamic::from(token))
             } else {
                 None
             }

@@ -24,7 +24,7 @@ pub mod redact;
 pub mod runtime;
 
 pub use api::{script_api_catalogue, ApiEntry, ApiKind, ApiParam};
-pub use config::{HttpDefaults, RuntimeConfig, SandboxLimits};
+pub use config::{HttpDefaults, RuntimeConfig, SandboxLimits, RUN_STACK_BYTES};
 pub use engine::{RhaiEngine, ScriptEngine};
 pub use error::{CompileError, RuntimeError};
 pub use host::{Host, HostModule};
@@ -34,4 +34,4 @@ pub use http::{
 pub use memory::MemoryRepo;
 pub use outcome::{FlowResponse, HttpCallRecord, RunFailure, RunInput, RunOutcome};
 pub use overlay::{Changes, OverlayRepo};
-pub use runtime::{CacheStats, FlowRuntime, FlowVersion};
+pub use runtime::{CacheStats, FlowRuntime, FlowVersion, InlineStats};

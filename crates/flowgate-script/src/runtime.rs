@@ -55,9 +55,22 @@ pub struct CacheStats {
     pub weighted_bytes: u64,
 }
 
+/// How often runs went inline (see [`FlowRuntime::execute`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InlineStats {
+    /// Runs that finished inline, on the caller's thread.
+    pub finished: u64,
+    /// Inline runs that gave up (a blocking host call, the budget spent) and
+    /// ran again on a run thread.
+    pub moved: u64,
+}
+
 struct Entry<C> {
     compiled: Arc<C>,
     bytes: u32,
+    /// Until when (ms since the epoch) this script runs on the pool only: set
+    /// when an inline run of it gave up.
+    pool_only_until: Arc<AtomicU64>,
 }
 
 impl<C> Clone for Entry<C> {
@@ -65,9 +78,13 @@ impl<C> Clone for Entry<C> {
         Self {
             compiled: Arc::clone(&self.compiled),
             bytes: self.bytes,
+            pool_only_until: Arc::clone(&self.pool_only_until),
         }
     }
 }
+
+/// How long a script whose inline run gave up runs on the pool only.
+const POOL_ONLY_MS: u64 = 1_000;
 
 type Job = Box<dyn FnOnce() + Send + 'static>;
 
@@ -143,6 +160,8 @@ struct Inner<E: ScriptEngine> {
     config: RuntimeConfig,
     hits: AtomicU64,
     misses: AtomicU64,
+    inline_finished: AtomicU64,
+    inline_moved: AtomicU64,
 }
 
 /// Compiles and runs flow versions. Cheap to clone (an `Arc` inside).
@@ -188,6 +207,8 @@ impl<E: ScriptEngine> FlowRuntime<E> {
                 config,
                 hits: AtomicU64::new(0),
                 misses: AtomicU64::new(0),
+                inline_finished: AtomicU64::new(0),
+                inline_moved: AtomicU64::new(0),
             }),
         }
     }
@@ -204,9 +225,7 @@ impl<E: ScriptEngine> FlowRuntime<E> {
 
     /// Compiles the version's script, or returns the cached result for its sha256.
     pub fn compile(&self, version: &FlowVersion) -> Result<Arc<E::Compiled>, CompileError> {
-        if let Some(e) = self.inner.cache.get(&version.sha256) {
-            self.inner.hits.fetch_add(1, Ordering::Relaxed);
-            metrics::counter!("flowgate_script_cache_hits_total").increment(1);
+        if let Some(e) = self.cached(version) {
             return Ok(e.compiled);
         }
         self.inner.misses.fetch_add(1, Ordering::Relaxed);
@@ -227,9 +246,18 @@ impl<E: ScriptEngine> FlowRuntime<E> {
             Entry {
                 compiled: Arc::clone(&compiled),
                 bytes: u32::try_from(source.len().max(1)).unwrap_or(u32::MAX),
+                pool_only_until: Arc::new(AtomicU64::new(0)),
             },
         );
         Ok(compiled)
+    }
+
+    /// The cache's entry for the version, counted as a hit.
+    fn cached(&self, version: &FlowVersion) -> Option<Entry<E::Compiled>> {
+        let e = self.inner.cache.get(&version.sha256)?;
+        self.inner.hits.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("flowgate_script_cache_hits_total").increment(1);
+        Some(e)
     }
 
     /// Compiles a script without touching the cache (upload-time checks, benches).
@@ -248,19 +276,39 @@ impl<E: ScriptEngine> FlowRuntime<E> {
         }
     }
 
+    /// How often runs went inline.
+    pub fn inline_stats(&self) -> InlineStats {
+        InlineStats {
+            finished: self.inner.inline_finished.load(Ordering::Relaxed),
+            moved: self.inner.inline_moved.load(Ordering::Relaxed),
+        }
+    }
+
     /// Execution slots in use right now.
     pub fn pool_in_use(&self) -> usize {
         self.inner.config.pool_size.max(1) - self.inner.pool.available_permits()
     }
 
-    /// Runs a version on the bounded pool (off the async workers). Waits at most
+    /// Runs a version within the pool's bound on concurrent runs. Waits at most
     /// `queue_wait` for a slot, then answers [`RuntimeError::Overloaded`].
+    ///
+    /// A compiled script first runs inline, on the calling thread, when that
+    /// thread has a run thread's stack (see [`RuntimeConfig::inline_budget`]):
+    /// most flows are a few microseconds of pure computation, and handing them
+    /// to a run thread and back costs more than running them. An inline run
+    /// gives up before its first host call that may block (the store, outbound
+    /// HTTP) and when its budget is spent; nothing it did has left the run's own
+    /// memory by then, so it runs again from the start on a run thread, and the
+    /// script runs on the pool only for the next second.
     pub async fn execute(
         &self,
         version: &FlowVersion,
         input: RunInput,
         host: Host,
     ) -> Result<RunOutcome, RuntimeError> {
+        if let Some(outcome) = self.try_inline(version, &input, &host) {
+            return Ok(outcome);
+        }
         let wait = self.inner.config.queue_wait;
         let permit =
             match tokio::time::timeout(wait, Arc::clone(&self.inner.pool).acquire_owned()).await {
@@ -283,6 +331,49 @@ impl<E: ScriptEngine> FlowRuntime<E> {
         answer
             .await
             .map_err(|_| RuntimeError::Internal("the run thread panicked".into()))?
+    }
+
+    /// The inline attempt of [`FlowRuntime::execute`]: `None` when the run must
+    /// go to the pool (not compiled yet, a small stack, no free slot, or it gave up).
+    fn try_inline(
+        &self,
+        version: &FlowVersion,
+        input: &RunInput,
+        host: &Host,
+    ) -> Option<RunOutcome> {
+        let cfg = &self.inner.config;
+        if cfg.inline_budget.is_zero()
+            || stacker::remaining_stack().is_none_or(|left| left < inline_stack_floor(cfg))
+        {
+            return None;
+        }
+        let entry = self.cached(version)?;
+        let now = flowgate_core::now_ms().max(0).unsigned_abs();
+        if entry.pool_only_until.load(Ordering::Relaxed) > now {
+            return None;
+        }
+        let permit = Arc::clone(&self.inner.pool).try_acquire_owned().ok()?;
+        let guard = host::inline(cfg.inline_budget);
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.run_compiled(&entry.compiled, version, input, host.clone())
+        }));
+        let gave_up = guard.finish();
+        drop(permit);
+        match outcome {
+            Ok(outcome) if !gave_up => {
+                self.inner.inline_finished.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("flowgate_script_inline_runs_total").increment(1);
+                Some(outcome)
+            }
+            _ => {
+                self.inner.inline_moved.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("flowgate_script_inline_moved_total").increment(1);
+                entry
+                    .pool_only_until
+                    .store(now.saturating_add(POOL_ONLY_MS), Ordering::Relaxed);
+                None
+            }
+        }
     }
 
     fn run_here(
@@ -411,6 +502,12 @@ impl<E: ScriptEngine> FlowRuntime<E> {
             duration_ms,
         }
     }
+}
+
+/// The least stack a thread must have left to run a script inline: nearly all
+/// of a run thread's (the rest is what the caller itself uses).
+fn inline_stack_floor(cfg: &RuntimeConfig) -> usize {
+    cfg.run_stack_bytes - cfg.run_stack_bytes / 8
 }
 
 fn redact_failure(ctx: &RunContext, f: RunFailure) -> RunFailure {

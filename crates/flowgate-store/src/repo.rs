@@ -9,7 +9,7 @@ mod idempotency;
 mod keys;
 mod kv;
 mod retention;
-mod runs;
+pub(crate) mod runs;
 mod secrets;
 mod ticks;
 mod users;

@@ -277,15 +277,6 @@ impl Store {
         self.inner.writer.submit_lazy(op)
     }
 
-    /// Hands a write nobody waits for to the writer (see [`Writer::record`]).
-    pub(crate) fn record(
-        &self,
-        what: &'static str,
-        op: impl FnOnce(&mut AnyConnection) -> Result<()> + Send + 'static,
-    ) {
-        self.inner.writer.record(what, op);
-    }
-
     /// Runs `op` as part of the writer's next group commit and blocks until
     /// that commit (blocking callers; async code awaits the `submit_*` methods).
     pub(crate) fn write<T: Send + 'static>(

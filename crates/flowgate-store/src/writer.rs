@@ -12,7 +12,7 @@
 //!
 //! A write somebody waits for is never delayed: while one batch commits, the
 //! next collects, so a lone write commits at once and a busy node commits many
-//! writes per transaction. Writes nobody waits for ([`Writer::record`]: a sync
+//! writes per transaction. Writes nobody waits for ([`Writer::record_run`]: a sync
 //! run's record, whose loss in a crash acknowledges nothing) may linger up to
 //! [`LINGER`] to share a transaction with the writes that follow; the first
 //! awaited write, a barrier or a full batch ends the linger. Because writes are
@@ -49,9 +49,18 @@ type Done = Box<dyn FnOnce(Option<&StoreError>) + Send>;
 /// and returns its completion.
 type WriteFn = Box<dyn FnOnce(std::result::Result<&mut AnyConnection, &StoreError>) -> Done + Send>;
 
+/// A finished run nobody waits for (see [`Writer::record_run`]), kept as data:
+/// the records of a batch share one multi-row insert.
+pub(crate) struct RunRecord {
+    pub run: crate::types::Run,
+    pub logs: Vec<flowgate_core::run::LogLine>,
+}
+
 enum Job {
     /// A write; `lazy` when nobody waits for its commit.
     Write(WriteFn, bool),
+    /// A run record (lazy).
+    Record(Box<RunRecord>),
     /// Resolves once every write queued before it has committed.
     Barrier(Done),
 }
@@ -174,7 +183,10 @@ impl Writer {
         let thread_shared = Arc::clone(&shared);
         std::thread::Builder::new()
             .name("flowgate-db-writer".into())
-            .spawn(move || run(pool, &thread_shared))
+            .spawn({
+                let pending = Arc::clone(&pending);
+                move || run(pool, &thread_shared, &pending)
+            })
             .map_err(|e| StoreError::Unavailable(format!("cannot start the writer: {e}")))?;
         Ok(Self { shared, pending })
     }
@@ -215,25 +227,18 @@ impl Writer {
         self.enqueue(op, true)
     }
 
-    /// Hands `op` to the writer with nobody waiting for it: it may linger up
-    /// to [`LINGER`] before its batch commits, and is lost if the process dies
-    /// first. A failure is logged. Reads that must see it use [`Self::barrier`].
-    pub(crate) fn record(
-        &self,
-        what: &'static str,
-        op: impl FnOnce(&mut AnyConnection) -> Result<()> + Send + 'static,
-    ) {
-        let committed = self.enqueue(
-            move |c| {
-                let out = op(c);
-                if let Err(e) = &out {
-                    tracing::warn!(error = %e, what, "a record was not written");
-                }
-                out
-            },
-            true,
-        );
-        drop(committed);
+    /// Hands a finished run's record to the writer with nobody waiting for it:
+    /// it may linger up to [`LINGER`] before its batch commits, and is lost if
+    /// the process dies first (a failure is logged; reads that must see it use
+    /// [`Self::barrier`]). The records of one batch are inserted together
+    /// (one statement per table); should that fail, each is inserted on its
+    /// own, so one refused record does not take the others with it.
+    pub(crate) fn record_run(&self, record: RunRecord) {
+        self.pending.fetch_add(1, Ordering::SeqCst);
+        if self.send(Job::Record(Box::new(record))).is_err() {
+            self.pending.fetch_sub(1, Ordering::SeqCst);
+            tracing::warn!("a run record was not written: the database writer has stopped");
+        }
     }
 
     fn enqueue<T: Send + 'static>(
@@ -299,7 +304,7 @@ impl Drop for Writer {
     }
 }
 
-fn run(pool: Pool<Manager>, shared: &Shared) {
+fn run(pool: Pool<Manager>, shared: &Shared, pending: &AtomicUsize) {
     let mut jobs: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     loop {
         let mut q = shared.lock();
@@ -329,27 +334,59 @@ fn run(pool: Pool<Manager>, shared: &Shared) {
         jobs.extend(q.jobs.drain(..n));
         q.urgent -= jobs.iter().filter(|j| !j.is_lazy()).count();
         drop(q);
-        commit_batch(&pool, &mut jobs);
+        commit_batch(&pool, &mut jobs, pending);
         jobs.clear();
     }
 }
 
 impl Job {
     fn is_lazy(&self) -> bool {
-        matches!(self, Job::Write(_, true))
+        matches!(self, Job::Write(_, true) | Job::Record(_))
     }
 }
 
-fn fail_all(jobs: &mut Vec<Job>, e: &StoreError) {
+fn fail_all(jobs: &mut Vec<Job>, e: &StoreError, pending: &AtomicUsize) {
+    let mut lost = 0;
     for job in jobs.drain(..) {
         match job {
             Job::Write(w, _) => w(Err(e))(None),
+            Job::Record(_) => lost += 1,
             Job::Barrier(d) => d(None),
         }
     }
+    records_done(lost, Some(e), pending);
 }
 
-fn commit_batch(pool: &Pool<Manager>, jobs: &mut Vec<Job>) {
+/// Reports `n` run records as written (or lost with `err`).
+fn records_done(n: usize, err: Option<&StoreError>, pending: &AtomicUsize) {
+    if n == 0 {
+        return;
+    }
+    if let Some(e) = err {
+        tracing::warn!(error = %e, records = n, "run records were not written");
+    }
+    pending.fetch_sub(n, Ordering::SeqCst);
+}
+
+/// Inserts the run records collected so far, together, in a savepoint; when
+/// that fails, one by one, each in its own.
+fn flush_records(conn: &mut AnyConnection, records: &mut Vec<RunRecord>) {
+    if records.is_empty() {
+        return;
+    }
+    let together = conn.transaction(|c| crate::repo::runs::insert_runs_tx(c, records));
+    if together.is_err() {
+        for r in records.iter() {
+            let alone = conn.transaction(|c| crate::repo::runs::insert_run_tx(c, &r.run, &r.logs));
+            if let Err(e) = alone {
+                tracing::warn!(error = %e, run.id = %r.run.id, "a run record was not written");
+            }
+        }
+    }
+    records.clear();
+}
+
+fn commit_batch(pool: &Pool<Manager>, jobs: &mut Vec<Job>, pending: &AtomicUsize) {
     if jobs.iter().all(|j| matches!(j, Job::Barrier(_))) {
         for j in jobs.drain(..) {
             if let Job::Barrier(d) = j {
@@ -363,22 +400,37 @@ fn commit_batch(pool: &Pool<Manager>, jobs: &mut Vec<Job>) {
     let mut conn = match pool.get() {
         Ok(c) => c,
         Err(e) => {
-            fail_all(jobs, &StoreError::from(e));
+            fail_all(jobs, &StoreError::from(e), pending);
             return;
         }
     };
     if let Err(e) = begin(&mut conn) {
         tracing::warn!(error = %e, writes = n, "cannot begin a group commit; its writes are refused");
-        fail_all(jobs, &e);
+        fail_all(jobs, &e, pending);
         return;
     }
     let mut done: Vec<Done> = Vec::with_capacity(n);
+    // Run records wait here until the next other write (or the batch's end),
+    // so writes still apply in arrival order.
+    let mut records: Vec<RunRecord> = Vec::new();
+    let mut n_records = 0;
     for job in jobs.drain(..) {
         match job {
-            Job::Write(w, _) => done.push(w(Ok(&mut *conn))),
-            Job::Barrier(d) => done.push(d),
+            Job::Record(r) => {
+                records.push(*r);
+                n_records += 1;
+            }
+            Job::Write(w, _) => {
+                flush_records(&mut conn, &mut records);
+                done.push(w(Ok(&mut *conn)));
+            }
+            Job::Barrier(d) => {
+                flush_records(&mut conn, &mut records);
+                done.push(d);
+            }
         }
     }
+    flush_records(&mut conn, &mut records);
     let committed = AnyConnection::commit_transaction(&mut *conn).map_err(StoreError::from);
     if let Err(e) = &committed {
         tracing::error!(error = %e, writes = n, "group commit failed; its writes are refused");
@@ -389,6 +441,7 @@ fn commit_batch(pool: &Pool<Manager>, jobs: &mut Vec<Job>) {
     for d in done {
         d(err.as_ref());
     }
+    records_done(n_records, err.as_ref(), pending);
     tracing::trace!(
         writes = n,
         elapsed_us = started.elapsed().as_micros() as u64,

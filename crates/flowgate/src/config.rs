@@ -209,6 +209,9 @@ pub struct RunsConfig {
     pub caller_share_percent: u8,
     /// Longest chain of runs triggered by events that runs caused.
     pub max_event_depth: u32,
+    /// Longest a run executes inline on the HTTP worker before it moves to a
+    /// run thread, in microseconds (0: always on a run thread).
+    pub inline_budget_us: u64,
 }
 
 /// `[oauth2]`.
@@ -295,6 +298,7 @@ impl Default for Config {
                 flow_share_percent: 50,
                 caller_share_percent: 25,
                 max_event_depth: 8,
+                inline_budget_us: 2_000,
             },
             oauth2: OAuth2Config::default(),
             log: LogConfig {
@@ -365,6 +369,7 @@ const ENV_KEYS: &[(&str, &str)] = &[
         "runs.caller_share_percent",
     ),
     ("FLOWGATE_MAX_EVENT_DEPTH", "runs.max_event_depth"),
+    ("FLOWGATE_RUN_INLINE_BUDGET_US", "runs.inline_budget_us"),
     ("FLOWGATE_OAUTH2_ISSUER", "oauth2.issuer"),
     ("FLOWGATE_OAUTH2_JWKS_URL", "oauth2.jwks_url"),
     ("FLOWGATE_OAUTH2_AUDIENCE", "oauth2.audience"),
@@ -486,6 +491,9 @@ impl Config {
         }
         if !(1..=1000).contains(&self.runs.max_event_depth) {
             bail!("runs.max_event_depth must be between 1 and 1000");
+        }
+        if self.runs.inline_budget_us > 100_000 {
+            bail!("runs.inline_budget_us must be at most 100000 (0.1 s)");
         }
         match (&self.oauth2.issuer, &self.oauth2.jwks_url) {
             (Some(_), None) | (None, Some(_)) => {

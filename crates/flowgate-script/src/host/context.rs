@@ -129,11 +129,77 @@ pub(crate) const TRUNCATED: &str = "… [truncated]";
 thread_local! {
     static CURRENT: RefCell<Option<RunContext>> = const { RefCell::new(None) };
     static DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
+    /// While a run executes inline (on the caller's thread, see
+    /// `FlowRuntime::execute`): the end of its inline time budget.
+    static INLINE_UNTIL: Cell<Option<Instant>> = const { Cell::new(None) };
+    /// Whether the inline run on this thread gave up (a blocking host call or
+    /// its budget spent) and must run again on the pool.
+    static YIELDED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Value thrown (as a non-catchable `ErrorTerminated`) when an inline run gives up.
+pub(crate) const YIELD_TOKEN: &str = "__flowgate_yield__";
+
+/// Marks the runs started on this thread until the guard is finished as inline
+/// runs: they may spend at most `budget` and call no host function that blocks.
+pub(crate) fn inline(budget: std::time::Duration) -> InlineGuard {
+    INLINE_UNTIL.with(|u| u.set(Some(Instant::now() + budget)));
+    YIELDED.with(|y| y.set(false));
+    InlineGuard
+}
+
+/// Ends inline mode on this thread, also on panic.
+pub(crate) struct InlineGuard;
+
+impl InlineGuard {
+    /// Ends inline mode; `true` when the run gave up and must run on the pool.
+    pub fn finish(self) -> bool {
+        YIELDED.with(Cell::get)
+    }
+}
+
+impl Drop for InlineGuard {
+    fn drop(&mut self) {
+        INLINE_UNTIL.with(|u| u.set(None));
+    }
+}
+
+/// In an inline run: records that it gives up and returns `true`.
+pub(crate) fn give_up_inline() -> bool {
+    if INLINE_UNTIL.with(Cell::get).is_some() {
+        YIELDED.with(|y| y.set(true));
+        true
+    } else {
+        false
+    }
+}
+
+/// Called by every host function that may block (the store, outbound HTTP):
+/// an inline run stops here, before any effect, and runs again on the pool.
+pub(crate) fn may_block() -> Result<(), Box<EvalAltResult>> {
+    if give_up_inline() {
+        return Err(Box::new(EvalAltResult::ErrorTerminated(
+            Dynamic::from(YIELD_TOKEN),
+            Position::NONE,
+        )));
+    }
+    Ok(())
+}
+
+/// Runs `f` with the current run's context after [`may_block`]: for host
+/// functions that reach the repositories or the network.
+pub(crate) fn with_host<R>(f: impl FnOnce(&mut RunContext) -> R) -> Result<R, Box<EvalAltResult>> {
+    may_block()?;
+    with_ctx(f)
 }
 
 /// Installs a run's context on this thread until the guard is finished or dropped.
 pub(crate) fn enter(ctx: RunContext) -> ContextGuard {
-    DEADLINE.with(|d| d.set(Some(ctx.deadline)));
+    let deadline = match INLINE_UNTIL.with(Cell::get) {
+        Some(until) => until.min(ctx.deadline),
+        None => ctx.deadline,
+    };
+    DEADLINE.with(|d| d.set(Some(deadline)));
     CURRENT.with(|c| *c.borrow_mut() = Some(ctx));
     ContextGuard { done: false }
 }

@@ -9,7 +9,8 @@ mod context;
 mod modules;
 
 pub(crate) use context::{
-    check_deadline, enter, limit_exceeded, push_log, with_ctx, RunContext, Terminal, TERMINAL_TOKEN,
+    check_deadline, enter, give_up_inline, inline, limit_exceeded, push_log, with_ctx, RunContext,
+    Terminal, TERMINAL_TOKEN, YIELD_TOKEN,
 };
 pub use modules::{
     Base64Module, CoreModule, CryptoModule, EventsModule, HttpModule, KvModule, LogModule,

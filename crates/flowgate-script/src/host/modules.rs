@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use super::context::{
-    check_deadline, runtime_error, terminate, terminate_timeout, with_ctx, Terminal,
+    check_deadline, runtime_error, terminate, terminate_timeout, with_ctx, with_host, Terminal,
 };
 use super::context::{dynamic_of, json_of, limit_exceeded, retain};
 use super::HostModule;
@@ -224,7 +224,7 @@ impl HostModule for UsersModule {
                 let Ok(id) = UserId::parse(&id) else {
                     return Ok(Dynamic::UNIT);
                 };
-                let users = with_ctx(|c| c.host.users.clone())?;
+                let users = with_host(|c| c.host.users.clone())?;
                 users
                     .get_user(id)
                     .map_err(|e| repo_err("get", e))
@@ -237,7 +237,7 @@ impl HostModule for UsersModule {
             "map | ()",
             "The user with this email (case-insensitive), or ().",
             |email: ImmutableString| -> RResult<Dynamic> {
-                let users = with_ctx(|c| c.host.users.clone())?;
+                let users = with_host(|c| c.host.users.clone())?;
                 users
                     .find_user_by_email(&email)
                     .map_err(|e| repo_err("find_by_email", e))
@@ -250,7 +250,7 @@ impl HostModule for UsersModule {
             "map | ()",
             "The user whose external_ids[system] is id, or ().",
             |system: ImmutableString, id: ImmutableString| -> RResult<Dynamic> {
-                let users = with_ctx(|c| c.host.users.clone())?;
+                let users = with_host(|c| c.host.users.clone())?;
                 users
                     .find_user_by_external_id(&system, &id)
                     .map_err(|e| repo_err("find_by_external_id", e))
@@ -261,7 +261,7 @@ impl HostModule for UsersModule {
             let filter = UserFilter::from_json(&json_of(&Dynamic::from_map(filter))?)
                 .map_err(|e| repo_err("find", e))?;
             let limit = usize::try_from(limit.clamp(1, 1000)).unwrap_or(100);
-            let users = with_ctx(|c| c.host.users.clone())?;
+            let users = with_host(|c| c.host.users.clone())?;
             let found = users
                 .find_users(&filter, limit)
                 .map_err(|e| repo_err("find", e))?;
@@ -286,7 +286,7 @@ impl HostModule for UsersModule {
             "Creates a user (email required; display_name, status, attributes, external_ids) and returns it.", |fields: Map| -> RResult<Dynamic> {
             let new = NewUser::from_json(&json_of(&Dynamic::from_map(fields))?)
                 .map_err(|e| repo_err("create", e))?;
-            let users = with_ctx(|c| c.host.users.clone())?;
+            let users = with_host(|c| c.host.users.clone())?;
             let u = users.create_user(new).map_err(|e| repo_err("create", e))?;
             dynamic_of(&u.to_json())
         });
@@ -297,7 +297,7 @@ impl HostModule for UsersModule {
             "Applies a JSON merge patch to the user (() removes a key) and returns the stored user.",
             |id: ImmutableString, patch: Map| -> RResult<Dynamic> {
                 let id = parse_user_id("update", &id)?;
-                let users = with_ctx(|c| c.host.users.clone())?;
+                let users = with_host(|c| c.host.users.clone())?;
                 let u = users
                     .update_user(id, &json_of(&Dynamic::from_map(patch))?)
                     .map_err(|e| repo_err("update", e))?;
@@ -312,7 +312,7 @@ impl HostModule for UsersModule {
             |id: ImmutableString, status: ImmutableString| -> RResult<Dynamic> {
                 let id = parse_user_id("set_status", &id)?;
                 let status = UserStatus::parse(&status).map_err(|e| repo_err("set_status", e))?;
-                let users = with_ctx(|c| c.host.users.clone())?;
+                let users = with_host(|c| c.host.users.clone())?;
                 let u = users
                     .set_user_status(id, status)
                     .map_err(|e| repo_err("set_status", e))?;
@@ -328,7 +328,7 @@ impl HostModule for UsersModule {
                 let Ok(id) = UserId::parse(&id) else {
                     return Ok(false);
                 };
-                let users = with_ctx(|c| c.host.users.clone())?;
+                let users = with_host(|c| c.host.users.clone())?;
                 users.delete_user(id).map_err(|e| repo_err("delete", e))
             },
         );
@@ -400,7 +400,7 @@ fn http_call(
         }
     };
     let host = parsed.host_str().unwrap_or_default().to_owned();
-    let (client, allowed, defaults, remaining) = with_ctx(|c| {
+    let (client, allowed, defaults, remaining) = with_host(|c| {
         (
             c.host.http.clone(),
             host_allowed(&host, &c.http_allow),
@@ -605,7 +605,7 @@ impl HostModule for SecretsModule {
             &[("name", "string")],
             "string | ()",
             "The secret named name, or () when it is not set; its value is redacted from logs and errors.", |name: ImmutableString| -> RResult<Dynamic> {
-            let repo = with_ctx(|c| c.host.secrets.clone())?;
+            let repo = with_host(|c| c.host.secrets.clone())?;
             let v = repo
                 .secret_get(&name)
                 .map_err(|e| runtime_error(format!("secrets::get: {e}")))?;
@@ -650,7 +650,7 @@ fn kv_set(key: &str, value: &Dynamic, ttl: Option<INT>) -> RResult<()> {
             )))
         }
     };
-    let (kv, flow) = with_ctx(|c| (c.host.kv.clone(), c.host.flow.clone()))?;
+    let (kv, flow) = with_host(|c| (c.host.kv.clone(), c.host.flow.clone()))?;
     kv.kv_set(&flow, key, &v, ttl)
         .map_err(|e| runtime_error(format!("kv::set: {e}")))
 }
@@ -671,7 +671,7 @@ impl HostModule for KvModule {
             "The flow's stored value for key, or ().",
             |key: ImmutableString| -> RResult<Dynamic> {
                 kv_key(&key)?;
-                let (kv, flow) = with_ctx(|c| (c.host.kv.clone(), c.host.flow.clone()))?;
+                let (kv, flow) = with_host(|c| (c.host.kv.clone(), c.host.flow.clone()))?;
                 let v = kv
                     .kv_get(&flow, &key)
                     .map_err(|e| runtime_error(format!("kv::get: {e}")))?;
@@ -699,7 +699,7 @@ impl HostModule for KvModule {
             "Deletes key; true when it existed.",
             |key: ImmutableString| -> RResult<bool> {
                 kv_key(&key)?;
-                let (kv, flow) = with_ctx(|c| (c.host.kv.clone(), c.host.flow.clone()))?;
+                let (kv, flow) = with_host(|c| (c.host.kv.clone(), c.host.flow.clone()))?;
                 kv.kv_delete(&flow, &key)
                     .map_err(|e| runtime_error(format!("kv::delete: {e}")))
             },

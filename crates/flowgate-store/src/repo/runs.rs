@@ -22,6 +22,7 @@ use crate::repo::events::insert_events_tx;
 use crate::repo::flows::page;
 use crate::schema::{run_attempts, run_logs, runs};
 use crate::types::{Page, Run, RunDetail, RunFilter, RunOutcome};
+use crate::writer::RunRecord;
 use crate::{Committed, Store};
 
 const QUEUED: &str = "queued";
@@ -43,29 +44,66 @@ pub(crate) fn check_enqueueable(run: &Run) -> Result<()> {
 pub(crate) fn insert_run_tx(c: &mut AnyConnection, run: &Run, logs: &[LogLine]) -> Result<()> {
     let row = RunRow::from_run(run)?;
     diesel::insert_into(runs::table).values(&row).execute(c)?;
-    if run.attempt >= 1 {
-        if let Some(started) = run.started_at {
-            let att = RunAttemptRow {
-                run_id: row.id.clone(),
-                attempt: run.attempt as i32,
-                owner: run
-                    .lease_owner
-                    .clone()
-                    .unwrap_or_else(|| SYNC_OWNER.to_owned()),
-                started_at: started,
-                finished_at: run.finished_at,
-                outcome: run
-                    .status
-                    .is_final()
-                    .then(|| run.status.as_str().to_owned()),
-                error: run.error.clone(),
-            };
-            diesel::insert_into(run_attempts::table)
-                .values(&att)
-                .execute(c)?;
-        }
+    if let Some(att) = first_attempt(run, &row.id) {
+        diesel::insert_into(run_attempts::table)
+            .values(&att)
+            .execute(c)?;
     }
     append_logs_tx(c, &row.id, run.attempt, logs)
+}
+
+/// The attempt row of a run inserted after it started (a sync run).
+fn first_attempt(run: &Run, id: &str) -> Option<RunAttemptRow> {
+    let started = run.started_at.filter(|_| run.attempt >= 1)?;
+    Some(RunAttemptRow {
+        run_id: id.to_owned(),
+        attempt: run.attempt as i32,
+        owner: run
+            .lease_owner
+            .clone()
+            .unwrap_or_else(|| SYNC_OWNER.to_owned()),
+        started_at: started,
+        finished_at: run.finished_at,
+        outcome: run
+            .status
+            .is_final()
+            .then(|| run.status.as_str().to_owned()),
+        error: run.error.clone(),
+    })
+}
+
+/// Inserts many new runs (records of finished sync runs, see
+/// [`Store::record_run`]) with one multi-row insert per table: their rows,
+/// first attempts and logs. All or nothing: the caller runs it in a savepoint.
+pub(crate) fn insert_runs_tx(c: &mut AnyConnection, records: &[RunRecord]) -> Result<()> {
+    /// Rows per statement, under SQLite's and PostgreSQL's bound-parameter limits.
+    const CHUNK: usize = 500;
+    let mut rows = Vec::with_capacity(records.len());
+    let mut attempts = Vec::with_capacity(records.len());
+    let mut logs = Vec::new();
+    for r in records {
+        let row = RunRow::from_run(&r.run)?;
+        attempts.extend(first_attempt(&r.run, &row.id));
+        logs.extend(r.logs.iter().enumerate().map(|(i, l)| RunLogRow {
+            run_id: row.id.clone(),
+            seq: 1 + i as i32,
+            time: l.time,
+            level: l.level.as_str().to_owned(),
+            message: l.message.clone(),
+            attempt: r.run.attempt as i32,
+        }));
+        rows.push(row);
+    }
+    for chunk in rows.chunks(CHUNK) {
+        batch_insert!(&mut *c, runs::table, chunk);
+    }
+    for chunk in attempts.chunks(CHUNK) {
+        batch_insert!(&mut *c, run_attempts::table, chunk);
+    }
+    for chunk in logs.chunks(CHUNK) {
+        batch_insert!(&mut *c, run_logs::table, chunk);
+    }
+    Ok(())
 }
 
 fn append_logs_tx(
@@ -222,7 +260,7 @@ impl Store {
     /// around it within [`crate::LINGER`], is visible at once to reads
     /// that flush the writer, and is lost if the process dies before that.
     pub fn record_run(&self, run: Run, logs: Vec<LogLine>) {
-        self.record("run", move |c| insert_run_tx(c, &run, &logs));
+        self.inner.writer.record_run(RunRecord { run, logs });
     }
 
     /// Durably queues a run (status must be `queued`, attempt 0); once this

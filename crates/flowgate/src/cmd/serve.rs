@@ -10,14 +10,31 @@ use crate::config::Config;
 
 /// Starts the server and blocks until it has shut down.
 pub fn run(config: Config) -> anyhow::Result<ExitCode> {
+    give_threads_a_run_stack();
     crate::telemetry::init(&config.log.filter);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("flowgate")
+        .thread_stack_size(flowgate_script::RUN_STACK_BYTES)
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(serve(config))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Every thread the server starts gets a run thread's stack (address space,
+/// not memory: only the pages a thread touches are resident), so that the
+/// HTTP workers, whose threads actix-web creates, can run scripts inline (see
+/// `FlowRuntime::execute`). Must run before the process starts any thread; an
+/// operator's own `RUST_MIN_STACK` is kept, and with a smaller one scripts
+/// simply run on the run threads.
+fn give_threads_a_run_stack() {
+    if std::env::var_os("RUST_MIN_STACK").is_none() {
+        std::env::set_var(
+            "RUST_MIN_STACK",
+            flowgate_script::RUN_STACK_BYTES.to_string(),
+        );
+    }
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
@@ -62,6 +79,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             admin_oauth2: config.oauth2.admin_settings(),
             retention: config.retention.to_engine(),
             run_pool_size: config.runs.pool_size,
+            inline_budget: Some(Duration::from_micros(config.runs.inline_budget_us)),
             fair_share: flowgate_engine::admission::FairShare {
                 flow_percent: config.runs.flow_share_percent,
                 caller_percent: config.runs.caller_share_percent,
