@@ -135,7 +135,10 @@ impl Engine {
             ctx: Engine::ctx_map(&flow, number, run_id, &run_id.to_string(), 1),
         };
         let ticket = self.admit_run(&version, None).await?;
-        let outcome = self.runtime().execute(&version.script, input, host).await;
+        let outcome = self
+            .runtime()
+            .execute(&version.script, std::sync::Arc::new(input), host)
+            .await;
         drop(ticket);
         let outcome = outcome?;
         let changes = overlay.changes(outcome.events.clone());

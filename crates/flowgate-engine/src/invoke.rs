@@ -255,21 +255,31 @@ impl Engine {
         let started_at = flowgate_core::now_ms();
         let v = inv.version.clone();
         let maps = inv.maps();
-        let input = RunInput {
-            request: maps.request.clone(),
-            caller: maps.caller.clone(),
-            trigger: maps.trigger.clone(),
+        let input = Arc::new(RunInput {
+            request: maps.request,
+            caller: maps.caller,
+            trigger: maps.trigger,
             ctx: Self::ctx_map(&v.flow, v.number, run_id, &inv.request_id, 1),
-        };
+        });
         let caller_key = inv.caller.share_key();
         let ticket = self.admit_run(&v, caller_key.as_deref()).await?;
         let cause = Cause::root(run_id.to_string());
         let outcome = self
             .runtime()
-            .execute(&v.script, input, self.host_for(&v.flow, &cause))
+            .execute(
+                &v.script,
+                Arc::clone(&input),
+                self.host_for(&v.flow, &cause),
+            )
             .await;
         drop(ticket);
         let outcome = outcome?;
+        let input = Arc::try_unwrap(input).unwrap_or_else(|shared| (*shared).clone());
+        let maps = InputMaps {
+            request: input.request,
+            caller: input.caller,
+            trigger: input.trigger,
+        };
         let status = if outcome.result.is_ok() {
             RunStatus::Succeeded
         } else {

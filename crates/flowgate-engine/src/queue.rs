@@ -237,7 +237,7 @@ async fn finish_claimed(engine: &Engine, run: Run, owner: &str) {
         .runtime()
         .execute(
             &version.script,
-            run_input,
+            std::sync::Arc::new(run_input),
             engine.host_for(&run.flow, &cause),
         )
         .await;

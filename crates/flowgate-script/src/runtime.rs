@@ -300,10 +300,13 @@ impl<E: ScriptEngine> FlowRuntime<E> {
     /// HTTP) and when its budget is spent; nothing it did has left the run's own
     /// memory by then, so it runs again from the start on a run thread, and the
     /// script runs on the pool only for the next second.
+    ///
+    /// The input is shared, not consumed: once the run has ended the caller
+    /// holds the only reference again (`Arc::try_unwrap` gets it back).
     pub async fn execute(
         &self,
         version: &FlowVersion,
-        input: RunInput,
+        input: Arc<RunInput>,
         host: Host,
     ) -> Result<RunOutcome, RuntimeError> {
         if let Some(outcome) = self.try_inline(version, &input, &host) {
@@ -324,7 +327,8 @@ impl<E: ScriptEngine> FlowRuntime<E> {
         let version = version.clone();
         let (reply, answer) = tokio::sync::oneshot::channel();
         self.inner.threads.submit(Box::new(move || {
-            let out = this.run_here(&version, input, host);
+            let out = this.run_here(&version, &input, host);
+            drop(input);
             drop(permit);
             let _ = reply.send(out);
         }))?;
@@ -379,11 +383,11 @@ impl<E: ScriptEngine> FlowRuntime<E> {
     fn run_here(
         &self,
         version: &FlowVersion,
-        input: RunInput,
+        input: &RunInput,
         host: Host,
     ) -> Result<RunOutcome, RuntimeError> {
         let compiled = self.compile(version)?;
-        Ok(self.run_compiled(&compiled, version, &input, host))
+        Ok(self.run_compiled(&compiled, version, input, host))
     }
 
     /// Runs a version and waits for it, blocking the calling thread (CLI, tests,
@@ -399,7 +403,7 @@ impl<E: ScriptEngine> FlowRuntime<E> {
             let handle = std::thread::Builder::new()
                 .name("flowgate-run".into())
                 .stack_size(self.inner.config.run_stack_bytes)
-                .spawn_scoped(s, || self.run_here(version, input, host))
+                .spawn_scoped(s, || self.run_here(version, &input, host))
                 .map_err(|e| RuntimeError::Internal(format!("cannot start a run thread: {e}")))?;
             handle
                 .join()

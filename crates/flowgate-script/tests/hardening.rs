@@ -106,7 +106,7 @@ fn input_json_nested_20000_deep_is_a_limit_not_an_abort() {
             .build()
             .unwrap();
         let out = tokio
-            .block_on(rt.execute(&version("1"), input, host()))
+            .block_on(rt.execute(&version("1"), Arc::new(input), host()))
             .unwrap();
         assert_eq!(limit(&out), "value_depth");
         // input within the limit is fine

@@ -67,7 +67,12 @@ impl Env {
                     rt.block_on(async {
                         let mut out = Vec::new();
                         for _ in 0..times {
-                            out.push(self.rt.execute(&v, input(), self.host()).await.unwrap());
+                            out.push(
+                                self.rt
+                                    .execute(&v, Arc::new(input()), self.host())
+                                    .await
+                                    .unwrap(),
+                            );
                         }
                         out
                     })

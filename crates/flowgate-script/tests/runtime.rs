@@ -592,11 +592,12 @@ async fn pool_overload_and_isolation() {
     );
     let rt = e.rt.clone();
     let host = e.host();
-    let hog = tokio::spawn(async move { rt.execute(&slow, input(json!(null)), host).await });
+    let hog =
+        tokio::spawn(async move { rt.execute(&slow, Arc::new(input(json!(null))), host).await });
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(e.rt.pool_in_use(), 1);
     let r =
-        e.rt.execute(&version("1"), input(json!(null)), e.host())
+        e.rt.execute(&version("1"), Arc::new(input(json!(null))), e.host())
             .await;
     assert!(
         matches!(
@@ -611,7 +612,7 @@ async fn pool_overload_and_isolation() {
     assert!(matches!(hogged.result, Err(RunFailure::Timeout { .. })));
     // the next run proceeds normally
     let ok =
-        e.rt.execute(&version("6 * 7"), input(json!(null)), e.host())
+        e.rt.execute(&version("6 * 7"), Arc::new(input(json!(null))), e.host())
             .await
             .unwrap();
     assert_eq!(ok.result.unwrap().body, json!(42));

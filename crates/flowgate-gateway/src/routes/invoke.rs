@@ -292,7 +292,7 @@ fn valid_idempotency_key(k: &str) -> bool {
 }
 
 /// Builds the HTTP response from a stored or fresh `{status, headers, body, problem?}` document.
-fn response_from_doc(doc: &Value) -> HttpResponse {
+fn response_from_doc(mut doc: Value) -> HttpResponse {
     let status = doc
         .get("status")
         .and_then(Value::as_u64)
@@ -322,7 +322,7 @@ fn response_from_doc(doc: &Value) -> HttpResponse {
         }
     }
     let problem = doc.get("problem").and_then(Value::as_bool).unwrap_or(false);
-    let body = doc.get("body").cloned().unwrap_or(Value::Null);
+    let body = doc.get_mut("body").map(Value::take).unwrap_or(Value::Null);
     if problem {
         res.content_type(crate::error::PROBLEM_JSON);
         let mut b = body;
@@ -556,7 +556,7 @@ async fn handle(
     let answer = engine
         .invoke(inv, target.endpoint.mode, idempotency)
         .await?;
-    let mut res = response_from_doc(&answer.doc);
+    let mut res = response_from_doc(answer.doc);
     if answer.replayed {
         res.headers_mut().insert(
             HeaderName::from_static("idempotent-replayed"),
