@@ -102,6 +102,8 @@ def main():
         (lo, hi),
     ).fetchall()
     lags = [s - d for _, d, s, _ in rows if s is not None]
+    tick_lags = [r[0] for r in con.execute(
+        "SELECT created_at - due_at FROM schedule_ticks WHERE due_at >= ? AND due_at < ?", (lo, hi))]
     not_started = sum(1 for r in rows if r[2] is None)
     per_due = {}
     for flow, due, _, _ in rows:
@@ -121,6 +123,8 @@ def main():
           f"(not started {not_started}, twice {twice}) | {pct(lags, 50):.0f} ms | {pct(lags, 99):.0f} ms | "
           f"{max(lags) if lags else float('nan'):.0f} ms | {cpu_s / SECS * 100:.0f} % of a core | "
           f"{rss0:.0f} → {rss1:.0f} MB |")
+    print(f"| Flowgate: due time → tick and run recorded | {len(tick_lags)} | {pct(tick_lags, 50):.0f} ms | "
+          f"{pct(tick_lags, 99):.0f} ms | {max(tick_lags) if tick_lags else float('nan'):.0f} ms | | |")
     print(f"| baseline: a bare timer thread on the same core | {len(base)} | {pct(base, 50):.1f} ms | "
           f"{pct(base, 99):.1f} ms | {max(base) if base else float('nan'):.1f} ms | | |")
     shutil.rmtree(root, ignore_errors=True)

@@ -109,7 +109,7 @@ impl Default for EngineConfig {
         Self {
             public_url: "http://127.0.0.1:8080".into(),
             lease: Duration::from_secs(30),
-            run_workers: 4,
+            run_workers: 16,
             allow_private_hosts: false,
             idempotency_ttl: Duration::from_secs(24 * 3600),
             oauth2: None,
@@ -279,7 +279,10 @@ impl Engine {
     }
     /// Wakes idle queue workers (a run was queued).
     pub fn wake_workers(&self) {
-        self.inner.wake.notify_waiters();
+        // The claim loop is the one waiter. `notify_one` keeps the wake-up
+        // when it is busy claiming right now, so a run queued while the loop
+        // found nothing is not left for the idle poll.
+        self.inner.wake.notify_one();
     }
     /// What idle queue workers wait on.
     pub fn wake(&self) -> &tokio::sync::Notify {

@@ -20,6 +20,8 @@ use crate::Engine;
 
 /// How long idle workers wait before looking at the queue again.
 const IDLE_POLL: Duration = Duration::from_millis(250);
+/// Most claims one pass of the claim loop submits together.
+const MAX_CLAIMS: usize = 64;
 /// How long shutdown waits for running runs before releasing them.
 const DRAIN: Duration = Duration::from_secs(20);
 
@@ -70,33 +72,47 @@ async fn claim_loop(engine: Engine, mut shutdown: watch::Receiver<bool>) {
             p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
             _ = shutdown.changed() => break,
         };
+        // Every free slot claims at once: the claims share one group commit,
+        // so a burst of due runs (a schedule's second) starts together
+        // instead of one commit after another.
+        let mut permits = vec![permit];
+        while permits.len() < MAX_CLAIMS {
+            match slots.clone().try_acquire_owned() {
+                Ok(p) => permits.push(p),
+                Err(_) => break,
+            }
+        }
         let owner = engine.node_id().to_owned();
         let started = Instant::now();
+        let now = flowgate_core::now_ms();
         // Through the writer, in arrival order with acknowledgements: neither starves.
-        let claimed = engine
-            .store()
-            .submit_claim(owner, lease_ms, flowgate_core::now_ms())
-            .await;
-        metrics::histogram!("flowgate_queue_claim_seconds").record(started.elapsed().as_secs_f64());
-        match claimed {
-            Ok(Some(run)) => {
-                let id = run.id;
-                let task = running.spawn(execute_claimed(engine.clone(), run, permit));
-                held.insert(task.id(), id);
-            }
-            Ok(None) => {
-                drop(permit);
-                if sleep_or_shutdown(IDLE_POLL, &mut shutdown, Some(engine.wake())).await {
-                    break;
+        let claims: Vec<_> = permits
+            .iter()
+            .map(|_| engine.store().submit_claim(owner.clone(), lease_ms, now))
+            .collect();
+        let mut idle = false;
+        let mut failed = None;
+        for (claim, permit) in claims.into_iter().zip(permits) {
+            let claimed = claim.await;
+            metrics::histogram!("flowgate_queue_claim_seconds")
+                .record(started.elapsed().as_secs_f64());
+            match claimed {
+                Ok(Some(run)) => {
+                    let id = run.id;
+                    let task = running.spawn(execute_claimed(engine.clone(), run, permit));
+                    held.insert(task.id(), id);
                 }
+                Ok(None) => idle = true,
+                Err(e) => failed = Some(e),
             }
-            Err(e) => {
-                drop(permit);
-                tracing::warn!(error = %e, "claiming runs failed");
-                if sleep_or_shutdown(Duration::from_secs(1), &mut shutdown, None).await {
-                    break;
-                }
+        }
+        if let Some(e) = failed {
+            tracing::warn!(error = %e, "claiming runs failed");
+            if sleep_or_shutdown(Duration::from_secs(1), &mut shutdown, None).await {
+                break;
             }
+        } else if idle && sleep_or_shutdown(IDLE_POLL, &mut shutdown, Some(engine.wake())).await {
+            break;
         }
     }
     // Stop claiming; let running runs finish (each is bounded by its timeout).

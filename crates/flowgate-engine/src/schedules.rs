@@ -18,7 +18,7 @@ use std::time::Duration;
 use flowgate_core::manifest::ScheduleTrigger;
 use flowgate_core::run::TriggerKind;
 use flowgate_core::{FlowName, RunId};
-use flowgate_scheduler::{Dispatcher, ScheduleEntry, Scheduler, TickState, TickStore};
+use flowgate_scheduler::{Dispatcher, ScheduleEntry, Scheduler, TickRequest, TickState, TickStore};
 use flowgate_store::{Run, Store, Tick};
 use serde_json::json;
 use tokio::sync::watch;
@@ -105,14 +105,19 @@ impl StoreBackend {
     }
 }
 
-impl TickStore for StoreBackend {
-    fn insert_tick(
+/// A tick ready to store, with the run it queues (`None`: a skipped tick).
+struct PreparedTick {
+    tick: Tick,
+    run: Option<Run>,
+}
+
+impl StoreBackend {
+    fn prepare_tick(
         &self,
         flow: &str,
         due_at_ms: i64,
         state: TickState,
-        _run_id: Option<String>,
-    ) -> flowgate_core::Result<bool> {
+    ) -> flowgate_core::Result<PreparedTick> {
         let name = flow_name(flow)?;
         let run = if state == TickState::Dispatched {
             let Some(live) = self.live_of(flow) else {
@@ -134,19 +139,60 @@ impl TickStore for StoreBackend {
             created_at: flowgate_core::now_ms(),
             node: self.engine.as_ref().map(|e| e.node_id().to_owned()),
         };
-        let won = self.store.insert_tick(&tick, run.as_ref())?;
+        Ok(PreparedTick { tick, run })
+    }
+
+    /// Notes a recorded tick: the run it queued waits for `dispatch`.
+    fn recorded(&self, p: PreparedTick, state: TickState, won: bool) -> bool {
         if won {
-            if let Some(r) = run {
-                if let Ok(mut p) = self.pending.lock() {
-                    p.insert((flow.to_owned(), due_at_ms), r.id);
+            if let Some(r) = p.run {
+                if let Ok(mut pending) = self.pending.lock() {
+                    pending.insert((p.tick.flow.to_string(), p.tick.due_at), r.id);
                 }
-                metrics::counter!("flowgate_runs_enqueued_total", "flow" => flow.to_owned())
+                metrics::counter!("flowgate_runs_enqueued_total", "flow" => p.tick.flow.to_string())
                     .increment(1);
             }
         }
         metrics::counter!("flowgate_schedule_ticks_total", "state" => state.as_str(), "won" => if won { "true" } else { "false" })
             .increment(1);
-        Ok(won)
+        won
+    }
+}
+
+impl TickStore for StoreBackend {
+    fn insert_tick(
+        &self,
+        flow: &str,
+        due_at_ms: i64,
+        state: TickState,
+        _run_id: Option<String>,
+    ) -> flowgate_core::Result<bool> {
+        let p = self.prepare_tick(flow, due_at_ms, state)?;
+        let won = self.store.insert_tick(&p.tick, p.run.as_ref())?;
+        Ok(self.recorded(p, state, won))
+    }
+
+    /// Hands every tick (and its run) to the writer before waiting for any,
+    /// so one due time of many schedules shares one group commit.
+    fn insert_ticks(&self, ticks: &[TickRequest<'_>]) -> Vec<flowgate_core::Result<bool>> {
+        let submitted: Vec<_> = ticks
+            .iter()
+            .map(|t| {
+                self.prepare_tick(t.flow, t.due_at_ms, t.state).map(|p| {
+                    let committed = self.store.submit_tick(&p.tick, p.run.as_ref());
+                    (p, committed)
+                })
+            })
+            .collect();
+        submitted
+            .into_iter()
+            .zip(ticks)
+            .map(|(s, t)| {
+                let (p, committed) = s?;
+                let won = committed.wait()?;
+                Ok(self.recorded(p, t.state, won))
+            })
+            .collect()
     }
 
     fn latest_tick(&self, flow: &str) -> flowgate_core::Result<Option<i64>> {

@@ -42,11 +42,32 @@ pub trait TickStore: Send + Sync {
         run_id: Option<String>,
     ) -> flowgate_core::Result<bool>;
 
+    /// Records many ticks, as [`Self::insert_tick`] does each, and returns
+    /// their results in order. A store may commit them together: one due time
+    /// of hundreds of schedules is then one transaction, not hundreds.
+    fn insert_ticks(&self, ticks: &[TickRequest<'_>]) -> Vec<flowgate_core::Result<bool>> {
+        ticks
+            .iter()
+            .map(|t| self.insert_tick(t.flow, t.due_at_ms, t.state, None))
+            .collect()
+    }
+
     /// The latest recorded due time of `flow`, any state.
     fn latest_tick(&self, flow: &str) -> flowgate_core::Result<Option<i64>>;
 
     /// Sets the run id of a dispatched tick (after [`Dispatcher::dispatch`]).
     fn attach_run(&self, flow: &str, due_at_ms: i64, run_id: &str) -> flowgate_core::Result<()>;
+}
+
+/// One tick to record (see [`TickStore::insert_ticks`]).
+#[derive(Debug, Clone, Copy)]
+pub struct TickRequest<'a> {
+    /// The flow.
+    pub flow: &'a str,
+    /// Its due time.
+    pub due_at_ms: i64,
+    /// Dispatched, or skipped (overlap, misfire).
+    pub state: TickState,
 }
 
 /// Starts runs. Blocking; called from `spawn_blocking`.
@@ -343,15 +364,7 @@ impl<S: TickStore + 'static, D: Dispatcher + 'static> Scheduler<S, D> {
     async fn execute(&self, batch: Vec<Job>) -> Vec<(usize, i64)> {
         let store = Arc::clone(&self.store);
         let dispatcher = Arc::clone(&self.dispatcher);
-        let run = tokio::task::spawn_blocking(move || {
-            let mut failed = Vec::new();
-            for job in batch {
-                if let Outcome::StoreFailed = execute_one(&*store, &*dispatcher, &job) {
-                    failed.push((job.slot, job.due_ms));
-                }
-            }
-            failed
-        });
+        let run = tokio::task::spawn_blocking(move || execute_all(&*store, &*dispatcher, &batch));
         match run.await {
             Ok(failed) => failed,
             Err(err) => {
@@ -362,22 +375,55 @@ impl<S: TickStore + 'static, D: Dispatcher + 'static> Scheduler<S, D> {
     }
 }
 
-fn execute_one<S: TickStore + ?Sized, D: Dispatcher + ?Sized>(
+/// Records the ticks of a batch together, then starts the runs of those this
+/// node won; returns the `(slot, due_ms)` whose insert failed.
+fn execute_all<S: TickStore + ?Sized, D: Dispatcher + ?Sized>(
     store: &S,
     dispatcher: &D,
-    job: &Job,
-) -> Outcome {
-    let mut state = job.state;
-    if state == TickState::Dispatched && job.overlap == Overlap::Skip {
+    batch: &[Job],
+) -> Vec<(usize, i64)> {
+    let requests: Vec<TickRequest<'_>> = batch
+        .iter()
+        .map(|job| TickRequest {
+            flow: &job.flow,
+            due_at_ms: job.due_ms,
+            state: state_of(dispatcher, job),
+        })
+        .collect();
+    let results = store.insert_ticks(&requests);
+    let mut failed = Vec::new();
+    for ((job, req), result) in batch.iter().zip(&requests).zip(results) {
+        if let Outcome::StoreFailed = finish_one(store, dispatcher, job, req.state, result) {
+            failed.push((job.slot, job.due_ms));
+        }
+    }
+    failed
+}
+
+/// The state a due tick is recorded in: skipped when the flow's last run still
+/// runs and the schedule says `overlap = "skip"`.
+fn state_of<D: Dispatcher + ?Sized>(dispatcher: &D, job: &Job) -> TickState {
+    if job.state == TickState::Dispatched && job.overlap == Overlap::Skip {
         match dispatcher.is_running(&job.flow) {
-            Ok(true) => state = TickState::SkippedOverlap,
+            Ok(true) => return TickState::SkippedOverlap,
             Ok(false) => {}
             Err(err) => {
                 tracing::warn!(flow.name = %job.flow, error = %err, "cannot tell whether the flow runs; dispatching")
             }
         }
     }
-    match store.insert_tick(&job.flow, job.due_ms, state, None) {
+    job.state
+}
+
+/// After a tick's insert: starts its run when this node recorded it.
+fn finish_one<S: TickStore + ?Sized, D: Dispatcher + ?Sized>(
+    store: &S,
+    dispatcher: &D,
+    job: &Job,
+    state: TickState,
+    inserted: flowgate_core::Result<bool>,
+) -> Outcome {
+    match inserted {
         Ok(true) => {}
         Ok(false) => {
             tracing::debug!(flow.name = %job.flow, due_at_ms = job.due_ms, "tick taken by another node");

@@ -15,7 +15,9 @@ pub mod engine;
 pub mod tick;
 
 pub use cron::CronSpec;
-pub use engine::{Clock, Dispatcher, Scheduler, SchedulerConfig, SystemClock, TickStore};
+pub use engine::{
+    Clock, Dispatcher, Scheduler, SchedulerConfig, SystemClock, TickRequest, TickStore,
+};
 pub use tick::{
     plan, plan_with, PlanLimits, PlannedTick, ScheduleEntry, TickState,
     DEFAULT_MAX_MISFIRE_RECORDS, DEFAULT_MISFIRE_GRACE,

@@ -73,17 +73,17 @@ fn first_attempt(run: &Run, id: &str) -> Option<RunAttemptRow> {
 }
 
 /// Inserts many new runs (records of finished sync runs, see
-/// [`Store::record_run`]) with one multi-row insert per table: their rows,
-/// first attempts and logs. All or nothing: the caller runs it in a savepoint.
+/// [`Store::record_run`]) with one multi-row insert per table: their rows and
+/// logs. Their one attempt is not written: it is all in the run's row, and
+/// [`Store::get_run`] shows it from there. All or nothing: the caller runs it
+/// in a savepoint.
 pub(crate) fn insert_runs_tx(c: &mut AnyConnection, records: &[RunRecord]) -> Result<()> {
     /// Rows per statement, under SQLite's and PostgreSQL's bound-parameter limits.
     const CHUNK: usize = 500;
     let mut rows = Vec::with_capacity(records.len());
-    let mut attempts = Vec::with_capacity(records.len());
     let mut logs = Vec::new();
     for r in records {
         let row = RunRow::from_run(&r.run)?;
-        attempts.extend(first_attempt(&r.run, &row.id));
         logs.extend(r.logs.iter().enumerate().map(|(i, l)| RunLogRow {
             run_id: row.id.clone(),
             seq: 1 + i as i32,
@@ -96,9 +96,6 @@ pub(crate) fn insert_runs_tx(c: &mut AnyConnection, records: &[RunRecord]) -> Re
     }
     for chunk in rows.chunks(CHUNK) {
         batch_insert!(&mut *c, runs::table, chunk);
-    }
-    for chunk in attempts.chunks(CHUNK) {
-        batch_insert!(&mut *c, run_attempts::table, chunk);
     }
     for chunk in logs.chunks(CHUNK) {
         batch_insert!(&mut *c, run_logs::table, chunk);
@@ -306,7 +303,16 @@ impl Store {
             .load(&mut *c)?
             .into_iter()
             .map(RunAttemptRow::into_attempt)
-            .collect();
+            .collect::<Vec<_>>();
+        // A recorded sync run keeps its one attempt in its own row.
+        let attempts = if attempts.is_empty() {
+            first_attempt(&run, &id)
+                .map(RunAttemptRow::into_attempt)
+                .into_iter()
+                .collect()
+        } else {
+            attempts
+        };
         Ok(Some(RunDetail {
             run,
             logs,

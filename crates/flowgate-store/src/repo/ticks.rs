@@ -9,7 +9,7 @@ use crate::models::schedule_ticks::TickRow;
 use crate::repo::runs::insert_run_tx;
 use crate::schema::schedule_ticks;
 use crate::types::{Run, Tick};
-use crate::Store;
+use crate::{Committed, Store};
 
 impl Store {
     /// Records a tick and, when given, queues its run in the same transaction.
@@ -17,10 +17,16 @@ impl Store {
     /// (flow, due time): the unique key decides the one winner.
     #[tracing::instrument(skip_all, err(level = "debug"), fields(flow.name = %tick.flow, due_at = tick.due_at))]
     pub fn insert_tick(&self, tick: &Tick, run: Option<&Run>) -> Result<bool> {
+        self.submit_tick(tick, run).wait()
+    }
+
+    /// [`Self::insert_tick`] handed to the writer without waiting: many ticks
+    /// submitted together share one group commit.
+    pub fn submit_tick(&self, tick: &Tick, run: Option<&Run>) -> Committed<bool> {
         let row = TickRow::from_tick(tick);
         let run = run.cloned();
         let (flow, due_at) = (tick.flow.as_str().to_owned(), tick.due_at);
-        self.write(move |c| {
+        self.submit(move |c| {
             // In its own savepoint: losing the race must not abort the batch.
             let res = c.transaction(|c| {
                 diesel::insert_into(schedule_ticks::table)
