@@ -76,6 +76,9 @@ async fn claim_loop(engine: Engine, mut shutdown: watch::Receiver<bool>) {
         // so a burst of due runs (a schedule's second) starts together
         // instead of one commit after another.
         let mut permits = vec![permit];
+        // Runs end in bursts (their outcomes share a commit): let the others
+        // of this burst hand back their slots first.
+        tokio::task::yield_now().await;
         while permits.len() < MAX_CLAIMS {
             match slots.clone().try_acquire_owned() {
                 Ok(p) => permits.push(p),
