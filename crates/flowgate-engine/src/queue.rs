@@ -273,6 +273,9 @@ async fn finish_claimed(engine: &Engine, run: Run, owner: &str) {
     };
     let o = owner.to_owned();
     let flow = run.flow.to_string();
+    // Only an outcome that stored events has anything for the dispatcher (the
+    // store announces the user changes it commits itself).
+    let stores_events = outcome.result.is_err() || !outcome.events.is_empty();
     let result = match &outcome.result {
         Ok(_) => {
             let stored = store_outcome(&outcome, RunStatus::Succeeded);
@@ -317,7 +320,9 @@ async fn finish_claimed(engine: &Engine, run: Run, owner: &str) {
                 .await
         }
     };
-    engine.wake_dispatcher();
+    if stores_events {
+        engine.wake_dispatcher();
+    }
     match result {
         Ok(true) => {}
         Ok(false) => {
