@@ -14,7 +14,9 @@
 
 mod common;
 
-use common::{http_flow, put_webhook_secret, runs_of, send, wait_for, Cluster, Server};
+use common::{
+    http_flow, put_webhook_secret, runs_of, send, wait_for, webhook_flow, Cluster, Server,
+};
 use futures_util::StreamExt;
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -25,17 +27,6 @@ use std::time::{Duration, Instant};
 
 /// The coherence bound of issue 14.
 const WITHIN: Duration = Duration::from_secs(1);
-
-/// A package with one signed, async webhook trigger.
-fn webhook_flow(name: &str, script: &str) -> Value {
-    json!({
-        "flow.toml": format!(
-            "name = \"{name}\"\n\n[[trigger]]\nkind = \"webhook\"\nmode = \"async\"\n\
-             signature = {{ scheme = \"standard-webhooks\", secret = \"WH_SECRET\" }}\n"
-        ),
-        "main.rhai": script,
-    })
-}
 
 /// [`common::send_webhook`] without the `Location`.
 async fn send_webhook(

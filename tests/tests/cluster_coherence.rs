@@ -219,14 +219,7 @@ async fn a_single_sqlite_node_lists_itself_and_needs_a_scope() {
     let n = node(&view, "solo-1").unwrap_or_else(|| panic!("{view}"));
     assert_eq!(n["status"], "up");
     assert_eq!(view["nodes"].as_array().map(Vec::len), Some(1));
-    let metrics = s
-        .get("/metrics")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = s.metrics().await;
     assert!(
         metrics.lines().any(|l| l.starts_with("flowgate_node_info")
             && l.contains("node=\"solo-1\"")

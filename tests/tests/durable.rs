@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{http_flow, put_webhook_secret, runs_of, send_webhook, Server};
+use common::{http_flow, put_webhook_secret, runs_of, send_webhook, webhook_flow, Server};
 use futures_util::StreamExt;
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -15,17 +15,6 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-/// A package with one signed, async webhook trigger.
-fn webhook_flow(name: &str, script: &str) -> Value {
-    json!({
-        "flow.toml": format!(
-            "name = \"{name}\"\n\n[[trigger]]\nkind = \"webhook\"\nmode = \"async\"\n\
-             signature = {{ scheme = \"standard-webhooks\", secret = \"WH_SECRET\" }}\n"
-        ),
-        "main.rhai": script,
-    })
-}
 
 /// A package subscribed to event types.
 fn event_flow(name: &str, types: &[&str], script: &str) -> Value {

@@ -75,14 +75,7 @@ async fn metrics_count_requests_by_route_and_status_and_cache_use() {
         let res = s.request(Method::POST, "/flows/ping").send().await.unwrap();
         assert_eq!(res.status().as_u16(), 200);
     }
-    let text = s
-        .get("/metrics")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = s.metrics().await;
     assert!(
         text.lines()
             .any(|l| l.starts_with("flowgate_http_requests_total")

@@ -306,14 +306,7 @@ async fn metrics_do_not_take_made_up_methods_as_labels() {
         let _ = s.request(method, "/healthz").send().await.unwrap();
     }
     let _ = s.get("/healthz").send().await.unwrap();
-    let text = s
-        .get("/metrics")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = s.metrics().await;
     assert!(text.contains("method=\"GET\""), "{text}");
     assert!(text.contains("method=\"other\""), "{text}");
     for m in ["FROBNICATE", "X-INVENT"] {

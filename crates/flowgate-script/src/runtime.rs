@@ -225,7 +225,8 @@ impl<E: ScriptEngine> FlowRuntime<E> {
 
     /// Compiles the version's script, or returns the cached result for its sha256.
     pub fn compile(&self, version: &FlowVersion) -> Result<Arc<E::Compiled>, CompileError> {
-        if let Some(e) = self.cached(version) {
+        if let Some(e) = self.inner.cache.get(&version.sha256) {
+            self.count_hit();
             return Ok(e.compiled);
         }
         self.inner.misses.fetch_add(1, Ordering::Relaxed);
@@ -252,12 +253,10 @@ impl<E: ScriptEngine> FlowRuntime<E> {
         Ok(compiled)
     }
 
-    /// The cache's entry for the version, counted as a hit.
-    fn cached(&self, version: &FlowVersion) -> Option<Entry<E::Compiled>> {
-        let e = self.inner.cache.get(&version.sha256)?;
+    /// Counts a run served by a cached compile.
+    fn count_hit(&self) {
         self.inner.hits.fetch_add(1, Ordering::Relaxed);
         metrics::counter!("flowgate_script_cache_hits_total").increment(1);
-        Some(e)
     }
 
     /// Compiles a script without touching the cache (upload-time checks, benches).
@@ -351,7 +350,9 @@ impl<E: ScriptEngine> FlowRuntime<E> {
         {
             return None;
         }
-        let entry = self.cached(version)?;
+        // A hit is counted once the run finished inline; one that moves is
+        // counted by the pool's compile.
+        let entry = self.inner.cache.get(&version.sha256)?;
         let now = flowgate_core::now_ms().max(0).unsigned_abs();
         if entry.pool_only_until.load(Ordering::Relaxed) > now {
             return None;
@@ -365,6 +366,7 @@ impl<E: ScriptEngine> FlowRuntime<E> {
         drop(permit);
         match outcome {
             Ok(outcome) if !gave_up => {
+                self.count_hit();
                 self.inner.inline_finished.fetch_add(1, Ordering::Relaxed);
                 metrics::counter!("flowgate_script_inline_runs_total").increment(1);
                 Some(outcome)

@@ -115,6 +115,8 @@ fn a_compiled_pure_script_runs_inline_on_a_thread_with_a_run_stack() {
             moved: 0
         }
     );
+    let cache = e.rt.cache_stats();
+    assert_eq!((cache.misses, cache.hits), (1, 2));
 }
 
 #[test]
@@ -158,6 +160,10 @@ fn a_blocking_host_call_moves_the_run_to_the_pool_before_any_effect() {
             moved: 1
         }
     );
+    // One compile; each of the other three runs counts one cache hit, also the
+    // one whose inline attempt moved.
+    let cache = e.rt.cache_stats();
+    assert_eq!((cache.misses, cache.hits), (1, 3));
 }
 
 #[test]

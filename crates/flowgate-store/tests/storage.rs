@@ -85,6 +85,7 @@ both!(
     flows_and_versions,
     publish_concurrency,
     runs_insert_get_and_paginate,
+    recorded_runs_survive_a_refused_record_and_show_their_attempt,
     queue_lease_expiry_reclaims,
     queue_retry_release_and_dead,
     queue_concurrent_claims_are_exclusive,
@@ -106,6 +107,53 @@ both!(
     gone_nodes_release_their_leases,
     change_notices_reach_every_listener,
 );
+
+/// Records of sync runs share one insert; one that the database refuses (a
+/// run id already stored) must not take the others of its batch with it.
+fn recorded_runs_survive_a_refused_record_and_show_their_attempt(db: &Db) {
+    let s = &db.store;
+    let run = |i: i32| {
+        Run::finished(
+            flow("rec"),
+            1,
+            TriggerKind::Http,
+            json!({"i": i}),
+            now_ms(),
+            &ok_outcome(vec![]),
+        )
+    };
+    let first = run(0);
+    s.insert_run(&first, &[], &[]).unwrap();
+    let mut again = first.clone();
+    again.input = json!({"i": "again"});
+    let (b, c) = (run(1), run(2));
+    s.record_run(again, vec![line("dup")]);
+    s.record_run(b.clone(), vec![line("x"), line("y")]);
+    s.record_run(c.clone(), vec![]);
+
+    let detail = s.get_run(b.id).unwrap().expect("b was recorded");
+    assert_eq!(detail.run.input, json!({"i": 1}));
+    let logs: Vec<_> = detail
+        .logs
+        .iter()
+        .map(|l| (l.seq, l.message.as_str()))
+        .collect();
+    assert_eq!(logs, [(1, "x"), (2, "y")]);
+    assert_eq!(detail.attempts.len(), 1, "the one attempt of a sync run");
+    let a = &detail.attempts[0];
+    assert_eq!(
+        (a.attempt, a.started_at, a.finished_at, a.outcome.as_deref()),
+        (1, b.started_at.unwrap(), b.finished_at, Some("succeeded"))
+    );
+    assert!(s.get_run(c.id).unwrap().is_some(), "c was recorded");
+    let kept = s.get_run(first.id).unwrap().unwrap();
+    assert_eq!(
+        kept.run.input,
+        json!({"i": 0}),
+        "the refused record changed nothing"
+    );
+    assert!(kept.logs.is_empty());
+}
 
 fn flow(s: &str) -> FlowName {
     FlowName::parse(s).unwrap()

@@ -699,6 +699,15 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("secrets.key"));
+        let mut c = Config::default();
+        c.runs.inline_budget_us = 0;
+        c.validate().unwrap();
+        c.runs.inline_budget_us = 100_001;
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("runs.inline_budget_us"));
     }
 
     #[test]

@@ -148,6 +148,17 @@ impl Server {
         self.client.get(format!("{}{}", self.url, path))
     }
 
+    /// The text of `GET /metrics`.
+    pub async fn metrics(&self) -> String {
+        self.get("/metrics")
+            .send()
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("the metrics text")
+    }
+
     pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         self.client.request(method, format!("{}{}", self.url, path))
     }
@@ -338,6 +349,17 @@ fn spawn_serve_async(
 pub fn http_flow(name: &str, script: &str, extra_toml: &str) -> Value {
     json!({
         "flow.toml": format!("name = \"{name}\"\n\n[[trigger]]\nkind = \"http\"\n\n[auth]\nmode = \"none\"\n{extra_toml}"),
+        "main.rhai": script,
+    })
+}
+
+/// A package with one signed, async webhook trigger (secret `WH_SECRET`).
+pub fn webhook_flow(name: &str, script: &str) -> Value {
+    json!({
+        "flow.toml": format!(
+            "name = \"{name}\"\n\n[[trigger]]\nkind = \"webhook\"\nmode = \"async\"\n\
+             signature = {{ scheme = \"standard-webhooks\", secret = \"WH_SECRET\" }}\n"
+        ),
         "main.rhai": script,
     })
 }
