@@ -70,6 +70,44 @@ pub enum EngineError {
     /// The idempotency key was used before with a different request (422).
     #[error("this Idempotency-Key was already used with a different request")]
     IdempotencyKeyReused,
+    /// A malformed request: bad JSON, query string or header (400, with
+    /// a stable code: `invalid_json`, `invalid_query`, …).
+    #[error("{detail}")]
+    BadRequest {
+        /// Stable machine-readable code.
+        code: &'static str,
+        /// Human explanation.
+        detail: String,
+    },
+    /// The endpoint exists but not for this method (405 with `Allow`).
+    #[error("{method} is not allowed here; use {}", allowed.join(", "))]
+    MethodNotAllowed {
+        /// The method sent.
+        method: String,
+        /// The methods the path takes, sorted.
+        allowed: Vec<String>,
+    },
+    /// The body's media type is not one the flow takes (415; with
+    /// `Accept: application/json` when JSON would be).
+    #[error("{detail}")]
+    UnsupportedMediaType {
+        /// Human explanation.
+        detail: String,
+        /// Whether to answer `Accept: application/json`.
+        accept_json: bool,
+    },
+    /// A rate limit refused the call (429; the limit's headers travel
+    /// beside the error).
+    #[error("{0}")]
+    RateLimited(String),
+    /// The caller's credentials or signature were refused (401/403, or 503
+    /// when a dependency of authentication failed).
+    #[error(transparent)]
+    Auth(#[from] flowgate_auth::AuthError),
+    /// A webhook's signature secret is not in the secret store (503: the
+    /// provider retries later).
+    #[error("the webhook signature secret is not in the secret store")]
+    SignatureSecretMissing,
     /// A dependency is unavailable (503).
     #[error("unavailable: {0}")]
     Unavailable(String),

@@ -5,6 +5,7 @@
 
 pub mod admission;
 pub mod audit;
+pub mod call;
 pub mod check;
 pub mod cluster;
 pub mod cluster_rate;

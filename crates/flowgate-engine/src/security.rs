@@ -104,43 +104,72 @@ impl Security {
     }
 
     /// Reads the credential from `Authorization: Bearer …` / `X-API-Key` and
-    /// authenticates it under an auth mode (`none` admits anyone).
+    /// authenticates it under an auth mode (`none` admits anyone). A refused
+    /// credential (401) is recorded as `security.auth_failed` for `path`.
     pub async fn authenticate(
         &self,
         mode: AuthMode,
         authorization: Option<&str>,
         x_api_key: Option<&str>,
         ip: IpAddr,
+        path: &str,
     ) -> Result<Principal, AuthError> {
         if mode == AuthMode::None {
             // Anonymous callers are told apart by address (rate limits,
             // idempotency keys), never lumped into one shared identity.
             return Ok(Principal::anonymous_from(ip));
         }
-        let cred = extract_credential(authorization, x_api_key)?;
-        self.auth
-            .authenticate(mode, cred.as_ref(), ip, flowgate_core::now_ms())
-            .await
+        let result = match extract_credential(authorization, x_api_key) {
+            Ok(cred) => {
+                self.auth
+                    .authenticate(mode, cred.as_ref(), ip, flowgate_core::now_ms())
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        self.record_refusal(result, ip, path)
+    }
+
+    /// Records a refused credential (401) as `security.auth_failed`.
+    fn record_refusal(
+        &self,
+        result: Result<Principal, AuthError>,
+        ip: IpAddr,
+        path: &str,
+    ) -> Result<Principal, AuthError> {
+        if let Err(e) = &result {
+            if e.http_status() == 401 {
+                self.auth_failed(ip, path, &e.to_string());
+            }
+        }
+        result
     }
 
     /// Authenticates an admin API call: admin API keys, and bearer JWTs only
     /// from the separately configured admin issuer/audience; the partners'
-    /// OAuth2 tokens never reach the admin API.
+    /// OAuth2 tokens never reach the admin API. Refusals are recorded as
+    /// for [`Self::authenticate`].
     pub async fn authenticate_admin(
         &self,
         authorization: Option<&str>,
         x_api_key: Option<&str>,
         ip: IpAddr,
+        path: &str,
     ) -> Result<Principal, AuthError> {
-        let cred = extract_credential(authorization, x_api_key)?;
-        if matches!(cred, Some(Credential::Jwt(_))) && !self.admin_auth.has_jwt() {
-            return Err(AuthError::InvalidToken(
-                "the admin API takes admin API keys, not OAuth2 tokens".into(),
-            ));
-        }
-        self.admin_auth
-            .authenticate(AuthMode::Any, cred.as_ref(), ip, flowgate_core::now_ms())
-            .await
+        let result = match extract_credential(authorization, x_api_key) {
+            Ok(Some(Credential::Jwt(_))) if !self.admin_auth.has_jwt() => {
+                Err(AuthError::InvalidToken(
+                    "the admin API takes admin API keys, not OAuth2 tokens".into(),
+                ))
+            }
+            Ok(cred) => {
+                self.admin_auth
+                    .authenticate(AuthMode::Any, cred.as_ref(), ip, flowgate_core::now_ms())
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        self.record_refusal(result, ip, path)
     }
 
     /// The client's address: the peer, or what a trusted proxy says in

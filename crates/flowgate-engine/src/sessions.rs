@@ -103,15 +103,17 @@ fn info(s: &ConsoleSession, key: &ApiKeyRecord) -> SessionInfo {
 
 impl Engine {
     /// Verifies an API key (with the verifier's failure throttling) and opens
-    /// a session for it. A wrong, expired or revoked key opens nothing.
+    /// a session for it. A wrong, expired or revoked key opens nothing (and
+    /// is recorded as `security.auth_failed` for `path`).
     pub async fn sign_in(
         &self,
         key: &str,
         ip: IpAddr,
+        path: &str,
     ) -> std::result::Result<NewSession, AuthError> {
         let principal = self
             .security()
-            .authenticate(AuthMode::ApiKey, None, Some(key), ip)
+            .authenticate(AuthMode::ApiKey, None, Some(key), ip, path)
             .await?;
         let now = flowgate_core::now_ms();
         let id = hex::encode(rand::random::<[u8; 32]>());

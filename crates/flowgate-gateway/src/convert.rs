@@ -58,6 +58,40 @@ impl From<EngineError> for ApiError {
             e @ EngineError::IdempotencyKeyReused => {
                 ApiError::unprocessable(e.to_string()).with_code("idempotency_key_reused")
             }
+            EngineError::BadRequest { code, detail } => ApiError::bad_request(code, detail),
+            EngineError::MethodNotAllowed { method, allowed } => {
+                let allow = allowed.join(", ");
+                ApiError::new(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "method_not_allowed",
+                    format!("{method} is not allowed here; use {allow}"),
+                )
+                .with_header("allow", allow)
+            }
+            EngineError::UnsupportedMediaType {
+                detail,
+                accept_json,
+            } => {
+                let err = ApiError::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "unsupported_media_type",
+                    detail,
+                );
+                if accept_json {
+                    err.with_header("accept", "application/json")
+                } else {
+                    err
+                }
+            }
+            EngineError::RateLimited(m) => {
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", m)
+            }
+            EngineError::Auth(e) => e.into(),
+            EngineError::SignatureSecretMissing => ApiError::unavailable(
+                "this webhook cannot be verified right now; the provider should retry later",
+                60,
+            )
+            .with_code("signature_secret_missing"),
             EngineError::Unavailable(m) => {
                 tracing::warn!(error = %m, "dependency unavailable");
                 ApiError::unavailable("the server is temporarily unable to handle this request", 2)

@@ -108,23 +108,6 @@ pub fn client_ip(req: &HttpRequest, state: &AppState) -> IpAddr {
     state.engine.security().client_ip(peer, forwarded)
 }
 
-/// Records a refused credential (`security.auth_failed`) and turns the error
-/// into its problem.
-fn refused(
-    req: &HttpRequest,
-    state: &AppState,
-    ip: IpAddr,
-    e: flowgate_auth::AuthError,
-) -> ApiError {
-    if e.http_status() == 401 {
-        state
-            .engine
-            .security()
-            .auth_failed(ip, req.path(), &e.to_string());
-    }
-    e.into()
-}
-
 fn header<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
     req.headers().get(name).and_then(|v| v.to_str().ok())
 }
@@ -142,9 +125,14 @@ pub async fn authenticate_admin(req: &HttpRequest, state: &AppState) -> ApiResul
     state
         .engine
         .security()
-        .authenticate_admin(header(req, "authorization"), header(req, "x-api-key"), ip)
+        .authenticate_admin(
+            header(req, "authorization"),
+            header(req, "x-api-key"),
+            ip,
+            req.path(),
+        )
         .await
-        .map_err(|e| refused(req, state, ip, e))
+        .map_err(Into::into)
 }
 
 /// Authentication of partner-facing endpoints outside the flows
@@ -159,9 +147,10 @@ pub async fn authenticate_partner(req: &HttpRequest, state: &AppState) -> ApiRes
             header(req, "authorization"),
             header(req, "x-api-key"),
             ip,
+            req.path(),
         )
         .await
-        .map_err(|e| refused(req, state, ip, e))
+        .map_err(Into::into)
 }
 
 /// The caller of an admin call, checked for one scope. Authenticated by

@@ -155,18 +155,7 @@ pub async fn sign_in(
     state: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
     let ip = crate::routes::admin::client_ip(&req, &state);
-    let session = match state.engine.sign_in(&body.key, ip).await {
-        Ok(s) => s,
-        Err(e) => {
-            if e.http_status() == 401 {
-                state
-                    .engine
-                    .security()
-                    .auth_failed(ip, req.path(), &e.to_string());
-            }
-            return Err(e.into());
-        }
-    };
+    let session = state.engine.sign_in(&body.key, ip, req.path()).await?;
     note_caller(&req, session.info.principal().caller_key());
     Ok(HttpResponse::Ok()
         .insert_header((

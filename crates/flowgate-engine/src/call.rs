@@ -1,0 +1,690 @@
+//! The invocation pipeline of flow endpoints (`{METHOD} /flows/{flow}{path}`
+//! and `/flows/{flow}/v{n}{path}`), in the order SPEC §5 fixes: resolve
+//! (404/410) → trigger and method (404/405) → credentials or signature
+//! (401/403) → rate limit (429) → body size (413) → content type (415) →
+//! JSON (400) → schema (422) → idempotency (409/422) → run.
+//!
+//! The HTTP adapter hands over the request head ([`CallHead`]) and a way to
+//! read the body up to a limit; it renders the [`Answer`] or the error.
+//! Nothing here knows about the HTTP server.
+
+use flowgate_auth::{Principal, PrincipalKind};
+use flowgate_core::manifest::{AuthMode, EndpointTrigger, Trigger};
+#[cfg(test)]
+use flowgate_core::package::FlowPackage;
+use flowgate_core::run::TriggerKind;
+use flowgate_core::FlowName;
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+use std::future::Future;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use crate::error::{EngineError, Result};
+use crate::invoke::{Answer, CallerInfo, Idempotency, Invocation, RunRequest, TriggerInfo};
+use crate::registry::LoadedVersion;
+use crate::Engine;
+
+/// Headers a script never sees: credentials and signatures.
+const HIDDEN_HEADERS: &[&str] = &[
+    "authorization",
+    "cookie",
+    "x-api-key",
+    "webhook-signature",
+    "stripe-signature",
+    "x-hub-signature-256",
+    "x-hub-signature",
+    "proxy-authorization",
+];
+
+/// Bodies up to this size are parsed and validated on the calling thread;
+/// larger ones on the blocking pool, so no body keeps an I/O thread busy.
+const INLINE_PARSE_BYTES: usize = 8 * 1024;
+
+/// What the pipeline reads of an HTTP request before its body. Header names
+/// are lower case.
+pub trait CallHead {
+    /// The method (`GET`, `POST`, …).
+    fn method(&self) -> &str;
+    /// The whole path, `/flows/…` included.
+    fn path(&self) -> &str;
+    /// The raw query string, without `?`.
+    fn query(&self) -> &str;
+    /// The first value of a header, when it is visible ASCII.
+    fn header(&self, name: &str) -> Option<&str>;
+    /// Whether the header was sent at all (whatever its value).
+    fn has_header(&self, name: &str) -> bool;
+    /// Visits every header, repeated ones once per value.
+    fn for_each_header(&self, visit: &mut dyn FnMut(&str, &[u8]));
+}
+
+/// One call of a flow endpoint.
+pub struct FlowCall<'a> {
+    /// The request head.
+    pub head: &'a dyn CallHead,
+    /// The `{flow}` path segment, as sent.
+    pub flow: &'a str,
+    /// The path after it (`/v3/invoices/7`, `/invoices/7`, `""`).
+    pub tail: &'a str,
+    /// The client's address (after trusted proxies).
+    pub client_ip: IpAddr,
+    /// The request id.
+    pub request_id: String,
+}
+
+/// What the pipeline learnt about a call, whether it was answered or
+/// refused: for the audit log and the response headers.
+#[derive(Debug, Default)]
+pub struct CallNotes {
+    /// The flow and the version it resolved to.
+    pub flow: Option<(String, Option<u32>)>,
+    /// The caller, once known (`api_key:…`, `anonymous:…`, …).
+    pub caller: Option<String>,
+    /// Headers every answer carries (the flow's `RateLimit-Policy` and
+    /// `RateLimit`, or the anonymous limit's on a refusal).
+    pub headers: Vec<(String, String)>,
+}
+
+/// The endpoint a call resolved to.
+struct Target {
+    version: Arc<LoadedVersion>,
+    trigger_kind: TriggerKind,
+    endpoint: EndpointTrigger,
+    path: String,
+    params: Map<String, Value>,
+}
+
+/// Splits `/v3/rest` into (Some(3), "/rest").
+fn split_pin(tail: &str) -> (Option<i64>, &str) {
+    if let Some(rest) = tail.strip_prefix("/v") {
+        let end = rest.find('/').unwrap_or(rest.len());
+        let digits = &rest[..end];
+        if !digits.is_empty() && digits.len() <= 9 && digits.bytes().all(|b| b.is_ascii_digit()) {
+            if let Ok(n) = digits.parse::<i64>() {
+                return (Some(n), &rest[end..]);
+            }
+        }
+    }
+    (None, tail)
+}
+
+fn is_json_content_type(ct: &str) -> bool {
+    let essence = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+fn sha256_hex(parts: &[&[u8]]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update((p.len() as u64).to_be_bytes());
+        h.update(p);
+    }
+    hex::encode(h.finalize())
+}
+
+fn valid_idempotency_key(k: &str) -> bool {
+    !k.is_empty() && k.len() <= 255 && k.bytes().all(|b| (0x20..0x7f).contains(&b))
+}
+
+fn invalid_idempotency_key() -> EngineError {
+    EngineError::BadRequest {
+        code: "invalid_idempotency_key",
+        detail: "Idempotency-Key must be 1–255 printable ASCII characters".into(),
+    }
+}
+
+/// Parses the body per SPEC §5 and validates it against the input schema.
+fn parse_body_now(ct: Option<&str>, version: &LoadedVersion, body: &[u8]) -> Result<Value> {
+    let json_ct = ct.is_some_and(is_json_content_type);
+    if version.input_schema.is_some() && !json_ct && !(body.is_empty() && ct.is_none()) {
+        return Err(EngineError::UnsupportedMediaType {
+            detail: "this flow takes application/json only".into(),
+            accept_json: true,
+        });
+    }
+    let value = if body.is_empty() {
+        Value::Null
+    } else if json_ct {
+        serde_json::from_slice(body).map_err(|e| EngineError::BadRequest {
+            code: "invalid_json",
+            detail: format!("the body is not valid JSON: {e}"),
+        })?
+    } else {
+        match std::str::from_utf8(body) {
+            Ok(s) => Value::String(s.to_owned()),
+            Err(_) => {
+                return Err(EngineError::UnsupportedMediaType {
+                    detail: "the body is not UTF-8 text".into(),
+                    accept_json: false,
+                })
+            }
+        }
+    };
+    if let Some(schema) = &version.input_schema {
+        let errors: Vec<Value> = schema
+            .iter_errors(&value)
+            .take(100)
+            .map(|e| json!({"pointer": e.instance_path().as_str(), "detail": e.to_string()}))
+            .collect();
+        if !errors.is_empty() {
+            let mut details = Map::new();
+            let message = format!(
+                "the body does not match the input schema ({} problem{})",
+                errors.len(),
+                if errors.len() == 1 { "" } else { "s" }
+            );
+            details.insert("errors".into(), Value::Array(errors));
+            return Err(EngineError::Invalid { message, details });
+        }
+    }
+    Ok(value)
+}
+
+/// The script's `request` map of a call.
+fn run_request(head: &dyn CallHead, target: &Target, body: Value) -> Result<RunRequest> {
+    let query: std::collections::BTreeMap<String, String> =
+        serde_urlencoded::from_str(head.query()).map_err(|e| EngineError::BadRequest {
+            code: "invalid_query",
+            detail: format!("the query string is invalid: {e}"),
+        })?;
+    let generic_sig = target
+        .endpoint
+        .signature
+        .as_ref()
+        .map_or("", |s| s.header.as_str());
+    let mut headers = Map::new();
+    head.for_each_header(&mut |n, value| {
+        if HIDDEN_HEADERS.contains(&n) || n == generic_sig {
+            return;
+        }
+        let v = String::from_utf8_lossy(value).into_owned();
+        match headers.get_mut(n) {
+            Some(Value::String(prev)) => {
+                prev.push_str(", ");
+                prev.push_str(&v);
+            }
+            _ => {
+                headers.insert(n.to_owned(), Value::String(v));
+            }
+        }
+    });
+    Ok(RunRequest {
+        method: head.method().to_owned(),
+        path: target.path.clone(),
+        params: target.params.clone(),
+        query,
+        headers,
+        body,
+    })
+}
+
+impl Engine {
+    /// Runs one call of a flow endpoint through the whole pipeline (see the
+    /// module docs). `read_body(limit)` reads the request body, refusing one
+    /// over `limit` bytes with [`EngineError::TooLarge`]; it is called once,
+    /// after the credentials were checked (a signed webhook: before, since
+    /// its signature covers the body). `notes` is filled as the call goes,
+    /// also when it is refused.
+    pub async fn call_flow<B, F>(
+        &self,
+        call: FlowCall<'_>,
+        read_body: B,
+        notes: &mut CallNotes,
+    ) -> Result<Answer>
+    where
+        B: FnOnce(usize) -> F,
+        F: Future<Output = Result<Vec<u8>>>,
+    {
+        let head = call.head;
+        let target = self.resolve_target(&call).await?;
+        let version = target.version.clone();
+        notes.flow = Some((
+            version.flow.as_str().to_owned(),
+            u32::try_from(version.number).ok(),
+        ));
+        let manifest = version.manifest();
+        let limit = manifest.limits.max_body_bytes;
+        // A rate-limited flow states its policy on every answer, also on
+        // those refused before the caller is known (the full `RateLimit`
+        // follows below).
+        if let Some(rate) = &manifest.limits.rate {
+            notes.headers = vec![flowgate_auth::ratelimit::policy_header(
+                flowgate_auth::ratelimit::FLOW_POLICY,
+                rate.count,
+                rate.window_secs,
+            )];
+        }
+
+        // Credentials: a signed webhook proves itself with its signature;
+        // other endpoints use the flow's [auth] mode.
+        let (principal, body_bytes, delivery_id) =
+            match (target.trigger_kind, &target.endpoint.signature) {
+                (TriggerKind::Webhook, Some(sig)) => {
+                    let body = read_body(limit).await?;
+                    let delivery = self.verify_webhook(&call, &version, sig, &body).await?;
+                    let p = Principal {
+                        kind: PrincipalKind::Signature,
+                        id: sig.scheme.as_str().to_owned(),
+                        scopes: Vec::new(),
+                    };
+                    (p, body, delivery)
+                }
+                _ => {
+                    let principal = self.authenticate_call(&call, &version, notes).await?;
+                    (principal, read_body(limit).await?, None)
+                }
+            };
+        let caller_key = principal.caller_key();
+        notes.caller = Some(caller_key.clone());
+
+        let security = self.security();
+        if let Some(d) = security
+            .check_rate(version.flow.as_str(), &manifest.limits, &caller_key)
+            .await
+        {
+            notes.headers = d.headers();
+            if !d.allowed {
+                security.rate_limited(&caller_key, version.flow.as_str());
+                let raw = manifest.limits.rate.as_ref().map_or("", |r| r.raw.as_str());
+                return Err(EngineError::RateLimited(format!(
+                    "this flow allows {raw} per caller"
+                )));
+            }
+        }
+
+        let ct = head.header("content-type").map(str::to_owned);
+        let (body, body_bytes) = if body_bytes.len() <= INLINE_PARSE_BYTES {
+            (
+                parse_body_now(ct.as_deref(), &version, &body_bytes)?,
+                body_bytes,
+            )
+        } else {
+            let v = version.clone();
+            tokio::task::spawn_blocking(move || {
+                parse_body_now(ct.as_deref(), &v, &body_bytes).map(|b| (b, body_bytes))
+            })
+            .await??
+        };
+
+        let idempotency = idempotency(
+            head,
+            &version,
+            &caller_key,
+            delivery_id.as_deref(),
+            &body_bytes,
+        )?;
+        let trigger_info = match target.trigger_kind {
+            TriggerKind::Webhook => TriggerInfo::Webhook { delivery_id },
+            _ => TriggerInfo::Http,
+        };
+        let inv = Invocation {
+            version: version.clone(),
+            trigger: target.trigger_kind,
+            request: run_request(head, &target, body)?,
+            caller: CallerInfo::of(&principal),
+            trigger_info,
+            request_id: call.request_id,
+            idempotency_key: None,
+        };
+        self.invoke(inv, target.endpoint.mode, idempotency).await
+    }
+
+    /// Resolves the flow, its version and the endpoint of the method.
+    async fn resolve_target(&self, call: &FlowCall<'_>) -> Result<Target> {
+        let flow_raw = call.flow;
+        let flow = FlowName::parse(flow_raw)
+            .map_err(|_| EngineError::NotFound(format!("flow `{flow_raw}` does not exist")))?;
+        let (pin, rest) = split_pin(call.tail);
+        let version = self.registry().resolve(&flow, pin).await?;
+        let method = call.head.method();
+        let mut allowed: Vec<String> = Vec::new();
+        for t in &version.manifest().triggers {
+            let (kind, e) = match t {
+                Trigger::Http(e) => (TriggerKind::Http, e),
+                Trigger::Webhook(e) => (TriggerKind::Webhook, e),
+                _ => continue,
+            };
+            let Some(params) = e.path.matches(rest) else {
+                continue;
+            };
+            if e.method == method {
+                return Ok(Target {
+                    trigger_kind: kind,
+                    endpoint: e.clone(),
+                    path: rest.to_owned(),
+                    params: params
+                        .into_iter()
+                        .map(|(k, v)| (k, Value::String(v)))
+                        .collect(),
+                    version,
+                });
+            }
+            allowed.push(e.method.clone());
+        }
+        if allowed.is_empty() {
+            return Err(EngineError::NotFound(format!(
+                "flow `{flow}` has no endpoint at `{}`",
+                if rest.is_empty() { "/" } else { rest }
+            )));
+        }
+        allowed.sort();
+        allowed.dedup();
+        Err(EngineError::MethodNotAllowed {
+            method: method.to_owned(),
+            allowed,
+        })
+    }
+
+    /// Checks a webhook's signature; the provider's delivery id when it sent one.
+    async fn verify_webhook(
+        &self,
+        call: &FlowCall<'_>,
+        version: &LoadedVersion,
+        sig: &flowgate_core::manifest::SignatureConfig,
+        body: &[u8],
+    ) -> Result<Option<String>> {
+        let Some(secret) = self.webhook_secret(&sig.secret).await? else {
+            tracing::error!(flow.name = %version.flow, secret = %sig.secret, "webhook signature secret is not in the secret store");
+            return Err(EngineError::SignatureSecretMissing);
+        };
+        let lookup = |name: &str| call.head.header(name).map(str::to_owned);
+        let now_secs = flowgate_core::now_ms() / 1000;
+        match flowgate_auth::signature::verify_signature(sig, &secret, &lookup, body, now_secs) {
+            Ok(delivery) => Ok(delivery.delivery_id),
+            Err(flowgate_auth::SignatureError::InvalidSecret(why)) => {
+                tracing::error!(flow.name = %version.flow, secret = %sig.secret, reason = why, "webhook signature secret in the secret store is malformed; store a valid one");
+                let e = flowgate_auth::SignatureError::InvalidSecret(why);
+                Err(flowgate_auth::AuthError::from(e).into())
+            }
+            Err(e) => {
+                self.security().auth_failed(
+                    call.client_ip,
+                    call.head.path(),
+                    "invalid webhook signature",
+                );
+                Err(flowgate_auth::AuthError::from(e).into())
+            }
+        }
+    }
+
+    /// Authenticates the caller under the flow's `[auth]` mode and checks
+    /// its scopes; anonymous callers pass the per-address limit first.
+    async fn authenticate_call(
+        &self,
+        call: &FlowCall<'_>,
+        version: &LoadedVersion,
+        notes: &mut CallNotes,
+    ) -> Result<Principal> {
+        let auth = &version.manifest().auth;
+        let security = self.security();
+        if auth.mode == AuthMode::None {
+            let d = security.ip_limit.check(call.client_ip);
+            if !d.allowed {
+                notes.headers = d.headers();
+                return Err(EngineError::RateLimited(
+                    "too many requests from this address".into(),
+                ));
+            }
+        }
+        let principal = security
+            .authenticate(
+                auth.mode,
+                call.head.header("authorization"),
+                call.head.header("x-api-key"),
+                call.client_ip,
+                call.head.path(),
+            )
+            .await?;
+        if let Err(missing) = flowgate_auth::scopes::has_scopes(&principal.scopes, &auth.scopes) {
+            notes.caller = Some(principal.caller_key());
+            return Err(flowgate_auth::AuthError::MissingScope(missing.0).into());
+        }
+        Ok(principal)
+    }
+}
+
+/// The idempotency scope of a call: an explicit `Idempotency-Key` on
+/// POST/PUT/PATCH, else the provider's delivery id. The fingerprint covers
+/// everything the script sees of the request line: the same key with
+/// another query string is another request.
+fn idempotency(
+    head: &dyn CallHead,
+    version: &LoadedVersion,
+    caller_key: &str,
+    delivery_id: Option<&str>,
+    body: &[u8],
+) -> Result<Option<Idempotency>> {
+    let method = head.method();
+    let flow = version.flow.as_str().as_bytes();
+    let scope = match head.header("idempotency-key") {
+        Some(k) if matches!(method, "POST" | "PUT" | "PATCH") => {
+            if !valid_idempotency_key(k) {
+                return Err(invalid_idempotency_key());
+            }
+            Some(sha256_hex(&[
+                b"key",
+                caller_key.as_bytes(),
+                flow,
+                k.as_bytes(),
+            ]))
+        }
+        None if head.has_header("idempotency-key") => return Err(invalid_idempotency_key()),
+        _ => delivery_id.map(|d| sha256_hex(&[b"delivery", flow, d.as_bytes()])),
+    };
+    Ok(scope.map(|scope| Idempotency {
+        scope,
+        request_hash: sha256_hex(&[
+            method.as_bytes(),
+            head.path().as_bytes(),
+            head.query().as_bytes(),
+            body,
+        ]),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+    use std::collections::BTreeMap;
+
+    /// A request head without any HTTP server.
+    struct TestHead {
+        method: &'static str,
+        path: &'static str,
+        query: &'static str,
+        headers: Vec<(&'static str, &'static str)>,
+    }
+
+    impl CallHead for TestHead {
+        fn method(&self) -> &str {
+            self.method
+        }
+        fn path(&self) -> &str {
+            self.path
+        }
+        fn query(&self) -> &str {
+            self.query
+        }
+        fn header(&self, name: &str) -> Option<&str> {
+            self.headers
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| *v)
+        }
+        fn has_header(&self, name: &str) -> bool {
+            self.header(name).is_some()
+        }
+        fn for_each_header(&self, visit: &mut dyn FnMut(&str, &[u8])) {
+            for (n, v) in &self.headers {
+                visit(n, v.as_bytes());
+            }
+        }
+    }
+
+    async fn engine_with(name: &str, auth: &str) -> Engine {
+        let engine = crate::queries::memory_engine();
+        let files = BTreeMap::from([
+            (
+                "flow.toml".to_owned(),
+                format!(
+                    "name = \"{name}\"\n[[trigger]]\nkind = \"http\"\nmethod = \"POST\"\npath = \"/greet/{{who}}\"\n[auth]\nmode = \"{auth}\"\n"
+                ),
+            ),
+            (
+                "main.rhai".to_owned(),
+                r#"#{ hello: request.params.who, n: request.body.n * 2, q: request.query.x, secret_seen: "authorization" in request.headers }"#.to_owned(),
+            ),
+            (
+                "input.schema.json".to_owned(),
+                r#"{"type":"object","required":["n"],"properties":{"n":{"type":"integer"}}}"#
+                    .to_owned(),
+            ),
+        ]);
+        let created = engine
+            .create_flow(name, FlowPackage { files })
+            .await
+            .unwrap_or_else(|e| panic!("create: {e}"));
+        engine
+            .publish(name, created.version, false)
+            .await
+            .unwrap_or_else(|e| panic!("publish: {e}"));
+        engine
+    }
+
+    fn call<'a>(head: &'a TestHead, tail: &'a str) -> FlowCall<'a> {
+        FlowCall {
+            head,
+            flow: "greeter",
+            tail,
+            client_ip: IpAddr::from([127, 0, 0, 1]),
+            request_id: "req-1".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_pipeline_runs_without_an_http_server() {
+        let engine = engine_with("greeter", "none").await;
+        let head = TestHead {
+            method: "POST",
+            path: "/flows/greeter/greet/ada",
+            query: "x=1",
+            headers: vec![
+                ("content-type", "application/json"),
+                ("authorization", "Bearer hidden"),
+            ],
+        };
+        let mut notes = CallNotes::default();
+        let answer = engine
+            .call_flow(
+                call(&head, "/greet/ada"),
+                |_| async { Ok(br#"{"n": 21}"#.to_vec()) },
+                &mut notes,
+            )
+            .await
+            .unwrap_or_else(|e| panic!("call: {e}"));
+        assert_eq!(answer.doc["status"], 200);
+        assert_eq!(
+            answer.doc["body"],
+            json!({"hello": "ada", "n": 42, "q": "1", "secret_seen": false})
+        );
+        assert_eq!(notes.flow, Some(("greeter".into(), Some(1))));
+        assert_eq!(notes.caller.as_deref(), Some("anonymous:127.0.0.1"));
+
+        // 405 names the methods the path takes; 422 carries the schema's errors.
+        let get = TestHead {
+            method: "GET",
+            ..head
+        };
+        let err = engine
+            .call_flow(
+                call(&get, "/greet/ada"),
+                |_| async { Ok(Vec::new()) },
+                &mut CallNotes::default(),
+            )
+            .await;
+        assert!(
+            matches!(&err, Err(EngineError::MethodNotAllowed { allowed, .. }) if allowed == &["POST"]),
+            "{err:?}"
+        );
+        let post = TestHead {
+            method: "POST",
+            ..get
+        };
+        let err = engine
+            .call_flow(
+                call(&post, "/greet/ada"),
+                |_| async { Ok(br#"{"n": "x"}"#.to_vec()) },
+                &mut CallNotes::default(),
+            )
+            .await;
+        assert!(
+            matches!(&err, Err(EngineError::Invalid { details, .. }) if details["errors"][0]["pointer"] == "/n"),
+            "{err:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn credentials_are_checked_before_the_body_is_read() {
+        let engine = engine_with("greeter", "api_key").await;
+        let head = TestHead {
+            method: "POST",
+            path: "/flows/greeter/greet/ada",
+            query: "",
+            headers: vec![("content-type", "application/json")],
+        };
+        let read = Cell::new(false);
+        let err = engine
+            .call_flow(
+                call(&head, "/greet/ada"),
+                |_| {
+                    read.set(true);
+                    async { Ok(b"{}".to_vec()) }
+                },
+                &mut CallNotes::default(),
+            )
+            .await;
+        assert!(
+            matches!(
+                err,
+                Err(EngineError::Auth(
+                    flowgate_auth::AuthError::MissingCredentials
+                ))
+            ),
+            "{err:?}"
+        );
+        assert!(!read.get(), "the body of an unauthenticated call was read");
+    }
+
+    #[test]
+    fn pins() {
+        assert_eq!(split_pin("/v2"), (Some(2), ""));
+        assert_eq!(split_pin("/v12/invoices/3"), (Some(12), "/invoices/3"));
+        assert_eq!(split_pin("/very"), (None, "/very"));
+        assert_eq!(split_pin(""), (None, ""));
+        assert_eq!(split_pin("/v"), (None, "/v"));
+    }
+
+    #[test]
+    fn idempotency_keys() {
+        assert!(valid_idempotency_key("abc-123"));
+        assert!(!valid_idempotency_key(""));
+        assert!(!valid_idempotency_key(&"a".repeat(256)));
+        assert!(!valid_idempotency_key("tab\there"));
+        assert!(!valid_idempotency_key("é"));
+    }
+
+    #[test]
+    fn json_content_types() {
+        assert!(is_json_content_type("application/json"));
+        assert!(is_json_content_type("application/json; charset=utf-8"));
+        assert!(is_json_content_type("application/cloudevents+json"));
+        assert!(!is_json_content_type("text/plain"));
+    }
+}
