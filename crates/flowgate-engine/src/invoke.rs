@@ -32,6 +32,26 @@ pub struct RunRequest {
 }
 
 impl RunRequest {
+    /// The script's `request` map, moving the parts (no copy of the body).
+    fn into_value(self) -> Value {
+        let mut m = serde_json::Map::with_capacity(6);
+        m.insert("method".into(), Value::String(self.method));
+        m.insert("path".into(), Value::String(self.path));
+        m.insert("params".into(), Value::Object(self.params));
+        m.insert(
+            "query".into(),
+            Value::Object(
+                self.query
+                    .into_iter()
+                    .map(|(k, v)| (k, Value::String(v)))
+                    .collect(),
+            ),
+        );
+        m.insert("headers".into(), Value::Object(self.headers));
+        m.insert("body".into(), self.body);
+        Value::Object(m)
+    }
+
     /// The request of an admin "run now": a `POST` of `body` at the base.
     pub fn admin(body: Value) -> Self {
         Self {
@@ -119,10 +139,11 @@ struct InputMaps {
 }
 
 impl Invocation {
-    fn maps(&self) -> InputMaps {
+    /// The script's maps, taking the request out of the invocation.
+    fn take_maps(&mut self) -> InputMaps {
         let to_value = |v: serde_json::Result<Value>| v.unwrap_or(Value::Null);
         InputMaps {
-            request: to_value(serde_json::to_value(&self.request)),
+            request: std::mem::take(&mut self.request).into_value(),
             caller: to_value(serde_json::to_value(&self.caller)),
             trigger: to_value(serde_json::to_value(&self.trigger_info)),
         }
@@ -130,23 +151,38 @@ impl Invocation {
 }
 
 impl InputMaps {
-    /// The run's stored input (what replays and retries run with again).
+    /// The run's stored input (what replays and retries run with again),
+    /// moving the maps in.
     fn into_record(self, request_id: String) -> Value {
-        json!({"request": self.request, "caller": self.caller, "trigger": self.trigger, "request_id": request_id})
+        let mut m = serde_json::Map::with_capacity(4);
+        m.insert("request".into(), self.request);
+        m.insert("caller".into(), self.caller);
+        m.insert("trigger".into(), self.trigger);
+        m.insert("request_id".into(), Value::String(request_id));
+        Value::Object(m)
     }
-}
-
-/// A finished synchronous run.
-pub struct SyncRun {
-    /// Its id.
-    pub run_id: RunId,
-    /// What it produced.
-    pub outcome: RunOutcome,
 }
 
 /// The stored response document of a successful run.
 pub fn response_doc(r: &FlowResponse) -> Value {
     json!({"status": r.status, "headers": r.headers, "body": r.body})
+}
+
+/// [`response_doc`], moving the response in.
+fn into_response_doc(r: FlowResponse) -> Value {
+    let mut m = serde_json::Map::with_capacity(3);
+    m.insert("status".into(), Value::from(r.status));
+    m.insert(
+        "headers".into(),
+        Value::Object(
+            r.headers
+                .into_iter()
+                .map(|(k, v)| (k, Value::String(v)))
+                .collect(),
+        ),
+    );
+    m.insert("body".into(), r.body);
+    Value::Object(m)
 }
 
 /// Converts the runtime's outcome into the store's record of an attempt.
@@ -249,12 +285,13 @@ impl Engine {
     /// call waits for that commit only when something depends on it (emitted
     /// events, an idempotency key); a plain run's record may still be in
     /// flight when the caller answers, and a crash can lose it (never an
-    /// acknowledged effect).
-    pub async fn execute_sync(&self, inv: Invocation) -> Result<SyncRun> {
+    /// acknowledged effect). Answers the response document (a problem
+    /// document when the run failed).
+    pub async fn execute_sync(&self, mut inv: Invocation) -> Result<Value> {
         let run_id = RunId::new();
         let started_at = flowgate_core::now_ms();
         let v = inv.version.clone();
-        let maps = inv.maps();
+        let maps = inv.take_maps();
         let input = Arc::new(RunInput {
             request: maps.request,
             caller: maps.caller,
@@ -273,7 +310,7 @@ impl Engine {
             )
             .await;
         drop(ticket);
-        let outcome = outcome?;
+        let mut outcome = outcome?;
         let input = Arc::try_unwrap(input).unwrap_or_else(|shared| (*shared).clone());
         let maps = InputMaps {
             request: input.request,
@@ -285,7 +322,18 @@ impl Engine {
         } else {
             RunStatus::Failed
         };
-        let stored = store_outcome(&outcome, status);
+        let mut events = emitted_events(&v.flow, &outcome, &cause);
+        let logs = std::mem::take(&mut outcome.logs);
+        let stored = flowgate_store::RunOutcome {
+            status,
+            finished_at: flowgate_core::now_ms(),
+            duration_ms: i64::try_from(outcome.duration_ms).unwrap_or(i64::MAX),
+            response_status: Some(outcome.status()),
+            response: None,
+            error: None,
+            logs: Vec::new(),
+            http_calls: serde_json::to_value(&outcome.http_calls).ok(),
+        };
         let mut run = Run::finished(
             v.flow.clone(),
             u32::try_from(v.number).unwrap_or(0),
@@ -295,23 +343,35 @@ impl Engine {
             &stored,
         );
         run.id = run_id;
+        events.extend(run_failed_event(&run, &outcome, status, &cause));
+        // The answer and the stored response: one copy of the body between them.
+        let answer = match outcome.result {
+            Ok(r) => {
+                let doc = into_response_doc(r);
+                run.response = Some(doc.clone());
+                doc
+            }
+            Err(f) => {
+                run.response = Some(json!({"status": f.http_status(), "body": f.problem_body()}));
+                run.error = Some(f.message());
+                failure_doc(&f, run_id)
+            }
+        };
         let idempotent = inv.idempotency_key.is_some();
         run.idempotency_key = inv.idempotency_key;
-        let mut events = emitted_events(&v.flow, &outcome, &cause);
-        events.extend(run_failed_event(&run, &outcome, status, &cause));
         metrics::counter!("flowgate_runs_total", "flow" => v.flow.to_string(), "status" => status.as_str()).increment(1);
         let emitted = !events.is_empty();
         if emitted || idempotent {
-            self.store().submit_run(run, stored.logs, events).await?;
+            self.store().submit_run(run, logs, events).await?;
         } else {
-            self.store().record_run(run, stored.logs);
+            self.store().record_run(run, logs);
         }
         // Emitted events wait in the outbox: hand them on now (the store
         // announces the user changes it commits itself).
         if emitted {
             self.wake_dispatcher();
         }
-        Ok(SyncRun { run_id, outcome })
+        Ok(answer)
     }
 
     /// Queues an async run durably and returns its id (only after the commit).
@@ -346,9 +406,9 @@ impl Engine {
         Ok((id, doc))
     }
 
-    fn queued_run(inv: Invocation) -> Run {
+    fn queued_run(mut inv: Invocation) -> Run {
         let v = inv.version.clone();
-        let input = inv.maps().into_record(inv.request_id);
+        let input = inv.take_maps().into_record(inv.request_id);
         let mut run = Run::queued(
             v.flow.clone(),
             u32::try_from(v.number).unwrap_or(0),
@@ -449,28 +509,23 @@ fn accepted_doc(run_id: RunId) -> Value {
     })
 }
 
-/// The response document of a finished sync run: its response, or a problem.
-fn sync_doc(run: &SyncRun) -> Value {
-    match &run.outcome.result {
-        Ok(r) => response_doc(r),
-        Err(f) => {
-            let status = Some(f.http_status())
-                .filter(|s| (400..600).contains(s))
-                .unwrap_or(500);
-            json!({
-                "status": status,
-                "problem": true,
-                "body": {
-                    "type": flowgate_core::problem::problem_type(f.code()),
-                    "title": flowgate_core::problem::title_of(status),
-                    "status": status,
-                    "detail": f.public_detail(),
-                    "code": f.code(),
-                    "run_id": run.run_id.to_string(),
-                },
-            })
-        }
-    }
+/// The answer of a failed sync run: its problem.
+fn failure_doc(f: &flowgate_script::RunFailure, run_id: RunId) -> Value {
+    let status = Some(f.http_status())
+        .filter(|s| (400..600).contains(s))
+        .unwrap_or(500);
+    json!({
+        "status": status,
+        "problem": true,
+        "body": {
+            "type": flowgate_core::problem::problem_type(f.code()),
+            "title": flowgate_core::problem::title_of(status),
+            "status": status,
+            "detail": f.public_detail(),
+            "code": f.code(),
+            "run_id": run_id.to_string(),
+        },
+    })
 }
 
 impl Engine {
@@ -510,10 +565,7 @@ impl Engine {
                 .await
                 .map(|(_, doc)| (doc, true)),
             (RunMode::Async, None) => self.enqueue(inv).await.map(|id| (accepted_doc(id), false)),
-            (RunMode::Sync, _) => self
-                .execute_sync(inv)
-                .await
-                .map(|run| (sync_doc(&run), false)),
+            (RunMode::Sync, _) => self.execute_sync(inv).await.map(|doc| (doc, false)),
         };
         match outcome {
             Ok((doc, recorded)) => {
