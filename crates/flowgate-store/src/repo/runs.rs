@@ -176,11 +176,14 @@ fn owned_attempt(c: &mut AnyConnection, id: &str, owner: &str) -> Result<Option<
 
 type Candidate = (String, String, i32, i32, Option<String>);
 
-/// The oldest run in `status` whose `due` column is at or before `now`.
+/// The oldest run in a status whose `due` column is at or before `now`.
+/// The status is an SQL literal (`runs.status = 'queued'`), not a bound
+/// parameter: only then can the databases use the partial indexes
+/// `runs_due` and `runs_lease_due`, which hold no finished run.
 macro_rules! claim_due {
-    ($status:expr, $due:expr, $now:expr) => {
+    ($status_sql:literal, $due:expr, $now:expr) => {
         runs::table
-            .filter(runs::status.eq($status))
+            .filter(diesel::dsl::sql::<diesel::sql_types::Bool>($status_sql))
             .filter($due.le($now))
             .order((runs::available_at.asc(), runs::id.asc()))
             .select((
@@ -197,33 +200,78 @@ macro_rules! claim_due {
 
 type Ranked = (String, String, i32, i32, Option<String>, i64);
 
+/// A claim candidate read by [`due_sqlite`].
+#[derive(QueryableByName)]
+struct DueRow {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    id: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    status: String,
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    attempt: i32,
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    max_attempts: i32,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    lease_owner: Option<String>,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    available_at: i64,
+}
+
+/// [`claim_due!`] on SQLite, through the partial index `index` (all three
+/// names are constants of this module, never input).
+fn due_sqlite(
+    c: &mut diesel::SqliteConnection,
+    index: &'static str,
+    status: &'static str,
+    due: &'static str,
+    now: EpochMs,
+) -> Result<Option<Ranked>> {
+    let row: Option<DueRow> = diesel::sql_query(format!(
+        "SELECT id, status, attempt, max_attempts, lease_owner, available_at \
+         FROM runs INDEXED BY {index} \
+         WHERE status = '{status}' AND {due} <= ? \
+         ORDER BY available_at, id LIMIT 1"
+    ))
+    .bind::<diesel::sql_types::BigInt, _>(now)
+    .get_result(c)
+    .optional()?;
+    Ok(row.map(|r| {
+        (
+            r.id,
+            r.status,
+            r.attempt,
+            r.max_attempts,
+            r.lease_owner,
+            r.available_at,
+        )
+    }))
+}
+
 /// The oldest due run: queued and available, or running with an expired
 /// lease, whichever became available first. Two queries, one per index
-/// (`runs_claim`, `runs_lease_claim`): one query with `OR` over both made
+/// (`runs_due`, `runs_lease_due`): one query with `OR` over both made
 /// SQLite read and sort every queued run for each claim.
 fn next_candidate(c: &mut AnyConnection, now: EpochMs) -> Result<Option<Candidate>> {
     let (queued, expired): (Option<Ranked>, Option<Ranked>) = match c {
         AnyConnection::Postgres(pg) => (
-            claim_due!(QUEUED, runs::available_at, now)
+            claim_due!("runs.status = 'queued'", runs::available_at, now)
                 .for_update()
                 .skip_locked()
                 .first(pg)
                 .optional()?,
-            claim_due!(RUNNING, runs::lease_expires_at, now)
+            claim_due!("runs.status = 'running'", runs::lease_expires_at, now)
                 .for_update()
                 .skip_locked()
                 .first(pg)
                 .optional()?,
         ),
         // SQLite: the caller holds the write lock (BEGIN IMMEDIATE), so plain
-        // reads are already exclusive among claimers.
+        // reads are already exclusive among claimers. Without statistics its
+        // planner prefers `runs_status_id` (every queued run, then a sort),
+        // so the partial indexes are named.
         AnyConnection::Sqlite(sq) => (
-            claim_due!(QUEUED, runs::available_at, now)
-                .first(sq)
-                .optional()?,
-            claim_due!(RUNNING, runs::lease_expires_at, now)
-                .first(sq)
-                .optional()?,
+            due_sqlite(sq, "runs_due", "queued", "available_at", now)?,
+            due_sqlite(sq, "runs_lease_due", "running", "lease_expires_at", now)?,
         ),
     };
     let pick = match (queued, expired) {
