@@ -214,6 +214,36 @@ macro_rules! batch_insert {
 }
 pub(crate) use batch_insert;
 
+/// [`batch_insert!`] for the hot tables: on SQLite the rows go in statements
+/// of 16, 4 and 1 rows, whose shapes are fixed so their prepared statements
+/// are cached (a slice of any length is parsed again every time).
+macro_rules! batch_insert_cached {
+    ($conn:expr, $table:expr, $rows:expr) => {{
+        let rows = $rows;
+        match $conn {
+            $crate::conn::AnyConnection::Postgres(pg) => {
+                diesel::insert_into($table).values(rows).execute(pg)?;
+            }
+            $crate::conn::AnyConnection::Sqlite(sq) => {
+                let mut rest = rows;
+                while !rest.is_empty() {
+                    if let Some((head, tail)) = rest.split_first_chunk::<16>() {
+                        diesel::insert_into($table).values(head).execute(sq)?;
+                        rest = tail;
+                    } else if let Some((head, tail)) = rest.split_first_chunk::<4>() {
+                        diesel::insert_into($table).values(head).execute(sq)?;
+                        rest = tail;
+                    } else if let Some((head, tail)) = rest.split_first_chunk::<1>() {
+                        diesel::insert_into($table).values(head).execute(sq)?;
+                        rest = tail;
+                    }
+                }
+            }
+        }
+    }};
+}
+pub(crate) use batch_insert_cached;
+
 /// How long the pool waits for a free connection.
 pub(crate) fn pool_timeout() -> Duration {
     Duration::from_secs(CONNECT_TIMEOUT_SECS)

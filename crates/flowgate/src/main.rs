@@ -9,6 +9,9 @@ use clap::{Parser, Subcommand};
 /// mimalloc returns freed memory to the system and keeps per-thread heaps
 /// small, where glibc's arenas kept the peak of every burst (argon2's 19 MiB
 /// verifications among them) for good; it is also faster on the run path.
+/// It is built with `no_thp`: by default it asks for transparent huge pages
+/// on its arenas, and a 2 MiB page stays resident as long as one byte of it
+/// is used (14 MB of a 80 MB RSS under load, gone with the feature).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::path::PathBuf;

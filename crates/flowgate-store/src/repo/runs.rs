@@ -13,7 +13,7 @@ use flowgate_core::event::{types, Event};
 use flowgate_core::run::{LogLine, RunStatus};
 use flowgate_core::{now_ms, EpochMs, FlowName, RunId};
 
-use crate::conn::{batch_insert, AnyConnection};
+use crate::conn::{batch_insert, batch_insert_cached, AnyConnection};
 use crate::error::{Result, StoreError};
 use crate::models::run_attempts::RunAttemptRow;
 use crate::models::run_logs::RunLogRow;
@@ -95,10 +95,10 @@ pub(crate) fn insert_runs_tx(c: &mut AnyConnection, records: &[RunRecord]) -> Re
         rows.push(row);
     }
     for chunk in rows.chunks(CHUNK) {
-        batch_insert!(&mut *c, runs::table, chunk);
+        batch_insert_cached!(&mut *c, runs::table, chunk);
     }
     for chunk in logs.chunks(CHUNK) {
-        batch_insert!(&mut *c, run_logs::table, chunk);
+        batch_insert_cached!(&mut *c, run_logs::table, chunk);
     }
     Ok(())
 }
