@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make bench`: builds the release binaries (Flowgate and the bare actix-web
+# `make bench`: builds the `dist` binaries (Flowgate and the bare actix-web
 # baseline), then runs the wrk harness (tools/bench/bench.py) and prints the
 # table recorded in BENCHMARKS.md. Needs wrk (apt-get install -y wrk) and
 # taskset; settings: BENCH_SECS, BENCH_ROUNDS, BENCH_CONNECTIONS (see bench.py).
@@ -23,6 +23,9 @@ if [ "${BENCH_CLUSTER:-0}" = 1 ]; then
   machine
   exec python3 tools/bench/cluster.py
 fi
-"$CARGO" build --release -p flowgate -p flowgate-bench-bare
+# Both binaries in the `dist` profile (fat LTO, as shipped), so the baseline
+# gets the same compiler help as Flowgate.
+"$CARGO" build --profile dist -p flowgate -p flowgate-bench-bare
+export FLOWGATE_BIN=${FLOWGATE_BIN:-target/dist/flowgate} BARE_BIN=${BARE_BIN:-target/dist/bench-bare}
 machine
 exec python3 tools/bench/bench.py
