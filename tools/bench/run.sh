@@ -26,6 +26,6 @@ fi
 # Both binaries in the `dist` profile (fat LTO, as shipped), so the baseline
 # gets the same compiler help as Flowgate.
 "$CARGO" build --profile dist -p flowgate -p flowgate-bench-bare
-export FLOWGATE_BIN=${FLOWGATE_BIN:-target/dist/flowgate} BARE_BIN=${BARE_BIN:-target/dist/bench-bare}
+export FLOWGATE_BIN=${FLOWGATE_BIN:-$PWD/target/dist/flowgate} BARE_BIN=${BARE_BIN:-$PWD/target/dist/bench-bare}
 machine
 exec python3 tools/bench/bench.py

@@ -558,6 +558,15 @@ mod tests {
         engine
     }
 
+    fn post_greet(query: &'static str, headers: Vec<(&'static str, &'static str)>) -> TestHead {
+        TestHead {
+            method: "POST",
+            path: "/flows/greeter/greet/ada",
+            query,
+            headers,
+        }
+    }
+
     fn call<'a>(head: &'a TestHead, tail: &'a str) -> FlowCall<'a> {
         FlowCall {
             head,
@@ -571,15 +580,13 @@ mod tests {
     #[tokio::test]
     async fn the_pipeline_runs_without_an_http_server() {
         let engine = engine_with("greeter", "none").await;
-        let head = TestHead {
-            method: "POST",
-            path: "/flows/greeter/greet/ada",
-            query: "x=1",
-            headers: vec![
+        let head = post_greet(
+            "x=1",
+            vec![
                 ("content-type", "application/json"),
                 ("authorization", "Bearer hidden"),
             ],
-        };
+        );
         let mut notes = CallNotes::default();
         let answer = engine
             .call_flow(
@@ -633,12 +640,7 @@ mod tests {
     #[tokio::test]
     async fn credentials_are_checked_before_the_body_is_read() {
         let engine = engine_with("greeter", "api_key").await;
-        let head = TestHead {
-            method: "POST",
-            path: "/flows/greeter/greet/ada",
-            query: "",
-            headers: vec![("content-type", "application/json")],
-        };
+        let head = post_greet("", vec![("content-type", "application/json")]);
         let read = Cell::new(false);
         let err = engine
             .call_flow(
