@@ -165,7 +165,7 @@ impl InputMaps {
 
 /// The stored response document of a successful run.
 pub fn response_doc(r: &FlowResponse) -> Value {
-    json!({"status": r.status, "headers": r.headers, "body": r.body})
+    into_response_doc(r.clone())
 }
 
 /// [`response_doc`], moving the response in.

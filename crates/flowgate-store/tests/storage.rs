@@ -86,6 +86,7 @@ both!(
     publish_concurrency,
     runs_insert_get_and_paginate,
     recorded_runs_survive_a_refused_record_and_show_their_attempt,
+    many_recorded_runs_all_land_with_their_logs,
     queue_lease_expiry_reclaims,
     queue_retry_release_and_dead,
     queue_concurrent_claims_are_exclusive,
@@ -153,6 +154,40 @@ fn recorded_runs_survive_a_refused_record_and_show_their_attempt(db: &Db) {
         "the refused record changed nothing"
     );
     assert!(kept.logs.is_empty());
+}
+
+/// A batch of records goes in statements of 16, 4 and 1 rows on SQLite:
+/// 23 records (16 + 4 + 1 + 1 + 1 when they share a batch) all land, each
+/// with its own logs.
+fn many_recorded_runs_all_land_with_their_logs(db: &Db) {
+    let s = &db.store;
+    let runs: Vec<Run> = (0..23)
+        .map(|i| {
+            Run::finished(
+                flow("many"),
+                1,
+                TriggerKind::Http,
+                json!({"i": i}),
+                now_ms(),
+                &ok_outcome(vec![]),
+            )
+        })
+        .collect();
+    for (i, r) in runs.iter().enumerate() {
+        s.record_run(
+            r.clone(),
+            vec![line(&format!("a{i}")), line(&format!("b{i}"))],
+        );
+    }
+    for (i, r) in runs.iter().enumerate() {
+        let d = s
+            .get_run(r.id)
+            .unwrap()
+            .unwrap_or_else(|| panic!("run {i} was not recorded"));
+        assert_eq!(d.run.input, json!({"i": i}));
+        let logs: Vec<_> = d.logs.iter().map(|l| l.message.clone()).collect();
+        assert_eq!(logs, [format!("a{i}"), format!("b{i}")]);
+    }
 }
 
 fn flow(s: &str) -> FlowName {
