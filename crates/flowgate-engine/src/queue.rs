@@ -282,10 +282,7 @@ async fn finish_claimed(engine: &Engine, run: Run, owner: &str) {
             let events = emitted_events(&run.flow, &outcome, &cause);
             metrics::counter!("flowgate_runs_total", "flow" => flow, "status" => "succeeded")
                 .increment(1);
-            engine
-                .store()
-                .call(move |s| s.finish_run_with_events(id, &o, &stored, &events))
-                .await
+            engine.store().submit_finish(id, o, stored, events).await
         }
         Err(f) if !f.is_retryable() => {
             let stored = store_outcome(&outcome, RunStatus::Failed);
@@ -293,7 +290,7 @@ async fn finish_claimed(engine: &Engine, run: Run, owner: &str) {
                 .increment(1);
             engine
                 .store()
-                .call(move |s| s.complete_run(id, &o, &stored))
+                .submit_finish(id, o, stored, Vec::new())
                 .await
         }
         Err(_) if run.attempt < run.max_attempts => {
@@ -304,7 +301,7 @@ async fn finish_claimed(engine: &Engine, run: Run, owner: &str) {
             let error = stored.error.clone().unwrap_or_default();
             engine
                 .store()
-                .call(move |s| s.retry_run(id, &o, at, &error, &stored.logs))
+                .submit_retry(id, o, at, error, stored.logs)
                 .await
         }
         Err(_) => {
@@ -314,10 +311,7 @@ async fn finish_claimed(engine: &Engine, run: Run, owner: &str) {
                 .collect();
             metrics::counter!("flowgate_runs_total", "flow" => flow, "status" => "dead")
                 .increment(1);
-            engine
-                .store()
-                .call(move |s| s.finish_run_with_events(id, &o, &stored, &events))
-                .await
+            engine.store().submit_finish(id, o, stored, events).await
         }
     };
     if stores_events {

@@ -253,6 +253,23 @@ pub(crate) fn pool_timeout() -> Duration {
 mod tests {
     use super::*;
 
+    /// `.cargo/config.toml` builds the bundled SQLite with the query planner
+    /// stability guarantee; without it every cached statement with a bound
+    /// `LIMIT` (each `.first()`) is compiled again on every execution.
+    #[test]
+    fn bundled_sqlite_keeps_one_plan_per_statement() {
+        #[derive(diesel::QueryableByName)]
+        struct Used {
+            #[diesel(sql_type = diesel::sql_types::Integer)]
+            used: i32,
+        }
+        let mut c = diesel::SqliteConnection::establish(":memory:").expect("in-memory SQLite");
+        let r: Used = diesel::sql_query("SELECT sqlite_compileoption_used('ENABLE_QPSG') AS used")
+            .get_result(&mut c)
+            .expect("compile options");
+        assert_eq!(r.used, 1, "SQLite was built without SQLITE_ENABLE_QPSG");
+    }
+
     #[test]
     fn parses_urls() {
         assert_eq!(

@@ -200,51 +200,60 @@ macro_rules! claim_due {
 
 type Ranked = (String, String, i32, i32, Option<String>, i64);
 
-/// A claim candidate read by [`due_sqlite`].
-#[derive(QueryableByName)]
-struct DueRow {
-    #[diesel(sql_type = diesel::sql_types::Text)]
-    id: String,
-    #[diesel(sql_type = diesel::sql_types::Text)]
-    status: String,
-    #[diesel(sql_type = diesel::sql_types::Integer)]
-    attempt: i32,
-    #[diesel(sql_type = diesel::sql_types::Integer)]
-    max_attempts: i32,
-    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
-    lease_owner: Option<String>,
-    #[diesel(sql_type = diesel::sql_types::BigInt)]
-    available_at: i64,
+/// [`claim_due!`] on SQLite: a fixed statement through a named partial index,
+/// with `now` as its only bound value. Unlike `sql_query` (and `dsl::sql`),
+/// which diesel prepares again on every call, it is safe to cache, so each
+/// connection parses it once.
+#[derive(Debug, Clone, Copy)]
+struct DueSqlite {
+    /// The statement up to `<= `; ends with the bound `now`.
+    head: &'static str,
+    now: EpochMs,
 }
 
-/// [`claim_due!`] on SQLite, through the partial index `index` (all three
-/// names are constants of this module, never input).
+/// Queued runs available at `now`, through `runs_due`.
+const DUE_QUEUED: &str = "SELECT id, status, attempt, max_attempts, lease_owner, available_at \
+     FROM runs INDEXED BY runs_due WHERE status = 'queued' AND available_at <= ";
+/// Running runs whose lease expired by `now`, through `runs_lease_due`.
+const DUE_EXPIRED: &str = "SELECT id, status, attempt, max_attempts, lease_owner, available_at \
+     FROM runs INDEXED BY runs_lease_due WHERE status = 'running' AND lease_expires_at <= ";
+
+impl diesel::query_builder::QueryId for DueSqlite {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl diesel::query_builder::Query for DueSqlite {
+    type SqlType = (
+        diesel::sql_types::Text,
+        diesel::sql_types::Text,
+        diesel::sql_types::Integer,
+        diesel::sql_types::Integer,
+        diesel::sql_types::Nullable<diesel::sql_types::Text>,
+        diesel::sql_types::BigInt,
+    );
+}
+
+impl diesel::query_builder::QueryFragment<diesel::sqlite::Sqlite> for DueSqlite {
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::sqlite::Sqlite>,
+    ) -> QueryResult<()> {
+        out.push_sql(self.head);
+        out.push_bind_param::<diesel::sql_types::BigInt, _>(&self.now)?;
+        out.push_sql(" ORDER BY available_at, id LIMIT 1");
+        Ok(())
+    }
+}
+
+impl<C> RunQueryDsl<C> for DueSqlite {}
+
 fn due_sqlite(
     c: &mut diesel::SqliteConnection,
-    index: &'static str,
-    status: &'static str,
-    due: &'static str,
+    head: &'static str,
     now: EpochMs,
 ) -> Result<Option<Ranked>> {
-    let row: Option<DueRow> = diesel::sql_query(format!(
-        "SELECT id, status, attempt, max_attempts, lease_owner, available_at \
-         FROM runs INDEXED BY {index} \
-         WHERE status = '{status}' AND {due} <= ? \
-         ORDER BY available_at, id LIMIT 1"
-    ))
-    .bind::<diesel::sql_types::BigInt, _>(now)
-    .get_result(c)
-    .optional()?;
-    Ok(row.map(|r| {
-        (
-            r.id,
-            r.status,
-            r.attempt,
-            r.max_attempts,
-            r.lease_owner,
-            r.available_at,
-        )
-    }))
+    Ok(DueSqlite { head, now }.get_result(c).optional()?)
 }
 
 /// The oldest due run: queued and available, or running with an expired
@@ -270,8 +279,8 @@ fn next_candidate(c: &mut AnyConnection, now: EpochMs) -> Result<Option<Candidat
         // planner prefers `runs_status_id` (every queued run, then a sort),
         // so the partial indexes are named.
         AnyConnection::Sqlite(sq) => (
-            due_sqlite(sq, "runs_due", "queued", "available_at", now)?,
-            due_sqlite(sq, "runs_lease_due", "running", "lease_expires_at", now)?,
+            due_sqlite(sq, DUE_QUEUED, now)?,
+            due_sqlite(sq, DUE_EXPIRED, now)?,
         ),
     };
     let pick = match (queued, expired) {
@@ -519,25 +528,46 @@ impl Store {
         outcome: &RunOutcome,
         events: &[Event],
     ) -> Result<bool> {
+        self.submit_finish(id, owner.to_owned(), outcome.clone(), events.to_vec())
+            .wait()
+    }
+
+    /// [`Store::finish_run_with_events`] through the group-committing writer:
+    /// the outcome holds once the returned [`Committed`] resolves (`false`:
+    /// the lease was lost and nothing was written). Async callers await it
+    /// without a blocking thread.
+    pub fn submit_finish(
+        &self,
+        id: RunId,
+        owner: String,
+        outcome: RunOutcome,
+        events: Vec<Event>,
+    ) -> Committed<bool> {
         if !outcome.status.is_final() {
-            return Err(StoreError::Invalid(format!(
+            return Committed::failed(StoreError::Invalid(format!(
                 "`{}` is not an end state",
                 outcome.status.as_str()
             )));
         }
+        let encoded = (|| -> Result<_> {
+            let response = outcome
+                .response
+                .as_ref()
+                .map(serde_json::to_string)
+                .transpose()?;
+            let http_calls = outcome
+                .http_calls
+                .as_ref()
+                .map(serde_json::to_string)
+                .transpose()?;
+            Ok((response, http_calls))
+        })();
+        let (response, http_calls) = match encoded {
+            Ok(e) => e,
+            Err(e) => return Committed::failed(e),
+        };
         let id = id.to_string();
-        let response = outcome
-            .response
-            .as_ref()
-            .map(serde_json::to_string)
-            .transpose()?;
-        let http_calls = outcome
-            .http_calls
-            .as_ref()
-            .map(serde_json::to_string)
-            .transpose()?;
-        let (owner, outcome, events) = (owner.to_owned(), outcome.clone(), events.to_vec());
-        self.write(move |c| {
+        self.submit(move |c| {
             let Some(attempt) = owned_attempt(c, &id, &owner)? else {
                 return Ok(false);
             };
@@ -579,9 +609,27 @@ impl Store {
         error: &str,
         logs: &[LogLine],
     ) -> Result<bool> {
+        self.submit_retry(
+            id,
+            owner.to_owned(),
+            available_at,
+            error.to_owned(),
+            logs.to_vec(),
+        )
+        .wait()
+    }
+
+    /// [`Store::retry_run`] through the group-committing writer.
+    pub fn submit_retry(
+        &self,
+        id: RunId,
+        owner: String,
+        available_at: EpochMs,
+        error: String,
+        logs: Vec<LogLine>,
+    ) -> Committed<bool> {
         let id = id.to_string();
-        let (owner, error, logs) = (owner.to_owned(), error.to_owned(), logs.to_vec());
-        self.write(move |c| {
+        self.submit(move |c| {
             let Some(attempt) = owned_attempt(c, &id, &owner)? else {
                 return Ok(false);
             };
