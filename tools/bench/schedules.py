@@ -14,6 +14,9 @@ second (flow i fires at second i mod 60), the "many per-minute schedules
 spread over the minute" case; run it with BENCH_SCHEDULE_FLOWS=10000 and
 BENCH_SCHEDULE_SECS=150.
 
+FLOWGATE_RUN_WORKERS, when set, is passed to the server (`runs.workers`, the
+queue slots that claim the due runs together; 4 by default).
+
 Baseline from the same run: a Python thread on the server's core that sleeps
 until each second boundary and records how late it woke up, the lag a bare
 timer sees on this machine at that moment.
@@ -71,6 +74,8 @@ def main():
         package(root, i)
     db = tempfile.mkdtemp(prefix="flowgate-bench-schedules-db-")
     env = bench.flowgate_env(db)
+    if os.environ.get("FLOWGATE_RUN_WORKERS"):
+        env["FLOWGATE_RUN_WORKERS"] = os.environ["FLOWGATE_RUN_WORKERS"]
     admin = subprocess.run(
         [bench.FLOWGATE, "keys", "create", "--name", "bench-admin", "--scopes", "admin"],
         env=env, cwd=db, check=True, capture_output=True, text=True,

@@ -69,6 +69,18 @@ pub struct LoadedVersion {
 }
 
 impl LoadedVersion {
+    /// The same version with another status (retired since it was loaded).
+    fn with_status(&self, status: VersionStatus) -> Self {
+        LoadedVersion {
+            flow: self.flow.clone(),
+            number: self.number,
+            status,
+            script: self.script.clone(),
+            input_schema: self.input_schema.clone(),
+            output_schema: self.output_schema.clone(),
+        }
+    }
+
     /// The parsed manifest.
     pub fn manifest(&self) -> &Manifest {
         &self.script.manifest
@@ -183,6 +195,11 @@ pub enum LiveState {
 pub struct Registry {
     store: Store,
     versions: moka::sync::Cache<(FlowName, i64), Arc<LoadedVersion>>,
+    /// Loaded versions by content hash, kept past [`VERSION_TTL`]: when a
+    /// version's entry above expires only its status and hash are read
+    /// again, and an unchanged package is not loaded, parsed and compiled
+    /// anew (every few seconds for every scheduled flow otherwise).
+    contents: moka::sync::Cache<String, Arc<LoadedVersion>>,
     live: moka::sync::Cache<FlowName, LiveState>,
 }
 
@@ -196,6 +213,7 @@ impl Registry {
                 .time_to_live(VERSION_TTL)
                 .support_invalidation_closures()
                 .build(),
+            contents: moka::sync::Cache::builder().max_capacity(10_000).build(),
             live: moka::sync::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(LIVE_POINTER_TTL)
@@ -235,10 +253,32 @@ impl Registry {
         if let Some(v) = self.versions.get(&key) {
             return Ok(Some(v));
         }
-        let name = flow.clone();
         let Ok(n32) = u32::try_from(number) else {
             return Ok(None);
         };
+        let name = flow.clone();
+        let Some(info) = self
+            .store
+            .call(move |s| s.get_version_info(&name, n32))
+            .await?
+        else {
+            return Ok(None);
+        };
+        let status = VersionStatus::parse(info.status.as_str());
+        if let Some(known) = self.contents.get(&info.sha256) {
+            if known.flow == *flow && known.number == number {
+                let loaded = if known.status == status {
+                    known
+                } else {
+                    let again = Arc::new(known.with_status(status));
+                    self.contents.insert(info.sha256.clone(), again.clone());
+                    again
+                };
+                self.versions.insert(key, loaded.clone());
+                return Ok(Some(loaded));
+            }
+        }
+        let name = flow.clone();
         let Some(rec) = self.store.call(move |s| s.get_version(&name, n32)).await? else {
             return Ok(None);
         };
@@ -254,6 +294,8 @@ impl Registry {
         })
         .await??;
         let loaded = Arc::new(loaded);
+        self.contents
+            .insert(loaded.sha256().to_owned(), loaded.clone());
         self.versions.insert(key, loaded.clone());
         Ok(Some(loaded))
     }
@@ -302,6 +344,7 @@ impl Registry {
     pub fn invalidate_all(&self) {
         self.live.invalidate_all();
         self.versions.invalidate_all();
+        self.contents.invalidate_all();
     }
 
     /// Forgets everything cached about a flow (after publish, rollback, retire, disable).

@@ -11,11 +11,10 @@
 //!   [`Dispatcher::dispatch`] then only hands over the id of the run queued with
 //!   the tick and wakes the queue workers.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use flowgate_core::manifest::ScheduleTrigger;
 use flowgate_core::run::TriggerKind;
 use flowgate_core::{FlowName, RunId};
 use flowgate_scheduler::{Dispatcher, ScheduleEntry, Scheduler, TickRequest, TickState, TickStore};
@@ -212,6 +211,12 @@ impl Dispatcher for StoreBackend {
         Ok(self.store.active_runs(&name)? > 0)
     }
 
+    fn running_of(&self, flows: &[&str]) -> flowgate_core::Result<HashSet<String>> {
+        let mut active = self.store.active_flows()?;
+        active.retain(|f| flows.contains(&f.as_str()));
+        Ok(active)
+    }
+
     fn dispatch(&self, flow: &str, _version: i64, due_at_ms: i64) -> flowgate_core::Result<String> {
         let id = self
             .pending
@@ -227,8 +232,9 @@ impl Dispatcher for StoreBackend {
 }
 
 /// Cache of the schedule part of immutable versions: `(flow, version)` →
-/// its schedule trigger and retry budget (`None`: no schedule trigger).
-type VersionCache = HashMap<(FlowName, u32), Option<(ScheduleTrigger, u32)>>;
+/// its parsed schedule entry and retry budget (`None`: no schedule trigger,
+/// or one that does not parse). Parsed once per version, not every refresh.
+type VersionCache = HashMap<(FlowName, u32), Option<(ScheduleEntry, u32)>>;
 
 /// The schedule entries of the live versions of enabled flows, and what
 /// [`StoreBackend`] needs to queue their runs.
@@ -265,10 +271,17 @@ async fn live_schedules(
         seen.insert(key.clone());
         if !cache.contains_key(&key) {
             let info = match engine.registry().version(&flow, i64::from(version)).await {
-                Ok(Some(v)) if v.status == crate::VersionStatus::Published => v
-                    .manifest()
-                    .schedule()
-                    .map(|t| (t.clone(), v.manifest().retry.max_attempts)),
+                Ok(Some(v)) if v.status == crate::VersionStatus::Published => {
+                    v.manifest().schedule().and_then(|t| {
+                        match ScheduleEntry::from_trigger(flow.as_str(), i64::from(version), t) {
+                            Ok(e) => Some((e, v.manifest().retry.max_attempts)),
+                            Err(e) => {
+                                tracing::warn!(flow.name = %flow, flow.version = version, error = %e, "schedule does not parse");
+                                None
+                            }
+                        }
+                    })
+                }
                 // The registry's copy may predate the publish (it caches
                 // versions for a few seconds): look again next refresh.
                 Ok(_) => continue,
@@ -279,24 +292,17 @@ async fn live_schedules(
             };
             cache.insert(key.clone(), info);
         }
-        let Some(Some((trigger, max_attempts))) = cache.get(&key) else {
+        let Some(Some((entry, max_attempts))) = cache.get(&key) else {
             continue;
         };
-        match ScheduleEntry::from_trigger(flow.as_str(), i64::from(version), trigger) {
-            Ok(e) => {
-                entries.push(e);
-                live.insert(
-                    flow.to_string(),
-                    LiveSchedule {
-                        version,
-                        max_attempts: *max_attempts,
-                    },
-                );
-            }
-            Err(e) => {
-                tracing::warn!(flow.name = %flow, flow.version = version, error = %e, "schedule does not parse")
-            }
-        }
+        entries.push(entry.clone());
+        live.insert(
+            flow.to_string(),
+            LiveSchedule {
+                version,
+                max_attempts: *max_attempts,
+            },
+        );
     }
     cache.retain(|k, _| seen.contains(k));
     entries.sort_by(|a, b| a.flow.cmp(&b.flow));

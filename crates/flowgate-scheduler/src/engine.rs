@@ -20,7 +20,7 @@
 //! dispatched without a run id.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -74,6 +74,18 @@ pub struct TickRequest<'a> {
 pub trait Dispatcher: Send + Sync {
     /// Whether a run of `flow` is queued or running (for `overlap = "skip"`).
     fn is_running(&self, flow: &str) -> flowgate_core::Result<bool>;
+
+    /// Which of `flows` have a run queued or running, as [`Self::is_running`]
+    /// tells each. A store answers it with one read for a whole due time.
+    fn running_of(&self, flows: &[&str]) -> flowgate_core::Result<HashSet<String>> {
+        let mut out = HashSet::new();
+        for f in flows {
+            if self.is_running(f)? {
+                out.insert((*f).to_owned());
+            }
+        }
+        Ok(out)
+    }
 
     /// Durably queues a schedule run of `flow` at `version` for `due_at_ms`
     /// (`trigger.scheduled_at`); returns the run id. With `overlap = "queue"` it
@@ -382,12 +394,25 @@ fn execute_all<S: TickStore + ?Sized, D: Dispatcher + ?Sized>(
     dispatcher: &D,
     batch: &[Job],
 ) -> Vec<(usize, i64)> {
+    let asks: Vec<&str> = batch
+        .iter()
+        .filter(|j| j.state == TickState::Dispatched && j.overlap == Overlap::Skip)
+        .map(|j| j.flow.as_str())
+        .collect();
+    let running = if asks.is_empty() {
+        Ok(HashSet::new())
+    } else {
+        dispatcher.running_of(&asks)
+    };
+    if let Err(err) = &running {
+        tracing::warn!(error = %err, "cannot tell which flows run; dispatching");
+    }
     let requests: Vec<TickRequest<'_>> = batch
         .iter()
         .map(|job| TickRequest {
             flow: &job.flow,
             due_at_ms: job.due_ms,
-            state: state_of(dispatcher, job),
+            state: state_of(running.as_ref().ok(), job),
         })
         .collect();
     let results = store.insert_ticks(&requests);
@@ -402,15 +427,12 @@ fn execute_all<S: TickStore + ?Sized, D: Dispatcher + ?Sized>(
 
 /// The state a due tick is recorded in: skipped when the flow's last run still
 /// runs and the schedule says `overlap = "skip"`.
-fn state_of<D: Dispatcher + ?Sized>(dispatcher: &D, job: &Job) -> TickState {
-    if job.state == TickState::Dispatched && job.overlap == Overlap::Skip {
-        match dispatcher.is_running(&job.flow) {
-            Ok(true) => return TickState::SkippedOverlap,
-            Ok(false) => {}
-            Err(err) => {
-                tracing::warn!(flow.name = %job.flow, error = %err, "cannot tell whether the flow runs; dispatching")
-            }
-        }
+fn state_of(running: Option<&HashSet<String>>, job: &Job) -> TickState {
+    if job.state == TickState::Dispatched
+        && job.overlap == Overlap::Skip
+        && running.is_some_and(|r| r.contains(&job.flow))
+    {
+        return TickState::SkippedOverlap;
     }
     job.state
 }

@@ -570,6 +570,18 @@ fn queue_retry_release_and_dead(db: &Db) {
     assert_eq!(depth.get(&RunStatus::Dead), Some(&2));
     assert_eq!(depth.get(&RunStatus::Running), Some(&1));
     assert_eq!(s.active_runs(&flow("q")).unwrap(), 1);
+
+    // What `overlap = "skip"` asks once per due time: the flows with a run
+    // queued or running; a flow whose runs all ended is not among them.
+    let ended = queued("ended", t0 - 10, 1);
+    s.enqueue(&ended).unwrap();
+    assert!(s.active_flows().unwrap().contains("ended"));
+    let c = s.claim_next("w", 5_000, t0 + 70_000).unwrap().unwrap();
+    assert_eq!(c.id, ended.id);
+    assert!(s.mark_dead(ended.id, "w", "gave up", &[]).unwrap());
+    let active = s.active_flows().unwrap();
+    assert!(active.contains("q"), "{active:?}");
+    assert!(!active.contains("ended"), "{active:?}");
 }
 
 fn queue_concurrent_claims_are_exclusive(db: &Db) {

@@ -181,6 +181,18 @@ impl Store {
             .transpose()
     }
 
+    /// One version's metadata (status, content hash) without its package.
+    pub fn get_version_info(&self, flow: &FlowName, n: u32) -> Result<Option<VersionInfo>> {
+        let mut c = self.conn()?;
+        flow_versions::table
+            .find((flow.as_str(), n as i32))
+            .select(VersionInfoRow::as_select())
+            .first(&mut *c)
+            .optional()?
+            .map(VersionInfoRow::into_info)
+            .transpose()
+    }
+
     /// All versions of a flow (metadata only), oldest first.
     #[tracing::instrument(skip_all, err(level = "debug"), fields(flow.name = %flow))]
     pub fn list_versions(&self, flow: &FlowName) -> Result<Vec<VersionInfo>> {

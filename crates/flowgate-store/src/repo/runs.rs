@@ -716,6 +716,18 @@ impl Store {
         Ok(n.max(0) as u64)
     }
 
+    /// The flows with a run queued or running: one read over the active runs
+    /// (through `runs_status_id`), however long the history of each flow.
+    pub fn active_flows(&self) -> Result<std::collections::HashSet<String>> {
+        let mut c = self.conn()?;
+        let flows: Vec<String> = runs::table
+            .filter(runs::status.eq_any([QUEUED, RUNNING]))
+            .select(runs::flow)
+            .distinct()
+            .load(&mut *c)?;
+        Ok(flows.into_iter().collect())
+    }
+
     fn get_run_row(&self, id: RunId) -> Result<Option<Run>> {
         self.flush_writes();
         let mut c = self.conn()?;
