@@ -244,6 +244,85 @@ macro_rules! batch_insert_cached {
 }
 pub(crate) use batch_insert_cached;
 
+/// A value bound to a [`Fixed`] statement.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Bind<'a> {
+    /// `INTEGER`, nullable.
+    Int(Option<i32>),
+    /// `BIGINT`, nullable.
+    Big(Option<i64>),
+    /// `TEXT`, nullable.
+    Text(Option<&'a str>),
+}
+
+/// A statement whose SQL text never changes, with its values bound: `parts`
+/// around the `binds` (`parts.len() == binds.len() + 1`), placeholders
+/// written by the backend (`?` or `$n`).
+///
+/// Diesel never keeps the prepared form of an `UPDATE` (a changeset with
+/// `Option` fields changes its SQL with the values), so each update of the
+/// run lifecycle was parsed again on every call. A `Fixed` statement is kept
+/// per connection, keyed by its SQL text.
+#[derive(Debug)]
+pub(crate) struct Fixed<'a, const N: usize> {
+    parts: &'static [&'static str],
+    binds: [Bind<'a>; N],
+}
+
+impl<'a, const N: usize> Fixed<'a, N> {
+    /// `parts` around `binds`; a programming error when the counts differ
+    /// (the statement fails with a query-builder error, nothing panics).
+    pub(crate) fn new(parts: &'static [&'static str], binds: [Bind<'a>; N]) -> Self {
+        Fixed { parts, binds }
+    }
+}
+
+impl<const N: usize> diesel::query_builder::QueryId for Fixed<'_, N> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<DB, const N: usize> diesel::query_builder::QueryFragment<DB> for Fixed<'_, N>
+where
+    DB: diesel::backend::Backend
+        + diesel::sql_types::HasSqlType<diesel::sql_types::Integer>
+        + diesel::sql_types::HasSqlType<diesel::sql_types::BigInt>
+        + diesel::sql_types::HasSqlType<diesel::sql_types::Text>,
+    i32: diesel::serialize::ToSql<diesel::sql_types::Integer, DB>,
+    i64: diesel::serialize::ToSql<diesel::sql_types::BigInt, DB>,
+    str: diesel::serialize::ToSql<diesel::sql_types::Text, DB>,
+{
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, DB>,
+    ) -> diesel::QueryResult<()> {
+        use diesel::sql_types::{BigInt, Integer, Nullable, Text};
+        if self.parts.len() != N + 1 {
+            return Err(diesel::result::Error::QueryBuilderError(
+                format!(
+                    "a fixed statement has {} parts for {N} values",
+                    self.parts.len()
+                )
+                .into(),
+            ));
+        }
+        for (part, bind) in self.parts.iter().zip(&self.binds) {
+            out.push_sql(part);
+            match bind {
+                Bind::Int(v) => out.push_bind_param::<Nullable<Integer>, _>(v)?,
+                Bind::Big(v) => out.push_bind_param::<Nullable<BigInt>, _>(v)?,
+                Bind::Text(v) => out.push_bind_param::<Nullable<Text>, _>(v)?,
+            }
+        }
+        if let Some(last) = self.parts.last() {
+            out.push_sql(last);
+        }
+        Ok(())
+    }
+}
+
+impl<C, const N: usize> RunQueryDsl<C> for Fixed<'_, N> {}
+
 /// How long the pool waits for a free connection.
 pub(crate) fn pool_timeout() -> Duration {
     Duration::from_secs(CONNECT_TIMEOUT_SECS)
@@ -268,6 +347,64 @@ mod tests {
             .get_result(&mut c)
             .expect("compile options");
         assert_eq!(r.used, 1, "SQLite was built without SQLITE_ENABLE_QPSG");
+    }
+
+    /// Records the SQL of each statement a connection prepares to keep.
+    #[derive(Default, Clone)]
+    struct Kept(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+    impl diesel::connection::Instrumentation for Kept {
+        fn on_connection_event(&mut self, event: diesel::connection::InstrumentationEvent<'_>) {
+            if let diesel::connection::InstrumentationEvent::CacheQuery { sql, .. } = event {
+                if let Ok(mut v) = self.0.lock() {
+                    v.push(sql.to_owned());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_fixed_statement_is_prepared_once_and_binds_every_value() {
+        const SET: &[&str] = &["UPDATE t SET n = ", ", s = ", " WHERE id = ", ""];
+        let mut c = AnyConnection::Sqlite(
+            diesel::SqliteConnection::establish(":memory:").expect("in-memory SQLite"),
+        );
+        c.batch_execute("CREATE TABLE t (id TEXT PRIMARY KEY, n BIGINT, s TEXT); INSERT INTO t VALUES ('a', 0, 'x')")
+            .expect("table");
+        let kept = Kept::default();
+        c.set_instrumentation(kept.clone());
+        for i in 1..=3i64 {
+            let s = (i < 3).then(|| format!("v{i}"));
+            let n = Fixed::new(
+                SET,
+                [
+                    Bind::Big(Some(i)),
+                    Bind::Text(s.as_deref()),
+                    Bind::Text(Some("a")),
+                ],
+            )
+            .execute(&mut c)
+            .expect("update");
+            assert_eq!(n, 1);
+        }
+        let sql = kept.0.lock().map(|v| v.clone()).unwrap_or_default();
+        assert_eq!(sql.len(), 1, "prepared to keep: {sql:?}");
+        #[derive(diesel::QueryableByName)]
+        struct Row {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+            #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+            s: Option<String>,
+        }
+        let row: Row = diesel::sql_query("SELECT n, s FROM t WHERE id = 'a'")
+            .get_result(&mut c)
+            .expect("row");
+        assert_eq!((row.n, row.s), (3, None), "the last values, NULL included");
+        let short = Fixed::new(SET, [Bind::Big(Some(1))]).execute(&mut c);
+        assert!(
+            short.is_err(),
+            "parts and values that do not match are refused"
+        );
     }
 
     #[test]

@@ -13,7 +13,7 @@ use flowgate_core::event::{types, Event};
 use flowgate_core::run::{LogLine, RunStatus};
 use flowgate_core::{now_ms, EpochMs, FlowName, RunId};
 
-use crate::conn::{batch_insert, batch_insert_cached, AnyConnection};
+use crate::conn::{batch_insert, batch_insert_cached, AnyConnection, Bind, Fixed};
 use crate::error::{Result, StoreError};
 use crate::models::run_attempts::RunAttemptRow;
 use crate::models::run_logs::RunLogRow;
@@ -24,6 +24,38 @@ use crate::schema::{run_attempts, run_logs, runs};
 use crate::types::{Page, Run, RunDetail, RunFilter, RunOutcome};
 use crate::writer::RunRecord;
 use crate::{Committed, Store};
+
+/// The run lifecycle's updates as [`Fixed`] statements, prepared once per
+/// connection (diesel parses each `diesel::update` again on every call).
+const CLAIM: &[&str] = &[
+    "UPDATE runs SET status = 'running', attempt = ",
+    ", lease_owner = ",
+    ", lease_expires_at = ",
+    ", started_at = ",
+    " WHERE id = ",
+    "",
+];
+/// See [`CLAIM`]: a run's outcome; the lease ends with it.
+const FINISH: &[&str] = &[
+    "UPDATE runs SET status = ",
+    ", finished_at = ",
+    ", duration_ms = ",
+    ", response_status = ",
+    ", response = ",
+    ", error = ",
+    ", http_calls = ",
+    ", lease_owner = NULL, lease_expires_at = NULL WHERE id = ",
+    "",
+];
+/// See [`CLAIM`]: the end of one attempt.
+const CLOSE_ATTEMPT: &[&str] = &[
+    "UPDATE run_attempts SET finished_at = ",
+    ", outcome = ",
+    ", error = ",
+    " WHERE run_id = ",
+    " AND attempt = ",
+    "",
+];
 
 const QUEUED: &str = "queued";
 const RUNNING: &str = "running";
@@ -143,13 +175,17 @@ fn close_attempt(
     outcome: &str,
     error: Option<&str>,
 ) -> Result<()> {
-    diesel::update(run_attempts::table.find((run_id, attempt)))
-        .set((
-            run_attempts::finished_at.eq(now),
-            run_attempts::outcome.eq(outcome),
-            run_attempts::error.eq(error),
-        ))
-        .execute(c)?;
+    Fixed::new(
+        CLOSE_ATTEMPT,
+        [
+            Bind::Big(Some(now)),
+            Bind::Text(Some(outcome)),
+            Bind::Text(error),
+            Bind::Text(Some(run_id)),
+            Bind::Int(Some(attempt)),
+        ],
+    )
+    .execute(c)?;
     Ok(())
 }
 
@@ -468,15 +504,17 @@ impl Store {
                     }
                 }
                 let next = attempt + 1;
-                diesel::update(runs::table.find(&id))
-                    .set((
-                        runs::status.eq(RUNNING),
-                        runs::attempt.eq(next),
-                        runs::lease_owner.eq(owner),
-                        runs::lease_expires_at.eq(now + lease_ms),
-                        runs::started_at.eq(now),
-                    ))
-                    .execute(c)?;
+                Fixed::new(
+                    CLAIM,
+                    [
+                        Bind::Int(Some(next)),
+                        Bind::Text(Some(owner)),
+                        Bind::Big(Some(now + lease_ms)),
+                        Bind::Big(Some(now)),
+                        Bind::Text(Some(&id)),
+                    ],
+                )
+                .execute(c)?;
                 diesel::insert_into(run_attempts::table)
                     .values(&RunAttemptRow {
                         run_id: id.clone(),
@@ -571,19 +609,20 @@ impl Store {
             let Some(attempt) = owned_attempt(c, &id, &owner)? else {
                 return Ok(false);
             };
-            diesel::update(runs::table.find(&id))
-                .set((
-                    runs::status.eq(outcome.status.as_str()),
-                    runs::finished_at.eq(outcome.finished_at),
-                    runs::duration_ms.eq(outcome.duration_ms),
-                    runs::response_status.eq(outcome.response_status.map(i32::from)),
-                    runs::response.eq(&response),
-                    runs::error.eq(&outcome.error),
-                    runs::lease_owner.eq(None::<String>),
-                    runs::lease_expires_at.eq(None::<i64>),
-                    runs::http_calls.eq(&http_calls),
-                ))
-                .execute(c)?;
+            Fixed::new(
+                FINISH,
+                [
+                    Bind::Text(Some(outcome.status.as_str())),
+                    Bind::Big(Some(outcome.finished_at)),
+                    Bind::Big(Some(outcome.duration_ms)),
+                    Bind::Int(outcome.response_status.map(i32::from)),
+                    Bind::Text(response.as_deref()),
+                    Bind::Text(outcome.error.as_deref()),
+                    Bind::Text(http_calls.as_deref()),
+                    Bind::Text(Some(&id)),
+                ],
+            )
+            .execute(c)?;
             close_attempt(
                 c,
                 &id,
