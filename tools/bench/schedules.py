@@ -15,7 +15,7 @@ spread over the minute" case; run it with BENCH_SCHEDULE_FLOWS=10000 and
 BENCH_SCHEDULE_SECS=150.
 
 FLOWGATE_RUN_WORKERS, when set, is passed to the server (`runs.workers`, the
-queue slots that claim the due runs together; 4 by default).
+queue slots that claim the due runs together; 16 by default).
 
 Baseline from the same run: a Python thread on the server's core that sleeps
 until each second boundary and records how late it woke up, the lag a bare

@@ -110,7 +110,7 @@ impl Default for EngineConfig {
         Self {
             public_url: "http://127.0.0.1:8080".into(),
             lease: Duration::from_secs(30),
-            run_workers: 4,
+            run_workers: 16,
             allow_private_hosts: false,
             idempotency_ttl: Duration::from_secs(24 * 3600),
             oauth2: None,

@@ -149,7 +149,7 @@ fn jittered(ms: u64) -> i64 {
     (ms as f64 * factor) as i64
 }
 
-async fn execute_claimed(engine: Engine, run: Run, _permit: OwnedSemaphorePermit) {
+async fn execute_claimed(engine: Engine, run: Run, permit: OwnedSemaphorePermit) {
     let owner = engine.node_id().to_owned();
     let lease = engine.config().lease;
     let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(30_000);
@@ -178,11 +178,16 @@ async fn execute_claimed(engine: Engine, run: Run, _permit: OwnedSemaphorePermit
             }
         })
     };
-    finish_claimed(&engine, run, &owner).await;
+    finish_claimed(&engine, run, &owner, permit).await;
     renew.abort();
 }
 
-async fn finish_claimed(engine: &Engine, run: Run, owner: &str) {
+/// Runs a claimed run and records its outcome. `slot` is handed back as soon
+/// as the outcome is submitted, before its commit: the next claim then shares
+/// the outcome's group commit (the writer commits in arrival order, so that
+/// claim cannot see the run before its outcome), and at most one uncommitted
+/// outcome per slot waits.
+async fn finish_claimed(engine: &Engine, run: Run, owner: &str, slot: OwnedSemaphorePermit) {
     let id = run.id;
     let version = match engine
         .registry()
@@ -276,22 +281,19 @@ async fn finish_claimed(engine: &Engine, run: Run, owner: &str) {
     // Only an outcome that stored events has anything for the dispatcher (the
     // store announces the user changes it commits itself).
     let stores_events = outcome.result.is_err() || !outcome.events.is_empty();
-    let result = match &outcome.result {
+    let committed = match &outcome.result {
         Ok(_) => {
             let stored = store_outcome(&outcome, RunStatus::Succeeded);
             let events = emitted_events(&run.flow, &outcome, &cause);
             metrics::counter!("flowgate_runs_total", "flow" => flow, "status" => "succeeded")
                 .increment(1);
-            engine.store().submit_finish(id, o, stored, events).await
+            engine.store().submit_finish(id, o, stored, events)
         }
         Err(f) if !f.is_retryable() => {
             let stored = store_outcome(&outcome, RunStatus::Failed);
             metrics::counter!("flowgate_runs_total", "flow" => flow, "status" => "failed")
                 .increment(1);
-            engine
-                .store()
-                .submit_finish(id, o, stored, Vec::new())
-                .await
+            engine.store().submit_finish(id, o, stored, Vec::new())
         }
         Err(_) if run.attempt < run.max_attempts => {
             let delay = jittered(version.manifest().retry.base_delay_ms(run.attempt + 1));
@@ -299,10 +301,7 @@ async fn finish_claimed(engine: &Engine, run: Run, owner: &str) {
             metrics::counter!("flowgate_runs_retried_total", "flow" => flow).increment(1);
             let at = flowgate_core::now_ms() + delay;
             let error = stored.error.clone().unwrap_or_default();
-            engine
-                .store()
-                .submit_retry(id, o, at, error, stored.logs)
-                .await
+            engine.store().submit_retry(id, o, at, error, stored.logs)
         }
         Err(_) => {
             let stored = store_outcome(&outcome, RunStatus::Dead);
@@ -311,9 +310,11 @@ async fn finish_claimed(engine: &Engine, run: Run, owner: &str) {
                 .collect();
             metrics::counter!("flowgate_runs_total", "flow" => flow, "status" => "dead")
                 .increment(1);
-            engine.store().submit_finish(id, o, stored, events).await
+            engine.store().submit_finish(id, o, stored, events)
         }
     };
+    drop(slot);
+    let result = committed.await;
     if stores_events {
         engine.wake_dispatcher();
     }

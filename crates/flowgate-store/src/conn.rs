@@ -349,6 +349,27 @@ mod tests {
         assert_eq!(r.used, 1, "SQLite was built without SQLITE_ENABLE_QPSG");
     }
 
+    /// `.cargo/config.toml` keeps statement journals in memory up to 1 MiB:
+    /// with SQLite's 64 KiB a batch of run records made a temporary file.
+    #[test]
+    fn bundled_sqlite_keeps_a_batch_statement_journal_in_memory() {
+        #[derive(diesel::QueryableByName)]
+        struct Opt {
+            #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+            opt: Option<String>,
+        }
+        let mut c = diesel::SqliteConnection::establish(":memory:").expect("in-memory SQLite");
+        let opts: Vec<Opt> =
+            diesel::sql_query("SELECT compile_options AS opt FROM pragma_compile_options")
+                .load(&mut c)
+                .expect("compile options");
+        assert!(
+            opts.iter()
+                .any(|o| o.opt.as_deref() == Some("STMTJRNL_SPILL=1048576")),
+            "SQLite was built without SQLITE_STMTJRNL_SPILL=1048576"
+        );
+    }
+
     /// Records the SQL of each statement a connection prepares to keep.
     #[derive(Default, Clone)]
     struct Kept(std::sync::Arc<std::sync::Mutex<Vec<String>>>);

@@ -293,7 +293,7 @@ impl Default for Config {
             secrets: SecretsConfig::default(),
             runs: RunsConfig {
                 lease_seconds: 30,
-                workers: 4,
+                workers: 16,
                 pool_size: None,
                 flow_share_percent: 50,
                 caller_share_percent: 25,
