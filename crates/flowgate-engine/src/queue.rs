@@ -88,26 +88,25 @@ async fn claim_loop(engine: Engine, mut shutdown: watch::Receiver<bool>) {
         let owner = engine.node_id().to_owned();
         let started = Instant::now();
         let now = flowgate_core::now_ms();
-        // Through the writer, in arrival order with acknowledgements: neither starves.
-        let claims: Vec<_> = permits
-            .iter()
-            .map(|_| engine.store().submit_claim(owner.clone(), lease_ms, now))
-            .collect();
+        // Through the writer, in arrival order with acknowledgements: neither
+        // starves. One read of the due runs for every free slot.
+        let claimed = engine
+            .store()
+            .submit_claims(owner, lease_ms, now, permits.len())
+            .await;
+        metrics::histogram!("flowgate_queue_claim_seconds").record(started.elapsed().as_secs_f64());
         let mut idle = false;
         let mut failed = None;
-        for (claim, permit) in claims.into_iter().zip(permits) {
-            let claimed = claim.await;
-            metrics::histogram!("flowgate_queue_claim_seconds")
-                .record(started.elapsed().as_secs_f64());
-            match claimed {
-                Ok(Some(run)) => {
+        match claimed {
+            Ok(runs) => {
+                idle = runs.len() < permits.len();
+                for (run, permit) in runs.into_iter().zip(permits) {
                     let id = run.id;
                     let task = running.spawn(execute_claimed(engine.clone(), run, permit));
                     held.insert(task.id(), id);
                 }
-                Ok(None) => idle = true,
-                Err(e) => failed = Some(e),
             }
+            Err(e) => failed = Some(e),
         }
         if let Some(e) = failed {
             tracing::warn!(error = %e, "claiming runs failed");

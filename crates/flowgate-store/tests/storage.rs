@@ -89,6 +89,7 @@ both!(
     many_recorded_runs_all_land_with_their_logs,
     queue_lease_expiry_reclaims,
     queue_retry_release_and_dead,
+    queue_claims_many_oldest_first,
     queue_concurrent_claims_are_exclusive,
     run_events_only_with_completion,
     users_repo,
@@ -509,6 +510,52 @@ fn queue_lease_expiry_reclaims(db: &Db) {
     assert_eq!(d.attempts[0].owner, "w1");
     assert_eq!(d.logs[0].attempt, 2);
     assert!(s.claim_next("w3", 1_000, t0 + 99_000).unwrap().is_none());
+}
+
+/// One batched claim takes the due runs oldest first, expired leases among
+/// them, and stops at `n` or at the last due run.
+fn queue_claims_many_oldest_first(db: &Db) {
+    let s = &db.store;
+    let t0 = now_ms();
+    let runs: Vec<Run> = (0..5).map(|i| queued("q", t0 - 50 + i, 3)).collect();
+    for r in runs.iter().rev() {
+        s.enqueue(r).unwrap();
+    }
+    s.enqueue(&queued("q", t0 + 60_000, 3)).unwrap(); // not yet due
+                                                      // The oldest goes to w1, whose lease then expires.
+    let first = s.claim_next("w1", 1_000, t0).unwrap().unwrap();
+    assert_eq!(first.id, runs[0].id);
+
+    let later = t0 + 2_000;
+    let got = s
+        .submit_claims("w2".into(), 5_000, later, 3)
+        .wait()
+        .unwrap();
+    let ids: Vec<_> = got.iter().map(|r| r.id).collect();
+    assert_eq!(
+        ids,
+        [runs[0].id, runs[1].id, runs[2].id],
+        "oldest first, the expired one included"
+    );
+    assert_eq!(got.iter().map(|r| r.attempt).collect::<Vec<_>>(), [2, 1, 1]);
+    assert!(got
+        .iter()
+        .all(|r| r.status == RunStatus::Running && r.lease_owner.as_deref() == Some("w2")));
+
+    let rest = s
+        .submit_claims("w3".into(), 5_000, later, 10)
+        .wait()
+        .unwrap();
+    let ids: Vec<_> = rest.iter().map(|r| r.id).collect();
+    assert_eq!(ids, [runs[3].id, runs[4].id], "only what is due");
+    assert!(s
+        .submit_claims("w3".into(), 5_000, later, 10)
+        .wait()
+        .unwrap()
+        .is_empty());
+    let d = s.get_run(runs[0].id).unwrap().unwrap();
+    let owners: Vec<_> = d.attempts.iter().map(|a| a.owner.as_str()).collect();
+    assert_eq!(owners, ["w1", "w2"]);
 }
 
 fn queue_retry_release_and_dead(db: &Db) {

@@ -217,7 +217,7 @@ type Candidate = (String, String, i32, i32, Option<String>);
 /// parameter: only then can the databases use the partial indexes
 /// `runs_due` and `runs_lease_due`, which hold no finished run.
 macro_rules! claim_due {
-    ($status_sql:literal, $due:expr, $now:expr) => {
+    ($status_sql:literal, $due:expr, $now:expr, $limit:expr) => {
         runs::table
             .filter(diesel::dsl::sql::<diesel::sql_types::Bool>($status_sql))
             .filter($due.le($now))
@@ -230,7 +230,7 @@ macro_rules! claim_due {
                 runs::lease_owner,
                 runs::available_at,
             ))
-            .limit(1)
+            .limit($limit)
     };
 }
 
@@ -245,6 +245,8 @@ struct DueSqlite {
     /// The statement up to `<= `; ends with the bound `now`.
     head: &'static str,
     now: EpochMs,
+    /// Most rows returned.
+    limit: i64,
 }
 
 /// Queued runs available at `now`, through `runs_due`.
@@ -277,7 +279,8 @@ impl diesel::query_builder::QueryFragment<diesel::sqlite::Sqlite> for DueSqlite 
     ) -> QueryResult<()> {
         out.push_sql(self.head);
         out.push_bind_param::<diesel::sql_types::BigInt, _>(&self.now)?;
-        out.push_sql(" ORDER BY available_at, id LIMIT 1");
+        out.push_sql(" ORDER BY available_at, id LIMIT ");
+        out.push_bind_param::<diesel::sql_types::BigInt, _>(&self.limit)?;
         Ok(())
     }
 }
@@ -288,42 +291,129 @@ fn due_sqlite(
     c: &mut diesel::SqliteConnection,
     head: &'static str,
     now: EpochMs,
-) -> Result<Option<Ranked>> {
-    Ok(DueSqlite { head, now }.get_result(c).optional()?)
+    limit: i64,
+) -> Result<Vec<Ranked>> {
+    Ok(DueSqlite { head, now, limit }.load(c)?)
 }
 
-/// The oldest due run: queued and available, or running with an expired
-/// lease, whichever became available first. Two queries, one per index
-/// (`runs_due`, `runs_lease_due`): one query with `OR` over both made
+/// The `n` oldest due runs: queued and available, or running with an
+/// expired lease, in the order they became available. Two queries, one per
+/// index (`runs_due`, `runs_lease_due`): one query with `OR` over both made
 /// SQLite read and sort every queued run for each claim.
-fn next_candidate(c: &mut AnyConnection, now: EpochMs) -> Result<Option<Candidate>> {
-    let (queued, expired): (Option<Ranked>, Option<Ranked>) = match c {
+fn next_candidates(c: &mut AnyConnection, now: EpochMs, n: usize) -> Result<Vec<Candidate>> {
+    let limit = i64::try_from(n).unwrap_or(i64::MAX);
+    let (queued, expired): (Vec<Ranked>, Vec<Ranked>) = match c {
         AnyConnection::Postgres(pg) => (
-            claim_due!("runs.status = 'queued'", runs::available_at, now)
+            claim_due!("runs.status = 'queued'", runs::available_at, now, limit)
                 .for_update()
                 .skip_locked()
-                .first(pg)
-                .optional()?,
-            claim_due!("runs.status = 'running'", runs::lease_expires_at, now)
-                .for_update()
-                .skip_locked()
-                .first(pg)
-                .optional()?,
+                .load(pg)?,
+            claim_due!(
+                "runs.status = 'running'",
+                runs::lease_expires_at,
+                now,
+                limit
+            )
+            .for_update()
+            .skip_locked()
+            .load(pg)?,
         ),
         // SQLite: the caller holds the write lock (BEGIN IMMEDIATE), so plain
         // reads are already exclusive among claimers. Without statistics its
         // planner prefers `runs_status_id` (every queued run, then a sort),
         // so the partial indexes are named.
         AnyConnection::Sqlite(sq) => (
-            due_sqlite(sq, DUE_QUEUED, now)?,
-            due_sqlite(sq, DUE_EXPIRED, now)?,
+            due_sqlite(sq, DUE_QUEUED, now, limit)?,
+            due_sqlite(sq, DUE_EXPIRED, now, limit)?,
         ),
     };
-    let pick = match (queued, expired) {
-        (Some(q), Some(e)) => Some(if (e.5, &e.0) < (q.5, &q.0) { e } else { q }),
-        (q, e) => q.or(e),
-    };
-    Ok(pick.map(|(id, status, attempt, max, owner, _)| (id, status, attempt, max, owner)))
+    let mut all: Vec<Ranked> = queued.into_iter().chain(expired).collect();
+    all.sort_by(|a, b| (a.5, &a.0).cmp(&(b.5, &b.0)));
+    all.truncate(n);
+    Ok(all
+        .into_iter()
+        .map(|(id, status, attempt, max, owner, _)| (id, status, attempt, max, owner))
+        .collect())
+}
+
+/// Claims up to `n` due runs for `owner` (see [`Store::submit_claims`]).
+/// Bounded: each pass claims, or moves runs whose last lease expired to
+/// `dead`; it reads again only when a pass moved some.
+fn claim_tx(
+    c: &mut AnyConnection,
+    owner: &str,
+    lease_ms: i64,
+    now: EpochMs,
+    n: usize,
+) -> Result<Vec<Run>> {
+    let mut claimed = Vec::with_capacity(n.min(64));
+    for _ in 0..32 {
+        let want = n - claimed.len();
+        if want == 0 {
+            break;
+        }
+        let candidates = next_candidates(c, now, want)?;
+        let found = candidates.len();
+        let mut buried = false;
+        for (id, status, attempt, max, old_owner) in candidates {
+            if status == RUNNING {
+                let err = format!(
+                    "lease of worker `{}` expired during attempt {attempt}",
+                    old_owner.as_deref().unwrap_or("?")
+                );
+                close_attempt(c, &id, attempt, now, "lease_expired", Some(&err))?;
+                if attempt >= max {
+                    let err = format!("{err}; no attempts left");
+                    diesel::update(runs::table.find(&id))
+                        .set((
+                            runs::status.eq(RunStatus::Dead.as_str()),
+                            runs::finished_at.eq(now),
+                            runs::error.eq(&err),
+                            runs::lease_owner.eq(None::<String>),
+                            runs::lease_expires_at.eq(None::<i64>),
+                        ))
+                        .execute(c)?;
+                    if let Some(run) = load_run(c, &id)? {
+                        let ev = run_failed_event(&run, &err);
+                        insert_events_tx(c, &[ev])?;
+                    }
+                    tracing::warn!(run.id = %id, "run dead after its last lease expired");
+                    buried = true;
+                    continue;
+                }
+            }
+            let next = attempt + 1;
+            Fixed::new(
+                CLAIM,
+                [
+                    Bind::Int(Some(next)),
+                    Bind::Text(Some(owner)),
+                    Bind::Big(Some(now + lease_ms)),
+                    Bind::Big(Some(now)),
+                    Bind::Text(Some(&id)),
+                ],
+            )
+            .execute(c)?;
+            diesel::insert_into(run_attempts::table)
+                .values(&RunAttemptRow {
+                    run_id: id.clone(),
+                    attempt: next,
+                    owner: owner.to_owned(),
+                    started_at: now,
+                    finished_at: None,
+                    outcome: None,
+                    error: None,
+                })
+                .execute(c)?;
+            if let Some(run) = load_run(c, &id)? {
+                claimed.push(run);
+            }
+        }
+        if !buried || found < want {
+            break;
+        }
+    }
+    Ok(claimed)
 }
 
 impl Store {
@@ -471,65 +561,20 @@ impl Store {
         lease_ms: i64,
         now: EpochMs,
     ) -> Committed<Option<Run>> {
-        self.submit(move |c| {
-            let owner = owner.as_str();
-            // Bounded: each pass either claims or moves one exhausted run to `dead`.
-            for _ in 0..32 {
-                let Some((id, status, attempt, max, old_owner)) = next_candidate(c, now)? else {
-                    return Ok(None);
-                };
-                if status == RUNNING {
-                    let err = format!(
-                        "lease of worker `{}` expired during attempt {attempt}",
-                        old_owner.as_deref().unwrap_or("?")
-                    );
-                    close_attempt(c, &id, attempt, now, "lease_expired", Some(&err))?;
-                    if attempt >= max {
-                        let err = format!("{err}; no attempts left");
-                        diesel::update(runs::table.find(&id))
-                            .set((
-                                runs::status.eq(RunStatus::Dead.as_str()),
-                                runs::finished_at.eq(now),
-                                runs::error.eq(&err),
-                                runs::lease_owner.eq(None::<String>),
-                                runs::lease_expires_at.eq(None::<i64>),
-                            ))
-                            .execute(c)?;
-                        if let Some(run) = load_run(c, &id)? {
-                            let ev = run_failed_event(&run, &err);
-                            insert_events_tx(c, &[ev])?;
-                        }
-                        tracing::warn!(run.id = %id, "run dead after its last lease expired");
-                        continue;
-                    }
-                }
-                let next = attempt + 1;
-                Fixed::new(
-                    CLAIM,
-                    [
-                        Bind::Int(Some(next)),
-                        Bind::Text(Some(owner)),
-                        Bind::Big(Some(now + lease_ms)),
-                        Bind::Big(Some(now)),
-                        Bind::Text(Some(&id)),
-                    ],
-                )
-                .execute(c)?;
-                diesel::insert_into(run_attempts::table)
-                    .values(&RunAttemptRow {
-                        run_id: id.clone(),
-                        attempt: next,
-                        owner: owner.to_owned(),
-                        started_at: now,
-                        finished_at: None,
-                        outcome: None,
-                        error: None,
-                    })
-                    .execute(c)?;
-                return load_run(c, &id);
-            }
-            Ok(None)
-        })
+        self.submit(move |c| Ok(claim_tx(c, &owner, lease_ms, now, 1)?.pop()))
+    }
+
+    /// Claims up to `n` runs at once, oldest first, like [`Store::submit_claim`]:
+    /// one read of the due runs for all of them, one commit. Fewer than `n`
+    /// (possibly none) when fewer are due.
+    pub fn submit_claims(
+        &self,
+        owner: String,
+        lease_ms: i64,
+        now: EpochMs,
+        n: usize,
+    ) -> Committed<Vec<Run>> {
+        self.submit(move |c| claim_tx(c, &owner, lease_ms, now, n))
     }
 
     /// Extends the lease to `until`; `false` when `owner` no longer holds it.
