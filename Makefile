@@ -2,7 +2,7 @@
 CARGO ?= cargo
 BIN_RELEASE := target/release/flowgate
 
-.PHONY: run cluster-demo test lint fmt bench bench-cluster bench-footprint bench-schedules bench-criterion openapi openapi-check schemathesis build build-release ci console console-check browser-test
+.PHONY: run cluster-demo test lint fmt bench bench-cluster bench-footprint bench-rss bench-schedules bench-criterion openapi openapi-check schemathesis build build-release ci console console-check browser-test
 
 run: build-release
 	@bash tools/dev-run.sh $(BIN_RELEASE)
@@ -52,6 +52,11 @@ bench-cluster:
 # Cold start to /readyz and RSS with many published flows (BENCH_FLOWS, 1000).
 bench-footprint: build-release
 	FLOWGATE_BIN=$(BIN_RELEASE) python3 tools/bench/footprint.py
+
+# RSS under 60 s of API-key load, every 10 s, beside bare actix-web (tools/bench/rss.py).
+bench-rss: build-release
+	$(CARGO) build --release -p flowgate-bench-bare
+	FLOWGATE_BIN=$(BIN_RELEASE) BARE_BIN=$(CURDIR)/target/release/bench-bare python3 tools/bench/rss.py
 
 # Schedule lag end to end: 300 every-second crons (BENCH_SCHEDULE_FLOWS, _SECS,
 # _SPREAD=1 for per-minute crons spread over the minute; see tools/bench/schedules.py).

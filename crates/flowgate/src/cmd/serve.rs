@@ -37,6 +37,9 @@ fn give_threads_a_run_stack() {
     }
 }
 
+/// How often the metrics recorder folds recorded histogram samples into buckets.
+const METRICS_UPKEEP: std::time::Duration = std::time::Duration::from_secs(5);
+
 async fn serve(config: Config) -> anyhow::Result<()> {
     let store = super::open_store(&config)?;
     let migrating = store.clone();
@@ -56,6 +59,17 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .context("metric buckets")?
         .install_recorder()
         .context("installing the metrics recorder")?;
+    // Histograms keep their raw samples until an upkeep folds them into the
+    // buckets; without it a node nobody scrapes grows by every request it serves.
+    let upkeep = prometheus.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(METRICS_UPKEEP);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
 
     let listener = std::net::TcpListener::bind(&config.server.listen)
         .with_context(|| format!("binding {}", config.server.listen))?;
