@@ -357,3 +357,68 @@ impl Registry {
         self.versions.run_pending_tasks();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    const MANIFEST: &str = "name = \"reg\"\n[[trigger]]\nkind = \"http\"\nmethod = \"POST\"\n\n[auth]\nmode = \"none\"\n";
+
+    /// A version whose cached copy expired (here: was invalidated) is not
+    /// loaded and compiled again when only its status changed, yet callers
+    /// see the new status at once.
+    #[tokio::test]
+    async fn a_status_change_reuses_the_loaded_package_and_shows_the_new_status() {
+        let engine = crate::queries::memory_engine();
+        let store = engine.store().clone();
+        let name = FlowName::parse("reg").unwrap_or_else(|e| panic!("name: {e}"));
+        store
+            .create_flow(&name)
+            .unwrap_or_else(|e| panic!("flow: {e}"));
+        let files: BTreeMap<String, String> = [
+            ("flow.toml".to_owned(), MANIFEST.to_owned()),
+            ("main.rhai".to_owned(), "#{ ok: true }".to_owned()),
+        ]
+        .into();
+        let sha = FlowPackage {
+            files: files.clone(),
+        }
+        .sha256();
+        let info = store
+            .insert_version(&name, &files, &sha)
+            .unwrap_or_else(|e| panic!("version: {e}"));
+        let n = i64::from(info.version);
+        let registry = engine.registry();
+
+        let draft = registry
+            .version(&name, n)
+            .await
+            .unwrap_or_else(|e| panic!("load: {e}"))
+            .unwrap_or_else(|| panic!("version {n} missing"));
+        assert_eq!(draft.status, VersionStatus::Draft);
+        assert!(matches!(
+            registry.resolve(&name, Some(n)).await,
+            Err(EngineError::NotFound(_))
+        ));
+
+        store
+            .publish_version(&name, info.version)
+            .unwrap_or_else(|e| panic!("publish: {e}"));
+        registry.invalidate(&name);
+        let live = registry
+            .resolve(&name, None)
+            .await
+            .unwrap_or_else(|e| panic!("resolve: {e}"));
+        assert_eq!((live.number, live.status), (n, VersionStatus::Published));
+        assert!(
+            Arc::ptr_eq(&draft.script.package, &live.script.package),
+            "an unchanged package was loaded again"
+        );
+        assert_eq!(live.sha256(), sha);
+        assert!(registry
+            .version(&name, n + 1)
+            .await
+            .is_ok_and(|v| v.is_none()));
+    }
+}
