@@ -236,12 +236,20 @@ impl Dispatcher for StoreBackend {
 /// or one that does not parse). Parsed once per version, not every refresh.
 type VersionCache = HashMap<(FlowName, u32), Option<(ScheduleEntry, u32)>>;
 
+/// The live versions the last refresh built its entries from, when every one
+/// of them was resolved (none left for the next refresh to look at again).
+type LastSnapshot = Option<Vec<(FlowName, u32)>>;
+
 /// The schedule entries of the live versions of enabled flows, and what
-/// [`StoreBackend`] needs to queue their runs.
+/// [`StoreBackend`] needs to queue their runs; `None` when the live versions
+/// are those of `last`, so the entries are unchanged. Each refresh reads the
+/// live versions; it builds the entries (thousands of them with as many
+/// scheduled flows) only when those changed.
 async fn live_schedules(
     engine: &Engine,
     cache: &mut VersionCache,
-) -> crate::Result<(Vec<ScheduleEntry>, HashMap<String, LiveSchedule>)> {
+    last: &mut LastSnapshot,
+) -> crate::Result<Option<(Vec<ScheduleEntry>, HashMap<String, LiveSchedule>)>> {
     let flows = engine
         .store()
         .call(|s| {
@@ -263,10 +271,15 @@ async fn live_schedules(
             Ok(out)
         })
         .await?;
+    if last.as_ref() == Some(&flows) {
+        return Ok(None);
+    }
     let mut entries = Vec::new();
     let mut live = HashMap::new();
     let mut seen = std::collections::HashSet::new();
-    for (flow, version) in flows {
+    let mut complete = true;
+    for (flow, version) in &flows {
+        let (flow, version) = (flow.clone(), *version);
         let key = (flow.clone(), version);
         seen.insert(key.clone());
         if !cache.contains_key(&key) {
@@ -284,9 +297,13 @@ async fn live_schedules(
                 }
                 // The registry's copy may predate the publish (it caches
                 // versions for a few seconds): look again next refresh.
-                Ok(_) => continue,
+                Ok(_) => {
+                    complete = false;
+                    continue;
+                }
                 Err(e) => {
                     tracing::warn!(flow.name = %flow, flow.version = version, error = %e, "cannot load the live version's schedule");
+                    complete = false;
                     continue;
                 }
             };
@@ -306,7 +323,8 @@ async fn live_schedules(
     }
     cache.retain(|k, _| seen.contains(k));
     entries.sort_by(|a, b| a.flow.cmp(&b.flow));
-    Ok((entries, live))
+    *last = complete.then_some(flows);
+    Ok(Some((entries, live)))
 }
 
 /// Starts the task that keeps the schedule entries current and, after its
@@ -320,11 +338,13 @@ pub fn spawn(engine: Engine, mut shutdown: watch::Receiver<bool>) -> JoinHandle<
             Some(engine.clone()),
         ));
         let mut cache = VersionCache::new();
+        let mut last: LastSnapshot = None;
         let mut entries_tx: Option<watch::Sender<Arc<Vec<ScheduleEntry>>>> = None;
         let mut scheduler: Option<JoinHandle<()>> = None;
         loop {
-            match live_schedules(&engine, &mut cache).await {
-                Ok((entries, live)) => {
+            match live_schedules(&engine, &mut cache, &mut last).await {
+                Ok(None) => {}
+                Ok(Some((entries, live))) => {
                     backend.set_live(live);
                     match &entries_tx {
                         Some(tx) => {
@@ -389,5 +409,72 @@ mod tests {
             flowgate_core::rfc3339(due)
         );
         assert!(run.input["request"].is_null());
+    }
+
+    fn version(engine: &Engine, flow: &FlowName, cron: &str) -> u32 {
+        let manifest =
+            format!("name = \"{flow}\"\n[[trigger]]\nkind = \"schedule\"\ncron = \"{cron}\"\n");
+        let files: std::collections::BTreeMap<String, String> = [
+            ("flow.toml".to_owned(), manifest),
+            ("main.rhai".to_owned(), "1".to_owned()),
+        ]
+        .into();
+        let sha = flowgate_core::package::FlowPackage {
+            files: files.clone(),
+        }
+        .sha256();
+        let v = engine
+            .store()
+            .insert_version(flow, &files, &sha)
+            .unwrap()
+            .version;
+        engine.store().publish_version(flow, v).unwrap();
+        engine.registry().invalidate(flow);
+        v
+    }
+
+    /// A refresh builds the entries again only when the live versions changed.
+    #[tokio::test]
+    async fn refreshes_rebuild_entries_only_when_live_versions_change() {
+        let engine = crate::queries::memory_engine();
+        let flow = FlowName::parse("tick").unwrap();
+        engine.store().create_flow(&flow).unwrap();
+        let v1 = version(&engine, &flow, "* * * * * *");
+        let (mut cache, mut last) = (VersionCache::new(), None);
+
+        let (entries, live) = live_schedules(&engine, &mut cache, &mut last)
+            .await
+            .unwrap()
+            .expect("first snapshot");
+        assert_eq!(entries.len(), 1);
+        assert_eq!(
+            (entries[0].version, live["tick"].version),
+            (i64::from(v1), v1)
+        );
+        assert!(live_schedules(&engine, &mut cache, &mut last)
+            .await
+            .unwrap()
+            .is_none());
+
+        let v2 = version(&engine, &flow, "0 * * * * *");
+        let (entries, live) = live_schedules(&engine, &mut cache, &mut last)
+            .await
+            .unwrap()
+            .expect("a new live version");
+        assert_eq!(
+            (entries[0].version, live["tick"].version),
+            (i64::from(v2), v2)
+        );
+        assert_eq!(
+            entries[0].spec,
+            flowgate_scheduler::CronSpec::parse("0 * * * * *", "UTC").unwrap()
+        );
+
+        engine.store().set_flow_disabled(&flow, true).unwrap();
+        let (entries, _) = live_schedules(&engine, &mut cache, &mut last)
+            .await
+            .unwrap()
+            .expect("a disabled flow");
+        assert!(entries.is_empty());
     }
 }
