@@ -25,11 +25,7 @@ STEP = 10
 
 def anon_mb(pid):
     """Anonymous resident memory (heap, stacks, caches), without mapped files."""
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("RssAnon:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
+    return bench.status_mb(pid, "RssAnon")
 
 
 def sampled(server, path, key):
