@@ -411,6 +411,61 @@ mod tests {
         assert!(run.input["request"].is_null());
     }
 
+    /// `overlap = "skip"` asks once per due time which flows still run: the
+    /// answer agrees with asking each flow, and a finished run does not count.
+    #[test]
+    fn running_of_names_the_flows_with_queued_or_running_runs() {
+        let store = Store::open_and_migrate("sqlite::memory:", [7; 32]).unwrap();
+        let now = flowgate_core::now_ms();
+        let queue = |name: &str| {
+            let flow = FlowName::parse(name).unwrap();
+            store.create_flow(&flow).unwrap();
+            let run = Run::queued(flow, 1, TriggerKind::Schedule, json!({}), 1, now);
+            store.enqueue(&run).unwrap();
+        };
+        // Queued in this order, so claimed in this order (oldest first).
+        queue("running");
+        queue("finished");
+        queue("queued");
+        store
+            .create_flow(&FlowName::parse("never").unwrap())
+            .unwrap();
+        let running = store.claim_next("node", 60_000, now).unwrap().unwrap();
+        let finished = store.claim_next("node", 60_000, now).unwrap().unwrap();
+        assert_eq!(
+            (running.flow.as_str(), finished.flow.as_str()),
+            ("running", "finished")
+        );
+        let outcome = flowgate_store::RunOutcome {
+            status: flowgate_core::run::RunStatus::Succeeded,
+            finished_at: now,
+            duration_ms: 1,
+            response_status: None,
+            response: None,
+            error: None,
+            logs: Vec::new(),
+            http_calls: None,
+        };
+        assert!(store.complete_run(finished.id, "node", &outcome).unwrap());
+
+        let backend = StoreBackend::new(store, None);
+        let asked = ["running", "finished", "queued", "never"];
+        let active = backend.running_of(&asked).unwrap();
+        let expected: HashSet<String> = ["running", "queued"].map(String::from).into();
+        assert_eq!(active, expected);
+        for flow in asked {
+            assert_eq!(
+                backend.is_running(flow).unwrap(),
+                active.contains(flow),
+                "{flow}"
+            );
+        }
+        assert!(backend
+            .running_of(&["finished", "never"])
+            .unwrap()
+            .is_empty());
+    }
+
     fn version(engine: &Engine, flow: &FlowName, cron: &str) -> u32 {
         let manifest =
             format!("name = \"{flow}\"\n[[trigger]]\nkind = \"schedule\"\ncron = \"{cron}\"\n");
