@@ -95,26 +95,24 @@ async fn claim_loop(engine: Engine, mut shutdown: watch::Receiver<bool>) {
             .submit_claims(owner, lease_ms, now, permits.len())
             .await;
         metrics::histogram!("flowgate_queue_claim_seconds").record(started.elapsed().as_secs_f64());
-        let mut idle = false;
-        let mut failed = None;
         match claimed {
             Ok(runs) => {
-                idle = runs.len() < permits.len();
+                let idle = runs.len() < permits.len();
                 for (run, permit) in runs.into_iter().zip(permits) {
                     let id = run.id;
                     let task = running.spawn(execute_claimed(engine.clone(), run, permit));
                     held.insert(task.id(), id);
                 }
+                if idle && sleep_or_shutdown(IDLE_POLL, &mut shutdown, Some(engine.wake())).await {
+                    break;
+                }
             }
-            Err(e) => failed = Some(e),
-        }
-        if let Some(e) = failed {
-            tracing::warn!(error = %e, "claiming runs failed");
-            if sleep_or_shutdown(Duration::from_secs(1), &mut shutdown, None).await {
-                break;
+            Err(e) => {
+                tracing::warn!(error = %e, "claiming runs failed");
+                if sleep_or_shutdown(Duration::from_secs(1), &mut shutdown, None).await {
+                    break;
+                }
             }
-        } else if idle && sleep_or_shutdown(IDLE_POLL, &mut shutdown, Some(engine.wake())).await {
-            break;
         }
     }
     // Stop claiming; let running runs finish (each is bounded by its timeout).
