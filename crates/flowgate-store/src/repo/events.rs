@@ -6,7 +6,7 @@ use diesel::prelude::*;
 use flowgate_core::event::Event;
 use flowgate_core::{now_ms, EventId};
 
-use crate::conn::{batch_insert, AnyConnection};
+use crate::conn::{batch_insert_cached, AnyConnection};
 use crate::error::{Result, StoreError};
 use crate::models::events::EventRow;
 use crate::repo::runs::insert_run_tx;
@@ -25,7 +25,7 @@ pub(crate) fn insert_events_tx(c: &mut AnyConnection, evs: &[Event]) -> Result<(
         .map(|e| EventRow::from_event(e, None, now))
         .collect::<Result<Vec<_>>>()?;
     for chunk in rows.chunks(200) {
-        batch_insert!(&mut *c, events::table, chunk);
+        batch_insert_cached!(&mut *c, events::table, chunk);
     }
     Ok(())
 }
