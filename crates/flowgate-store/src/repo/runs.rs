@@ -13,7 +13,7 @@ use flowgate_core::event::{types, Event};
 use flowgate_core::run::{LogLine, RunStatus};
 use flowgate_core::{now_ms, EpochMs, FlowName, RunId};
 
-use crate::conn::{batch_insert, batch_insert_cached, AnyConnection, Bind, Fixed};
+use crate::conn::{batch_insert_cached, AnyConnection, Bind, Fixed};
 use crate::error::{Result, StoreError};
 use crate::models::run_attempts::RunAttemptRow;
 use crate::models::run_logs::RunLogRow;
@@ -75,11 +75,9 @@ pub(crate) fn check_enqueueable(run: &Run) -> Result<()> {
 /// Inserts a run row (and its first attempt when it already started) plus logs.
 pub(crate) fn insert_run_tx(c: &mut AnyConnection, run: &Run, logs: &[LogLine]) -> Result<()> {
     let row = RunRow::from_run(run)?;
-    diesel::insert_into(runs::table).values(&row).execute(c)?;
+    batch_insert_cached!(&mut *c, runs::table, std::slice::from_ref(&row));
     if let Some(att) = first_attempt(run, &row.id) {
-        diesel::insert_into(run_attempts::table)
-            .values(&att)
-            .execute(c)?;
+        batch_insert_cached!(&mut *c, run_attempts::table, std::slice::from_ref(&att));
     }
     append_logs_tx(c, &row.id, run.attempt, logs)
 }
@@ -162,7 +160,7 @@ fn append_logs_tx(
         })
         .collect();
     for chunk in rows.chunks(500) {
-        batch_insert!(&mut *c, run_logs::table, chunk);
+        batch_insert_cached!(&mut *c, run_logs::table, chunk);
     }
     Ok(())
 }
@@ -210,8 +208,6 @@ fn owned_attempt(c: &mut AnyConnection, id: &str, owner: &str) -> Result<Option<
         .optional()?)
 }
 
-type Candidate = (String, String, i32, i32, Option<String>);
-
 /// The oldest run in a status whose `due` column is at or before `now`.
 /// The status is an SQL literal (`runs.status = 'queued'`), not a bound
 /// parameter: only then can the databases use the partial indexes
@@ -222,19 +218,10 @@ macro_rules! claim_due {
             .filter(diesel::dsl::sql::<diesel::sql_types::Bool>($status_sql))
             .filter($due.le($now))
             .order((runs::available_at.asc(), runs::id.asc()))
-            .select((
-                runs::id,
-                runs::status,
-                runs::attempt,
-                runs::max_attempts,
-                runs::lease_owner,
-                runs::available_at,
-            ))
+            .select(RunRow::as_select())
             .limit($limit)
     };
 }
-
-type Ranked = (String, String, i32, i32, Option<String>, i64);
 
 /// [`claim_due!`] on SQLite: a fixed statement through a named partial index,
 /// with `now` as its only bound value. Unlike `sql_query` (and `dsl::sql`),
@@ -249,12 +236,29 @@ struct DueSqlite {
     limit: i64,
 }
 
+/// Every column of `runs`, in the order of `schema.rs` and [`RunRow`]: a
+/// claim reads the whole row once and builds the claimed run from it.
+macro_rules! run_columns {
+    () => {
+        "id, flow, version, trigger_kind, status, attempt, max_attempts, input, \
+         available_at, lease_owner, lease_expires_at, started_at, finished_at, \
+         duration_ms, response_status, response, error, scheduled_at, event_id, \
+         idempotency_key, created_at, http_calls"
+    };
+}
+
 /// Queued runs available at `now`, through `runs_due`.
-const DUE_QUEUED: &str = "SELECT id, status, attempt, max_attempts, lease_owner, available_at \
-     FROM runs INDEXED BY runs_due WHERE status = 'queued' AND available_at <= ";
+const DUE_QUEUED: &str = concat!(
+    "SELECT ",
+    run_columns!(),
+    " FROM runs INDEXED BY runs_due WHERE status = 'queued' AND available_at <= "
+);
 /// Running runs whose lease expired by `now`, through `runs_lease_due`.
-const DUE_EXPIRED: &str = "SELECT id, status, attempt, max_attempts, lease_owner, available_at \
-     FROM runs INDEXED BY runs_lease_due WHERE status = 'running' AND lease_expires_at <= ";
+const DUE_EXPIRED: &str = concat!(
+    "SELECT ",
+    run_columns!(),
+    " FROM runs INDEXED BY runs_lease_due WHERE status = 'running' AND lease_expires_at <= "
+);
 
 impl diesel::query_builder::QueryId for DueSqlite {
     type QueryId = ();
@@ -262,14 +266,7 @@ impl diesel::query_builder::QueryId for DueSqlite {
 }
 
 impl diesel::query_builder::Query for DueSqlite {
-    type SqlType = (
-        diesel::sql_types::Text,
-        diesel::sql_types::Text,
-        diesel::sql_types::Integer,
-        diesel::sql_types::Integer,
-        diesel::sql_types::Nullable<diesel::sql_types::Text>,
-        diesel::sql_types::BigInt,
-    );
+    type SqlType = runs::SqlType;
 }
 
 impl diesel::query_builder::QueryFragment<diesel::sqlite::Sqlite> for DueSqlite {
@@ -292,7 +289,7 @@ fn due_sqlite(
     head: &'static str,
     now: EpochMs,
     limit: i64,
-) -> Result<Vec<Ranked>> {
+) -> Result<Vec<RunRow>> {
     Ok(DueSqlite { head, now, limit }.load(c)?)
 }
 
@@ -300,9 +297,9 @@ fn due_sqlite(
 /// expired lease, in the order they became available. Two queries, one per
 /// index (`runs_due`, `runs_lease_due`): one query with `OR` over both made
 /// SQLite read and sort every queued run for each claim.
-fn next_candidates(c: &mut AnyConnection, now: EpochMs, n: usize) -> Result<Vec<Candidate>> {
+fn next_candidates(c: &mut AnyConnection, now: EpochMs, n: usize) -> Result<Vec<RunRow>> {
     let limit = i64::try_from(n).unwrap_or(i64::MAX);
-    let (queued, expired): (Vec<Ranked>, Vec<Ranked>) = match c {
+    let (queued, expired): (Vec<RunRow>, Vec<RunRow>) = match c {
         AnyConnection::Postgres(pg) => (
             claim_due!("runs.status = 'queued'", runs::available_at, now, limit)
                 .for_update()
@@ -327,13 +324,10 @@ fn next_candidates(c: &mut AnyConnection, now: EpochMs, n: usize) -> Result<Vec<
             due_sqlite(sq, DUE_EXPIRED, now, limit)?,
         ),
     };
-    let mut all: Vec<Ranked> = queued.into_iter().chain(expired).collect();
-    all.sort_by(|a, b| (a.5, &a.0).cmp(&(b.5, &b.0)));
+    let mut all: Vec<RunRow> = queued.into_iter().chain(expired).collect();
+    all.sort_by(|a, b| (a.available_at, &a.id).cmp(&(b.available_at, &b.id)));
     all.truncate(n);
-    Ok(all
-        .into_iter()
-        .map(|(id, status, attempt, max, owner, _)| (id, status, attempt, max, owner))
-        .collect())
+    Ok(all)
 }
 
 /// Claims up to `n` due runs for `owner` (see [`Store::submit_claims`]).
@@ -355,11 +349,12 @@ fn claim_tx(
         let candidates = next_candidates(c, now, want)?;
         let found = candidates.len();
         let mut buried = false;
-        for (id, status, attempt, max, old_owner) in candidates {
-            if status == RUNNING {
+        for mut row in candidates {
+            let (id, attempt, max) = (row.id.clone(), row.attempt, row.max_attempts);
+            if row.status == RUNNING {
                 let err = format!(
                     "lease of worker `{}` expired during attempt {attempt}",
-                    old_owner.as_deref().unwrap_or("?")
+                    row.lease_owner.as_deref().unwrap_or("?")
                 );
                 close_attempt(c, &id, attempt, now, "lease_expired", Some(&err))?;
                 if attempt >= max {
@@ -394,20 +389,27 @@ fn claim_tx(
                 ],
             )
             .execute(c)?;
-            diesel::insert_into(run_attempts::table)
-                .values(&RunAttemptRow {
-                    run_id: id.clone(),
-                    attempt: next,
-                    owner: owner.to_owned(),
-                    started_at: now,
-                    finished_at: None,
-                    outcome: None,
-                    error: None,
-                })
-                .execute(c)?;
-            if let Some(run) = load_run(c, &id)? {
-                claimed.push(run);
-            }
+            let attempt_row = RunAttemptRow {
+                run_id: id,
+                attempt: next,
+                owner: owner.to_owned(),
+                started_at: now,
+                finished_at: None,
+                outcome: None,
+                error: None,
+            };
+            batch_insert_cached!(
+                &mut *c,
+                run_attempts::table,
+                std::slice::from_ref(&attempt_row)
+            );
+            // The row as `CLAIM` left it: no second read.
+            row.status = RUNNING.to_owned();
+            row.attempt = next;
+            row.lease_owner = Some(owner.to_owned());
+            row.lease_expires_at = Some(now + lease_ms);
+            row.started_at = Some(now);
+            claimed.push(row.into_run()?);
         }
         if !buried || found < want {
             break;
