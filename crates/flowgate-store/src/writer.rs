@@ -50,10 +50,12 @@ type Done = Box<dyn FnOnce(Option<&StoreError>) + Send>;
 type WriteFn = Box<dyn FnOnce(std::result::Result<&mut AnyConnection, &StoreError>) -> Done + Send>;
 
 /// A finished run nobody waits for (see [`Writer::record_run`]), kept as data:
-/// the records of a batch share one multi-row insert.
+/// the records of a batch share one multi-row insert. The rows are built by
+/// the thread that ran the flow, so the writer neither serialises the run's
+/// JSON nor frees the parsed documents another thread allocated.
 pub(crate) struct RunRecord {
-    pub run: crate::types::Run,
-    pub logs: Vec<flowgate_core::run::LogLine>,
+    pub row: crate::models::runs::RunRow,
+    pub logs: Vec<crate::models::run_logs::RunLogRow>,
 }
 
 enum Job {
@@ -374,16 +376,29 @@ fn flush_records(conn: &mut AnyConnection, records: &mut Vec<RunRecord>) {
     if records.is_empty() {
         return;
     }
-    let together = conn.transaction(|c| crate::repo::runs::insert_runs_tx(c, records));
+    // Moved into one slice per table: a multi-row insert takes them as they are.
+    let mut counts = Vec::with_capacity(records.len());
+    let mut rows = Vec::with_capacity(records.len());
+    let mut logs = Vec::new();
+    for r in records.drain(..) {
+        counts.push(r.logs.len());
+        rows.push(r.row);
+        logs.extend(r.logs);
+    }
+    let together = conn.transaction(|c| crate::repo::runs::insert_runs_tx(c, &rows, &logs));
     if together.is_err() {
-        for r in records.iter() {
-            let alone = conn.transaction(|c| crate::repo::runs::insert_run_tx(c, &r.run, &r.logs));
+        let mut rest = logs.as_slice();
+        for (row, n) in rows.iter().zip(counts) {
+            let (own, tail) = rest.split_at(n.min(rest.len()));
+            rest = tail;
+            let alone = conn.transaction(|c| {
+                crate::repo::runs::insert_runs_tx(c, std::slice::from_ref(row), own)
+            });
             if let Err(e) = alone {
-                tracing::warn!(error = %e, run.id = %r.run.id, "a run record was not written");
+                tracing::warn!(error = %e, run.id = %row.id, "a run record was not written");
             }
         }
     }
-    records.clear();
 }
 
 fn commit_batch(pool: &Pool<Manager>, jobs: &mut Vec<Job>, pending: &AtomicUsize) {

@@ -107,23 +107,13 @@ fn first_attempt(run: &Run, id: &str) -> Option<RunAttemptRow> {
 /// logs. Their one attempt is not written: it is all in the run's row, and
 /// [`Store::get_run`] shows it from there. All or nothing: the caller runs it
 /// in a savepoint.
-pub(crate) fn insert_runs_tx(c: &mut AnyConnection, records: &[RunRecord]) -> Result<()> {
+pub(crate) fn insert_runs_tx(
+    c: &mut AnyConnection,
+    rows: &[RunRow],
+    logs: &[RunLogRow],
+) -> Result<()> {
     /// Rows per statement, under SQLite's and PostgreSQL's bound-parameter limits.
     const CHUNK: usize = 500;
-    let mut rows = Vec::with_capacity(records.len());
-    let mut logs = Vec::new();
-    for r in records {
-        let row = RunRow::from_run(&r.run)?;
-        logs.extend(r.logs.iter().enumerate().map(|(i, l)| RunLogRow {
-            run_id: row.id.clone(),
-            seq: 1 + i as i32,
-            time: l.time,
-            level: l.level.as_str().to_owned(),
-            message: l.message.clone(),
-            attempt: r.run.attempt as i32,
-        }));
-        rows.push(row);
-    }
     for chunk in rows.chunks(CHUNK) {
         batch_insert_cached!(&mut *c, runs::table, chunk);
     }
@@ -131,6 +121,25 @@ pub(crate) fn insert_runs_tx(c: &mut AnyConnection, records: &[RunRecord]) -> Re
         batch_insert_cached!(&mut *c, run_logs::table, chunk);
     }
     Ok(())
+}
+
+/// The rows of a finished run that nobody waits for (see [`Store::record_run`]).
+fn run_record(run: &Run, logs: Vec<LogLine>) -> Result<RunRecord> {
+    let row = RunRow::from_run(run)?;
+    let attempt = run.attempt as i32;
+    let logs = logs
+        .into_iter()
+        .enumerate()
+        .map(|(i, l)| RunLogRow {
+            run_id: row.id.clone(),
+            seq: 1 + i as i32,
+            time: l.time,
+            level: l.level.as_str().to_owned(),
+            message: l.message,
+            attempt,
+        })
+        .collect();
+    Ok(RunRecord { row, logs })
 }
 
 fn append_logs_tx(
@@ -442,7 +451,10 @@ impl Store {
     /// around it within [`crate::LINGER`], is visible at once to reads
     /// that flush the writer, and is lost if the process dies before that.
     pub fn record_run(&self, run: Run, logs: Vec<LogLine>) {
-        self.inner.writer.record_run(RunRecord { run, logs });
+        match run_record(&run, logs) {
+            Ok(record) => self.inner.writer.record_run(record),
+            Err(e) => tracing::warn!(error = %e, run.id = %run.id, "a run record was not written"),
+        }
     }
 
     /// Durably queues a run (status must be `queued`, attempt 0); once this
