@@ -9,7 +9,7 @@ use flowgate_core::{EpochMs, RunId};
 use crate::conn::AnyConnection;
 use crate::error::{Result, StoreError};
 use crate::models::idempotency::{IdempotencyRow, DONE, IN_FLIGHT};
-use crate::repo::runs::{check_enqueueable, insert_run_tx};
+use crate::repo::runs::{insert_queued_tx, queued_row};
 use crate::schema::idempotency;
 use crate::types::{IdempotencyBegin, Run};
 use crate::{Committed, Store};
@@ -93,22 +93,25 @@ impl Store {
         key: String,
         response: &Value,
     ) -> Committed<RunId> {
-        if let Err(e) = check_enqueueable(&run) {
-            return Committed::failed(e);
-        }
+        let row = match queued_row(&run) {
+            Ok(row) => row,
+            Err(e) => return Committed::failed(e),
+        };
         let text = match serde_json::to_string(response) {
             Ok(t) => t,
             Err(e) => return Committed::failed(e.into()),
         };
+        let id = run.id;
+        drop(run);
         self.submit(move |c| {
-            insert_run_tx(c, &run, &[])?;
+            insert_queued_tx(c, &row)?;
             diesel::update(idempotency::table.find(&key))
                 .set((
                     idempotency::state.eq(DONE),
                     idempotency::response.eq(Some(&text)),
                 ))
                 .execute(c)?;
-            Ok(run.id)
+            Ok(id)
         })
     }
 

@@ -72,6 +72,20 @@ pub(crate) fn check_enqueueable(run: &Run) -> Result<()> {
     Ok(())
 }
 
+/// Inserts the row of a run that has not started (queued: no attempt, no
+/// logs), built by the caller's thread so the writer only binds it.
+pub(crate) fn insert_queued_tx(c: &mut AnyConnection, row: &RunRow) -> Result<()> {
+    batch_insert_cached!(&mut *c, runs::table, std::slice::from_ref(row));
+    Ok(())
+}
+
+/// The row of a run to queue, refused unless it is fresh in the queue (see
+/// [`check_enqueueable`]).
+pub(crate) fn queued_row(run: &Run) -> Result<RunRow> {
+    check_enqueueable(run)?;
+    RunRow::from_run(run)
+}
+
 /// Inserts a run row (and its first attempt when it already started) plus logs.
 pub(crate) fn insert_run_tx(c: &mut AnyConnection, run: &Run, logs: &[LogLine]) -> Result<()> {
     let row = RunRow::from_run(run)?;
@@ -467,12 +481,15 @@ impl Store {
     /// Queues a run through the group-committing writer: the run is durable
     /// (and will reach an end state) once the returned [`Committed`] resolves `Ok`.
     pub fn submit_enqueue(&self, run: Run) -> Committed<RunId> {
-        if let Err(e) = check_enqueueable(&run) {
-            return Committed::failed(e);
-        }
+        let row = match queued_row(&run) {
+            Ok(row) => row,
+            Err(e) => return Committed::failed(e),
+        };
+        let id = run.id;
+        drop(run);
         self.submit(move |c| {
-            insert_run_tx(c, &run, &[])?;
-            Ok(run.id)
+            insert_queued_tx(c, &row)?;
+            Ok(id)
         })
     }
 

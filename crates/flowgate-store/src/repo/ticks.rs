@@ -4,9 +4,11 @@ use diesel::prelude::*;
 
 use flowgate_core::FlowName;
 
+use crate::conn::batch_insert_cached;
 use crate::error::{Result, StoreError};
+use crate::models::runs::RunRow;
 use crate::models::schedule_ticks::TickRow;
-use crate::repo::runs::insert_run_tx;
+use crate::repo::runs::insert_queued_tx;
 use crate::schema::schedule_ticks;
 use crate::types::{Run, Tick};
 use crate::{Committed, Store};
@@ -24,16 +26,17 @@ impl Store {
     /// submitted together share one group commit.
     pub fn submit_tick(&self, tick: &Tick, run: Option<&Run>) -> Committed<bool> {
         let row = TickRow::from_tick(tick);
-        let run = run.cloned();
+        let run = match run.map(RunRow::from_run).transpose() {
+            Ok(row) => row,
+            Err(e) => return Committed::failed(e),
+        };
         let (flow, due_at) = (tick.flow.as_str().to_owned(), tick.due_at);
         self.submit(move |c| {
             // In its own savepoint: losing the race must not abort the batch.
             let res = c.transaction(|c| {
-                diesel::insert_into(schedule_ticks::table)
-                    .values(&row)
-                    .execute(c)?;
+                batch_insert_cached!(&mut *c, schedule_ticks::table, std::slice::from_ref(&row));
                 if let Some(r) = &run {
-                    insert_run_tx(c, r, &[])?;
+                    insert_queued_tx(c, r)?;
                 }
                 Ok(())
             });
