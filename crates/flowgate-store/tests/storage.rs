@@ -541,6 +541,15 @@ fn queue_claims_many_oldest_first(db: &Db) {
     assert!(got
         .iter()
         .all(|r| r.status == RunStatus::Running && r.lease_owner.as_deref() == Some("w2")));
+    // A claimed run is built from the row it read, not read again: it must be
+    // exactly what the database now holds (input, lease, start, attempt).
+    for r in &got {
+        let stored = s.get_run(r.id).unwrap().unwrap().run;
+        assert_eq!(r, &stored);
+        assert_eq!(r.started_at, Some(later));
+        assert_eq!(r.lease_expires_at, Some(later + 5_000));
+    }
+    assert_eq!(got[1].input, runs[1].input, "the stored input comes back");
 
     let rest = s
         .submit_claims("w3".into(), 5_000, later, 10)
