@@ -649,7 +649,10 @@ impl Store {
     /// [`Store::finish_run_with_events`] through the group-committing writer:
     /// the outcome holds once the returned [`Committed`] resolves (`false`:
     /// the lease was lost and nothing was written). Async callers await it
-    /// without a blocking thread.
+    /// without a blocking thread. The outcome may linger up to
+    /// [`crate::LINGER`] for company: the claim its freed queue slot makes
+    /// next ends the linger and shares its commit, so a busy queue commits
+    /// one outcome and one claim together instead of one after the other.
     pub fn submit_finish(
         &self,
         id: RunId,
@@ -681,7 +684,7 @@ impl Store {
             Err(e) => return Committed::failed(e),
         };
         let id = id.to_string();
-        self.submit(move |c| {
+        self.submit_lazy(move |c| {
             let Some(attempt) = owned_attempt(c, &id, &owner)? else {
                 return Ok(false);
             };
@@ -734,7 +737,8 @@ impl Store {
         .wait()
     }
 
-    /// [`Store::retry_run`] through the group-committing writer.
+    /// [`Store::retry_run`] through the group-committing writer; lingers like
+    /// [`Store::submit_finish`].
     pub fn submit_retry(
         &self,
         id: RunId,
@@ -744,7 +748,7 @@ impl Store {
         logs: Vec<LogLine>,
     ) -> Committed<bool> {
         let id = id.to_string();
-        self.submit(move |c| {
+        self.submit_lazy(move |c| {
             let Some(attempt) = owned_attempt(c, &id, &owner)? else {
                 return Ok(false);
             };
