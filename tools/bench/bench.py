@@ -48,6 +48,17 @@ def cpu_ticks(pid):
     return int(fields[11]) + int(fields[12])  # utime, stime
 
 
+def written_bytes(pid):
+    """Bytes the process handed to write calls so far (/proc/PID/io `wchar`): for a
+    Flowgate node, its WAL frames and checkpoints. Unlike time, other tenants of a
+    shared machine do not change it."""
+    with open(f"/proc/{pid}/io") as f:
+        for line in f:
+            if line.startswith("wchar:"):
+                return int(line.split()[1])
+    return 0
+
+
 def status_mb(pid, field):
     """A memory figure of /proc/PID/status (VmRSS, RssAnon, ...) in MB."""
     with open(f"/proc/{pid}/status") as f:
