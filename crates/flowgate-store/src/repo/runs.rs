@@ -221,14 +221,20 @@ fn load_run(c: &mut AnyConnection, id: &str) -> Result<Option<Run>> {
 }
 
 /// The current attempt of a run still leased by `owner`, `None` when the lease is lost.
+/// Runs on the concrete connection, where diesel caches the prepared
+/// statement by its type (through [`AnyConnection`] it builds the SQL text
+/// again on every call to look the statement up): every outcome and lease
+/// renewal asks it.
 fn owned_attempt(c: &mut AnyConnection, id: &str, owner: &str) -> Result<Option<i32>> {
-    Ok(runs::table
+    let q = runs::table
         .find(id)
         .filter(runs::lease_owner.eq(owner))
         .filter(runs::status.eq(RUNNING))
-        .select(runs::attempt)
-        .first(c)
-        .optional()?)
+        .select(runs::attempt);
+    Ok(match c {
+        AnyConnection::Sqlite(sq) => q.first(sq).optional()?,
+        AnyConnection::Postgres(pg) => q.first(pg).optional()?,
+    })
 }
 
 /// The oldest run in a status whose `due` column is at or before `now`.
