@@ -10,12 +10,14 @@
 //! needs durability awaits it, one that needs none calls
 //! [`Committed::detach`].
 //!
-//! A write somebody waits for is never delayed: while one batch commits, the
-//! next collects, so a lone write commits at once and a busy node commits many
-//! writes per transaction. Writes nobody waits for ([`Writer::record_run`]: a sync
-//! run's record, whose loss in a crash acknowledges nothing) may linger up to
-//! [`LINGER`] to share a transaction with the writes that follow; the first
-//! awaited write, a barrier or a full batch ends the linger. Because writes are
+//! An urgent write ([`Writer::submit`]) is never delayed: while one batch
+//! commits, the next collects, so a lone write commits at once and a busy node
+//! commits many writes per transaction. Lazy writes, which nobody waits for or
+//! whose waiter does not mind a delay ([`Writer::record_run`]: a sync run's
+//! record, whose loss in a crash acknowledges nothing; audit entries; a queue
+//! run's outcome, whose slot is already free), may linger up to [`LINGER`] to
+//! share a transaction with the writes that follow; the first urgent write, a
+//! barrier or a full batch ends the linger. Because writes are
 //! taken strictly in arrival order, queue claims and async acknowledgements
 //! share the writer fairly: neither can starve the other.
 

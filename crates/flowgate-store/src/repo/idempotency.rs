@@ -9,7 +9,7 @@ use flowgate_core::{EpochMs, RunId};
 use crate::conn::AnyConnection;
 use crate::error::{Result, StoreError};
 use crate::models::idempotency::{IdempotencyRow, DONE, IN_FLIGHT};
-use crate::repo::runs::{insert_queued_tx, queued_row};
+use crate::repo::runs::{insert_row_tx, queued_row};
 use crate::schema::idempotency;
 use crate::types::{IdempotencyBegin, Run};
 use crate::{Committed, Store};
@@ -102,9 +102,8 @@ impl Store {
             Err(e) => return Committed::failed(e.into()),
         };
         let id = run.id;
-        drop(run);
         self.submit(move |c| {
-            insert_queued_tx(c, &row)?;
+            insert_row_tx(c, &row)?;
             diesel::update(idempotency::table.find(&key))
                 .set((
                     idempotency::state.eq(DONE),

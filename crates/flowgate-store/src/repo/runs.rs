@@ -72,9 +72,9 @@ pub(crate) fn check_enqueueable(run: &Run) -> Result<()> {
     Ok(())
 }
 
-/// Inserts the row of a run that has not started (queued: no attempt, no
-/// logs), built by the caller's thread so the writer only binds it.
-pub(crate) fn insert_queued_tx(c: &mut AnyConnection, row: &RunRow) -> Result<()> {
+/// Inserts a run's row alone (a queued run has no attempt and no logs yet),
+/// built by the caller's thread so the writer only binds it.
+pub(crate) fn insert_row_tx(c: &mut AnyConnection, row: &RunRow) -> Result<()> {
     batch_insert_cached!(&mut *c, runs::table, std::slice::from_ref(row));
     Ok(())
 }
@@ -89,7 +89,7 @@ pub(crate) fn queued_row(run: &Run) -> Result<RunRow> {
 /// Inserts a run row (and its first attempt when it already started) plus logs.
 pub(crate) fn insert_run_tx(c: &mut AnyConnection, run: &Run, logs: &[LogLine]) -> Result<()> {
     let row = RunRow::from_run(run)?;
-    batch_insert_cached!(&mut *c, runs::table, std::slice::from_ref(&row));
+    insert_row_tx(c, &row)?;
     if let Some(att) = first_attempt(run, &row.id) {
         batch_insert_cached!(&mut *c, run_attempts::table, std::slice::from_ref(&att));
     }
@@ -492,9 +492,8 @@ impl Store {
             Err(e) => return Committed::failed(e),
         };
         let id = run.id;
-        drop(run);
         self.submit(move |c| {
-            insert_queued_tx(c, &row)?;
+            insert_row_tx(c, &row)?;
             Ok(id)
         })
     }

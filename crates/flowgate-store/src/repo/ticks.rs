@@ -8,7 +8,7 @@ use crate::conn::batch_insert_cached;
 use crate::error::{Result, StoreError};
 use crate::models::runs::RunRow;
 use crate::models::schedule_ticks::TickRow;
-use crate::repo::runs::insert_queued_tx;
+use crate::repo::runs::insert_row_tx;
 use crate::schema::schedule_ticks;
 use crate::types::{Run, Tick};
 use crate::{Committed, Store};
@@ -36,7 +36,7 @@ impl Store {
             let res = c.transaction(|c| {
                 batch_insert_cached!(&mut *c, schedule_ticks::table, std::slice::from_ref(&row));
                 if let Some(r) = &run {
-                    insert_queued_tx(c, r)?;
+                    insert_row_tx(c, r)?;
                 }
                 Ok(())
             });
