@@ -357,8 +357,10 @@ mod tests {
         assert_eq!(r.used, 1, "SQLite was built without SQLITE_ENABLE_QPSG");
     }
 
-    /// `.cargo/config.toml` keeps statement journals in memory up to 1 MiB:
-    /// with SQLite's 64 KiB a batch of run records made a temporary file.
+    /// `.cargo/config.toml` keeps statement journals in memory up to 1 MiB
+    /// (with SQLite's 64 KiB a batch of run records made a temporary file),
+    /// and turns off the global mutexes of memory statistics and of
+    /// serialized mode.
     #[test]
     fn bundled_sqlite_keeps_a_batch_statement_journal_in_memory() {
         #[derive(diesel::QueryableByName)]
@@ -371,11 +373,16 @@ mod tests {
             diesel::sql_query("SELECT compile_options AS opt FROM pragma_compile_options")
                 .load(&mut c)
                 .expect("compile options");
-        assert!(
-            opts.iter()
-                .any(|o| o.opt.as_deref() == Some("STMTJRNL_SPILL=1048576")),
-            "SQLite was built without SQLITE_STMTJRNL_SPILL=1048576"
-        );
+        for want in [
+            "STMTJRNL_SPILL=1048576",
+            "THREADSAFE=2",
+            "DEFAULT_MEMSTATUS=0",
+        ] {
+            assert!(
+                opts.iter().any(|o| o.opt.as_deref() == Some(want)),
+                "SQLite was built without SQLITE_{want} (see .cargo/config.toml)"
+            );
+        }
     }
 
     /// Records the SQL of each statement a connection prepares to keep.
