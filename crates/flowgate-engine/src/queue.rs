@@ -282,14 +282,12 @@ async fn finish_claimed(engine: &Engine, run: Run, owner: &str, slot: OwnedSemap
         Ok(_) => {
             let stored = store_outcome(&outcome, RunStatus::Succeeded);
             let events = emitted_events(&run.flow, &outcome, &cause);
-            metrics::counter!("flowgate_runs_total", "flow" => flow, "status" => "succeeded")
-                .increment(1);
+            crate::invoke::count_run(run.flow.as_str(), "succeeded");
             engine.store().submit_finish(id, o, stored, events)
         }
         Err(f) if !f.is_retryable() => {
             let stored = store_outcome(&outcome, RunStatus::Failed);
-            metrics::counter!("flowgate_runs_total", "flow" => flow, "status" => "failed")
-                .increment(1);
+            crate::invoke::count_run(run.flow.as_str(), "failed");
             engine.store().submit_finish(id, o, stored, Vec::new())
         }
         Err(_) if run.attempt < run.max_attempts => {
@@ -305,8 +303,7 @@ async fn finish_claimed(engine: &Engine, run: Run, owner: &str, slot: OwnedSemap
             let events: Vec<Event> = run_failed_event(&run, &outcome, RunStatus::Dead, &cause)
                 .into_iter()
                 .collect();
-            metrics::counter!("flowgate_runs_total", "flow" => flow, "status" => "dead")
-                .increment(1);
+            crate::invoke::count_run(run.flow.as_str(), "dead");
             engine.store().submit_finish(id, o, stored, events)
         }
     };

@@ -65,7 +65,7 @@ pub async fn request_context(
         .filter(|s| acceptable_request_id(s))
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
-    let method = method_label(req.method()).to_owned();
+    let method = method_label(req.method());
     let scoped_id = id.clone();
     let fut = async move {
         match AssertUnwindSafe(next.call(req)).catch_unwind().await {
@@ -133,12 +133,37 @@ pub async fn request_context(
         .request()
         .match_pattern()
         .unwrap_or_else(|| "unmatched".to_owned());
-    let status = res.status().as_u16().to_string();
+    let status = res.status().as_u16();
     let elapsed = started.elapsed().as_secs_f64();
-    metrics::counter!("flowgate_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status.clone()).increment(1);
-    metrics::histogram!("flowgate_http_request_duration_seconds", "method" => method.clone(), "route" => route.clone(), "status" => status.clone()).record(elapsed);
     tracing::debug!(request_id = %id, http.method = %method, http.route = %route, http.status = %status, duration_ms = (elapsed * 1000.0) as u64, "request");
+    record_request(method, route, status, elapsed);
     Ok(res)
+}
+
+/// Counts a request and records its latency. The labelled handles are built
+/// and looked up in the recorder once per method, route and status on each
+/// thread, not once per request. The combinations are bounded: methods are
+/// [`method_label`]'s, routes the server's patterns (or `unmatched`), statuses
+/// three digits.
+fn record_request(method: &'static str, route: String, status: u16, elapsed: f64) {
+    type Handles = (metrics::Counter, metrics::Histogram);
+    thread_local! {
+        static HANDLES: std::cell::RefCell<std::collections::HashMap<(&'static str, String, u16), Handles>> =
+            std::cell::RefCell::default();
+    }
+    HANDLES.with_borrow_mut(|handles| {
+        let (count, latency) = handles
+            .entry((method, route, status))
+            .or_insert_with_key(|(method, route, status)| {
+                let (route, status) = (route.clone(), status.to_string());
+                (
+                    metrics::counter!("flowgate_http_requests_total", "method" => *method, "route" => route.clone(), "status" => status.clone()),
+                    metrics::histogram!("flowgate_http_request_duration_seconds", "method" => *method, "route" => route, "status" => status),
+                )
+            });
+        count.increment(1);
+        latency.record(elapsed);
+    });
 }
 
 #[cfg(test)]

@@ -38,7 +38,9 @@ fn to_dynamic_at(v: &Value, depth: usize, max: usize) -> Result<Dynamic, TooDeep
                 Dynamic::from_float(n.as_f64().unwrap_or(f64::NAN))
             }
         }
-        Value::String(s) => Dynamic::from(s.clone()),
+        // Straight from the text: a short string is kept inline, with no
+        // `String` copy made and freed on the way.
+        Value::String(s) => Dynamic::from(rhai::ImmutableString::from(s.as_str())),
         Value::Array(a) => {
             if depth >= max {
                 return Err(TooDeep { max });
