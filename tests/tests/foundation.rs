@@ -75,12 +75,42 @@ async fn metrics_count_requests_by_route_and_status_and_cache_use() {
         let res = s.request(Method::POST, "/flows/ping").send().await.unwrap();
         assert_eq!(res.status().as_u16(), 200);
     }
+    let res = s.request(Method::POST, "/flows/nope").send().await.unwrap();
+    assert_eq!(res.status().as_u16(), 404);
     let text = s.metrics().await;
-    assert!(
+    // One sample per label set, counted on every call (the handles are kept
+    // per thread; each call must still count).
+    let sample = |name: &str, labels: &[&str]| -> Option<f64> {
         text.lines()
-            .any(|l| l.starts_with("flowgate_http_requests_total")
-                && l.contains("route=\"/flows/{flow}{tail:.*}\"")
-                && l.contains("status=\"200\"")),
+            .find(|l| {
+                l.starts_with(&format!("{name}{{")) && labels.iter().all(|want| l.contains(want))
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    };
+    let flow_route = "route=\"/flows/{flow}{tail:.*}\"";
+    assert_eq!(
+        sample(
+            "flowgate_http_requests_total",
+            &[flow_route, "status=\"200\"", "method=\"POST\""]
+        ),
+        Some(3.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            "flowgate_http_requests_total",
+            &[flow_route, "status=\"404\""]
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            "flowgate_runs_total",
+            &["flow=\"ping\"", "status=\"succeeded\""]
+        ),
+        Some(3.0),
         "{text}"
     );
     assert!(
