@@ -372,28 +372,32 @@ impl Engine {
         );
         run.id = run_id;
         events.extend(run_failed_event(&run, &outcome, status, &cause));
-        // The answer and the stored response: one copy of the body between them.
-        let answer = match outcome.result {
+        // A successful run's answer is its stored response: it stays in the
+        // run until the record is built from it, and is copied only for a
+        // write that takes the run along (events, an idempotency record).
+        let failed = match outcome.result {
             Ok(r) => {
-                let doc = into_response_doc(r);
-                run.response = Some(doc.clone());
-                doc
+                run.response = Some(into_response_doc(r));
+                None
             }
             Err(f) => {
                 run.response = Some(json!({"status": f.http_status(), "body": f.problem_body()}));
                 run.error = Some(f.message());
-                failure_doc(&f, run_id)
+                Some(failure_doc(&f, run_id))
             }
         };
         let idempotent = inv.idempotency_key.is_some();
         run.idempotency_key = inv.idempotency_key;
         count_run(v.flow.as_str(), status.as_str());
         let emitted = !events.is_empty();
-        if emitted || idempotent {
+        let answer = if emitted || idempotent {
+            let answer = failed.unwrap_or_else(|| run.response.clone().unwrap_or(Value::Null));
             self.store().submit_run(run, logs, events).await?;
+            answer
         } else {
-            self.store().record_run(run, logs);
-        }
+            self.store().record_run(&run, logs);
+            failed.unwrap_or_else(|| run.response.take().unwrap_or(Value::Null))
+        };
         // Emitted events wait in the outbox: hand them on now (the store
         // announces the user changes it commits itself).
         if emitted {

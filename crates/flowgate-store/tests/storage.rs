@@ -129,9 +129,9 @@ fn recorded_runs_survive_a_refused_record_and_show_their_attempt(db: &Db) {
     let mut again = first.clone();
     again.input = json!({"i": "again"});
     let (b, c) = (run(1), run(2));
-    s.record_run(again, vec![line("dup")]);
-    s.record_run(b.clone(), vec![line("x"), line("y")]);
-    s.record_run(c.clone(), vec![]);
+    s.record_run(&again, vec![line("dup")]);
+    s.record_run(&b, vec![line("x"), line("y")]);
+    s.record_run(&c, vec![]);
 
     let detail = s.get_run(b.id).unwrap().expect("b was recorded");
     assert_eq!(detail.run.input, json!({"i": 1}));
@@ -175,10 +175,7 @@ fn many_recorded_runs_all_land_with_their_logs(db: &Db) {
         })
         .collect();
     for (i, r) in runs.iter().enumerate() {
-        s.record_run(
-            r.clone(),
-            vec![line(&format!("a{i}")), line(&format!("b{i}"))],
-        );
+        s.record_run(r, vec![line(&format!("a{i}")), line(&format!("b{i}"))]);
     }
     for (i, r) in runs.iter().enumerate() {
         let d = s

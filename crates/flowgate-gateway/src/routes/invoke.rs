@@ -121,11 +121,18 @@ fn response_from_doc(mut doc: Value) -> HttpResponse {
         res.content_type(crate::error::PROBLEM_JSON);
         let mut b = body;
         b["request_id"] = Value::String(current_request_id());
-        res.body(b.to_string())
+        res.body(json_bytes(&b))
     } else {
         res.content_type("application/json");
-        res.body(body.to_string())
+        res.body(json_bytes(&body))
     }
+}
+
+/// A JSON document's text, written straight into bytes (not through
+/// `Display`'s formatter).
+fn json_bytes(v: &Value) -> Vec<u8> {
+    // Writing a `Value` cannot fail: its map keys are strings.
+    serde_json::to_vec(v).unwrap_or_else(|_| b"null".to_vec())
 }
 
 async fn invoke(

@@ -470,8 +470,8 @@ impl Store {
     /// no events and has no idempotency record): it commits with the writes
     /// around it within [`crate::LINGER`], is visible at once to reads
     /// that flush the writer, and is lost if the process dies before that.
-    pub fn record_run(&self, run: Run, logs: Vec<LogLine>) {
-        match run_record(&run, logs) {
+    pub fn record_run(&self, run: &Run, logs: Vec<LogLine>) {
+        match run_record(run, logs) {
             Ok(record) => self.inner.writer.record_run(record),
             Err(e) => tracing::warn!(error = %e, run.id = %run.id, "a run record was not written"),
         }
