@@ -2,7 +2,7 @@
 CARGO ?= cargo
 BIN_RELEASE := target/release/flowgate
 
-.PHONY: run cluster-demo test lint fmt bench bench-cluster bench-footprint bench-rss bench-schedules bench-criterion openapi openapi-check schemathesis build build-release ci console console-check browser-test
+.PHONY: run cluster-demo test lint fmt bench bench-cluster bench-footprint bench-rss bench-instructions bench-schedules bench-criterion openapi openapi-check schemathesis build build-release ci console console-check browser-test
 
 run: build-release
 	@bash tools/dev-run.sh $(BIN_RELEASE)
@@ -52,6 +52,11 @@ bench-cluster:
 # Cold start to /readyz and RSS with many published flows (BENCH_FLOWS, 1000).
 bench-footprint: build-release
 	FLOWGATE_BIN=$(BIN_RELEASE) python3 tools/bench/footprint.py
+
+# User-space instructions per sync call under callgrind, a figure noise does not
+# move (tools/bench/instructions.sh; needs valgrind).
+bench-instructions: build-release
+	@bash tools/bench/instructions.sh $(BIN_RELEASE)
 
 # RSS under 60 s of API-key load, every 10 s, beside bare actix-web (tools/bench/rss.py).
 bench-rss: build-release
