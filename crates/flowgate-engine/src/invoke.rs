@@ -173,21 +173,20 @@ pub(crate) fn count_run(flow: &str, status: &'static str) {
             std::cell::RefCell::default();
     }
     HANDLES.with_borrow_mut(|handles| {
-        if !handles.contains_key(flow) {
-            handles.insert(flow.to_owned(), Vec::new());
-        }
-        let Some(by_status) = handles.get_mut(flow) else {
+        let known = handles
+            .get(flow)
+            .and_then(|by_status| by_status.iter().find(|(s, _)| *s == status));
+        if let Some((_, c)) = known {
+            c.increment(1);
             return;
-        };
-        let at = match by_status.iter().position(|(s, _)| *s == status) {
-            Some(at) => at,
-            None => {
-                let c = metrics::counter!("flowgate_runs_total", "flow" => flow.to_owned(), "status" => status);
-                by_status.push((status, c));
-                by_status.len() - 1
-            }
-        };
-        by_status[at].1.increment(1);
+        }
+        let c =
+            metrics::counter!("flowgate_runs_total", "flow" => flow.to_owned(), "status" => status);
+        c.increment(1);
+        handles
+            .entry(flow.to_owned())
+            .or_default()
+            .push((status, c));
     });
 }
 
