@@ -21,7 +21,9 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::error::{EngineError, Result};
-use crate::invoke::{Answer, CallerInfo, Idempotency, Invocation, RunRequest, TriggerInfo};
+use crate::invoke::{
+    Answer, CallerInfo, Idempotency, Invocation, RequestBody, RunRequest, TriggerInfo,
+};
 use crate::registry::LoadedVersion;
 use crate::Engine;
 
@@ -139,8 +141,25 @@ fn invalid_idempotency_key() -> EngineError {
     }
 }
 
+/// How a JSON body without an input schema is kept for its run.
+#[derive(Clone, Copy)]
+enum KeepJson {
+    /// Parsed into script values now (a sync run takes them), nested at
+    /// most this deep.
+    Parsed { max_depth: usize },
+    /// Checked and kept as text (a queued run parses its stored input).
+    Checked,
+}
+
 /// Parses the body per SPEC §5 and validates it against the input schema.
-fn parse_body_now(ct: Option<&str>, version: &LoadedVersion, body: &[u8]) -> Result<Value> {
+/// A JSON body without a schema is kept as its text (see [`KeepJson`]); a
+/// schema needs the value.
+fn parse_body_now(
+    ct: Option<&str>,
+    version: &LoadedVersion,
+    body: &[u8],
+    keep: KeepJson,
+) -> Result<RequestBody> {
     let json_ct = ct.is_some_and(is_json_content_type);
     if version.input_schema.is_some() && !json_ct && !(body.is_empty() && ct.is_none()) {
         return Err(EngineError::UnsupportedMediaType {
@@ -148,13 +167,21 @@ fn parse_body_now(ct: Option<&str>, version: &LoadedVersion, body: &[u8]) -> Res
             accept_json: true,
         });
     }
+    let invalid_json = |e: serde_json::Error| EngineError::BadRequest {
+        code: "invalid_json",
+        detail: format!("the body is not valid JSON: {e}"),
+    };
+    if json_ct && !body.is_empty() && version.input_schema.is_none() {
+        let kept = match keep {
+            KeepJson::Parsed { max_depth } => flowgate_script::JsonBody::parse(body, max_depth),
+            KeepJson::Checked => flowgate_script::JsonBody::checked(body),
+        };
+        return kept.map(RequestBody::Json).map_err(invalid_json);
+    }
     let value = if body.is_empty() {
         Value::Null
     } else if json_ct {
-        serde_json::from_slice(body).map_err(|e| EngineError::BadRequest {
-            code: "invalid_json",
-            detail: format!("the body is not valid JSON: {e}"),
-        })?
+        serde_json::from_slice(body).map_err(invalid_json)?
     } else {
         match std::str::from_utf8(body) {
             Ok(s) => Value::String(s.to_owned()),
@@ -183,11 +210,11 @@ fn parse_body_now(ct: Option<&str>, version: &LoadedVersion, body: &[u8]) -> Res
             return Err(EngineError::Invalid { message, details });
         }
     }
-    Ok(value)
+    Ok(RequestBody::Value(value))
 }
 
 /// The script's `request` map of a call.
-fn run_request(head: &dyn CallHead, target: &Target, body: Value) -> Result<RunRequest> {
+fn run_request(head: &dyn CallHead, target: &Target, body: RequestBody) -> Result<RunRequest> {
     let query: std::collections::BTreeMap<String, String> =
         serde_urlencoded::from_str(head.query()).map_err(|e| EngineError::BadRequest {
             code: "invalid_query",
@@ -299,15 +326,21 @@ impl Engine {
         }
 
         let ct = head.header("content-type").map(str::to_owned);
+        let keep = match target.endpoint.mode {
+            flowgate_core::manifest::RunMode::Sync => KeepJson::Parsed {
+                max_depth: self.runtime().config().limits.max_value_depth,
+            },
+            flowgate_core::manifest::RunMode::Async => KeepJson::Checked,
+        };
         let (body, body_bytes) = if body_bytes.len() <= INLINE_PARSE_BYTES {
             (
-                parse_body_now(ct.as_deref(), &version, &body_bytes)?,
+                parse_body_now(ct.as_deref(), &version, &body_bytes, keep)?,
                 body_bytes,
             )
         } else {
             let v = version.clone();
             tokio::task::spawn_blocking(move || {
-                parse_body_now(ct.as_deref(), &v, &body_bytes).map(|b| (b, body_bytes))
+                parse_body_now(ct.as_deref(), &v, &body_bytes, keep).map(|b| (b, body_bytes))
             })
             .await??
         };
@@ -635,6 +668,157 @@ mod tests {
             matches!(&err, Err(EngineError::Invalid { details, .. }) if details["errors"][0]["pointer"] == "/n"),
             "{err:?}"
         );
+    }
+
+    /// A flow without an input schema on `POST /echo`, run in `mode`.
+    async fn echo_flow(name: &str, mode: &str) -> Engine {
+        let engine = crate::queries::memory_engine();
+        let files = BTreeMap::from([
+            (
+                "flow.toml".to_owned(),
+                format!(
+                    "name = \"{name}\"\n[[trigger]]\nkind = \"http\"\nmethod = \"POST\"\npath = \"/echo\"\nmode = \"{mode}\"\n[auth]\nmode = \"none\"\n"
+                ),
+            ),
+            (
+                "main.rhai".to_owned(),
+                "#{ got: request.body, first: request.body.items[0] }".to_owned(),
+            ),
+        ]);
+        let created = engine
+            .create_flow(name, FlowPackage { files })
+            .await
+            .unwrap_or_else(|e| panic!("create: {e}"));
+        engine
+            .publish(name, created.version, false)
+            .await
+            .unwrap_or_else(|e| panic!("publish: {e}"));
+        engine
+    }
+
+    /// The one run of `flow`, read back from the store.
+    async fn only_run(engine: &Engine, flow: &str) -> flowgate_store::Run {
+        engine.store().flush_writes();
+        let filter = flowgate_store::RunFilter {
+            flow: Some(FlowName::parse(flow).unwrap_or_else(|e| panic!("{e}"))),
+            status: None,
+        };
+        let page = engine
+            .list_runs(filter, None, 10)
+            .await
+            .unwrap_or_else(|e| panic!("runs: {e}"));
+        assert_eq!(page.items.len(), 1, "{:?}", page.items);
+        page.items
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| unreachable!())
+    }
+
+    #[tokio::test]
+    async fn a_json_body_reaches_the_script_and_the_stored_input_as_sent() {
+        // Whitespace, a repeated key and a number too large for an integer:
+        // the script and the stored input see what a JSON parser makes of
+        // them, the stored input with its keys in the order they came.
+        let sent = " {\"z\": 1, \"items\": [{\"a\": null}, 2.5], \"big\": 18446744073709551615,\n \"z\": 3} ";
+        let expected = json!({"z": 3, "items": [{"a": null}, 2.5], "big": 18446744073709551615u64});
+        for mode in ["sync", "async"] {
+            let flow = format!("echo-{mode}");
+            let engine = echo_flow(&flow, mode).await;
+            let path: &'static str = Box::leak(format!("/flows/{flow}/echo").into_boxed_str());
+            let head = TestHead {
+                method: "POST",
+                path,
+                query: "k=v",
+                headers: vec![("content-type", "application/json"), ("x-extra", "1")],
+            };
+            let answer = engine
+                .call_flow(
+                    FlowCall {
+                        head: &head,
+                        flow: &flow,
+                        tail: "/echo",
+                        client_ip: IpAddr::from([127, 0, 0, 1]),
+                        request_id: "req-9".into(),
+                    },
+                    |_| async move { Ok(sent.as_bytes().to_vec()) },
+                    &mut CallNotes::default(),
+                )
+                .await
+                .unwrap_or_else(|e| panic!("{mode} call: {e}"));
+            if mode == "sync" {
+                assert_eq!(answer.doc["body"]["got"]["z"], 3, "{mode}");
+                assert_eq!(answer.doc["body"]["first"], json!({"a": null}));
+                assert_eq!(answer.doc["body"]["got"]["big"], 18446744073709551615.0);
+            } else {
+                assert_eq!(answer.doc["status"], 202);
+            }
+            let run = only_run(&engine, &flow).await;
+            let input = &run.input;
+            assert_eq!(input["request"]["body"], expected, "{mode}");
+            assert_eq!(input["request"]["method"], "POST");
+            assert_eq!(input["request"]["query"], json!({"k": "v"}));
+            assert_eq!(input["request_id"], "req-9");
+            assert_eq!(input["caller"]["kind"], "anonymous");
+            let keys: Vec<&str> = input
+                .as_object()
+                .map(|m| m.keys().map(String::as_str).collect())
+                .unwrap_or_default();
+            assert_eq!(keys, ["request", "caller", "trigger", "request_id"]);
+            let request_keys: Vec<&str> = input["request"]
+                .as_object()
+                .map(|m| m.keys().map(String::as_str).collect())
+                .unwrap_or_default();
+            assert_eq!(request_keys.last(), Some(&"body"), "{mode}");
+            let body_keys: Vec<&str> = input["request"]["body"]
+                .as_object()
+                .map(|m| m.keys().map(String::as_str).collect())
+                .unwrap_or_default();
+            assert_eq!(body_keys, ["z", "items", "big"], "{mode}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_deeply_nested_body_is_a_bad_request_and_a_deep_one_runs() {
+        let engine = echo_flow("deep", "sync").await;
+        let head = TestHead {
+            method: "POST",
+            path: "/flows/deep/echo",
+            query: "",
+            headers: vec![("content-type", "application/json")],
+        };
+        let nested =
+            |depth: usize| format!("{{\"items\": {}{}}}", "[".repeat(depth), "]".repeat(depth));
+        for (depth, runs) in [(100, true), (5_000, false)] {
+            let sent = nested(depth);
+            let answer = engine
+                .call_flow(
+                    FlowCall {
+                        head: &head,
+                        flow: "deep",
+                        tail: "/echo",
+                        client_ip: IpAddr::from([127, 0, 0, 1]),
+                        request_id: "req-d".into(),
+                    },
+                    |_| async move { Ok(sent.into_bytes()) },
+                    &mut CallNotes::default(),
+                )
+                .await;
+            if runs {
+                let doc = answer.map(|a| a.doc).unwrap_or_else(|e| panic!("{e}"));
+                assert_eq!(doc["status"], 200, "{doc}");
+            } else {
+                assert!(
+                    matches!(
+                        &answer,
+                        Err(EngineError::BadRequest {
+                            code: "invalid_json",
+                            ..
+                        })
+                    ),
+                    "{answer:?}"
+                );
+            }
+        }
     }
 
     #[tokio::test]

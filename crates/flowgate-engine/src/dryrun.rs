@@ -127,6 +127,7 @@ impl Engine {
         });
         let run_id = RunId::new();
         let input = RunInput {
+            body: None,
             request,
             caller: req
                 .caller

@@ -5,7 +5,7 @@
 use flowgate_core::event::{Cause, Event};
 use flowgate_core::run::{RunStatus, TriggerKind};
 use flowgate_core::{FlowName, RunId};
-use flowgate_script::{FlowResponse, Host, RunInput, RunOutcome};
+use flowgate_script::{FlowResponse, Host, JsonBody, RunInput, RunOutcome};
 use flowgate_store::Run;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -27,13 +27,39 @@ pub struct RunRequest {
     pub query: std::collections::BTreeMap<String, String>,
     /// Headers the script may see (repeated ones joined with `, `).
     pub headers: serde_json::Map<String, Value>,
-    /// The parsed body (`null` when empty).
-    pub body: Value,
+    /// The body.
+    pub body: RequestBody,
+}
+
+/// A request body as the script's `request.body` gets it.
+#[derive(Debug, Clone)]
+pub enum RequestBody {
+    /// A parsed value (`null` when empty).
+    Value(Value),
+    /// JSON kept as sent: parsed straight into script values, and stored
+    /// with the run as its text.
+    Json(JsonBody),
+}
+
+impl Default for RequestBody {
+    fn default() -> Self {
+        Self::Value(Value::Null)
+    }
+}
+
+impl serde::Serialize for RequestBody {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match self {
+            Self::Value(v) => v.serialize(s),
+            Self::Json(b) => b.serialize(s),
+        }
+    }
 }
 
 impl RunRequest {
-    /// The script's `request` map, moving the parts (no copy of the body).
-    fn into_value(self) -> Value {
+    /// The script's `request` map, moving the parts (no copy of the body);
+    /// a body kept as JSON text comes apart from the map.
+    fn into_value(self) -> (Value, Option<JsonBody>) {
         let mut m = serde_json::Map::with_capacity(6);
         m.insert("method".into(), Value::String(self.method));
         m.insert("path".into(), Value::String(self.path));
@@ -48,15 +74,21 @@ impl RunRequest {
             ),
         );
         m.insert("headers".into(), Value::Object(self.headers));
-        m.insert("body".into(), self.body);
-        Value::Object(m)
+        let body = match self.body {
+            RequestBody::Value(v) => {
+                m.insert("body".into(), v);
+                None
+            }
+            RequestBody::Json(b) => Some(b),
+        };
+        (Value::Object(m), body)
     }
 
     /// The request of an admin "run now": a `POST` of `body` at the base.
     pub fn admin(body: Value) -> Self {
         Self {
             method: "POST".into(),
-            body,
+            body: RequestBody::Value(body),
             ..Self::default()
         }
     }
@@ -134,6 +166,8 @@ pub struct Invocation {
 /// The maps a script sees of an invocation, converted once.
 struct InputMaps {
     request: Value,
+    /// `request.body` when it was kept as JSON text.
+    body: Option<JsonBody>,
     caller: Value,
     trigger: Value,
 }
@@ -142,24 +176,75 @@ impl Invocation {
     /// The script's maps, taking the request out of the invocation.
     fn take_maps(&mut self) -> InputMaps {
         let to_value = |v: serde_json::Result<Value>| v.unwrap_or(Value::Null);
+        let (request, body) = std::mem::take(&mut self.request).into_value();
         InputMaps {
-            request: std::mem::take(&mut self.request).into_value(),
+            request,
+            body,
             caller: to_value(serde_json::to_value(&self.caller)),
             trigger: to_value(serde_json::to_value(&self.trigger_info)),
         }
     }
 }
 
+/// A run's stored input: `{request, caller, trigger, request_id}`, what
+/// replays and retries run with again.
+struct RecordInput {
+    /// The document (`null` when `text` holds it).
+    value: Value,
+    /// The document as JSON text, when the body was kept as text: the
+    /// body goes in as it was sent, not serialised again.
+    text: Option<String>,
+}
+
 impl InputMaps {
-    /// The run's stored input (what replays and retries run with again),
-    /// moving the maps in.
-    fn into_record(self, request_id: String) -> Value {
+    /// The run's stored input, moving the maps in.
+    fn into_record(self, request_id: String) -> RecordInput {
+        if let Some(body) = &self.body {
+            if let Some(text) = self.record_text(body.text(), &request_id) {
+                return RecordInput {
+                    value: Value::Null,
+                    text: Some(text),
+                };
+            }
+        }
+        let mut request = self.request;
+        if let (Some(body), Some(m)) = (&self.body, request.as_object_mut()) {
+            m.insert("body".into(), body.to_value());
+        }
         let mut m = serde_json::Map::with_capacity(4);
-        m.insert("request".into(), self.request);
+        m.insert("request".into(), request);
         m.insert("caller".into(), self.caller);
         m.insert("trigger".into(), self.trigger);
         m.insert("request_id".into(), Value::String(request_id));
-        Value::Object(m)
+        RecordInput {
+            value: Value::Object(m),
+            text: None,
+        }
+    }
+
+    /// The stored input as text, the `request` map (which has no `body`
+    /// key) followed by the body's own text; the same document, key order
+    /// included, as the one [`Self::into_record`] builds otherwise.
+    fn record_text(&self, body: &str, request_id: &str) -> Option<String> {
+        let request = serde_json::to_string(&self.request).ok()?;
+        let request = request.strip_suffix('}')?;
+        let mut out = String::with_capacity(request.len() + body.len() + 256);
+        out.push_str("{\"request\":");
+        out.push_str(request);
+        out.push_str(if request.len() > 1 {
+            ",\"body\":"
+        } else {
+            "\"body\":"
+        });
+        out.push_str(body);
+        out.push_str("},\"caller\":");
+        out.push_str(&serde_json::to_string(&self.caller).ok()?);
+        out.push_str(",\"trigger\":");
+        out.push_str(&serde_json::to_string(&self.trigger).ok()?);
+        out.push_str(",\"request_id\":");
+        out.push_str(&serde_json::to_string(request_id).ok()?);
+        out.push('}');
+        Some(out)
     }
 }
 
@@ -320,6 +405,7 @@ impl Engine {
         let v = inv.version.clone();
         let maps = inv.take_maps();
         let input = Arc::new(RunInput {
+            body: maps.body,
             request: maps.request,
             caller: maps.caller,
             trigger: maps.trigger,
@@ -341,6 +427,7 @@ impl Engine {
         let input = Arc::try_unwrap(input).unwrap_or_else(|shared| (*shared).clone());
         let maps = InputMaps {
             request: input.request,
+            body: input.body,
             caller: input.caller,
             trigger: input.trigger,
         };
@@ -361,14 +448,16 @@ impl Engine {
             logs: Vec::new(),
             http_calls: serde_json::to_value(&outcome.http_calls).ok(),
         };
+        let record = maps.into_record(inv.request_id);
         let mut run = Run::finished(
             v.flow.clone(),
             u32::try_from(v.number).unwrap_or(0),
             inv.trigger,
-            maps.into_record(inv.request_id),
+            record.value,
             started_at,
             &stored,
         );
+        run.input_json = record.text;
         run.id = run_id;
         events.extend(run_failed_event(&run, &outcome, status, &cause));
         // A successful run's answer is its stored response: it stays in the
@@ -444,10 +533,11 @@ impl Engine {
             v.flow.clone(),
             u32::try_from(v.number).unwrap_or(0),
             inv.trigger,
-            input,
+            input.value,
             v.manifest().retry.max_attempts,
             flowgate_core::now_ms(),
         );
+        run.input_json = input.text;
         run.idempotency_key = inv.idempotency_key;
         run
     }

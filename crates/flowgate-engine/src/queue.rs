@@ -237,6 +237,7 @@ async fn finish_claimed(engine: &Engine, run: Run, owner: &str, slot: OwnedSemap
         .unwrap_or_default()
         .to_owned();
     let run_input = RunInput {
+        body: None,
         request: input.get("request").cloned().unwrap_or(Value::Null),
         caller: input.get("caller").cloned().unwrap_or(Value::Null),
         trigger: input.get("trigger").cloned().unwrap_or(Value::Null),

@@ -64,6 +64,7 @@ fn bench(c: &mut Criterion) {
         flow: FlowName::parse("bench").expect("name"),
     };
     let input = RunInput {
+        body: None,
         request: json!({"method": "POST", "path": "", "params": {}, "query": {}, "headers": {}, "body": body()}),
         caller: json!({"kind": "api_key"}),
         trigger: json!({"kind": "http"}),

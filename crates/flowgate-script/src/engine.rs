@@ -308,7 +308,15 @@ impl ScriptEngine for RhaiEngine {
             ("trigger", &input.trigger),
             ("ctx", &input.ctx),
         ] {
-            let v = try_to_dynamic(value, max_depth).map_err(|_| too_deep(name))?;
+            let mut v = try_to_dynamic(value, max_depth).map_err(|_| too_deep(name))?;
+            if let (Some(body), "request") = (&input.body, name) {
+                let b = body
+                    .take_dynamic(1, max_depth)
+                    .map_err(|_| too_deep(name))?;
+                if let Some(mut m) = v.write_lock::<rhai::Map>() {
+                    m.insert("body".into(), b);
+                }
+            }
             scope.push_dynamic(name, v);
         }
         let evaluated = self.engine.eval_ast_with_scope::<Dynamic>(&mut scope, ast);

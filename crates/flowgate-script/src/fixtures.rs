@@ -246,6 +246,7 @@ pub fn build_input(manifest: &Manifest, version: i64, fx: &Fixture) -> Result<Ru
         "attempt": 1,
     });
     Ok(RunInput {
+        body: None,
         request,
         caller,
         trigger,

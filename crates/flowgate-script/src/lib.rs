@@ -8,6 +8,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod api;
+pub mod body;
 pub mod budget;
 pub mod config;
 pub mod convert;
@@ -24,6 +25,7 @@ pub mod redact;
 pub mod runtime;
 
 pub use api::{script_api_catalogue, ApiEntry, ApiKind, ApiParam};
+pub use body::JsonBody;
 pub use config::{HttpDefaults, RuntimeConfig, SandboxLimits, RUN_STACK_BYTES};
 pub use engine::{RhaiEngine, ScriptEngine};
 pub use error::{CompileError, RuntimeError};

@@ -6,11 +6,17 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
+use crate::body::JsonBody;
+
 /// The maps a script sees (SPEC §4): `request`, `caller`, `trigger`, `ctx`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct RunInput {
     /// `request`: method, path, params, query, headers, body.
     pub request: Value,
+    /// The request body as sent, when it was kept as JSON text: it is
+    /// `request.body` then, and `request` has no `body` key of its own.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body: Option<JsonBody>,
     /// `caller`: kind, id, scopes.
     pub caller: Value,
     /// `trigger`: kind, plus `event` or `scheduled_at`.

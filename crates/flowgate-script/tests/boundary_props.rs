@@ -40,6 +40,7 @@ fn run(script: &str, body: Value) -> RunOutcome {
         flow: FlowName::parse("p").unwrap(),
     };
     let input = RunInput {
+        body: None,
         request: json!({ "body": body }),
         ..RunInput::default()
     };

@@ -22,6 +22,7 @@ fn version(script: &str) -> FlowVersion {
 
 fn input() -> RunInput {
     RunInput {
+        body: None,
         request: json!({"method": "POST", "path": "", "params": {}, "query": {}, "headers": {}, "body": {"n": 2}}),
         caller: json!({"kind": "anonymous"}),
         trigger: json!({"kind": "http"}),

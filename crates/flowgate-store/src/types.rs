@@ -126,6 +126,12 @@ pub struct Run {
     pub max_attempts: u32,
     /// The script inputs: `{request, caller, trigger, ctx}` as the engine chooses.
     pub input: Value,
+    /// The inputs already rendered as JSON text by the engine (a request
+    /// body kept as the caller sent it): when set, the store writes this text
+    /// instead of `input`. A run read back has its inputs in `input` and
+    /// this `None`.
+    #[serde(skip)]
+    pub input_json: Option<String>,
     /// A queued run is not claimed before this time.
     pub available_at: EpochMs,
     /// Worker holding the lease while running.
@@ -175,6 +181,7 @@ impl Run {
             attempt: 0,
             max_attempts: max_attempts.max(1),
             input,
+            input_json: None,
             available_at,
             lease_owner: None,
             lease_expires_at: None,

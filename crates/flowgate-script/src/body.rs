@@ -1,0 +1,298 @@
+//! [`JsonBody`]: a JSON request body kept as the caller sent it, parsed
+//! straight into script values. A call's body is parsed once, with no
+//! `serde_json::Value` built, converted and freed on the way, and the run's
+//! stored input takes the text as it is instead of serialising the body again.
+
+use rhai::{Array, Dynamic, ImmutableString, Map};
+use serde::de::{DeserializeSeed, Deserializer, Error as _, MapAccess, SeqAccess, Visitor};
+use serde::{Serialize, Serializer};
+use serde_json::Value;
+use std::cell::Cell;
+use std::fmt;
+
+use crate::convert::TooDeep;
+
+/// A JSON request body: its text, and the script value parsed from it until
+/// a run takes that value (a second run of the same input parses the text
+/// again).
+pub struct JsonBody {
+    text: Box<str>,
+    parsed: parking_lot::Mutex<Option<Dynamic>>,
+}
+
+impl JsonBody {
+    /// Parses `bytes` as JSON into a script value, the body's maps and arrays
+    /// nested at most `max_depth` levels below the `request` map that holds
+    /// it. A body that is valid JSON but nests deeper is kept as text only: a
+    /// run of it fails on the depth limit as any too-deep input does.
+    pub fn parse(bytes: &[u8], max_depth: usize) -> Result<Self, serde_json::Error> {
+        let text = utf8(bytes)?;
+        let parsed = match parse_dynamic(&text, 1, max_depth) {
+            Ok(v) => Some(v),
+            Err(Parse::TooDeep) => None,
+            Err(Parse::Json(e)) => return Err(e),
+        };
+        Ok(Self {
+            text,
+            parsed: parking_lot::Mutex::new(parsed),
+        })
+    }
+
+    /// Checks that `bytes` are JSON and keeps them as text, without building
+    /// any value (a queued run parses its stored input when it runs).
+    pub fn checked(bytes: &[u8]) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice::<serde::de::IgnoredAny>(bytes)?;
+        Ok(Self {
+            text: utf8(bytes)?,
+            parsed: parking_lot::Mutex::new(None),
+        })
+    }
+
+    /// The body's JSON text, as sent.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// The body as a JSON value (parsed from the text; for the rare paths
+    /// that need one).
+    pub fn to_value(&self) -> Value {
+        serde_json::from_str(&self.text).unwrap_or(Value::Null)
+    }
+
+    /// The script value of the body, at `depth` below the run's top-level
+    /// maps: the parsed one the first time, a fresh parse of the text after.
+    pub(crate) fn take_dynamic(&self, depth: usize, max_depth: usize) -> Result<Dynamic, TooDeep> {
+        if let Some(v) = self.parsed.lock().take() {
+            return Ok(v);
+        }
+        match parse_dynamic(&self.text, depth, max_depth) {
+            Ok(v) => Ok(v),
+            Err(Parse::TooDeep) => Err(TooDeep { max: max_depth }),
+            // The text was JSON when it was kept.
+            Err(Parse::Json(_)) => Ok(Dynamic::UNIT),
+        }
+    }
+}
+
+fn utf8(bytes: &[u8]) -> Result<Box<str>, serde_json::Error> {
+    std::str::from_utf8(bytes)
+        .map(Box::from)
+        .map_err(|_| serde_json::Error::custom("the body is not UTF-8"))
+}
+
+impl Clone for JsonBody {
+    /// The clone has the text only; it parses when a run takes its value.
+    fn clone(&self) -> Self {
+        Self {
+            text: self.text.clone(),
+            parsed: parking_lot::Mutex::new(None),
+        }
+    }
+}
+
+impl PartialEq for JsonBody {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text
+    }
+}
+
+impl fmt::Debug for JsonBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("JsonBody").field(&self.text).finish()
+    }
+}
+
+impl Serialize for JsonBody {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.to_value().serialize(s)
+    }
+}
+
+enum Parse {
+    Json(serde_json::Error),
+    TooDeep,
+}
+
+/// Parses JSON text into a script value whose maps and arrays start at
+/// `depth` and nest below `max_depth` (as [`crate::convert::try_to_dynamic`]
+/// counts). Integers stay `i64` (larger ones become floats), `null` is `()`,
+/// and a repeated key keeps its last value.
+fn parse_dynamic(text: &str, depth: usize, max_depth: usize) -> Result<Dynamic, Parse> {
+    let too_deep = Cell::new(false);
+    let mut de = serde_json::Deserializer::from_str(text);
+    let seed = Seed {
+        depth,
+        max: max_depth,
+        too_deep: &too_deep,
+    };
+    let parsed = seed.deserialize(&mut de).and_then(|v| de.end().map(|()| v));
+    match parsed {
+        Ok(v) => Ok(v),
+        Err(_) if too_deep.get() => Err(Parse::TooDeep),
+        Err(e) => Err(Parse::Json(e)),
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Seed<'a> {
+    depth: usize,
+    max: usize,
+    too_deep: &'a Cell<bool>,
+}
+
+impl Seed<'_> {
+    fn nested<E: serde::de::Error>(self) -> Result<Self, E> {
+        if self.depth >= self.max {
+            self.too_deep.set(true);
+            return Err(E::custom("nested too deeply"));
+        }
+        Ok(Self {
+            depth: self.depth + 1,
+            ..self
+        })
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Seed<'_> {
+    type Value = Dynamic;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Dynamic, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Seed<'_> {
+    type Value = Dynamic;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_unit<E>(self) -> Result<Dynamic, E> {
+        Ok(Dynamic::UNIT)
+    }
+
+    fn visit_bool<E>(self, b: bool) -> Result<Dynamic, E> {
+        Ok(Dynamic::from_bool(b))
+    }
+
+    fn visit_i64<E>(self, i: i64) -> Result<Dynamic, E> {
+        Ok(Dynamic::from_int(i))
+    }
+
+    fn visit_u64<E>(self, u: u64) -> Result<Dynamic, E> {
+        Ok(i64::try_from(u).map_or_else(|_| Dynamic::from_float(u as f64), Dynamic::from_int))
+    }
+
+    fn visit_f64<E>(self, f: f64) -> Result<Dynamic, E> {
+        Ok(Dynamic::from_float(f))
+    }
+
+    fn visit_str<E>(self, s: &str) -> Result<Dynamic, E> {
+        Ok(Dynamic::from(ImmutableString::from(s)))
+    }
+
+    fn visit_string<E>(self, s: String) -> Result<Dynamic, E> {
+        Ok(Dynamic::from(ImmutableString::from(s)))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Dynamic, A::Error> {
+        let inner = self.nested()?;
+        let mut out = Array::new();
+        while let Some(v) = seq.next_element_seed(inner)? {
+            out.push(v);
+        }
+        Ok(Dynamic::from_array(out))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Dynamic, A::Error> {
+        let inner = self.nested()?;
+        let mut out = Map::new();
+        while let Some(k) = map.next_key_seed(Key)? {
+            let v = map.next_value_seed(inner)?;
+            out.insert(k, v);
+        }
+        Ok(Dynamic::from_map(out))
+    }
+}
+
+/// A map key, straight into Rhai's key type (short keys are kept inline).
+struct Key;
+
+impl<'de> DeserializeSeed<'de> for Key {
+    type Value = rhai::Identifier;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<rhai::Identifier, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Key {
+    type Value = rhai::Identifier;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string key")
+    }
+
+    fn visit_str<E>(self, s: &str) -> Result<rhai::Identifier, E> {
+        Ok(s.into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::convert::{to_json, try_to_dynamic};
+    use serde_json::json;
+
+    fn parsed(text: &str, max: usize) -> Dynamic {
+        JsonBody::parse(text.as_bytes(), max)
+            .unwrap()
+            .take_dynamic(1, max)
+            .unwrap()
+    }
+
+    #[test]
+    fn parses_as_the_value_conversion_does() {
+        let text = r#"{"i": 42, "neg": -7, "big": 18446744073709551615, "f": 1.5, "n": null,
+                       "b": true, "s": "x\u00e9", "a": [1, 2.5, {"deep": [null]}], "o": {},
+                       "dup": 1, "dup": 2}"#;
+        let via_value = try_to_dynamic(&serde_json::from_str::<Value>(text).unwrap(), 128).unwrap();
+        let direct = parsed(text, 128);
+        assert_eq!(to_json(&direct), to_json(&via_value));
+        assert_eq!(to_json(&direct)["dup"], json!(2));
+        assert!(direct
+            .read_lock::<Map>()
+            .is_some_and(|m| m["i"].is_int() && m["big"].is_float() && m["f"].is_float()));
+    }
+
+    #[test]
+    fn the_text_is_kept_and_a_second_take_parses_it_again() {
+        let body = JsonBody::parse(br#" {"a": [1, 2]} "#, 8).unwrap();
+        assert_eq!(body.text(), r#" {"a": [1, 2]} "#);
+        let first = body.take_dynamic(1, 8).unwrap();
+        let again = body.take_dynamic(1, 8).unwrap();
+        assert_eq!(to_json(&first), to_json(&again));
+        assert_eq!(body.to_value(), json!({"a": [1, 2]}));
+    }
+
+    #[test]
+    fn depth_counts_from_the_request_map() {
+        // Depth 1 is the body itself: `[[1]]` has arrays at depths 1 and 2.
+        assert!(JsonBody::parse(b"[[1]]", 3)
+            .unwrap()
+            .take_dynamic(1, 3)
+            .is_ok());
+        let deep = JsonBody::parse(b"[[1]]", 2).unwrap();
+        assert_eq!(deep.take_dynamic(1, 2).unwrap_err(), TooDeep { max: 2 });
+    }
+
+    #[test]
+    fn bad_json_is_refused() {
+        assert!(JsonBody::parse(b"{\"a\": ", 8).is_err());
+        assert!(JsonBody::parse(b"{} {}", 8).is_err());
+        assert!(JsonBody::checked(b"[1,").is_err());
+        assert!(JsonBody::parse(b"\"\xff\"", 8).is_err());
+        assert_eq!(JsonBody::checked(b"[1]").unwrap().text(), "[1]");
+    }
+}
