@@ -561,8 +561,21 @@ mod tests {
         }
     }
 
-    async fn engine_with(name: &str, auth: &str) -> Engine {
+    /// A fresh engine with `files` created and published as flow `name`.
+    async fn published(name: &str, files: BTreeMap<String, String>) -> Engine {
         let engine = crate::queries::memory_engine();
+        let created = engine
+            .create_flow(name, FlowPackage { files })
+            .await
+            .unwrap_or_else(|e| panic!("create: {e}"));
+        engine
+            .publish(name, created.version, false)
+            .await
+            .unwrap_or_else(|e| panic!("publish: {e}"));
+        engine
+    }
+
+    async fn engine_with(name: &str, auth: &str) -> Engine {
         let files = BTreeMap::from([
             (
                 "flow.toml".to_owned(),
@@ -580,15 +593,7 @@ mod tests {
                     .to_owned(),
             ),
         ]);
-        let created = engine
-            .create_flow(name, FlowPackage { files })
-            .await
-            .unwrap_or_else(|e| panic!("create: {e}"));
-        engine
-            .publish(name, created.version, false)
-            .await
-            .unwrap_or_else(|e| panic!("publish: {e}"));
-        engine
+        published(name, files).await
     }
 
     fn post_greet(query: &'static str, headers: Vec<(&'static str, &'static str)>) -> TestHead {
@@ -601,12 +606,21 @@ mod tests {
     }
 
     fn call<'a>(head: &'a TestHead, tail: &'a str) -> FlowCall<'a> {
+        call_of(head, "greeter", tail, "req-1")
+    }
+
+    fn call_of<'a>(
+        head: &'a TestHead,
+        flow: &'a str,
+        tail: &'a str,
+        request_id: &str,
+    ) -> FlowCall<'a> {
         FlowCall {
             head,
-            flow: "greeter",
+            flow,
             tail,
             client_ip: IpAddr::from([127, 0, 0, 1]),
-            request_id: "req-1".into(),
+            request_id: request_id.into(),
         }
     }
 
@@ -672,7 +686,6 @@ mod tests {
 
     /// A flow without an input schema on `POST /echo`, run in `mode`.
     async fn echo_flow(name: &str, mode: &str) -> Engine {
-        let engine = crate::queries::memory_engine();
         let files = BTreeMap::from([
             (
                 "flow.toml".to_owned(),
@@ -685,15 +698,7 @@ mod tests {
                 "#{ got: request.body, first: request.body.items[0] }".to_owned(),
             ),
         ]);
-        let created = engine
-            .create_flow(name, FlowPackage { files })
-            .await
-            .unwrap_or_else(|e| panic!("create: {e}"));
-        engine
-            .publish(name, created.version, false)
-            .await
-            .unwrap_or_else(|e| panic!("publish: {e}"));
-        engine
+        published(name, files).await
     }
 
     /// The one run of `flow`, read back from the store.
@@ -733,13 +738,7 @@ mod tests {
             };
             let answer = engine
                 .call_flow(
-                    FlowCall {
-                        head: &head,
-                        flow: &flow,
-                        tail: "/echo",
-                        client_ip: IpAddr::from([127, 0, 0, 1]),
-                        request_id: "req-9".into(),
-                    },
+                    call_of(&head, &flow, "/echo", "req-9"),
                     |_| async move { Ok(sent.as_bytes().to_vec()) },
                     &mut CallNotes::default(),
                 )
@@ -792,13 +791,7 @@ mod tests {
             let sent = nested(depth);
             let answer = engine
                 .call_flow(
-                    FlowCall {
-                        head: &head,
-                        flow: "deep",
-                        tail: "/echo",
-                        client_ip: IpAddr::from([127, 0, 0, 1]),
-                        request_id: "req-d".into(),
-                    },
+                    call_of(&head, "deep", "/echo", "req-d"),
                     |_| async move { Ok(sent.into_bytes()) },
                     &mut CallNotes::default(),
                 )
