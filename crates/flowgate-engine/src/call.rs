@@ -815,6 +815,48 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn json_a_value_would_refuse_is_refused_before_a_run_is_queued() {
+        // A lone surrogate or an out-of-range number: refused up front in
+        // both modes, so no stored input fails to parse when it is claimed.
+        for mode in ["sync", "async"] {
+            let flow = format!("strict-{mode}");
+            let engine = echo_flow(&flow, mode).await;
+            let path: &'static str = Box::leak(format!("/flows/{flow}/echo").into_boxed_str());
+            let head = TestHead {
+                method: "POST",
+                path,
+                query: "",
+                headers: vec![("content-type", "application/json")],
+            };
+            for sent in [r#"{"items": ["\ud800"]}"#, r#"{"items": [1e400]}"#] {
+                let answer = engine
+                    .call_flow(
+                        call_of(&head, &flow, "/echo", "req-s"),
+                        |_| async move { Ok(sent.as_bytes().to_vec()) },
+                        &mut CallNotes::default(),
+                    )
+                    .await;
+                assert!(
+                    matches!(
+                        &answer,
+                        Err(EngineError::BadRequest {
+                            code: "invalid_json",
+                            ..
+                        })
+                    ),
+                    "{mode} {sent}: {answer:?}"
+                );
+            }
+            engine.store().flush_writes();
+            let runs = engine
+                .list_runs(flowgate_store::RunFilter::default(), None, 10)
+                .await
+                .unwrap_or_else(|e| panic!("runs: {e}"));
+            assert!(runs.items.is_empty(), "{mode}: {:?}", runs.items);
+        }
+    }
+
+    #[tokio::test]
     async fn credentials_are_checked_before_the_body_is_read() {
         let engine = engine_with("greeter", "api_key").await;
         let head = post_greet("", vec![("content-type", "application/json")]);

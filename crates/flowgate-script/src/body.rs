@@ -29,7 +29,12 @@ impl JsonBody {
         let text = utf8(bytes)?;
         let parsed = match parse_dynamic(&text, 1, max_depth) {
             Ok(v) => Some(v),
-            Err(Parse::TooDeep) => None,
+            // The parse stopped at the depth limit: the rest is checked
+            // still, so the kept text is JSON whatever follows.
+            Err(Parse::TooDeep) => {
+                check(bytes)?;
+                None
+            }
             Err(Parse::Json(e)) => return Err(e),
         };
         Ok(Self {
@@ -39,9 +44,12 @@ impl JsonBody {
     }
 
     /// Checks that `bytes` are JSON and keeps them as text, without building
-    /// any value (a queued run parses its stored input when it runs).
+    /// any value (a queued run parses its stored input when it runs). The
+    /// check is as strict as parsing a `serde_json::Value`: every string's
+    /// escapes are decoded (a lone surrogate is refused) and every number
+    /// must fit a float, so the stored text always parses again.
     pub fn checked(bytes: &[u8]) -> Result<Self, serde_json::Error> {
-        serde_json::from_slice::<serde::de::IgnoredAny>(bytes)?;
+        check(bytes)?;
         Ok(Self {
             text: utf8(bytes)?,
             parsed: parking_lot::Mutex::new(None),
@@ -72,6 +80,14 @@ impl JsonBody {
             Err(Parse::Json(_)) => Ok(Dynamic::UNIT),
         }
     }
+}
+
+/// Checks that `bytes` are one JSON value, as strictly as parsing a
+/// `serde_json::Value` would.
+fn check(bytes: &[u8]) -> Result<(), serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    Check.deserialize(&mut de)?;
+    de.end()
 }
 
 fn utf8(bytes: &[u8]) -> Result<Box<str>, serde_json::Error> {
@@ -216,6 +232,64 @@ impl<'de> Visitor<'de> for Seed<'_> {
     }
 }
 
+/// Reads a JSON value as a `serde_json::Value` would, keeping nothing.
+/// (serde's `IgnoredAny` skips strings without decoding their escapes and
+/// numbers without checking their range.)
+#[derive(Clone, Copy)]
+struct Check;
+
+impl<'de> DeserializeSeed<'de> for Check {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Check {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(self)?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while map.next_key_seed(self)?.is_some() {
+            map.next_value_seed(self)?;
+        }
+        Ok(())
+    }
+}
+
 /// A map key, straight into Rhai's key type (short keys are kept inline).
 struct Key;
 
@@ -285,6 +359,12 @@ mod tests {
             .is_ok());
         let deep = JsonBody::parse(b"[[1]]", 2).unwrap();
         assert_eq!(deep.take_dynamic(1, 2).unwrap_err(), TooDeep { max: 2 });
+        // What follows the point where the depth stopped the parse is JSON
+        // too, or the body is refused: the kept text is stored as the input.
+        assert!(JsonBody::parse(br#"{"a": [[1]], "b": nope}"#, 2).is_err());
+        assert!(JsonBody::parse(br#"{"a": [[1]], "b": "\ud800"}"#, 2).is_err());
+        assert!(JsonBody::parse(br#"{"a": [[1]]} x"#, 2).is_err());
+        assert!(JsonBody::parse(br#"{"a": [[1]], "b": 2}"#, 2).is_ok());
     }
 
     #[test]
@@ -294,5 +374,31 @@ mod tests {
         assert!(JsonBody::checked(b"[1,").is_err());
         assert!(JsonBody::parse(b"\"\xff\"", 8).is_err());
         assert_eq!(JsonBody::checked(b"[1]").unwrap().text(), "[1]");
+    }
+
+    #[test]
+    fn what_a_value_refuses_is_refused_by_both() {
+        // serde's `IgnoredAny` accepts all of these; the stored text must
+        // parse again when the run is read back.
+        for text in [
+            r#""\ud800""#,
+            r#"{"a": "\udc00x"}"#,
+            r#"{"\ud800": 1}"#,
+            "[1e400]",
+            r#"{"a": 1,}"#,
+        ] {
+            assert!(serde_json::from_str::<Value>(text).is_err(), "{text}");
+            assert!(JsonBody::checked(text.as_bytes()).is_err(), "{text}");
+            assert!(JsonBody::parse(text.as_bytes(), 8).is_err(), "{text}");
+        }
+        for text in [
+            r#""\ud83d\ude00 \u0000""#,
+            "-0",
+            "1E5",
+            r#"{"a": [null, {}]}"#,
+        ] {
+            assert!(JsonBody::checked(text.as_bytes()).is_ok(), "{text}");
+            assert!(JsonBody::parse(text.as_bytes(), 8).is_ok(), "{text}");
+        }
     }
 }
