@@ -750,6 +750,35 @@ mod tests {
                 assert_eq!(answer.doc["body"]["got"]["big"], 18446744073709551615.0);
             } else {
                 assert_eq!(answer.doc["status"], 202);
+                // A worker runs it from the stored input, read straight into
+                // script values: the script sees what a sync run sees.
+                let (stop, shutdown) = tokio::sync::watch::channel(false);
+                let workers = crate::queue::spawn_workers(engine.clone(), shutdown);
+                let mut done = None;
+                for _ in 0..200 {
+                    let run = only_run(&engine, &flow).await;
+                    if run.status.is_final() {
+                        done = Some(run);
+                        break;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+                }
+                let _ = stop.send(true);
+                for w in workers {
+                    let _ = w.await;
+                }
+                let run = done.unwrap_or_else(|| panic!("the queued run did not finish"));
+                assert_eq!(
+                    run.status,
+                    flowgate_core::run::RunStatus::Succeeded,
+                    "{run:?}"
+                );
+                let body = run.response.map(|r| r["body"].clone()).unwrap_or_default();
+                // (integers beyond i64 are floats to a script)
+                let seen =
+                    json!({"z": 3, "items": [{"a": null}, 2.5], "big": 18446744073709551615.0});
+                assert_eq!(body["got"], seen, "{body}");
+                assert_eq!(body["first"], json!({"a": null}));
             }
             let run = only_run(&engine, &flow).await;
             let input = &run.input;

@@ -128,6 +128,7 @@ impl Engine {
         let run_id = RunId::new();
         let input = RunInput {
             body: None,
+            stored: None,
             request,
             caller: req
                 .caller

@@ -406,6 +406,7 @@ impl Engine {
         let maps = inv.take_maps();
         let input = Arc::new(RunInput {
             body: maps.body,
+            stored: None,
             request: maps.request,
             caller: maps.caller,
             trigger: maps.trigger,

@@ -220,34 +220,25 @@ async fn finish_claimed(engine: &Engine, run: Run, owner: &str, slot: OwnedSemap
             return;
         }
     };
-    let input = &run.input;
+    let input = QueuedInput::of(&run);
     // Runs triggered by events carry the chain they belong to; others start one.
     let cause = input
-        .get("causation")
-        .and_then(|c| serde_json::from_value::<Cause>(c.clone()).ok())
+        .causation
         .unwrap_or_else(|| Cause::root(id.to_string()));
     let max_depth = engine.config().max_event_depth;
     if cause.depth > max_depth {
         stop_chain(engine, &run, owner, &cause, max_depth).await;
         return;
     }
-    let request_id = input
-        .get("request_id")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned();
     let run_input = RunInput {
-        body: None,
-        request: input.get("request").cloned().unwrap_or(Value::Null),
-        caller: input.get("caller").cloned().unwrap_or(Value::Null),
-        trigger: input.get("trigger").cloned().unwrap_or(Value::Null),
         ctx: Engine::ctx_map(
             &run.flow,
             i64::from(run.version),
             id,
-            &request_id,
+            &input.request_id,
             run.attempt,
         ),
+        ..input.maps
     };
     // Queued runs wait for their flow's share instead of failing; the lease
     // is renewed meanwhile.
@@ -596,5 +587,73 @@ impl Engine {
             }
         }
         Ok(out)
+    }
+}
+
+/// What a claimed run's stored input gives its run: the script's maps, read
+/// straight from the stored text when the claim left it as text, and the
+/// chain and request id it belongs to.
+struct QueuedInput {
+    maps: RunInput,
+    causation: Option<Cause>,
+    request_id: String,
+}
+
+/// The top level of a stored input, its maps left as JSON text.
+#[derive(serde::Deserialize)]
+struct StoredInput<'a> {
+    #[serde(borrow, default)]
+    request: Option<&'a serde_json::value::RawValue>,
+    #[serde(borrow, default)]
+    caller: Option<&'a serde_json::value::RawValue>,
+    #[serde(borrow, default)]
+    trigger: Option<&'a serde_json::value::RawValue>,
+    #[serde(default)]
+    request_id: Option<String>,
+    #[serde(default)]
+    causation: Option<Cause>,
+}
+
+impl QueuedInput {
+    fn of(run: &Run) -> Self {
+        if let Some(text) = run.input_json.as_deref() {
+            if let Ok(stored) = serde_json::from_str::<StoredInput<'_>>(text) {
+                let map = |raw: Option<&serde_json::value::RawValue>| {
+                    flowgate_script::JsonBody::stored(raw.map_or("null", |r| r.get()))
+                };
+                return Self {
+                    maps: RunInput {
+                        stored: Some(flowgate_script::StoredMaps {
+                            request: map(stored.request),
+                            caller: map(stored.caller),
+                            trigger: map(stored.trigger),
+                        }),
+                        ..RunInput::default()
+                    },
+                    causation: stored.causation,
+                    request_id: stored.request_id.unwrap_or_default(),
+                };
+            }
+        }
+        // Inputs as a document (or text that did not read as the usual
+        // top level, e.g. a repeated key): the general conversion.
+        let input = run.input_value();
+        let field = |k: &str| input.get(k).cloned().unwrap_or(Value::Null);
+        Self {
+            maps: RunInput {
+                request: field("request"),
+                caller: field("caller"),
+                trigger: field("trigger"),
+                ..RunInput::default()
+            },
+            causation: input
+                .get("causation")
+                .and_then(|c| serde_json::from_value::<Cause>(c.clone()).ok()),
+            request_id: input
+                .get("request_id")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+        }
     }
 }

@@ -65,6 +65,7 @@ fn bench(c: &mut Criterion) {
     };
     let input = RunInput {
         body: None,
+        stored: None,
         request: json!({"method": "POST", "path": "", "params": {}, "query": {}, "headers": {}, "body": body()}),
         caller: json!({"kind": "api_key"}),
         trigger: json!({"kind": "http"}),

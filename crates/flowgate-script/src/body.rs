@@ -56,6 +56,15 @@ impl JsonBody {
         })
     }
 
+    /// JSON text this process wrote itself (a run's stored input), kept
+    /// unchecked: a run parses it when it takes its value.
+    pub fn stored(text: impl Into<Box<str>>) -> Self {
+        Self {
+            text: text.into(),
+            parsed: parking_lot::Mutex::new(None),
+        }
+    }
+
     /// The body's JSON text, as sent.
     pub fn text(&self) -> &str {
         &self.text
@@ -88,6 +97,19 @@ fn check(bytes: &[u8]) -> Result<(), serde_json::Error> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
     Check.deserialize(&mut de)?;
     de.end()
+}
+
+/// A queued run's `request`, `caller` and `trigger` maps as the JSON text of
+/// its stored input: the run reads them straight into script values, with
+/// no `serde_json::Value` built on the way.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredMaps {
+    /// `request`, its body included.
+    pub request: JsonBody,
+    /// `caller`.
+    pub caller: JsonBody,
+    /// `trigger`.
+    pub trigger: JsonBody,
 }
 
 fn utf8(bytes: &[u8]) -> Result<Box<str>, serde_json::Error> {

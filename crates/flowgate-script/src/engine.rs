@@ -308,7 +308,17 @@ impl ScriptEngine for RhaiEngine {
             ("trigger", &input.trigger),
             ("ctx", &input.ctx),
         ] {
-            let mut v = try_to_dynamic(value, max_depth).map_err(|_| too_deep(name))?;
+            let stored = input.stored.as_ref().and_then(|s| match name {
+                "request" => Some(&s.request),
+                "caller" => Some(&s.caller),
+                "trigger" => Some(&s.trigger),
+                _ => None,
+            });
+            let mut v = match stored {
+                Some(json) => json.take_dynamic(0, max_depth),
+                None => try_to_dynamic(value, max_depth),
+            }
+            .map_err(|_| too_deep(name))?;
             if let (Some(body), "request") = (&input.body, name) {
                 let b = body
                     .take_dynamic(1, max_depth)

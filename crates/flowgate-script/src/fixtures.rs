@@ -247,6 +247,7 @@ pub fn build_input(manifest: &Manifest, version: i64, fx: &Fixture) -> Result<Ru
     });
     Ok(RunInput {
         body: None,
+        stored: None,
         request,
         caller,
         trigger,

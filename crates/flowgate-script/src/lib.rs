@@ -25,7 +25,7 @@ pub mod redact;
 pub mod runtime;
 
 pub use api::{script_api_catalogue, ApiEntry, ApiKind, ApiParam};
-pub use body::JsonBody;
+pub use body::{JsonBody, StoredMaps};
 pub use config::{HttpDefaults, RuntimeConfig, SandboxLimits, RUN_STACK_BYTES};
 pub use engine::{RhaiEngine, ScriptEngine};
 pub use error::{CompileError, RuntimeError};

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
-use crate::body::JsonBody;
+use crate::body::{JsonBody, StoredMaps};
 
 /// The maps a script sees (SPEC §4): `request`, `caller`, `trigger`, `ctx`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -23,6 +23,11 @@ pub struct RunInput {
     pub trigger: Value,
     /// `ctx`: flow, version, run_id, request_id, attempt.
     pub ctx: Value,
+    /// A queued run's `request`, `caller` and `trigger` as stored: when set,
+    /// the script reads them from here, and the three fields above (and
+    /// `body`) are not used.
+    #[serde(skip)]
+    pub stored: Option<StoredMaps>,
 }
 
 /// A successful flow response.

@@ -41,6 +41,7 @@ fn run(script: &str, body: Value) -> RunOutcome {
     };
     let input = RunInput {
         body: None,
+        stored: None,
         request: json!({ "body": body }),
         ..RunInput::default()
     };

@@ -84,6 +84,7 @@ fn guide_examples_run_as_documented() {
         let v = FlowVersion::new(1, manifest.clone(), pkg);
         let input = RunInput {
             body: None,
+            stored: None,
             request: json!({"method": "POST", "path": "", "params": {}, "query": {}, "headers": {},
                 "body": {"amount": 42, "email": "ann@example.com"}}),
             caller: json!({"kind": "api_key", "id": "k", "scopes": []}),

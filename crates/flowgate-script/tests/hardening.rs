@@ -91,7 +91,6 @@ fn input_json_nested_20000_deep_is_a_limit_not_an_abort() {
     big_stack(|| {
         let rt = FlowRuntime::new(RuntimeConfig::default());
         let input = RunInput {
-            body: None,
             request: json!({"body": nested(20_000)}),
             ..RunInput::default()
         };
@@ -115,7 +114,6 @@ fn input_json_nested_20000_deep_is_a_limit_not_an_abort() {
             .execute_blocking(
                 &version("request.body[0][0][1].k"),
                 RunInput {
-                    body: None,
                     request: json!({"body": nested(100)}),
                     ..RunInput::default()
                 },

@@ -23,6 +23,7 @@ fn version(script: &str) -> FlowVersion {
 fn input() -> RunInput {
     RunInput {
         body: None,
+        stored: None,
         request: json!({"method": "POST", "path": "", "params": {}, "query": {}, "headers": {}, "body": {"n": 2}}),
         caller: json!({"kind": "anonymous"}),
         trigger: json!({"kind": "http"}),

@@ -85,6 +85,7 @@ impl Env {
 fn input(body: Value) -> RunInput {
     RunInput {
         body: None,
+        stored: None,
         request: json!({"method": "POST", "path": "", "params": {}, "query": {}, "headers": {}, "body": body}),
         caller: json!({"kind": "api_key", "id": "k1", "scopes": []}),
         trigger: json!({"kind": "http"}),

@@ -126,10 +126,13 @@ pub struct Run {
     pub max_attempts: u32,
     /// The script inputs: `{request, caller, trigger, ctx}` as the engine chooses.
     pub input: Value,
-    /// The inputs already rendered as JSON text by the engine (a request
-    /// body kept as the caller sent it): when set, the store writes this text
-    /// instead of `input`. A run read back has its inputs in `input` and
-    /// this `None`.
+    /// The inputs as JSON text, when they are not in `input` (which is then
+    /// `null`): the engine sets it on a run it writes (a request body kept as
+    /// the caller sent it), and the store writes this text instead of
+    /// `input`; a claimed run ([`crate::Store::submit_claims`]) has its
+    /// stored inputs here, for the worker to read straight into script
+    /// values. Every other run read back has its inputs in `input` and this
+    /// `None`. [`Run::input_value`] gives the document either way.
     #[serde(skip)]
     pub input_json: Option<String>,
     /// A queued run is not claimed before this time.
@@ -163,6 +166,14 @@ pub struct Run {
 }
 
 impl Run {
+    /// The inputs as a JSON document, from `input` or from `input_json`.
+    pub fn input_value(&self) -> Value {
+        match &self.input_json {
+            Some(text) => serde_json::from_str(text).unwrap_or(Value::Null),
+            None => self.input.clone(),
+        }
+    }
+
     /// A new queued run with a fresh id, available at `available_at`.
     pub fn queued(
         flow: FlowName,

@@ -9,6 +9,7 @@ use crate::error::{Result, StoreError};
 use crate::models::{json_opt, json_text, name};
 use crate::schema::runs;
 use crate::types::Run;
+use serde_json::Value;
 
 /// A `runs` row.
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -72,7 +73,19 @@ impl RunRow {
     }
 
     /// Converts to the public run.
-    pub fn into_run(self) -> Result<Run> {
+    pub fn into_run(mut self) -> Result<Run> {
+        let input = serde_json::from_str(&std::mem::take(&mut self.input))?;
+        self.into_run_with(input, None)
+    }
+
+    /// Converts to the public run, its inputs left as text in `input_json`
+    /// (a claimed run: the worker reads them straight into script values).
+    pub fn into_claimed_run(mut self) -> Result<Run> {
+        let text = std::mem::take(&mut self.input);
+        self.into_run_with(Value::Null, Some(text))
+    }
+
+    fn into_run_with(self, input: Value, input_json: Option<String>) -> Result<Run> {
         Ok(Run {
             id: RunId::parse(&self.id)?,
             flow: name(&self.flow)?,
@@ -81,8 +94,8 @@ impl RunRow {
             status: RunStatus::parse(&self.status)?,
             attempt: self.attempt.max(0) as u32,
             max_attempts: self.max_attempts.max(0) as u32,
-            input: serde_json::from_str(&self.input)?,
-            input_json: None,
+            input,
+            input_json,
             available_at: self.available_at,
             lease_owner: self.lease_owner,
             lease_expires_at: self.lease_expires_at,

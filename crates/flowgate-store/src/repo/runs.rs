@@ -438,7 +438,7 @@ fn claim_tx(
             row.lease_owner = Some(owner.to_owned());
             row.lease_expires_at = Some(now + lease_ms);
             row.started_at = Some(now);
-            claimed.push(row.into_run()?);
+            claimed.push(row.into_claimed_run()?);
         }
         if !buried || found < want {
             break;
