@@ -151,9 +151,16 @@ enum KeepJson {
     Checked,
 }
 
+fn not_utf8() -> EngineError {
+    EngineError::UnsupportedMediaType {
+        detail: "the body is not UTF-8 text".into(),
+        accept_json: false,
+    }
+}
+
 /// Parses the body per SPEC §5 and validates it against the input schema.
-/// A JSON body without a schema is kept as its text (see [`KeepJson`]); a
-/// schema needs the value.
+/// A JSON body is kept as its text (see [`KeepJson`]); without a schema it is
+/// never built as a `Value`, with one the value is what the schema checks.
 fn parse_body_now(
     ct: Option<&str>,
     version: &LoadedVersion,
@@ -185,12 +192,7 @@ fn parse_body_now(
     } else {
         match std::str::from_utf8(body) {
             Ok(s) => Value::String(s.to_owned()),
-            Err(_) => {
-                return Err(EngineError::UnsupportedMediaType {
-                    detail: "the body is not UTF-8 text".into(),
-                    accept_json: false,
-                })
-            }
+            Err(_) => return Err(not_utf8()),
         }
     };
     if let Some(schema) = &version.input_schema {
@@ -209,6 +211,20 @@ fn parse_body_now(
             details.insert("errors".into(), Value::Array(errors));
             return Err(EngineError::Invalid { message, details });
         }
+    }
+    if json_ct && !body.is_empty() {
+        // The value was parsed as strictly as `checked` would check it.
+        let kept = match keep {
+            KeepJson::Parsed { max_depth } => {
+                flowgate_script::JsonBody::parsed_from(body, &value, max_depth)
+                    .map_err(invalid_json)?
+            }
+            KeepJson::Checked => match std::str::from_utf8(body) {
+                Ok(text) => flowgate_script::JsonBody::stored(text),
+                Err(_) => return Err(not_utf8()),
+            },
+        };
+        return Ok(RequestBody::Json(kept));
     }
     Ok(RequestBody::Value(value))
 }
@@ -649,6 +665,10 @@ mod tests {
             json!({"hello": "ada", "n": 42, "q": "1", "secret_seen": false})
         );
         assert_eq!(notes.flow, Some(("greeter".into(), Some(1))));
+        // A schema flow's stored input has the body as sent too.
+        let run = only_run(&engine, "greeter").await;
+        assert_eq!(run.input["request"]["body"], json!({"n": 21}));
+        assert_eq!(run.input["request"]["params"], json!({"who": "ada"}));
         assert_eq!(notes.caller.as_deref(), Some("anonymous:127.0.0.1"));
 
         // 405 names the methods the path takes; 422 carries the schema's errors.

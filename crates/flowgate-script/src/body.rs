@@ -56,6 +56,21 @@ impl JsonBody {
         })
     }
 
+    /// A body already parsed into `value` (to validate it against a schema):
+    /// its text is kept and the value converted to script values now.
+    pub fn parsed_from(
+        bytes: &[u8],
+        value: &Value,
+        max_depth: usize,
+    ) -> Result<Self, serde_json::Error> {
+        Ok(Self {
+            text: utf8(bytes)?,
+            parsed: parking_lot::Mutex::new(
+                crate::convert::to_dynamic_at(value, 1, max_depth).ok(),
+            ),
+        })
+    }
+
     /// JSON text this process wrote itself (a run's stored input), kept
     /// unchecked: a run parses it when it takes its value.
     pub fn stored(text: impl Into<Box<str>>) -> Self {

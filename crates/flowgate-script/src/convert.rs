@@ -27,7 +27,8 @@ pub fn try_to_dynamic(v: &Value, max_depth: usize) -> Result<Dynamic, TooDeep> {
     to_dynamic_at(v, 0, max_depth)
 }
 
-fn to_dynamic_at(v: &Value, depth: usize, max: usize) -> Result<Dynamic, TooDeep> {
+/// Like [`try_to_dynamic`] for a value nested `depth` levels down.
+pub(crate) fn to_dynamic_at(v: &Value, depth: usize, max: usize) -> Result<Dynamic, TooDeep> {
     Ok(match v {
         Value::Null => Dynamic::UNIT,
         Value::Bool(b) => Dynamic::from_bool(*b),
