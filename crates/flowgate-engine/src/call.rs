@@ -739,6 +739,26 @@ mod tests {
             .unwrap_or_else(|| unreachable!())
     }
 
+    /// The one run of `flow` once queue workers have finished it.
+    async fn drained_run(engine: &Engine, flow: &str) -> flowgate_store::Run {
+        let (stop, shutdown) = tokio::sync::watch::channel(false);
+        let workers = crate::queue::spawn_workers(engine.clone(), shutdown);
+        let mut done = None;
+        for _ in 0..200 {
+            let run = only_run(engine, flow).await;
+            if run.status.is_final() {
+                done = Some(run);
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        let _ = stop.send(true);
+        for w in workers {
+            let _ = w.await;
+        }
+        done.unwrap_or_else(|| panic!("the queued run of `{flow}` did not finish"))
+    }
+
     #[tokio::test]
     async fn a_json_body_reaches_the_script_and_the_stored_input_as_sent() {
         // Whitespace, a repeated key and a number too large for an integer:
@@ -772,22 +792,7 @@ mod tests {
                 assert_eq!(answer.doc["status"], 202);
                 // A worker runs it from the stored input, read straight into
                 // script values: the script sees what a sync run sees.
-                let (stop, shutdown) = tokio::sync::watch::channel(false);
-                let workers = crate::queue::spawn_workers(engine.clone(), shutdown);
-                let mut done = None;
-                for _ in 0..200 {
-                    let run = only_run(&engine, &flow).await;
-                    if run.status.is_final() {
-                        done = Some(run);
-                        break;
-                    }
-                    tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-                }
-                let _ = stop.send(true);
-                for w in workers {
-                    let _ = w.await;
-                }
-                let run = done.unwrap_or_else(|| panic!("the queued run did not finish"));
+                let run = drained_run(&engine, &flow).await;
                 assert_eq!(
                     run.status,
                     flowgate_core::run::RunStatus::Succeeded,
@@ -836,7 +841,7 @@ mod tests {
         };
         let nested =
             |depth: usize| format!("{{\"items\": {}{}}}", "[".repeat(depth), "]".repeat(depth));
-        for (depth, runs) in [(100, true), (5_000, false)] {
+        for (depth, runs) in [(126, true), (5_000, false)] {
             let sent = nested(depth);
             let answer = engine
                 .call_flow(
@@ -848,6 +853,39 @@ mod tests {
             if runs {
                 let doc = answer.map(|a| a.doc).unwrap_or_else(|e| panic!("{e}"));
                 assert_eq!(doc["status"], 200, "{doc}");
+                // Its record reads back though the stored document nests
+                // deeper than the body did.
+                let run = only_run(&engine, "deep").await;
+                assert!(run.input["request"]["body"]["items"].is_array());
+                let detail = engine
+                    .run_detail(&run.id.to_string())
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}"));
+                assert_eq!(detail.run.input, run.input);
+                // Queued, it runs from its stored input as deep as it is.
+                let queued = echo_flow("deep-async", "async").await;
+                let head = TestHead {
+                    method: "POST",
+                    path: "/flows/deep-async/echo",
+                    query: "",
+                    headers: vec![("content-type", "application/json")],
+                };
+                let sent = nested(depth);
+                let answer = queued
+                    .call_flow(
+                        call_of(&head, "deep-async", "/echo", "req-q"),
+                        |_| async move { Ok(sent.into_bytes()) },
+                        &mut CallNotes::default(),
+                    )
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}"));
+                assert_eq!(answer.doc["status"], 202);
+                let run = drained_run(&queued, "deep-async").await;
+                assert_eq!(
+                    run.status,
+                    flowgate_core::run::RunStatus::Succeeded,
+                    "{run:?}"
+                );
             } else {
                 assert!(
                     matches!(

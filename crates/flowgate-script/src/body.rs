@@ -169,10 +169,13 @@ enum Parse {
 /// Parses JSON text into a script value whose maps and arrays start at
 /// `depth` and nest below `max_depth` (as [`crate::convert::try_to_dynamic`]
 /// counts). Integers stay `i64` (larger ones become floats), `null` is `()`,
-/// and a repeated key keeps its last value.
+/// and a repeated key keeps its last value. The seed bounds the nesting, so
+/// serde's own limit (128 levels from the text's top) is off: the levels a
+/// stored input wraps around its body do not count against the body.
 fn parse_dynamic(text: &str, depth: usize, max_depth: usize) -> Result<Dynamic, Parse> {
     let too_deep = Cell::new(false);
     let mut de = serde_json::Deserializer::from_str(text);
+    de.disable_recursion_limit();
     let seed = Seed {
         depth,
         max: max_depth,

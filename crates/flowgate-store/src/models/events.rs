@@ -50,7 +50,7 @@ impl EventRow {
             kind: self.event_type,
             source: self.source,
             time: self.time,
-            data: serde_json::from_str(&self.data)?,
+            data: crate::models::parse_stored(&self.data)?,
             depth: u32::try_from(self.depth).unwrap_or(u32::MAX),
             chain_id: self.chain_id,
         })

@@ -6,7 +6,7 @@ use flowgate_core::run::{RunStatus, TriggerKind};
 use flowgate_core::{EventId, RunId};
 
 use crate::error::{Result, StoreError};
-use crate::models::{json_opt, json_text, name};
+use crate::models::{json_opt, json_text, name, parse_stored};
 use crate::schema::runs;
 use crate::types::Run;
 use serde_json::Value;
@@ -74,7 +74,7 @@ impl RunRow {
 
     /// Converts to the public run.
     pub fn into_run(mut self) -> Result<Run> {
-        let input = serde_json::from_str(&std::mem::take(&mut self.input))?;
+        let input = parse_stored(&std::mem::take(&mut self.input))?;
         self.into_run_with(input, None)
     }
 

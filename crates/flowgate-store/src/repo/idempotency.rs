@@ -206,7 +206,7 @@ fn begin_idempotent_tx(
         }
         if ex.state == DONE {
             let resp = match ex.response {
-                Some(s) => serde_json::from_str(&s)?,
+                Some(s) => crate::models::parse_stored(&s)?,
                 None => Value::Null,
             };
             return Ok(IdempotencyBegin::Done(resp));

@@ -28,7 +28,7 @@ impl Store {
             .select(kv::value)
             .first(&mut *c)
             .optional()?;
-        Ok(v.map(|s| serde_json::from_str(&s)).transpose()?)
+        v.map(|s| crate::models::parse_stored(&s)).transpose()
     }
 
     /// Stores `value` under `key`, expiring at `expires_at` (epoch ms) when given.
