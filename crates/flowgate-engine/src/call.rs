@@ -621,6 +621,16 @@ mod tests {
         }
     }
 
+    /// A `POST` of JSON to `path`, with no query.
+    fn post_json(path: &'static str) -> TestHead {
+        TestHead {
+            method: "POST",
+            path,
+            query: "",
+            headers: vec![("content-type", "application/json")],
+        }
+    }
+
     fn call<'a>(head: &'a TestHead, tail: &'a str) -> FlowCall<'a> {
         call_of(head, "greeter", tail, "req-1")
     }
@@ -833,12 +843,7 @@ mod tests {
     #[tokio::test]
     async fn a_deeply_nested_body_is_a_bad_request_and_a_deep_one_runs() {
         let engine = echo_flow("deep", "sync").await;
-        let head = TestHead {
-            method: "POST",
-            path: "/flows/deep/echo",
-            query: "",
-            headers: vec![("content-type", "application/json")],
-        };
+        let head = post_json("/flows/deep/echo");
         let nested =
             |depth: usize| format!("{{\"items\": {}{}}}", "[".repeat(depth), "]".repeat(depth));
         for (depth, runs) in [(126, true), (5_000, false)] {
@@ -864,12 +869,7 @@ mod tests {
                 assert_eq!(detail.run.input, run.input);
                 // Queued, it runs from its stored input as deep as it is.
                 let queued = echo_flow("deep-async", "async").await;
-                let head = TestHead {
-                    method: "POST",
-                    path: "/flows/deep-async/echo",
-                    query: "",
-                    headers: vec![("content-type", "application/json")],
-                };
+                let head = post_json("/flows/deep-async/echo");
                 let sent = nested(depth);
                 let answer = queued
                     .call_flow(
@@ -909,12 +909,7 @@ mod tests {
             let flow = format!("strict-{mode}");
             let engine = echo_flow(&flow, mode).await;
             let path: &'static str = Box::leak(format!("/flows/{flow}/echo").into_boxed_str());
-            let head = TestHead {
-                method: "POST",
-                path,
-                query: "",
-                headers: vec![("content-type", "application/json")],
-            };
+            let head = post_json(path);
             for sent in [r#"{"items": ["\ud800"]}"#, r#"{"items": [1e400]}"#] {
                 let answer = engine
                     .call_flow(
