@@ -2,7 +2,7 @@
 CARGO ?= cargo
 BIN_RELEASE := target/release/flowgate
 
-.PHONY: run cluster-demo test lint fmt bench bench-cluster bench-footprint bench-rss bench-instructions bench-schedules bench-criterion openapi openapi-check schemathesis build build-release ci console console-check browser-test
+.PHONY: run cluster-demo test lint fmt bench bench-cluster bench-footprint bench-rss bench-instructions bench-backlog bench-schedules bench-criterion openapi openapi-check schemathesis build build-release ci console console-check browser-test
 
 run: build-release
 	@bash tools/dev-run.sh $(BIN_RELEASE)
@@ -57,6 +57,11 @@ bench-footprint: build-release
 # move (tools/bench/instructions.sh; needs valgrind).
 bench-instructions: build-release
 	@bash tools/bench/instructions.sh $(BIN_RELEASE)
+
+# Async acknowledgements on one connection while a backlog of queued runs drains
+# (tools/bench/backlog.py).
+bench-backlog: build-release
+	FLOWGATE_BIN=$(BIN_RELEASE) python3 tools/bench/backlog.py
 
 # RSS under 60 s of API-key load, every 10 s, beside bare actix-web (tools/bench/rss.py).
 bench-rss: build-release
