@@ -13,10 +13,8 @@ BENCH_CLIENT_CPU (1), FLOWGATE_BIN.
 """
 
 import os
-import re
 import shutil
 import sqlite3
-import subprocess
 import sys
 import threading
 import time
@@ -35,29 +33,14 @@ def queued(db):
         con.close()
 
 
-def wrk(url, conns, secs):
-    env = dict(os.environ, BENCH_BODY=bench.BODY, BENCH_KEY="")
-    out = subprocess.run(
-        ["taskset", "-c", bench.CLIENT_CPU, "wrk", "-t1", f"-c{conns}", f"-d{secs}s",
-         "--timeout", "10s", "-s", bench.LUA, url],
-        env=env, check=True, capture_output=True, text=True,
-    ).stdout
-    m = re.search(r"^BENCH (.*)$", out, re.M)
-    if not m:
-        sys.exit(f"wrk printed no result:\n{out}")
-    return {k: int(v) for k, v in (p.split("=") for p in m.group(1).split())}
-
-
 def main():
-    for tool in ("wrk", "taskset"):
-        if shutil.which(tool) is None:
-            sys.exit(f"`{tool}` is missing (apt-get install -y wrk util-linux)")
+    bench.require_tools()
     if not os.access(bench.FLOWGATE, os.X_OK):
         sys.exit(f"{bench.FLOWGATE} is missing: build it first (make build-release)")
     server = bench.start_flowgate("backlog", ["transform-async"])
     url = server.url + "/flows/transform-async"
     try:
-        fill = wrk(url, 64, FILL_SECS)
+        fill = bench.wrk(url, None, FILL_SECS, conns=64)
         start = queued(server.db)
         samples = []
         stop = threading.Event()
@@ -69,7 +52,7 @@ def main():
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
-        r = wrk(url, 1, SECS)
+        r = bench.wrk(url, None, SECS, conns=1)
         stop.set()
         sampler.join()
         end = queued(server.db)

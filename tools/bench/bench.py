@@ -155,10 +155,17 @@ def start_flowgate(name, flows):
     return server
 
 
-def wrk(url, key, secs):
+def require_tools():
+    """Exits with an install hint when wrk or taskset is missing."""
+    for tool in ("wrk", "taskset"):
+        if shutil.which(tool) is None:
+            sys.exit(f"`{tool}` is missing (apt-get install -y wrk util-linux)")
+
+
+def wrk(url, key, secs, conns=CONNS):
     env = dict(os.environ, BENCH_BODY=BODY, BENCH_KEY=key or "")
     out = subprocess.run(
-        ["taskset", "-c", CLIENT_CPU, "wrk", "-t1", f"-c{CONNS}", f"-d{secs}s", "--timeout", "10s",
+        ["taskset", "-c", CLIENT_CPU, "wrk", "-t1", f"-c{conns}", f"-d{secs}s", "--timeout", "10s",
          "-s", LUA, url],
         env=env, check=True, capture_output=True, text=True,
     ).stdout
@@ -198,9 +205,7 @@ def median(xs):
 
 
 def main():
-    for tool in ("wrk", "taskset"):
-        if shutil.which(tool) is None:
-            sys.exit(f"`{tool}` is missing (apt-get install -y wrk util-linux)")
+    require_tools()
     for b in (FLOWGATE, BARE):
         if not os.access(b, os.X_OK):
             sys.exit(f"{b} is missing: run `make bench` (it builds release first)")

@@ -215,9 +215,7 @@ def notify_latency(base_url, samples):
 
 
 def main():
-    for tool in ("wrk", "taskset"):
-        if shutil.which(tool) is None:
-            sys.exit(f"`{tool}` is missing (apt-get install -y wrk util-linux)")
+    bench.require_tools()
     if not os.access(bench.FLOWGATE, os.X_OK):
         sys.exit(f"{bench.FLOWGATE} is missing: run `make bench-cluster` (it builds release first)")
     base = postgres_url()
