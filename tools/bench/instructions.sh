@@ -2,8 +2,8 @@
 # Instructions per call (`make bench-instructions`): the server runs under
 # `valgrind --tool=callgrind` on a fresh SQLite database with one of the
 # benchmark's flows (BENCH_FLOW: `transform`, the sync flow with auth none, by
-# default; `transform-async` counts each 202 together with the queued run the
-# node drains meanwhile); after a warm-up, the counters are zeroed, N calls
+# default; `transform-secure` calls with an API key; `transform-async` counts
+# each 202 together with the queued run the node drains meanwhile); after a warm-up, the counters are zeroed, N calls
 # (BENCH_CALLS, 2000) are made over 8 keep-alive connections, and the counts are
 # dumped. Prints user-space instructions per call in total and for the main parts
 # of the run path. Unlike CPU time, other tenants of a shared machine do not move
@@ -20,6 +20,7 @@ trap 'kill "${VP:-}" 2>/dev/null || true; rm -rf "$D"' EXIT
 export FLOWGATE_DATABASE_URL="sqlite://$D/flowgate.db" FLOWGATE_LISTEN=127.0.0.1:0 FLOWGATE_LOG=warn
 export FLOWGATE_SECRETS_KEY=AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8= FLOWGATE_ANONYMOUS_RATE=1000000/second
 ADMIN=$("$BIN" keys create --name bench-admin --scopes admin 2>/dev/null)
+CALLER=$("$BIN" keys create --name bench-load --scopes bench:call 2>/dev/null)
 valgrind --tool=callgrind --callgrind-out-file="$D/cg.out" "$BIN" serve >"$D/out.txt" 2>"$D/err.txt" &
 VP=$!
 URL=
@@ -32,16 +33,17 @@ done
 mkdir -p "$D/flows" && cp -r "$HERE/flows/$FLOW" "$D/flows/"
 "$BIN" deploy "$D/flows" --publish --url "$URL" --key "$ADMIN" >/dev/null
 calls() {
-  python3 - "$URL" "$1" "$HERE/body.json" "$FLOW" <<'PY'
+  python3 - "$URL" "$1" "$HERE/body.json" "$FLOW" "$CALLER" <<'PY'
 import http.client, sys, threading
 host, port = sys.argv[1].split("//")[1].split(":")
 n, body = int(sys.argv[2]) // 8, open(sys.argv[3], "rb").read()
 flow = sys.argv[4]
+head = {"content-type": "application/json", "authorization": "Bearer " + sys.argv[5]}
 want = 202 if flow.endswith("-async") else 200
 def go():
     c = http.client.HTTPConnection(host, int(port), timeout=60)
     for _ in range(n):
-        c.request("POST", "/flows/" + flow, body, {"content-type": "application/json"})
+        c.request("POST", "/flows/" + flow, body, head)
         r = c.getresponse(); r.read()
         assert r.status == want, r.status
 ts = [threading.Thread(target=go) for _ in range(8)]

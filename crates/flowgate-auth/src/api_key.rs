@@ -303,8 +303,9 @@ enum Lane {
 
 struct Shared {
     store: Arc<dyn KeyStore>,
-    /// Per-process HMAC key: cache keys are digests, never the presented key.
-    digest_key: [u8; 32],
+    /// HMAC keyed with a per-process random key: cache keys are digests,
+    /// never the presented key. Keyed once; each digest starts from a copy.
+    digester: hmac::Hmac<sha2::Sha256>,
     cache_ttl: Duration,
     /// Verified keys by digest. Concurrent misses for one digest share one
     /// load (moka's `try_get_with`): one store read, at most one argon2.
@@ -367,7 +368,7 @@ impl KeyVerifier {
         Self {
             shared: Arc::new(Shared {
                 store,
-                digest_key: rand::random(),
+                digester: keyed_digester(),
                 cache_ttl: cfg.cache_ttl,
                 fresh: moka::future::Cache::builder()
                     .max_capacity(capacity)
@@ -553,16 +554,21 @@ impl KeyVerifier {
     }
 }
 
+/// An HMAC-SHA-256 keyed with a fresh random key.
+fn keyed_digester() -> hmac::Hmac<sha2::Sha256> {
+    // One SHA-256 block of key: used as it is, and `new` cannot fail.
+    let mut key = [0u8; 64];
+    for half in key.chunks_exact_mut(32) {
+        half.copy_from_slice(&rand::random::<[u8; 32]>());
+    }
+    <hmac::Hmac<sha2::Sha256> as KeyInit>::new(&key.into())
+}
+
 impl Shared {
     fn digest(&self, data: &str) -> [u8; 32] {
-        match hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.digest_key) {
-            Ok(mut mac) => {
-                mac.update(data.as_bytes());
-                mac.finalize().into_bytes().into()
-            }
-            // HMAC takes keys of any length; unreachable, but never panic.
-            Err(_) => [0; 32],
-        }
+        let mut mac = self.digester.clone();
+        mac.update(data.as_bytes());
+        mac.finalize().into_bytes().into()
     }
 
     /// `Some(retry_after)` while `bucket` is throttled.

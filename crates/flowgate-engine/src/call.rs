@@ -241,19 +241,22 @@ fn run_request(head: &dyn CallHead, target: &Target, body: RequestBody) -> Resul
         .signature
         .as_ref()
         .map_or("", |s| s.header.as_str());
-    let mut headers = Map::new();
+    let mut headers = Map::with_capacity(8);
     head.for_each_header(&mut |n, value| {
         if HIDDEN_HEADERS.contains(&n) || n == generic_sig {
             return;
         }
-        let v = String::from_utf8_lossy(value).into_owned();
-        match headers.get_mut(n) {
-            Some(Value::String(prev)) => {
-                prev.push_str(", ");
-                prev.push_str(&v);
+        let v = String::from_utf8_lossy(value);
+        // One lookup per header: a repeated one is joined to the first.
+        match headers.entry(n) {
+            serde_json::map::Entry::Occupied(mut e) => {
+                if let Value::String(prev) = e.get_mut() {
+                    prev.push_str(", ");
+                    prev.push_str(&v);
+                }
             }
-            _ => {
-                headers.insert(n.to_owned(), Value::String(v));
+            serde_json::map::Entry::Vacant(e) => {
+                e.insert(Value::String(v.into_owned()));
             }
         }
     });

@@ -123,6 +123,18 @@ impl CallerInfo {
         }
     }
 
+    /// The `caller` map (built by hand: this runs on every call).
+    fn to_value(&self) -> Value {
+        let mut m = serde_json::Map::with_capacity(3);
+        m.insert("kind".into(), Value::String(self.kind.to_owned()));
+        m.insert("id".into(), Value::String(self.id.clone()));
+        m.insert(
+            "scopes".into(),
+            Value::Array(self.scopes.iter().cloned().map(Value::String).collect()),
+        );
+        Value::Object(m)
+    }
+
     /// The key a sync run's share of the run pool is counted for. Signed
     /// webhooks have no caller of their own (the flow's share applies).
     pub fn share_key(&self) -> Option<String> {
@@ -143,6 +155,26 @@ pub enum TriggerInfo {
     },
     /// "Run now" from the admin API.
     Admin,
+}
+
+impl TriggerInfo {
+    /// The `trigger` map, as its `Serialize` form writes it.
+    fn to_value(&self) -> Value {
+        let mut m = serde_json::Map::with_capacity(2);
+        let kind = match self {
+            Self::Http => "http",
+            Self::Webhook { .. } => "webhook",
+            Self::Admin => "admin",
+        };
+        m.insert("kind".into(), Value::String(kind.into()));
+        if let Self::Webhook { delivery_id } = self {
+            m.insert(
+                "delivery_id".into(),
+                delivery_id.clone().map_or(Value::Null, Value::String),
+            );
+        }
+        Value::Object(m)
+    }
 }
 
 /// One request to run a flow version.
@@ -175,13 +207,12 @@ struct InputMaps {
 impl Invocation {
     /// The script's maps, taking the request out of the invocation.
     fn take_maps(&mut self) -> InputMaps {
-        let to_value = |v: serde_json::Result<Value>| v.unwrap_or(Value::Null);
         let (request, body) = std::mem::take(&mut self.request).into_value();
         InputMaps {
             request,
             body,
-            caller: to_value(serde_json::to_value(&self.caller)),
-            trigger: to_value(serde_json::to_value(&self.trigger_info)),
+            caller: self.caller.to_value(),
+            trigger: self.trigger_info.to_value(),
         }
     }
 }
@@ -383,13 +414,13 @@ impl Engine {
         request_id: &str,
         attempt: u32,
     ) -> Value {
-        json!({
-            "flow": flow.as_str(),
-            "version": version,
-            "run_id": run_id.to_string(),
-            "request_id": request_id,
-            "attempt": attempt,
-        })
+        let mut m = serde_json::Map::with_capacity(5);
+        m.insert("flow".into(), Value::String(flow.as_str().to_owned()));
+        m.insert("version".into(), Value::from(version));
+        m.insert("run_id".into(), Value::String(run_id.to_string()));
+        m.insert("request_id".into(), Value::String(request_id.to_owned()));
+        m.insert("attempt".into(), Value::from(attempt));
+        Value::Object(m)
     }
 
     /// Runs a version now and records the run (with logs, and with its
@@ -760,6 +791,36 @@ impl Engine {
             .await
         {
             tracing::warn!(error = %e, "could not release the idempotency record");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hand_built_maps_match_their_serialized_forms() {
+        let caller = CallerInfo {
+            kind: "api_key",
+            id: "k1".into(),
+            scopes: vec!["a:b".into(), "c".into()],
+        };
+        // Compared as text: key order is part of a stored input.
+        let text = |v: &Value| v.to_string();
+        assert_eq!(
+            text(&caller.to_value()),
+            serde_json::to_string(&caller).unwrap()
+        );
+        for t in [
+            TriggerInfo::Http,
+            TriggerInfo::Admin,
+            TriggerInfo::Webhook { delivery_id: None },
+            TriggerInfo::Webhook {
+                delivery_id: Some("msg_1".into()),
+            },
+        ] {
+            assert_eq!(text(&t.to_value()), serde_json::to_string(&t).unwrap());
         }
     }
 }

@@ -15,6 +15,27 @@ pub struct TooDeep {
     pub max: usize,
 }
 
+/// The length of `v`'s JSON text, counted as it is written: nothing is
+/// allocated for it.
+pub fn json_len(v: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut n = Count(0);
+    // Writing a `Value` cannot fail: its map keys are strings.
+    match serde_json::to_writer(&mut n, v) {
+        Ok(()) => n.0,
+        Err(_) => usize::MAX,
+    }
+}
+
 /// Converts a JSON value to a Rhai value; nesting beyond [`DEFAULT_MAX_DEPTH`]
 /// becomes `()` (use [`try_to_dynamic`] to refuse it instead).
 pub fn to_dynamic(v: &Value) -> Dynamic {
@@ -94,8 +115,8 @@ fn to_json_at(d: &Dynamic, depth: usize, max: usize) -> Result<Value, TooDeep> {
     if let Ok(c) = d.as_char() {
         return Ok(Value::String(c.to_string()));
     }
-    if d.is_string() {
-        return Ok(Value::String(d.clone().into_string().unwrap_or_default()));
+    if let Some(s) = d.read_lock::<rhai::ImmutableString>() {
+        return Ok(Value::String(s.as_str().to_owned()));
     }
     if d.is_array() || d.is_map() {
         if depth >= max {
@@ -109,9 +130,11 @@ fn to_json_at(d: &Dynamic, depth: usize, max: usize) -> Result<Value, TooDeep> {
             return Ok(Value::Array(out));
         }
         if let Some(m) = d.read_lock::<Map>() {
-            let mut out = serde_json::Map::new();
+            // Sized up front (no rehash while it grows), and each key
+            // copied as it is, not through `Display`.
+            let mut out = serde_json::Map::with_capacity(m.len());
             for (k, x) in m.iter() {
-                out.insert(k.to_string(), to_json_at(x, depth + 1, max)?);
+                out.insert(k.as_str().to_owned(), to_json_at(x, depth + 1, max)?);
             }
             return Ok(Value::Object(out));
         }
@@ -140,6 +163,16 @@ fn to_json_at(d: &Dynamic, depth: usize, max: usize) -> Result<Value, TooDeep> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn json_len_is_the_length_of_the_text() {
+        for v in [
+            json!(null),
+            json!({"s": "é\n\"", "a": [1, 2.5, {"deep": [null]}], "o": {}}),
+        ] {
+            assert_eq!(json_len(&v), serde_json::to_vec(&v).unwrap().len());
+        }
+    }
 
     #[test]
     fn round_trip() {

@@ -492,7 +492,7 @@ fn record_call(
                 let body = if r.body.is_null() {
                     None
                 } else {
-                    let size = serde_json::to_vec(&r.body).map_or(usize::MAX, |b| b.len());
+                    let size = crate::convert::json_len(&r.body);
                     (size <= MAX_RECORDED_BODY_BYTES).then(|| c.redact_json(&r.body))
                 };
                 (Some(r.status), body, None)
@@ -733,7 +733,7 @@ impl HostModule for EventsModule {
                     )));
                 }
                 let data = json_of(&data)?;
-                let size = serde_json::to_vec(&data).map_or(usize::MAX, |b| b.len());
+                let size = crate::convert::json_len(&data);
                 if size > flowgate_core::event::MAX_EVENT_DATA_BYTES {
                     return Err(limit_exceeded(
                         "event_size",
