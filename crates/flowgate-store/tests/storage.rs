@@ -85,6 +85,7 @@ both!(
     flows_and_versions,
     publish_concurrency,
     runs_insert_get_and_paginate,
+    a_run_whose_stored_documents_do_not_parse_is_still_listed,
     recorded_runs_survive_a_refused_record_and_show_their_attempt,
     many_recorded_runs_all_land_with_their_logs,
     queue_lease_expiry_reclaims,
@@ -460,6 +461,61 @@ fn runs_insert_get_and_paginate(db: &Db) {
         s.list_runs(&RunFilter::default(), Some("junk"), 10),
         Err(StoreError::Invalid(_))
     ));
+}
+
+/// Runs SQL on the database behind `db` (not through the store).
+fn raw_execute(db: &Db, sql: &str) {
+    match db.store.backend() {
+        Backend::Sqlite => {
+            let path = db.url.strip_prefix("sqlite://").unwrap();
+            SqliteConnection::establish(path)
+                .unwrap()
+                .batch_execute(sql)
+                .unwrap();
+        }
+        Backend::Postgres => PgConnection::establish(&db.url)
+            .unwrap()
+            .batch_execute(sql)
+            .unwrap(),
+    }
+}
+
+fn a_run_whose_stored_documents_do_not_parse_is_still_listed(db: &Db) {
+    let s = &db.store;
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let run = Run::finished(
+            flow("listed"),
+            1,
+            TriggerKind::Http,
+            json!({"i": i}),
+            now_ms(),
+            &ok_outcome(vec![]),
+        );
+        s.insert_run(&run, &[], &[]).unwrap();
+        ids.push(run.id);
+    }
+    // What no release writes, but a damaged or hand-edited row may hold.
+    raw_execute(
+        db,
+        &format!(
+            "UPDATE runs SET input = '{{\"i\": ', response = 'not json', http_calls = '[' WHERE id = '{}'",
+            ids[1]
+        ),
+    );
+    let page = s.list_runs(&RunFilter::default(), None, 10).unwrap();
+    let listed: Vec<_> = page.items.iter().map(|r| r.id).collect();
+    assert_eq!(listed, [ids[2], ids[1], ids[0]]);
+    let damaged = &page.items[1];
+    assert_eq!(damaged.status, RunStatus::Succeeded);
+    assert_eq!(damaged.response_status, Some(200));
+    assert!(damaged.input.is_null() && damaged.response.is_none() && damaged.http_calls.is_none());
+    // The others keep their documents.
+    assert_eq!(page.items[0].input, json!({"i": 2}));
+    assert!(page.items[0].response.is_some());
+    // Reading that one run shows it cannot be read, not a made-up input.
+    assert!(s.get_run(ids[1]).is_err());
+    assert!(s.get_run(ids[0]).unwrap().is_some());
 }
 
 fn queue_lease_expiry_reclaims(db: &Db) {

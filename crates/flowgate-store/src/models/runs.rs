@@ -75,17 +75,46 @@ impl RunRow {
     /// Converts to the public run.
     pub fn into_run(mut self) -> Result<Run> {
         let input = parse_stored(&std::mem::take(&mut self.input))?;
-        self.into_run_with(input, None)
+        self.into_run_with(input, None, Docs::Strict)
     }
 
     /// Converts to the public run, its inputs left as text in `input_json`
     /// (a claimed run: the worker reads them straight into script values).
     pub fn into_claimed_run(mut self) -> Result<Run> {
         let text = std::mem::take(&mut self.input);
-        self.into_run_with(Value::Null, Some(text))
+        self.into_run_with(Value::Null, Some(text), Docs::Strict)
     }
 
-    fn into_run_with(self, input: Value, input_json: Option<String>) -> Result<Run> {
+    /// Converts to the public run for a listing, which shows none of the
+    /// stored documents (input, response, outbound calls): one that does not
+    /// parse is left empty, and logged, instead of failing the whole page.
+    pub fn into_listed_run(mut self) -> Result<Run> {
+        let input = match parse_stored(&self.input) {
+            Ok(v) => v,
+            Err(e) => {
+                self.unreadable("input", &e);
+                Value::Null
+            }
+        };
+        self.input = String::new();
+        self.into_run_with(input, None, Docs::Lenient)
+    }
+
+    fn unreadable(&self, what: &str, e: &StoreError) {
+        tracing::warn!(run.id = %self.id, error = %e, "a run's stored {what} does not parse; listed without it");
+    }
+
+    fn into_run_with(self, input: Value, input_json: Option<String>, docs: Docs) -> Result<Run> {
+        let doc = |what: &str, text: Option<&str>| match (json_opt(text), docs) {
+            (Ok(v), _) => Ok(v),
+            (Err(e), Docs::Lenient) => {
+                self.unreadable(what, &e);
+                Ok(None)
+            }
+            (Err(e), Docs::Strict) => Err(e),
+        };
+        let response = doc("response", self.response.as_deref())?;
+        let http_calls = doc("outbound calls", self.http_calls.as_deref())?;
         Ok(Run {
             id: RunId::parse(&self.id)?,
             flow: name(&self.flow)?,
@@ -108,13 +137,22 @@ impl RunRow {
                     u16::try_from(s).map_err(|_| StoreError::Database(format!("bad status {s}")))
                 })
                 .transpose()?,
-            response: json_opt(self.response.as_deref())?,
+            response,
             error: self.error,
             scheduled_at: self.scheduled_at,
             event_id: self.event_id.as_deref().map(EventId::parse).transpose()?,
             idempotency_key: self.idempotency_key,
             created_at: self.created_at,
-            http_calls: json_opt(self.http_calls.as_deref())?,
+            http_calls,
         })
     }
+}
+
+/// How [`RunRow::into_run_with`] takes a stored document that does not parse.
+#[derive(Clone, Copy)]
+enum Docs {
+    /// As an error.
+    Strict,
+    /// As missing (logged).
+    Lenient,
 }

@@ -568,7 +568,7 @@ impl Store {
         }
         let mut c = self.conn()?;
         let rows = q.load(&mut *c)?;
-        page(rows, limit, |r| r.id.clone(), RunRow::into_run)
+        page(rows, limit, |r| r.id.clone(), RunRow::into_listed_run)
     }
 
     /// Appends log lines to a run, tagged with `attempt`.
