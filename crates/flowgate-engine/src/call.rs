@@ -773,6 +773,57 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_object_keyed_like_serde_internals_stays_an_object() {
+        // With serde_json's `raw_value` feature, every `Value` parse read an
+        // object whose one key is `$serde_json::private::RawValue` as the JSON
+        // text in its string: the stored input of this body changed shape
+        // when read back, and its 200 levels failed the read.
+        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        let sent: &'static str = Box::leak(
+            format!("{{\"$serde_json::private::RawValue\": \"{deep}\"}}").into_boxed_str(),
+        );
+        let expected = json!({ "$serde_json::private::RawValue": deep });
+        for mode in ["sync", "async"] {
+            let flow = format!("raw-{mode}");
+            let files = BTreeMap::from([
+                (
+                    "flow.toml".to_owned(),
+                    format!(
+                        "name = \"{flow}\"\n[[trigger]]\nkind = \"http\"\nmethod = \"POST\"\npath = \"/echo\"\nmode = \"{mode}\"\n[auth]\nmode = \"none\"\n"
+                    ),
+                ),
+                ("main.rhai".to_owned(), "#{ got: request.body }".to_owned()),
+            ]);
+            let engine = published(&flow, files).await;
+            let path: &'static str = Box::leak(format!("/flows/{flow}/echo").into_boxed_str());
+            let head = post_json(path);
+            let answer = engine
+                .call_flow(
+                    call_of(&head, &flow, "/echo", "req-raw"),
+                    |_| async move { Ok(sent.as_bytes().to_vec()) },
+                    &mut CallNotes::default(),
+                )
+                .await
+                .unwrap_or_else(|e| panic!("{mode} call: {e}"));
+            let run = if mode == "sync" {
+                assert_eq!(answer.doc["body"]["got"], expected);
+                only_run(&engine, &flow).await
+            } else {
+                let run = drained_run(&engine, &flow).await;
+                let body = run.response.clone().map(|r| r["body"].clone());
+                assert_eq!(body, Some(json!({ "got": expected })), "{run:?}");
+                run
+            };
+            let detail = engine
+                .store()
+                .get_run(run.id)
+                .unwrap_or_else(|e| panic!("{mode}: the run does not read back: {e}"))
+                .unwrap_or_else(|| panic!("{mode}: no run"));
+            assert_eq!(detail.run.input["request"]["body"], expected, "{mode}");
+        }
+    }
+
+    #[tokio::test]
     async fn a_json_body_reaches_the_script_and_the_stored_input_as_sent() {
         // Whitespace, a repeated key and a number too large for an integer:
         // the script and the stored input see what a JSON parser makes of

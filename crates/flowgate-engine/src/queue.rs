@@ -600,27 +600,152 @@ struct QueuedInput {
 }
 
 /// The top level of a stored input, its maps left as JSON text.
-#[derive(serde::Deserialize)]
+#[derive(Default)]
 struct StoredInput<'a> {
-    #[serde(borrow, default)]
-    request: Option<&'a serde_json::value::RawValue>,
-    #[serde(borrow, default)]
-    caller: Option<&'a serde_json::value::RawValue>,
-    #[serde(borrow, default)]
-    trigger: Option<&'a serde_json::value::RawValue>,
-    #[serde(default)]
+    request: Option<&'a str>,
+    caller: Option<&'a str>,
+    trigger: Option<&'a str>,
     request_id: Option<String>,
-    #[serde(default)]
     causation: Option<Cause>,
+}
+
+impl<'a> StoredInput<'a> {
+    /// The fields of `text`, an object's JSON text; `None` when it does not
+    /// read as the usual top level (an escaped or repeated key, a field of
+    /// the wrong type).
+    fn read(text: &'a str) -> Option<Self> {
+        let mut out = Self::default();
+        for (key, value) in top_level_fields(text)? {
+            let slot = match key {
+                "request" => &mut out.request,
+                "caller" => &mut out.caller,
+                "trigger" => &mut out.trigger,
+                "request_id" => {
+                    if out.request_id.is_some() {
+                        return None;
+                    }
+                    out.request_id = serde_json::from_str(value).ok()?;
+                    continue;
+                }
+                "causation" => {
+                    if out.causation.is_some() {
+                        return None;
+                    }
+                    out.causation = serde_json::from_str(value).ok()?;
+                    continue;
+                }
+                _ => continue,
+            };
+            if slot.replace(value).is_some() {
+                return None;
+            }
+        }
+        Some(out)
+    }
+}
+
+/// The keys and value texts of a JSON object's top level, found by a linear
+/// scan that trusts `text` to be valid JSON (a stored input was checked or
+/// written by this process; each value is parsed strictly later). `None`
+/// for anything else, or a key with an escape in it.
+///
+/// serde_json's `RawValue` would find these spans, but its feature makes
+/// every `Value` parse treat an object with the key
+/// `$serde_json::private::RawValue` as a value in text form: what a caller
+/// sends must not change shape like that.
+fn top_level_fields(text: &str) -> Option<Vec<(&str, &str)>> {
+    let b = text.as_bytes();
+    let ws = |mut i: usize| {
+        while b.get(i).is_some_and(u8::is_ascii_whitespace) {
+            i += 1;
+        }
+        i
+    };
+    // The index just past the string that starts at `i`.
+    let string_end = |mut i: usize| -> Option<usize> {
+        i += 1;
+        loop {
+            match b.get(i)? {
+                b'\\' => i += 2,
+                b'"' => return Some(i + 1),
+                _ => i += 1,
+            }
+        }
+    };
+    // The index just past the value that starts at `i`.
+    let value_end = |mut i: usize| -> Option<usize> {
+        match *b.get(i)? {
+            b'"' => string_end(i),
+            b'{' | b'[' => {
+                let mut depth = 0usize;
+                loop {
+                    match *b.get(i)? {
+                        b'"' => {
+                            i = string_end(i)?;
+                            continue;
+                        }
+                        b'{' | b'[' => depth += 1,
+                        b'}' | b']' => depth -= 1,
+                        _ => {}
+                    }
+                    i += 1;
+                    if depth == 0 {
+                        return Some(i);
+                    }
+                }
+            }
+            _ => {
+                let start = i;
+                while b
+                    .get(i)
+                    .is_some_and(|c| !matches!(c, b',' | b'}' | b']') && !c.is_ascii_whitespace())
+                {
+                    i += 1;
+                }
+                (i > start).then_some(i)
+            }
+        }
+    };
+    let mut fields = Vec::with_capacity(5);
+    let mut i = ws(0);
+    if b.get(i) != Some(&b'{') {
+        return None;
+    }
+    i = ws(i + 1);
+    if b.get(i) == Some(&b'}') {
+        return (ws(i + 1) == b.len()).then_some(fields);
+    }
+    loop {
+        if b.get(i) != Some(&b'"') {
+            return None;
+        }
+        let key_end = string_end(i)?;
+        let key = text.get(i + 1..key_end - 1)?;
+        if key.contains('\\') {
+            return None;
+        }
+        i = ws(key_end);
+        if b.get(i) != Some(&b':') {
+            return None;
+        }
+        let start = ws(i + 1);
+        i = value_end(start)?;
+        fields.push((key, text.get(start..i)?));
+        i = ws(i);
+        match b.get(i)? {
+            b',' => i = ws(i + 1),
+            b'}' => return (ws(i + 1) == b.len()).then_some(fields),
+            _ => return None,
+        }
+    }
 }
 
 impl QueuedInput {
     fn of(run: &Run) -> Self {
         if let Some(text) = run.input_json.as_deref() {
-            if let Ok(stored) = serde_json::from_str::<StoredInput<'_>>(text) {
-                let map = |raw: Option<&serde_json::value::RawValue>| {
-                    flowgate_script::JsonBody::stored(raw.map_or("null", |r| r.get()))
-                };
+            if let Some(stored) = StoredInput::read(text) {
+                let map =
+                    |raw: Option<&str>| flowgate_script::JsonBody::stored(raw.unwrap_or("null"));
                 return Self {
                     maps: RunInput {
                         stored: Some(flowgate_script::StoredMaps {
@@ -654,6 +779,49 @@ impl QueuedInput {
                 .and_then(Value::as_str)
                 .unwrap_or_default()
                 .to_owned(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_top_level_of_a_stored_input_is_read_as_text() {
+        let text = r#" { "request" : {"body": "a \"}\" b", "n": [1, {"x": []}]},
+            "caller":{"kind":"anonymous"},"trigger" :null, "request_id": "r-1",
+            "causation": {"depth": 2, "chain_id": "c"}, "extra": -1.5e3 } "#;
+        let s = StoredInput::read(text).unwrap_or_else(|| panic!("not read"));
+        assert_eq!(
+            s.request,
+            Some(r#"{"body": "a \"}\" b", "n": [1, {"x": []}]}"#)
+        );
+        assert_eq!(s.caller, Some(r#"{"kind":"anonymous"}"#));
+        assert_eq!(s.trigger, Some("null"));
+        assert_eq!(s.request_id.as_deref(), Some("r-1"));
+        assert_eq!(s.causation.map(|c| c.depth), Some(2));
+        assert_eq!(
+            top_level_fields(r#"{"a":1,"b":true,"c":"x"}"#),
+            Some(vec![("a", "1"), ("b", "true"), ("c", "\"x\"")])
+        );
+        assert_eq!(top_level_fields(" {} "), Some(vec![]));
+    }
+
+    #[test]
+    fn anything_unusual_falls_back_to_the_general_conversion() {
+        for text in [
+            r#"{"request": {}, "request": {}}"#,
+            r#"{"req\u0075est": {}}"#,
+            r#"{"request_id": 5}"#,
+            r#"[1]"#,
+            r#"{"request": {}} x"#,
+            r#"{"request": {"#,
+            r#"{"request" {}}"#,
+            r#"{"request": }"#,
+            "",
+        ] {
+            assert!(StoredInput::read(text).is_none(), "{text}");
         }
     }
 }
