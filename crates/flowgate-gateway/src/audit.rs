@@ -71,12 +71,12 @@ pub async fn audit_log(
     let started = Instant::now();
     let time = flowgate_core::now_ms();
     let method = req.method().to_string();
-    let path: String = req.path().chars().take(1024).collect();
+    let path = prefix_chars(req.path(), 1024).to_owned();
     let idempotency_key = req
         .headers()
         .get("idempotency-key")
         .and_then(|v| v.to_str().ok())
-        .map(|s| s.chars().take(255).collect::<String>());
+        .map(|s| prefix_chars(s, 255).to_owned());
     let state = req.app_data::<web::Data<AppState>>().cloned();
     let res = next.call(req).await;
     let status = match &res {
@@ -107,4 +107,31 @@ pub async fn audit_log(
         });
     }
     res
+}
+
+/// The first `n` characters of `s` (all of it when shorter), borrowed: a
+/// slice up to a character boundary, not a string built char by char.
+fn prefix_chars(s: &str, n: usize) -> &str {
+    if s.len() <= n {
+        // No more bytes than `n`, so no more characters.
+        return s;
+    }
+    match s.char_indices().nth(n) {
+        Some((end, _)) => &s[..end],
+        None => s,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prefix_chars;
+
+    #[test]
+    fn prefixes_end_on_a_character() {
+        assert_eq!(prefix_chars("abc", 5), "abc");
+        assert_eq!(prefix_chars("abc", 2), "ab");
+        assert_eq!(prefix_chars("ééé", 2), "éé");
+        assert_eq!(prefix_chars("ééé", 3), "ééé");
+        assert_eq!(prefix_chars("", 0), "");
+    }
 }

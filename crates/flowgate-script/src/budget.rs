@@ -65,6 +65,11 @@ impl Walker {
             }
             return;
         }
+        // Most values are scalars: done with them before trying each type
+        // that holds more.
+        if d.is_unit() || d.is_int() || d.is_float() || d.is_bool() || d.is_char() {
+            return;
+        }
         if let Some(s) = d.read_lock::<ImmutableString>() {
             let len = s.len();
             if len >= SHARED_STRING_MIN && !self.seen.insert(s.as_ptr() as usize) {
