@@ -54,7 +54,8 @@ bench-footprint: build-release
 	FLOWGATE_BIN=$(BIN_RELEASE) python3 tools/bench/footprint.py
 
 # User-space instructions per sync call under callgrind, a figure noise does not
-# move (tools/bench/instructions.sh; needs valgrind).
+# move (tools/bench/instructions.sh; needs valgrind). BENCH_FLOW picks the flow:
+# transform (auth none), transform-secure (API key), transform-async.
 bench-instructions: build-release
 	@bash tools/bench/instructions.sh $(BIN_RELEASE)
 
