@@ -786,6 +786,7 @@ impl QueuedInput {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn the_top_level_of_a_stored_input_is_read_as_text() {
@@ -806,6 +807,30 @@ mod tests {
             Some(vec![("a", "1"), ("b", "true"), ("c", "\"x\"")])
         );
         assert_eq!(top_level_fields(" {} "), Some(vec![]));
+    }
+
+    #[test]
+    fn each_field_is_the_text_of_its_value() {
+        let values = [
+            json!("a \\\" } ] , \\"),
+            json!({"k\"}": ["\\", "]", {"": {}}], "n": -0.5e-3}),
+            json!([[], [[]], {}, null, true, false, 0, "\u{0}\u{1f600}"]),
+            json!(12345678901234567890u64),
+        ];
+        for v in &values {
+            for w in &values {
+                let doc = json!({"request": v, "caller": w, "trigger": {}, "request_id": "r"});
+                for text in [doc.to_string(), serde_json::to_string_pretty(&doc).unwrap()] {
+                    let s = StoredInput::read(&text).unwrap_or_else(|| panic!("not read: {text}"));
+                    let parse =
+                        |t: Option<&str>| serde_json::from_str::<Value>(t.unwrap()).unwrap();
+                    assert_eq!(&parse(s.request), v, "{text}");
+                    assert_eq!(&parse(s.caller), w, "{text}");
+                    assert_eq!(parse(s.trigger), json!({}));
+                    assert_eq!(s.request_id.as_deref(), Some("r"));
+                }
+            }
+        }
     }
 
     #[test]
