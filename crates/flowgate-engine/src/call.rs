@@ -719,6 +719,16 @@ mod tests {
 
     /// A flow without an input schema on `POST /echo`, run in `mode`.
     async fn echo_flow(name: &str, mode: &str) -> Engine {
+        script_flow(
+            name,
+            mode,
+            "#{ got: request.body, first: request.body.items[0] }",
+        )
+        .await
+    }
+
+    /// A flow without an input schema on `POST /echo` running `script` in `mode`.
+    async fn script_flow(name: &str, mode: &str, script: &str) -> Engine {
         let files = BTreeMap::from([
             (
                 "flow.toml".to_owned(),
@@ -726,12 +736,27 @@ mod tests {
                     "name = \"{name}\"\n[[trigger]]\nkind = \"http\"\nmethod = \"POST\"\npath = \"/echo\"\nmode = \"{mode}\"\n[auth]\nmode = \"none\"\n"
                 ),
             ),
-            (
-                "main.rhai".to_owned(),
-                "#{ got: request.body, first: request.body.items[0] }".to_owned(),
-            ),
+            ("main.rhai".to_owned(), script.to_owned()),
         ]);
         published(name, files).await
+    }
+
+    /// `sent` posted by `head` to `flow`'s `/echo`, answered.
+    async fn call_echo(
+        engine: &Engine,
+        head: &TestHead,
+        flow: &str,
+        request_id: &str,
+        sent: &'static str,
+    ) -> Answer {
+        engine
+            .call_flow(
+                call_of(head, flow, "/echo", request_id),
+                |_| async move { Ok(sent.as_bytes().to_vec()) },
+                &mut CallNotes::default(),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{flow} call: {e}"))
     }
 
     /// The one run of `flow`, read back from the store.
@@ -785,26 +810,9 @@ mod tests {
         let expected = json!({ "$serde_json::private::RawValue": deep });
         for mode in ["sync", "async"] {
             let flow = format!("raw-{mode}");
-            let files = BTreeMap::from([
-                (
-                    "flow.toml".to_owned(),
-                    format!(
-                        "name = \"{flow}\"\n[[trigger]]\nkind = \"http\"\nmethod = \"POST\"\npath = \"/echo\"\nmode = \"{mode}\"\n[auth]\nmode = \"none\"\n"
-                    ),
-                ),
-                ("main.rhai".to_owned(), "#{ got: request.body }".to_owned()),
-            ]);
-            let engine = published(&flow, files).await;
+            let engine = script_flow(&flow, mode, "#{ got: request.body }").await;
             let path: &'static str = Box::leak(format!("/flows/{flow}/echo").into_boxed_str());
-            let head = post_json(path);
-            let answer = engine
-                .call_flow(
-                    call_of(&head, &flow, "/echo", "req-raw"),
-                    |_| async move { Ok(sent.as_bytes().to_vec()) },
-                    &mut CallNotes::default(),
-                )
-                .await
-                .unwrap_or_else(|e| panic!("{mode} call: {e}"));
+            let answer = call_echo(&engine, &post_json(path), &flow, "req-raw", sent).await;
             let run = if mode == "sync" {
                 assert_eq!(answer.doc["body"]["got"], expected);
                 only_run(&engine, &flow).await
@@ -840,14 +848,7 @@ mod tests {
                 query: "k=v",
                 headers: vec![("content-type", "application/json"), ("x-extra", "1")],
             };
-            let answer = engine
-                .call_flow(
-                    call_of(&head, &flow, "/echo", "req-9"),
-                    |_| async move { Ok(sent.as_bytes().to_vec()) },
-                    &mut CallNotes::default(),
-                )
-                .await
-                .unwrap_or_else(|e| panic!("{mode} call: {e}"));
+            let answer = call_echo(&engine, &head, &flow, "req-9", sent).await;
             if mode == "sync" {
                 assert_eq!(answer.doc["body"]["got"]["z"], 3, "{mode}");
                 assert_eq!(answer.doc["body"]["first"], json!({"a": null}));
