@@ -747,12 +747,13 @@ mod tests {
         head: &TestHead,
         flow: &str,
         request_id: &str,
-        sent: &'static str,
+        sent: impl Into<Vec<u8>>,
     ) -> Answer {
+        let sent = sent.into();
         engine
             .call_flow(
                 call_of(head, flow, "/echo", request_id),
-                |_| async move { Ok(sent.as_bytes().to_vec()) },
+                |_| async move { Ok(sent) },
                 &mut CallNotes::default(),
             )
             .await
@@ -804,15 +805,13 @@ mod tests {
         // text in its string: the stored input of this body changed shape
         // when read back, and its 200 levels failed the read.
         let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
-        let sent: &'static str = Box::leak(
-            format!("{{\"$serde_json::private::RawValue\": \"{deep}\"}}").into_boxed_str(),
-        );
+        let sent = format!("{{\"$serde_json::private::RawValue\": \"{deep}\"}}");
         let expected = json!({ "$serde_json::private::RawValue": deep });
         for mode in ["sync", "async"] {
             let flow = format!("raw-{mode}");
             let engine = script_flow(&flow, mode, "#{ got: request.body }").await;
             let path: &'static str = Box::leak(format!("/flows/{flow}/echo").into_boxed_str());
-            let answer = call_echo(&engine, &post_json(path), &flow, "req-raw", sent).await;
+            let answer = call_echo(&engine, &post_json(path), &flow, "req-raw", sent.clone()).await;
             let run = if mode == "sync" {
                 assert_eq!(answer.doc["body"]["got"], expected);
                 only_run(&engine, &flow).await
@@ -925,15 +924,7 @@ mod tests {
                 // Queued, it runs from its stored input as deep as it is.
                 let queued = echo_flow("deep-async", "async").await;
                 let head = post_json("/flows/deep-async/echo");
-                let sent = nested(depth);
-                let answer = queued
-                    .call_flow(
-                        call_of(&head, "deep-async", "/echo", "req-q"),
-                        |_| async move { Ok(sent.into_bytes()) },
-                        &mut CallNotes::default(),
-                    )
-                    .await
-                    .unwrap_or_else(|e| panic!("{e}"));
+                let answer = call_echo(&queued, &head, "deep-async", "req-q", nested(depth)).await;
                 assert_eq!(answer.doc["status"], 202);
                 let run = drained_run(&queued, "deep-async").await;
                 assert_eq!(

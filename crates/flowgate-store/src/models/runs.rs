@@ -89,32 +89,28 @@ impl RunRow {
     /// stored documents (input, response, outbound calls): one that does not
     /// parse is left empty, and logged, instead of failing the whole page.
     pub fn into_listed_run(mut self) -> Result<Run> {
-        let input = match parse_stored(&self.input) {
-            Ok(v) => v,
-            Err(e) => {
-                self.unreadable("input", &e);
-                Value::Null
-            }
-        };
+        let input = self
+            .read_doc("input", Some(&self.input), Docs::Lenient)?
+            .unwrap_or(Value::Null);
         self.input = String::new();
         self.into_run_with(input, None, Docs::Lenient)
     }
 
-    fn unreadable(&self, what: &str, e: &StoreError) {
-        tracing::warn!(run.id = %self.id, error = %e, "a run's stored {what} does not parse; listed without it");
+    /// A stored document of this run, parsed; one that does not parse is
+    /// an error or, `Lenient`, missing (and logged).
+    fn read_doc(&self, what: &str, text: Option<&str>, docs: Docs) -> Result<Option<Value>> {
+        match (json_opt(text), docs) {
+            (Err(e), Docs::Lenient) => {
+                tracing::warn!(run.id = %self.id, error = %e, "a run's stored {what} does not parse; listed without it");
+                Ok(None)
+            }
+            (read, _) => read,
+        }
     }
 
     fn into_run_with(self, input: Value, input_json: Option<String>, docs: Docs) -> Result<Run> {
-        let doc = |what: &str, text: Option<&str>| match (json_opt(text), docs) {
-            (Ok(v), _) => Ok(v),
-            (Err(e), Docs::Lenient) => {
-                self.unreadable(what, &e);
-                Ok(None)
-            }
-            (Err(e), Docs::Strict) => Err(e),
-        };
-        let response = doc("response", self.response.as_deref())?;
-        let http_calls = doc("outbound calls", self.http_calls.as_deref())?;
+        let response = self.read_doc("response", self.response.as_deref(), docs)?;
+        let http_calls = self.read_doc("outbound calls", self.http_calls.as_deref(), docs)?;
         Ok(Run {
             id: RunId::parse(&self.id)?,
             flow: name(&self.flow)?,
