@@ -137,7 +137,9 @@ pub struct Run {
     pub input_json: Option<String>,
     /// A queued run is not claimed before this time.
     pub available_at: EpochMs,
-    /// Worker holding the lease while running.
+    /// Worker holding the lease while running; once the run ended, the
+    /// worker that ran its last attempt (`None` for a sync run and while
+    /// queued). Only a `running` run holds a lease.
     pub lease_owner: Option<String>,
     /// When the lease ends unless renewed.
     pub lease_expires_at: Option<EpochMs>,

@@ -90,6 +90,7 @@ both!(
     many_recorded_runs_all_land_with_their_logs,
     queue_lease_expiry_reclaims,
     queue_retry_release_and_dead,
+    attempts_get_a_row_only_when_they_do_not_end_the_run,
     queue_claims_many_oldest_first,
     queue_concurrent_claims_are_exclusive,
     run_events_only_with_completion,
@@ -464,6 +465,28 @@ fn runs_insert_get_and_paginate(db: &Db) {
 }
 
 /// Runs SQL on the database behind `db` (not through the store).
+/// How many `run_attempts` rows run `id` has.
+fn attempt_rows(db: &Db, id: RunId) -> i64 {
+    #[derive(QueryableByName)]
+    struct N {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let sql = format!("SELECT count(*) AS n FROM run_attempts WHERE run_id = '{id}'");
+    let n: N = match db.store.backend() {
+        Backend::Sqlite => {
+            let path = db.url.strip_prefix("sqlite://").unwrap();
+            diesel::sql_query(sql)
+                .get_result(&mut SqliteConnection::establish(path).unwrap())
+                .unwrap()
+        }
+        Backend::Postgres => diesel::sql_query(sql)
+            .get_result(&mut PgConnection::establish(&db.url).unwrap())
+            .unwrap(),
+    };
+    n.n
+}
+
 fn raw_execute(db: &Db, sql: &str) {
     match db.store.backend() {
         Backend::Sqlite => {
@@ -553,7 +576,12 @@ fn queue_lease_expiry_reclaims(db: &Db) {
 
     let d = s.get_run(run.id).unwrap().unwrap();
     assert_eq!((d.run.status, d.run.attempt), (RunStatus::Succeeded, 2));
-    assert_eq!(d.run.lease_owner, None);
+    assert_eq!(
+        d.run.lease_owner.as_deref(),
+        Some("w2"),
+        "an ended run names the worker of its last attempt"
+    );
+    assert_eq!(d.run.lease_expires_at, None);
     let outcomes: Vec<_> = d
         .attempts
         .iter()
@@ -563,6 +591,102 @@ fn queue_lease_expiry_reclaims(db: &Db) {
     assert_eq!(d.attempts[0].owner, "w1");
     assert_eq!(d.logs[0].attempt, 2);
     assert!(s.claim_next("w3", 1_000, t0 + 99_000).unwrap().is_none());
+}
+
+/// A claimed run's attempt lives in the run's own row: only an attempt that
+/// ends without ending the run (a retry, an expired lease) is written as a
+/// row of its own, and every attempt still shows, with its worker. An open
+/// row an older version wrote at the claim is completed when the run ends.
+fn attempts_get_a_row_only_when_they_do_not_end_the_run(db: &Db) {
+    let s = &db.store;
+    let t0 = now_ms();
+    let once = queued("att", t0 - 10, 3);
+    s.enqueue(&once).unwrap();
+    let c = s.claim_next("w1", 5_000, t0).unwrap().unwrap();
+    let running = s.get_run(c.id).unwrap().unwrap();
+    let a = &running.attempts[..];
+    assert_eq!(a.len(), 1, "{a:?}");
+    assert_eq!((a[0].attempt, a[0].owner.as_str()), (1, "w1"));
+    assert_eq!((a[0].started_at, a[0].finished_at), (t0, None));
+    assert_eq!(a[0].outcome, None);
+    assert!(s.complete_run(c.id, "w1", &ok_outcome(vec![])).unwrap());
+    assert_eq!(attempt_rows(db, c.id), 0, "a first try that ends the run");
+    let d = s.get_run(c.id).unwrap().unwrap();
+    assert_eq!(d.attempts.len(), 1);
+    assert_eq!(d.attempts[0].owner, "w1");
+    assert_eq!(d.attempts[0].outcome.as_deref(), Some("succeeded"));
+    assert_eq!(d.attempts[0].finished_at, d.run.finished_at);
+
+    // A retry, an expired lease, then success: two rows, three attempts.
+    let twice = queued("att", t0 - 5, 3);
+    s.enqueue(&twice).unwrap();
+    let c = s.claim_next("w1", 5_000, t0).unwrap().unwrap();
+    assert_eq!(c.id, twice.id);
+    assert!(s.retry_run(c.id, "w1", t0, "HTTP 503", &[]).unwrap());
+    let c = s.claim_next("w2", 1_000, t0 + 100).unwrap().unwrap();
+    assert_eq!(c.attempt, 2);
+    let c = s.claim_next("w3", 5_000, t0 + 1_200).unwrap().unwrap();
+    assert_eq!((c.id, c.attempt), (twice.id, 3));
+    assert!(s.complete_run(c.id, "w3", &ok_outcome(vec![])).unwrap());
+    assert_eq!(attempt_rows(db, c.id), 2);
+    let d = s.get_run(c.id).unwrap().unwrap();
+    let seen: Vec<_> = d
+        .attempts
+        .iter()
+        .map(|a| (a.attempt, a.owner.as_str(), a.outcome.as_deref().unwrap()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (1, "w1", "retry"),
+            (2, "w2", "lease_expired"),
+            (3, "w3", "succeeded")
+        ]
+    );
+    assert_eq!(d.attempts[0].error.as_deref(), Some("HTTP 503"));
+    assert_eq!(d.attempts[1].started_at, t0 + 100);
+    assert_eq!(d.attempts[1].finished_at, Some(t0 + 1_200));
+    assert_eq!(d.attempts[2].error, None);
+
+    // An open row from a version that wrote one at the claim.
+    let old = queued("att", t0 - 1, 3);
+    s.enqueue(&old).unwrap();
+    let c = s.claim_next("w1", 5_000, t0).unwrap().unwrap();
+    assert_eq!(c.id, old.id);
+    raw_execute(
+        db,
+        &format!(
+            "INSERT INTO run_attempts (run_id, attempt, owner, started_at) \
+             VALUES ('{}', 1, 'w1', {t0})",
+            c.id
+        ),
+    );
+    assert!(s.retry_run(c.id, "w1", t0, "boom", &[]).unwrap());
+    let c = s.claim_next("w1", 5_000, t0 + 10).unwrap().unwrap();
+    raw_execute(
+        db,
+        &format!(
+            "INSERT INTO run_attempts (run_id, attempt, owner, started_at) \
+             VALUES ('{}', 2, 'w1', {})",
+            c.id,
+            t0 + 10
+        ),
+    );
+    assert!(s.complete_run(c.id, "w1", &ok_outcome(vec![])).unwrap());
+    let d = s.get_run(c.id).unwrap().unwrap();
+    let seen: Vec<_> = d
+        .attempts
+        .iter()
+        .map(|a| (a.attempt, a.outcome.as_deref(), a.error.as_deref()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (1, Some("retry"), Some("boom")),
+            (2, Some("succeeded"), None)
+        ]
+    );
+    assert_eq!(d.attempts[1].finished_at, d.run.finished_at);
 }
 
 /// One batched claim takes the due runs oldest first, expired leases among

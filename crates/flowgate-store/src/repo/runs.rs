@@ -21,7 +21,7 @@ use crate::models::runs::RunRow;
 use crate::repo::events::insert_events_tx;
 use crate::repo::flows::page;
 use crate::schema::{run_attempts, run_logs, runs};
-use crate::types::{Page, Run, RunDetail, RunFilter, RunOutcome};
+use crate::types::{Page, Run, RunAttempt, RunDetail, RunFilter, RunOutcome};
 use crate::writer::RunRecord;
 use crate::{Committed, Store};
 
@@ -35,7 +35,9 @@ const CLAIM: &[&str] = &[
     " WHERE id = ",
     "",
 ];
-/// See [`CLAIM`]: a run's outcome; the lease ends with it.
+/// See [`CLAIM`]: a run's outcome; the lease ends with it. The owner stays:
+/// it names the worker that ran the last attempt, which the run's own row
+/// describes (see [`last_attempt`]).
 const FINISH: &[&str] = &[
     "UPDATE runs SET status = ",
     ", finished_at = ",
@@ -44,16 +46,7 @@ const FINISH: &[&str] = &[
     ", response = ",
     ", error = ",
     ", http_calls = ",
-    ", lease_owner = NULL, lease_expires_at = NULL WHERE id = ",
-    "",
-];
-/// See [`CLAIM`]: the end of one attempt.
-const CLOSE_ATTEMPT: &[&str] = &[
-    "UPDATE run_attempts SET finished_at = ",
-    ", outcome = ",
-    ", error = ",
-    " WHERE run_id = ",
-    " AND attempt = ",
+    ", lease_expires_at = NULL WHERE id = ",
     "",
 ];
 
@@ -86,34 +79,55 @@ pub(crate) fn queued_row(run: &Run) -> Result<RunRow> {
     RunRow::from_run(run)
 }
 
-/// Inserts a run row (and its first attempt when it already started) plus logs.
+/// Inserts a run row plus logs. Its attempt is in the row (see [`last_attempt`]).
 pub(crate) fn insert_run_tx(c: &mut AnyConnection, run: &Run, logs: &[LogLine]) -> Result<()> {
     let row = RunRow::from_run(run)?;
     insert_row_tx(c, &row)?;
-    if let Some(att) = first_attempt(run, &row.id) {
-        batch_insert_cached!(&mut *c, run_attempts::table, std::slice::from_ref(&att));
-    }
     append_logs_tx(c, &row.id, run.attempt, logs)
 }
 
-/// The attempt row of a run inserted after it started (a sync run).
-fn first_attempt(run: &Run, id: &str) -> Option<RunAttemptRow> {
+/// The attempt a run's own row describes: its latest, running or ended with
+/// the run. Only attempts that ended otherwise (a retry, an expired lease)
+/// get a `run_attempts` row, written when they end: a run that succeeds at
+/// its first try writes no attempt row at all, and
+/// [`Store::get_run`] shows its attempt from here.
+fn last_attempt(run: &Run) -> Option<RunAttemptRow> {
     let started = run.started_at.filter(|_| run.attempt >= 1)?;
+    let ended = run.status.is_final();
     Some(RunAttemptRow {
-        run_id: id.to_owned(),
+        run_id: run.id.to_string(),
         attempt: run.attempt as i32,
         owner: run
             .lease_owner
             .clone()
             .unwrap_or_else(|| SYNC_OWNER.to_owned()),
         started_at: started,
-        finished_at: run.finished_at,
-        outcome: run
-            .status
-            .is_final()
-            .then(|| run.status.as_str().to_owned()),
-        error: run.error.clone(),
+        finished_at: run.finished_at.filter(|_| ended),
+        outcome: ended.then(|| run.status.as_str().to_owned()),
+        error: run.error.clone().filter(|_| ended),
     })
+}
+
+/// The attempts of `run`: the rows of those that ended without ending the
+/// run, then the one its own row describes ([`last_attempt`]). A row written
+/// for the latest attempt (by a version that wrote one per claim, or for an
+/// expired lease) is kept, and completed from the run's row if it ended with
+/// the run while still open.
+fn attempts_of(run: &Run, rows: Vec<RunAttemptRow>) -> Vec<RunAttempt> {
+    let mut rows = rows;
+    if let Some(last) = last_attempt(run) {
+        match rows.iter_mut().find(|r| r.attempt == last.attempt) {
+            Some(r) if r.outcome.is_none() && last.outcome.is_some() => {
+                r.finished_at = last.finished_at;
+                r.outcome = last.outcome;
+                r.error = last.error;
+            }
+            Some(_) => {}
+            None => rows.push(last),
+        }
+    }
+    rows.sort_by_key(|r| r.attempt);
+    rows.into_iter().map(RunAttemptRow::into_attempt).collect()
 }
 
 /// Inserts many new runs (records of finished sync runs, see
@@ -188,26 +202,53 @@ fn append_logs_tx(
     Ok(())
 }
 
-fn close_attempt(
-    c: &mut AnyConnection,
+/// Writes the row of an attempt that ended without ending its run: `outcome`
+/// is `retry` or `lease_expired`. `owner` and `started_at` come from the
+/// run's row as the attempt left it. Replaces the open row a version that
+/// wrote one per claim left for it.
+fn end_attempt(c: &mut AnyConnection, row: RunAttemptRow) -> Result<()> {
+    use diesel::upsert::excluded;
+    let rows = std::slice::from_ref(&row);
+    macro_rules! upsert {
+        ($conn:expr) => {
+            diesel::insert_into(run_attempts::table)
+                .values(rows)
+                .on_conflict((run_attempts::run_id, run_attempts::attempt))
+                .do_update()
+                .set((
+                    run_attempts::finished_at.eq(excluded(run_attempts::finished_at)),
+                    run_attempts::outcome.eq(excluded(run_attempts::outcome)),
+                    run_attempts::error.eq(excluded(run_attempts::error)),
+                ))
+                .execute($conn)?
+        };
+    }
+    match c {
+        AnyConnection::Postgres(pg) => upsert!(pg),
+        AnyConnection::Sqlite(sq) => upsert!(sq),
+    };
+    Ok(())
+}
+
+/// The row of attempt `attempt` of run `run_id`, ended at `now` with `outcome`.
+fn ended_attempt(
     run_id: &str,
     attempt: i32,
+    owner: &str,
+    started_at: Option<EpochMs>,
     now: EpochMs,
     outcome: &str,
-    error: Option<&str>,
-) -> Result<()> {
-    Fixed::new(
-        CLOSE_ATTEMPT,
-        [
-            Bind::Big(Some(now)),
-            Bind::Text(Some(outcome)),
-            Bind::Text(error),
-            Bind::Text(Some(run_id)),
-            Bind::Int(Some(attempt)),
-        ],
-    )
-    .execute(c)?;
-    Ok(())
+    error: &str,
+) -> RunAttemptRow {
+    RunAttemptRow {
+        run_id: run_id.to_owned(),
+        attempt,
+        owner: owner.to_owned(),
+        started_at: started_at.unwrap_or(now),
+        finished_at: Some(now),
+        outcome: Some(outcome.to_owned()),
+        error: Some(error.to_owned()),
+    }
 }
 
 fn load_run(c: &mut AnyConnection, id: &str) -> Result<Option<Run>> {
@@ -220,17 +261,22 @@ fn load_run(c: &mut AnyConnection, id: &str) -> Result<Option<Run>> {
         .transpose()
 }
 
-/// The current attempt of a run still leased by `owner`, `None` when the lease is lost.
+/// The current attempt of a run still leased by `owner`, and when it started;
+/// `None` when the lease is lost.
 /// Runs on the concrete connection, where diesel caches the prepared
 /// statement by its type (through [`AnyConnection`] it builds the SQL text
 /// again on every call to look the statement up): every outcome and lease
 /// renewal asks it.
-fn owned_attempt(c: &mut AnyConnection, id: &str, owner: &str) -> Result<Option<i32>> {
+fn owned_attempt(
+    c: &mut AnyConnection,
+    id: &str,
+    owner: &str,
+) -> Result<Option<(i32, Option<EpochMs>)>> {
     let q = runs::table
         .find(id)
         .filter(runs::lease_owner.eq(owner))
         .filter(runs::status.eq(RUNNING))
-        .select(runs::attempt);
+        .select((runs::attempt, runs::started_at));
     Ok(match c {
         AnyConnection::Sqlite(sq) => q.first(sq).optional()?,
         AnyConnection::Postgres(pg) => q.first(pg).optional()?,
@@ -385,7 +431,17 @@ fn claim_tx(
                     "lease of worker `{}` expired during attempt {attempt}",
                     row.lease_owner.as_deref().unwrap_or("?")
                 );
-                close_attempt(c, &id, attempt, now, "lease_expired", Some(&err))?;
+                let owner = row.lease_owner.as_deref().unwrap_or("?");
+                let ended = ended_attempt(
+                    &id,
+                    attempt,
+                    owner,
+                    row.started_at,
+                    now,
+                    "lease_expired",
+                    &err,
+                );
+                end_attempt(c, ended)?;
                 if attempt >= max {
                     let err = format!("{err}; no attempts left");
                     diesel::update(runs::table.find(&id))
@@ -418,21 +474,8 @@ fn claim_tx(
                 ],
             )
             .execute(c)?;
-            let attempt_row = RunAttemptRow {
-                run_id: id,
-                attempt: next,
-                owner: owner.to_owned(),
-                started_at: now,
-                finished_at: None,
-                outcome: None,
-                error: None,
-            };
-            batch_insert_cached!(
-                &mut *c,
-                run_attempts::table,
-                std::slice::from_ref(&attempt_row)
-            );
-            // The row as `CLAIM` left it: no second read.
+            // The row as `CLAIM` left it: no second read. The attempt has
+            // no row of its own unless it ends without ending the run.
             row.status = RUNNING.to_owned();
             row.attempt = next;
             row.lease_owner = Some(owner.to_owned());
@@ -519,19 +562,8 @@ impl Store {
             .filter(run_attempts::run_id.eq(&id))
             .order(run_attempts::attempt.asc())
             .select(RunAttemptRow::as_select())
-            .load(&mut *c)?
-            .into_iter()
-            .map(RunAttemptRow::into_attempt)
-            .collect::<Vec<_>>();
-        // A recorded sync run keeps its one attempt in its own row.
-        let attempts = if attempts.is_empty() {
-            first_attempt(&run, &id)
-                .map(RunAttemptRow::into_attempt)
-                .into_iter()
-                .collect()
-        } else {
-            attempts
-        };
+            .load(&mut *c)?;
+        let attempts = attempts_of(&run, attempts);
         Ok(Some(RunDetail {
             run,
             logs,
@@ -690,7 +722,7 @@ impl Store {
         };
         let id = id.to_string();
         self.submit_lazy(move |c| {
-            let Some(attempt) = owned_attempt(c, &id, &owner)? else {
+            let Some((attempt, _)) = owned_attempt(c, &id, &owner)? else {
                 return Ok(false);
             };
             Fixed::new(
@@ -707,14 +739,6 @@ impl Store {
                 ],
             )
             .execute(c)?;
-            close_attempt(
-                c,
-                &id,
-                attempt,
-                outcome.finished_at,
-                outcome.status.as_str(),
-                outcome.error.as_deref(),
-            )?;
             append_logs_tx(c, &id, attempt as u32, &outcome.logs)?;
             insert_events_tx(c, &events)?;
             Ok(true)
@@ -754,7 +778,7 @@ impl Store {
     ) -> Committed<bool> {
         let id = id.to_string();
         self.submit_lazy(move |c| {
-            let Some(attempt) = owned_attempt(c, &id, &owner)? else {
+            let Some((attempt, started_at)) = owned_attempt(c, &id, &owner)? else {
                 return Ok(false);
             };
             diesel::update(runs::table.find(&id))
@@ -766,7 +790,8 @@ impl Store {
                     runs::lease_expires_at.eq(None::<i64>),
                 ))
                 .execute(c)?;
-            close_attempt(c, &id, attempt, now_ms(), "retry", Some(&error))?;
+            let ended = ended_attempt(&id, attempt, &owner, started_at, now_ms(), "retry", &error);
+            end_attempt(c, ended)?;
             append_logs_tx(c, &id, attempt as u32, &logs)?;
             Ok(true)
         })
@@ -799,7 +824,7 @@ impl Store {
         let id = id.to_string();
         let owner = owner.to_owned();
         self.write(move |c| {
-            let Some(attempt) = owned_attempt(c, &id, &owner)? else {
+            let Some((attempt, _)) = owned_attempt(c, &id, &owner)? else {
                 return Ok(false);
             };
             diesel::update(runs::table.find(&id))
@@ -810,6 +835,7 @@ impl Store {
                     runs::lease_expires_at.eq(None::<i64>),
                 ))
                 .execute(c)?;
+            // Only a version that wrote a row per claim left one here.
             diesel::delete(run_attempts::table.find((&id, attempt))).execute(c)?;
             Ok(true)
         })

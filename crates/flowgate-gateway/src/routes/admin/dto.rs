@@ -43,7 +43,8 @@ pub struct RunOut {
     pub event_id: Option<String>,
     /// When the run was recorded.
     pub created_at: String,
-    /// The node holding the run's lease while it runs.
+    /// The node holding the run's lease while it runs; once it ended, the
+    /// node that ran its last attempt.
     pub node: Option<String>,
 }
 
