@@ -8,6 +8,7 @@
 
 pub mod audit;
 pub mod body_deadline;
+pub mod coalesce;
 mod convert;
 pub mod error;
 pub mod extract;

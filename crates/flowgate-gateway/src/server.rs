@@ -1,11 +1,16 @@
 //! Builds the actix application and runs it until a shutdown signal.
 
+use actix_http::{HttpService, KeepAlive, Protocol};
+use actix_service::{fn_service, map_config, IntoServiceFactory, ServiceFactoryExt};
+use actix_web::dev::AppConfig;
 use actix_web::middleware::from_fn;
-use actix_web::{web, App, HttpRequest, HttpServer};
+use actix_web::rt::net::TcpStream;
+use actix_web::{web, App, HttpRequest};
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::coalesce::CoalescedIo;
 use crate::error::{json_error_handler, path_error_handler, query_error_handler, ApiError};
 use crate::middleware::request_context;
 use crate::{routes, AppState};
@@ -90,7 +95,7 @@ pub async fn serve(
     let state = web::Data::from(Arc::new(state));
     let app_state = state.clone();
     let body_deadline = crate::body_deadline::BodyDeadline(config.body_timeout);
-    let mut server = HttpServer::new(move || {
+    let app = move || {
         App::new()
             .app_data(app_state.clone())
             .app_data(body_deadline)
@@ -107,14 +112,51 @@ pub async fn serve(
             .wrap(from_fn(crate::body_deadline::body_deadline))
             .wrap(from_fn(crate::audit::audit_log))
             .wrap(from_fn(request_context))
-    })
-    .disable_signals()
-    .shutdown_timeout(config.shutdown_grace.as_secs())
-    .listen(listener)?;
+    };
+    // What `actix_web::HttpServer` builds, with its defaults, except that each
+    // connection's writes go through `CoalescedIo` (see `coalesce`).
+    let addr = listener.local_addr()?;
+    let mut builder = actix_server::Server::build()
+        .disable_signals()
+        .backlog(1024)
+        .shutdown_timeout(config.shutdown_grace.as_secs());
     if config.workers > 0 {
-        server = server.workers(config.workers);
+        builder = builder.workers(config.workers);
     }
-    let server = server.run();
+    let graceful = builder.graceful_shutdown_signal();
+    let server = builder
+        .listen("flowgate-http", listener, move || {
+            let graceful = graceful.clone();
+            let http = HttpService::build()
+                .graceful_shutdown_signal(move || {
+                    let signal = graceful.clone();
+                    async move { signal.notified().await }
+                })
+                .keep_alive(KeepAlive::default())
+                .client_request_timeout(Duration::from_secs(5))
+                .client_disconnect_timeout(Duration::from_secs(1))
+                .h1_allow_half_closed(true)
+                .local_addr(addr)
+                // The app reads no host or address from its config (the
+                // default one names localhost): nothing builds URLs from it.
+                .finish(map_config(
+                    app()
+                        .into_factory()
+                        .map_err(|err: actix_web::Error| err.error_response()),
+                    |()| AppConfig::default(),
+                ));
+            fn_service(|io: TcpStream| async move {
+                let _ = io.set_nodelay(true);
+                let peer = io.peer_addr().ok();
+                Ok::<_, actix_http::error::DispatchError>((
+                    CoalescedIo::new(io),
+                    Protocol::Http1,
+                    peer,
+                ))
+            })
+            .and_then(http)
+        })?
+        .run();
     let handle = server.handle();
     let engine = state.engine.clone();
     let signals = tokio::spawn(async move {
