@@ -307,3 +307,75 @@ async fn readyz_answers_503_when_the_database_is_unreachable() {
         200
     );
 }
+
+/// Reads one HTTP/1.1 answer with a `content-length` from `buf` at `at`:
+/// (status, body, where the next answer starts).
+fn split_answer(buf: &[u8], at: usize) -> (u16, Vec<u8>, usize) {
+    let rest = &buf[at..];
+    let head_end = rest
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("an answer head")
+        + 4;
+    let head = String::from_utf8_lossy(&rest[..head_end]).to_ascii_lowercase();
+    let status: u16 = head[9..12].parse().unwrap();
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .expect("a content-length")
+        .trim()
+        .parse()
+        .unwrap();
+    let body = rest[head_end..head_end + len].to_vec();
+    (status, body, at + head_end + len)
+}
+
+#[tokio::test]
+async fn pipelined_answers_arrive_in_order_and_whole_to_a_slow_reader() {
+    let s = Server::start().await;
+    let doc: Value = s
+        .get("/admin/v1/openapi.json")
+        .bearer_auth(&s.admin_key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let addr = s.url.trim_start_matches("http://").to_owned();
+    let key = s.admin_key.clone();
+    let got = tokio::task::spawn_blocking(move || {
+        let mut c = TcpStream::connect(addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        // Three requests in one write; the middle answer (over 100 KB) is more
+        // than the server holds back per connection.
+        let requests = format!(
+            "GET /healthz HTTP/1.1\r\nhost: t\r\n\r\n\
+             GET /admin/v1/openapi.json HTTP/1.1\r\nhost: t\r\nauthorization: Bearer {key}\r\n\r\n\
+             GET /nowhere HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n"
+        );
+        c.write_all(requests.as_bytes()).unwrap();
+        let mut all = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            std::thread::sleep(Duration::from_millis(1));
+            match c.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => all.extend_from_slice(&buf[..n]),
+                Err(e) => panic!("reading the answers: {e}"),
+            }
+        }
+        all
+    })
+    .await
+    .unwrap();
+    let (first, _, at) = split_answer(&got, 0);
+    let (second, body, at) = split_answer(&got, at);
+    let (third, problem, at) = split_answer(&got, at);
+    assert_eq!((first, second, third), (200, 200, 404));
+    assert!(body.len() > 100_000, "{}", body.len());
+    assert_eq!(serde_json::from_slice::<Value>(&body).unwrap(), doc);
+    let problem: Value = serde_json::from_slice(&problem).unwrap();
+    assert_eq!(problem["status"], 404);
+    assert_eq!(at, got.len(), "nothing after the last answer");
+}
