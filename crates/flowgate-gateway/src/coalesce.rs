@@ -256,6 +256,7 @@ impl AsyncWrite for CoalescedIo {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
 
@@ -358,5 +359,4 @@ mod tests {
         });
     }
 
-    use std::time::Duration;
 }
