@@ -358,5 +358,4 @@ mod tests {
             assert_eq!(failed, Ok(true));
         });
     }
-
 }
