@@ -129,10 +129,13 @@ pub async fn request_context(
     ) {
         res.headers_mut().insert(name, value);
     }
-    let route = res
-        .request()
-        .match_pattern()
-        .unwrap_or_else(|| "unmatched".to_owned());
+    let route = res.request().match_pattern().unwrap_or_else(|| {
+        if crate::routes::invoke::is_flow_path(res.request().path()) {
+            crate::routes::invoke::FLOW_ROUTE.to_owned()
+        } else {
+            "unmatched".to_owned()
+        }
+    });
     let status = res.status().as_u16();
     let elapsed = started.elapsed().as_secs_f64();
     tracing::debug!(request_id = %id, http.method = %method, http.route = %route, http.status = %status, duration_ms = (elapsed * 1000.0) as u64, "request");

@@ -66,7 +66,7 @@ pub(crate) const KNOWN_PATHS: &[&str] = &[
 ];
 
 /// Unknown route: 404, or 405 when the path exists with another method.
-async fn not_found(req: HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {
+pub(crate) async fn not_found(req: HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {
     let path = req.path();
     Err(
         if let Some(known) = KNOWN_PATHS

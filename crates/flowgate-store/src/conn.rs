@@ -263,34 +263,66 @@ pub(crate) enum Bind<'a> {
     Text(Option<&'a str>),
 }
 
-/// A statement whose SQL text never changes, with its values bound: `parts`
-/// around the `binds` (`parts.len() == binds.len() + 1`), placeholders
-/// written by the backend (`?` or `$n`).
+/// The SQL text of a [`Fixed`] statement: `PARTS` around its values, placeholders
+/// written by the backend (`?` or `$n`). One type per statement, declared with
+/// [`fixed_sql!`]: diesel keeps the prepared form keyed by that type.
+pub(crate) trait FixedSql: 'static {
+    /// The text around the bound values (one more part than values).
+    const PARTS: &'static [&'static str];
+}
+
+/// Declares a [`FixedSql`] statement: `fixed_sql!(Name, ["UPDATE … = ", " WHERE id = ", ""]);`
+macro_rules! fixed_sql {
+    ($(#[$meta:meta])* $name:ident, [$($part:expr),* $(,)?]) => {
+        $(#[$meta])*
+        pub(crate) struct $name;
+        impl $crate::conn::FixedSql for $name {
+            const PARTS: &'static [&'static str] = &[$($part),*];
+        }
+    };
+}
+pub(crate) use fixed_sql;
+
+/// A statement whose SQL text never changes ([`FixedSql`]), with its values bound.
 ///
 /// Diesel never keeps the prepared form of an `UPDATE` (a changeset with
 /// `Option` fields changes its SQL with the values), so each update of the
 /// run lifecycle was parsed again on every call. A `Fixed` statement is kept
-/// per connection, keyed by its SQL text.
+/// per connection, keyed by its type: diesel neither walks it to decide whether
+/// it may be kept nor writes its SQL text again to look it up.
 #[derive(Debug)]
-pub(crate) struct Fixed<'a, const N: usize> {
-    parts: &'static [&'static str],
+pub(crate) struct Fixed<'a, S, const N: usize> {
     binds: [Bind<'a>; N],
+    sql: std::marker::PhantomData<S>,
 }
 
-impl<'a, const N: usize> Fixed<'a, N> {
-    /// `parts` around `binds`; a programming error when the counts differ
-    /// (the statement fails with a query-builder error, nothing panics).
-    pub(crate) fn new(parts: &'static [&'static str], binds: [Bind<'a>; N]) -> Self {
-        Fixed { parts, binds }
+impl<'a, S: FixedSql, const N: usize> Fixed<'a, S, N> {
+    /// `S`'s statement with `binds`; a programming error when their count
+    /// differs from its parts (the statement fails with a query-builder
+    /// error, nothing panics).
+    pub(crate) fn new(_: S, binds: [Bind<'a>; N]) -> Self {
+        Fixed {
+            binds,
+            sql: std::marker::PhantomData,
+        }
+    }
+
+    /// Runs the statement on the concrete connection (through the
+    /// multi-backend wrapper diesel would write its SQL text on every call).
+    pub(crate) fn run(self, c: &mut AnyConnection) -> diesel::QueryResult<usize> {
+        match c {
+            AnyConnection::Sqlite(sq) => self.execute(sq),
+            AnyConnection::Postgres(pg) => self.execute(pg),
+        }
     }
 }
 
-impl<const N: usize> diesel::query_builder::QueryId for Fixed<'_, N> {
-    type QueryId = ();
-    const HAS_STATIC_QUERY_ID: bool = false;
+impl<S: FixedSql, const N: usize> diesel::query_builder::QueryId for Fixed<'_, S, N> {
+    type QueryId = S;
+    const HAS_STATIC_QUERY_ID: bool = true;
 }
 
-impl<DB, const N: usize> diesel::query_builder::QueryFragment<DB> for Fixed<'_, N>
+impl<DB, S: FixedSql, const N: usize> diesel::query_builder::QueryFragment<DB> for Fixed<'_, S, N>
 where
     DB: diesel::backend::Backend
         + diesel::sql_types::HasSqlType<diesel::sql_types::Integer>
@@ -305,16 +337,13 @@ where
         mut out: diesel::query_builder::AstPass<'_, 'b, DB>,
     ) -> diesel::QueryResult<()> {
         use diesel::sql_types::{BigInt, Integer, Nullable, Text};
-        if self.parts.len() != N + 1 {
+        let parts = S::PARTS;
+        if parts.len() != N + 1 {
             return Err(diesel::result::Error::QueryBuilderError(
-                format!(
-                    "a fixed statement has {} parts for {N} values",
-                    self.parts.len()
-                )
-                .into(),
+                format!("a fixed statement has {} parts for {N} values", parts.len()).into(),
             ));
         }
-        for (part, bind) in self.parts.iter().zip(&self.binds) {
+        for (part, bind) in parts.iter().zip(&self.binds) {
             out.push_sql(part);
             match bind {
                 Bind::Int(v) => out.push_bind_param::<Nullable<Integer>, _>(v)?,
@@ -322,14 +351,44 @@ where
                 Bind::Text(v) => out.push_bind_param::<Nullable<Text>, _>(v)?,
             }
         }
-        if let Some(last) = self.parts.last() {
+        if let Some(last) = parts.last() {
             out.push_sql(last);
         }
         Ok(())
     }
+
+    fn is_safe_to_cache_prepared(&self, _: &DB) -> diesel::QueryResult<bool> {
+        Ok(true)
+    }
 }
 
-impl<C, const N: usize> RunQueryDsl<C> for Fixed<'_, N> {}
+impl<C, S, const N: usize> RunQueryDsl<C> for Fixed<'_, S, N> {}
+
+fixed_sql!(Savepoint, ["SAVEPOINT flowgate_write"]);
+fixed_sql!(Release, ["RELEASE flowgate_write"]);
+fixed_sql!(RollbackTo, ["ROLLBACK TO flowgate_write"]);
+
+/// Runs `op` in a savepoint of the open transaction: its writes are undone
+/// when it fails, the transaction's others kept. On SQLite the savepoint
+/// statements are prepared once per connection (diesel's nested
+/// transactions parse `SAVEPOINT …` text again on every call).
+pub(crate) fn in_savepoint<T>(
+    c: &mut AnyConnection,
+    op: impl FnOnce(&mut AnyConnection) -> Result<T>,
+) -> Result<T> {
+    if !matches!(c, AnyConnection::Sqlite(_)) {
+        return c.transaction(op);
+    }
+    Fixed::new(Savepoint, []).run(c)?;
+    let out = op(c).and_then(|v| Ok(Fixed::new(Release, []).run(c).map(|_| v)?));
+    if out.is_err() {
+        // When SQLite already ended the transaction these fail too and the
+        // commit that follows reports it.
+        let _ = Fixed::new(RollbackTo, []).run(c);
+        let _ = Fixed::new(Release, []).run(c);
+    }
+    out
+}
 
 /// How long the pool waits for a free connection.
 pub(crate) fn pool_timeout() -> Duration {
@@ -401,7 +460,7 @@ mod tests {
 
     #[test]
     fn a_fixed_statement_is_prepared_once_and_binds_every_value() {
-        const SET: &[&str] = &["UPDATE t SET n = ", ", s = ", " WHERE id = ", ""];
+        fixed_sql!(Set, ["UPDATE t SET n = ", ", s = ", " WHERE id = ", ""]);
         let mut c = AnyConnection::Sqlite(
             diesel::SqliteConnection::establish(":memory:").expect("in-memory SQLite"),
         );
@@ -412,7 +471,7 @@ mod tests {
         for i in 1..=3i64 {
             let s = (i < 3).then(|| format!("v{i}"));
             let n = Fixed::new(
-                SET,
+                Set,
                 [
                     Bind::Big(Some(i)),
                     Bind::Text(s.as_deref()),
@@ -436,11 +495,53 @@ mod tests {
             .get_result(&mut c)
             .expect("row");
         assert_eq!((row.n, row.s), (3, None), "the last values, NULL included");
-        let short = Fixed::new(SET, [Bind::Big(Some(1))]).execute(&mut c);
+        let short = Fixed::new(Set, [Bind::Big(Some(1))]).run(&mut c);
         assert!(
             short.is_err(),
             "parts and values that do not match are refused"
         );
+    }
+
+    #[test]
+    fn a_failed_savepoint_undoes_its_own_writes_only() {
+        let mut c = AnyConnection::Sqlite(
+            diesel::SqliteConnection::establish(":memory:").expect("in-memory SQLite"),
+        );
+        c.batch_execute("CREATE TABLE t (id TEXT PRIMARY KEY)")
+            .expect("table");
+        let insert = |c: &mut AnyConnection, id: &str| -> Result<()> {
+            diesel::sql_query(format!("INSERT INTO t VALUES ('{id}')")).execute(c)?;
+            Ok(())
+        };
+        c.transaction(|c| -> Result<()> {
+            in_savepoint(c, |c| insert(c, "a"))?;
+            let failed = in_savepoint(c, |c| {
+                insert(c, "b")?;
+                // A nested savepoint that succeeds is undone with its parent.
+                in_savepoint(c, |c| insert(c, "c"))?;
+                insert(c, "a")
+            });
+            assert!(failed.is_err(), "the duplicate key is refused");
+            in_savepoint(c, |c| {
+                let nested = in_savepoint(c, |c| insert(c, "a"));
+                assert!(nested.is_err());
+                insert(c, "d")
+            })?;
+            Ok(())
+        })
+        .expect("the transaction commits");
+        #[derive(diesel::QueryableByName)]
+        struct Id {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            id: String,
+        }
+        let ids: Vec<String> = diesel::sql_query("SELECT id FROM t ORDER BY id")
+            .load::<Id>(&mut c)
+            .expect("rows")
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(ids, ["a", "d"]);
     }
 
     #[test]

@@ -30,7 +30,6 @@ use std::task::{Context, Poll, Waker};
 
 use diesel::connection::{AnsiTransactionManager, TransactionManager};
 use diesel::r2d2::Pool;
-use diesel::Connection;
 
 use crate::conn::{AnyConnection, Manager};
 use crate::error::{Result, StoreError};
@@ -261,7 +260,7 @@ impl Writer {
             Box::new(
                 move |c: std::result::Result<&mut AnyConnection, &StoreError>| -> Done {
                     let out = match c {
-                        Ok(c) => c.transaction(op),
+                        Ok(c) => crate::conn::in_savepoint(c, op),
                         Err(e) => Err(StoreError::Unavailable(format!(
                             "the write was not run: {e}"
                         ))),
@@ -390,13 +389,14 @@ fn flush_records(conn: &mut AnyConnection, records: &mut Vec<RunRecord>) {
         rows.push(r.row);
         logs.extend(r.logs);
     }
-    let together = conn.transaction(|c| crate::repo::runs::insert_runs_tx(c, &rows, &logs));
+    let together =
+        crate::conn::in_savepoint(conn, |c| crate::repo::runs::insert_runs_tx(c, &rows, &logs));
     if together.is_err() {
         let mut rest = logs.as_slice();
         for (row, n) in rows.iter().zip(counts) {
             let (own, tail) = rest.split_at(n.min(rest.len()));
             rest = tail;
-            let alone = conn.transaction(|c| {
+            let alone = crate::conn::in_savepoint(conn, |c| {
                 crate::repo::runs::insert_runs_tx(c, std::slice::from_ref(row), own)
             });
             if let Err(e) = alone {

@@ -24,11 +24,41 @@ const MAX_HEADER_VALUE: usize = 8192;
 /// Registers the routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     // A scope's static prefix is a plain string comparison, so other paths
-    // skip the flow pattern without running it.
-    cfg.service(
-        web::scope("/flows")
-            .service(web::resource("/{flow}{tail:.*}").route(web::route().to(invoke))),
-    );
+    // skip the flow endpoints without looking further; the rest of the path
+    // is split by `flow_and_tail`, not by a route pattern (a pattern with
+    // parameters is a regular expression, run on every call).
+    cfg.service(web::scope("/flows").default_service(web::to(invoke)));
+}
+
+/// The route of the flow endpoints, as metrics and logs name it.
+pub(crate) const FLOW_ROUTE: &str = "/flows/{flow}{tail:.*}";
+
+/// Whether `path` is a flow endpoint's (`/flows/` and a name): those are
+/// routed by [`flow_and_tail`], not by a pattern actix could name.
+pub(crate) fn is_flow_path(path: &str) -> bool {
+    path.strip_prefix("/flows/")
+        .is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'))
+}
+
+/// `/{flow}{tail}` after the `/flows` prefix: the flow's name (a non-empty
+/// segment) and the rest of the path, both percent-decoded as a route's
+/// parameters would be. `None` when there is no name.
+fn flow_and_tail(rest: &str) -> Option<(String, String)> {
+    thread_local! {
+        static DECODE: actix_router::Quoter = actix_router::Quoter::new(b"", b"");
+    }
+    let rest = rest.strip_prefix('/')?;
+    let end = rest.find('/').unwrap_or(rest.len());
+    if end == 0 {
+        return None;
+    }
+    let decode = |s: &str| {
+        DECODE.with(|q| q.requote(s.as_bytes())).map_or_else(
+            || s.to_owned(),
+            |b| String::from_utf8_lossy(&b).into_owned(),
+        )
+    };
+    Some((decode(&rest[..end]), decode(&rest[end..])))
 }
 
 /// The request head as the pipeline reads it.
@@ -137,11 +167,12 @@ fn json_bytes(v: &Value) -> Vec<u8> {
 
 async fn invoke(
     req: HttpRequest,
-    path: web::Path<(String, String)>,
     payload: web::Payload,
     state: web::Data<AppState>,
-) -> HttpResponse {
-    let (flow, tail) = path.into_inner();
+) -> Result<HttpResponse, ApiError> {
+    let Some((flow, tail)) = flow_and_tail(req.match_info().unprocessed()) else {
+        return crate::server::not_found(req).await;
+    };
     let mut notes = CallNotes::default();
     let answer = match check_size(&req) {
         Ok(()) => {
@@ -196,7 +227,7 @@ async fn invoke(
             res.headers_mut().insert(k, v);
         }
     }
-    res
+    Ok(res)
 }
 
 /// The size limits of the request line and headers (414/431).
@@ -220,4 +251,38 @@ fn check_size(req: &HttpRequest) -> ApiResult<()> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::flow_and_tail;
+
+    fn split(rest: &str) -> Option<(String, String)> {
+        flow_and_tail(rest)
+    }
+
+    #[test]
+    fn the_path_after_flows_splits_into_name_and_tail() {
+        let pair = |a: &str, b: &str| Some((a.to_owned(), b.to_owned()));
+        assert_eq!(split("/greet"), pair("greet", ""));
+        assert_eq!(split("/greet/"), pair("greet", "/"));
+        assert_eq!(split("/greet/v2/orders/7"), pair("greet", "/v2/orders/7"));
+        // Decoded like a route parameter would be, `%2F` included.
+        assert_eq!(split("/gr%65et/a%20b%2Fc"), pair("greet", "/a b/c"));
+        assert_eq!(split(""), None);
+        assert_eq!(split("/"), None);
+        assert_eq!(split("//x"), None);
+        for (path, flow) in [
+            ("/flows/greet", true),
+            ("/flows/greet/v2/x", true),
+            ("/flows/", false),
+            ("/flows//x", false),
+            ("/flows", false),
+            ("/flowsx/y", false),
+        ] {
+            assert_eq!(super::is_flow_path(path), flow, "{path}");
+            let rest = path.strip_prefix("/flows").unwrap_or("");
+            assert_eq!(split(rest).is_some(), flow, "{path}");
+        }
+    }
 }

@@ -13,7 +13,7 @@ use flowgate_core::event::{types, Event};
 use flowgate_core::run::{LogLine, RunStatus};
 use flowgate_core::{now_ms, EpochMs, FlowName, RunId};
 
-use crate::conn::{batch_insert_cached, AnyConnection, Bind, Fixed};
+use crate::conn::{batch_insert_cached, fixed_sql, AnyConnection, Bind, Fixed};
 use crate::error::{Result, StoreError};
 use crate::models::run_attempts::RunAttemptRow;
 use crate::models::run_logs::RunLogRow;
@@ -25,30 +25,37 @@ use crate::types::{Page, Run, RunAttempt, RunDetail, RunFilter, RunOutcome};
 use crate::writer::RunRecord;
 use crate::{Committed, Store};
 
-/// The run lifecycle's updates as [`Fixed`] statements, prepared once per
-/// connection (diesel parses each `diesel::update` again on every call).
-const CLAIM: &[&str] = &[
-    "UPDATE runs SET status = 'running', attempt = ",
-    ", lease_owner = ",
-    ", lease_expires_at = ",
-    ", started_at = ",
-    " WHERE id = ",
-    "",
-];
-/// See [`CLAIM`]: a run's outcome; the lease ends with it. The owner stays:
-/// it names the worker that ran the last attempt, which the run's own row
-/// describes (see [`last_attempt`]).
-const FINISH: &[&str] = &[
-    "UPDATE runs SET status = ",
-    ", finished_at = ",
-    ", duration_ms = ",
-    ", response_status = ",
-    ", response = ",
-    ", error = ",
-    ", http_calls = ",
-    ", lease_expires_at = NULL WHERE id = ",
-    "",
-];
+fixed_sql!(
+    /// The run lifecycle's updates as [`Fixed`] statements, prepared once per
+    /// connection (diesel parses each `diesel::update` again on every call).
+    Claim,
+    [
+        "UPDATE runs SET status = 'running', attempt = ",
+        ", lease_owner = ",
+        ", lease_expires_at = ",
+        ", started_at = ",
+        " WHERE id = ",
+        "",
+    ]
+);
+fixed_sql!(
+    /// See [`Claim`]: a run's outcome, if its lease is still the worker's;
+    /// the lease ends with it. The owner stays: it names the worker that ran
+    /// the last attempt, which the run's own row describes (see [`last_attempt`]).
+    Finish,
+    [
+        "UPDATE runs SET status = ",
+        ", finished_at = ",
+        ", duration_ms = ",
+        ", response_status = ",
+        ", response = ",
+        ", error = ",
+        ", http_calls = ",
+        ", lease_expires_at = NULL WHERE id = ",
+        " AND lease_owner = ",
+        " AND status = 'running'",
+    ]
+);
 
 const QUEUED: &str = "queued";
 const RUNNING: &str = "running";
@@ -464,7 +471,7 @@ fn claim_tx(
             }
             let next = attempt + 1;
             Fixed::new(
-                CLAIM,
+                Claim,
                 [
                     Bind::Int(Some(next)),
                     Bind::Text(Some(owner)),
@@ -473,8 +480,8 @@ fn claim_tx(
                     Bind::Text(Some(&id)),
                 ],
             )
-            .execute(c)?;
-            // The row as `CLAIM` left it: no second read. The attempt has
+            .run(c)?;
+            // The row as `Claim` left it: no second read. The attempt has
             // no row of its own unless it ends without ending the run.
             row.status = RUNNING.to_owned();
             row.attempt = next;
@@ -722,11 +729,10 @@ impl Store {
         };
         let id = id.to_string();
         self.submit_lazy(move |c| {
-            let Some((attempt, _)) = owned_attempt(c, &id, &owner)? else {
-                return Ok(false);
-            };
-            Fixed::new(
-                FINISH,
+            // The lease is checked by the update itself: no row changes when
+            // another node took the run over.
+            let changed = Fixed::new(
+                Finish,
                 [
                     Bind::Text(Some(outcome.status.as_str())),
                     Bind::Big(Some(outcome.finished_at)),
@@ -736,10 +742,18 @@ impl Store {
                     Bind::Text(outcome.error.as_deref()),
                     Bind::Text(http_calls.as_deref()),
                     Bind::Text(Some(&id)),
+                    Bind::Text(Some(&owner)),
                 ],
             )
-            .execute(c)?;
-            append_logs_tx(c, &id, attempt as u32, &outcome.logs)?;
+            .run(c)?;
+            if changed == 0 {
+                return Ok(false);
+            }
+            if !outcome.logs.is_empty() {
+                // A finished run keeps its attempt number (and its lease owner).
+                let attempt: i32 = runs::table.find(&id).select(runs::attempt).first(c)?;
+                append_logs_tx(c, &id, attempt as u32, &outcome.logs)?;
+            }
             insert_events_tx(c, &events)?;
             Ok(true)
         })
