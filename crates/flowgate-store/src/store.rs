@@ -12,7 +12,8 @@ use crate::conn::{pool_timeout, redact_url, AnyConnection, Backend, Manager, Tar
 use crate::error::{Result, StoreError};
 use crate::writer::{Committed, Writer};
 
-const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/sqlite");
+pub(crate) const SQLITE_MIGRATIONS: EmbeddedMigrations =
+    embed_migrations!("../../migrations/sqlite");
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/postgres");
 
 /// Advisory lock key held while PostgreSQL migrations run, so nodes starting

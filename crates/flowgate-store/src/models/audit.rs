@@ -23,6 +23,34 @@ pub struct AuditRow {
     pub idempotency_key: Option<String>,
 }
 
+impl crate::conn::InsertRow for AuditRow {
+    const INSERT: &'static str = "INSERT INTO audit (id, \"time\", request_id, caller, flow, \
+        version, method, path, status, duration_ms, idempotency_key) VALUES ";
+
+    fn columns<'a>(
+        &'a self,
+        visit: &mut dyn FnMut(crate::conn::Col<'a>) -> diesel::QueryResult<()>,
+    ) -> diesel::QueryResult<()> {
+        use crate::conn::Col::*;
+        for col in [
+            Text(&self.id),
+            Big(&self.time),
+            Text(&self.request_id),
+            TextOpt(&self.caller),
+            TextOpt(&self.flow),
+            IntOpt(&self.version),
+            Text(&self.method),
+            Text(&self.path),
+            Int(&self.status),
+            Big(&self.duration_ms),
+            TextOpt(&self.idempotency_key),
+        ] {
+            visit(col)?;
+        }
+        Ok(())
+    }
+}
+
 impl AuditRow {
     /// The row for an entry, with a fresh id.
     pub fn from_entry(e: &AuditEntry) -> Self {

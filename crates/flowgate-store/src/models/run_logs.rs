@@ -20,6 +20,29 @@ pub struct RunLogRow {
     pub attempt: i32,
 }
 
+impl crate::conn::InsertRow for RunLogRow {
+    const INSERT: &'static str =
+        "INSERT INTO run_logs (run_id, seq, \"time\", level, message, attempt) VALUES ";
+
+    fn columns<'a>(
+        &'a self,
+        visit: &mut dyn FnMut(crate::conn::Col<'a>) -> diesel::QueryResult<()>,
+    ) -> diesel::QueryResult<()> {
+        use crate::conn::Col::*;
+        for col in [
+            Text(&self.run_id),
+            Int(&self.seq),
+            Big(&self.time),
+            Text(&self.level),
+            Text(&self.message),
+            Int(&self.attempt),
+        ] {
+            visit(col)?;
+        }
+        Ok(())
+    }
+}
+
 impl RunLogRow {
     /// Converts to the public log line.
     pub fn into_log(self) -> Result<RunLog> {

@@ -40,6 +40,47 @@ pub struct RunRow {
     pub http_calls: Option<String>,
 }
 
+impl crate::conn::InsertRow for RunRow {
+    const INSERT: &'static str = "INSERT INTO runs (id, flow, version, trigger_kind, status, \
+        attempt, max_attempts, input, available_at, lease_owner, lease_expires_at, started_at, \
+        finished_at, duration_ms, response_status, response, error, scheduled_at, event_id, \
+        idempotency_key, created_at, http_calls) VALUES ";
+
+    fn columns<'a>(
+        &'a self,
+        visit: &mut dyn FnMut(crate::conn::Col<'a>) -> diesel::QueryResult<()>,
+    ) -> diesel::QueryResult<()> {
+        use crate::conn::Col::*;
+        for col in [
+            Text(&self.id),
+            Text(&self.flow),
+            Int(&self.version),
+            Text(&self.trigger_kind),
+            Text(&self.status),
+            Int(&self.attempt),
+            Int(&self.max_attempts),
+            Text(&self.input),
+            Big(&self.available_at),
+            TextOpt(&self.lease_owner),
+            BigOpt(&self.lease_expires_at),
+            BigOpt(&self.started_at),
+            BigOpt(&self.finished_at),
+            BigOpt(&self.duration_ms),
+            IntOpt(&self.response_status),
+            TextOpt(&self.response),
+            TextOpt(&self.error),
+            BigOpt(&self.scheduled_at),
+            TextOpt(&self.event_id),
+            TextOpt(&self.idempotency_key),
+            Big(&self.created_at),
+            TextOpt(&self.http_calls),
+        ] {
+            visit(col)?;
+        }
+        Ok(())
+    }
+}
+
 impl RunRow {
     /// The row for a public run.
     pub fn from_run(r: &Run) -> Result<Self> {

@@ -2,7 +2,7 @@
 
 use diesel::prelude::*;
 
-use crate::conn::batch_insert_cached;
+use crate::conn::batch_insert_rows;
 use crate::error::{Result, StoreError};
 use crate::models::audit::AuditRow;
 use crate::repo::flows::page;
@@ -28,7 +28,7 @@ impl Store {
         let rows: Vec<AuditRow> = entries.iter().map(AuditRow::from_entry).collect();
         self.submit_lazy(move |c| {
             for chunk in rows.chunks(AUDIT_CHUNK) {
-                batch_insert_cached!(&mut *c, audit::table, chunk);
+                batch_insert_rows!(&mut *c, audit::table, chunk);
             }
             Ok(())
         })

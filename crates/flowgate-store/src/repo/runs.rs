@@ -13,7 +13,7 @@ use flowgate_core::event::{types, Event};
 use flowgate_core::run::{LogLine, RunStatus};
 use flowgate_core::{now_ms, EpochMs, FlowName, RunId};
 
-use crate::conn::{batch_insert_cached, fixed_sql, AnyConnection, Bind, Fixed};
+use crate::conn::{batch_insert_rows, fixed_sql, AnyConnection, Bind, Fixed};
 use crate::error::{Result, StoreError};
 use crate::models::run_attempts::RunAttemptRow;
 use crate::models::run_logs::RunLogRow;
@@ -75,7 +75,7 @@ pub(crate) fn check_enqueueable(run: &Run) -> Result<()> {
 /// Inserts a run's row alone (a queued run has no attempt and no logs yet),
 /// built by the caller's thread so the writer only binds it.
 pub(crate) fn insert_row_tx(c: &mut AnyConnection, row: &RunRow) -> Result<()> {
-    batch_insert_cached!(&mut *c, runs::table, std::slice::from_ref(row));
+    batch_insert_rows!(&mut *c, runs::table, std::slice::from_ref(row));
     Ok(())
 }
 
@@ -150,10 +150,10 @@ pub(crate) fn insert_runs_tx(
     /// Rows per statement, under SQLite's and PostgreSQL's bound-parameter limits.
     const CHUNK: usize = 500;
     for chunk in rows.chunks(CHUNK) {
-        batch_insert_cached!(&mut *c, runs::table, chunk);
+        batch_insert_rows!(&mut *c, runs::table, chunk);
     }
     for chunk in logs.chunks(CHUNK) {
-        batch_insert_cached!(&mut *c, run_logs::table, chunk);
+        batch_insert_rows!(&mut *c, run_logs::table, chunk);
     }
     Ok(())
 }
@@ -204,7 +204,7 @@ fn append_logs_tx(
         })
         .collect();
     for chunk in rows.chunks(500) {
-        batch_insert_cached!(&mut *c, run_logs::table, chunk);
+        batch_insert_rows!(&mut *c, run_logs::table, chunk);
     }
     Ok(())
 }
