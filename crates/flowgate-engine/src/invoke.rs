@@ -328,6 +328,31 @@ fn into_response_doc(r: FlowResponse) -> Value {
     Value::Object(m)
 }
 
+/// A successful run's answer written once: the document without its body
+/// (`{status, headers}`), the body's JSON text for the caller, and the
+/// whole stored document as text (the body's text spliced in), the same
+/// document [`into_response_doc`] builds.
+fn written_response(r: FlowResponse) -> (Value, String, String) {
+    // Writing a `Value` cannot fail: its map keys are strings.
+    let text = |v: &Value| serde_json::to_string(v).unwrap_or_else(|_| "null".to_owned());
+    let body = text(&r.body);
+    let headers: serde_json::Map<String, Value> = r
+        .headers
+        .into_iter()
+        .map(|(k, v)| (k, Value::String(v)))
+        .collect();
+    let headers = Value::Object(headers);
+    let stored = format!(
+        "{{\"status\":{},\"headers\":{},\"body\":{body}}}",
+        r.status,
+        text(&headers)
+    );
+    let mut doc = serde_json::Map::with_capacity(2);
+    doc.insert("status".into(), Value::from(r.status));
+    doc.insert("headers".into(), headers);
+    (Value::Object(doc), body, stored)
+}
+
 /// Converts the runtime's outcome into the store's record of an attempt.
 pub fn store_outcome(outcome: &RunOutcome, status: RunStatus) -> flowgate_store::RunOutcome {
     let (response, error) = match &outcome.result {
@@ -429,8 +454,10 @@ impl Engine {
     /// events, an idempotency key); a plain run's record may still be in
     /// flight when the caller answers, and a crash can lose it (never an
     /// acknowledged effect). Answers the response document (a problem
-    /// document when the run failed).
-    pub async fn execute_sync(&self, mut inv: Invocation) -> Result<Value> {
+    /// document when the run failed); a plain successful run's body is
+    /// written once, for the record and the answer alike
+    /// ([`Answer::body_json`]).
+    pub async fn execute_sync(&self, mut inv: Invocation) -> Result<Answer> {
         let run_id = RunId::new();
         let started_at = flowgate_core::now_ms();
         let v = inv.version.clone();
@@ -492,10 +519,20 @@ impl Engine {
         run.input_json = record.text;
         run.id = run_id;
         events.extend(run_failed_event(&run, &outcome, status, &cause));
+        let idempotent = inv.idempotency_key.is_some();
+        let emitted = !events.is_empty();
         // A successful run's answer is its stored response: it stays in the
         // run until the record is built from it, and is copied only for a
         // write that takes the run along (events, an idempotency record).
+        // Otherwise its body is written once, for the record and the caller.
+        let mut written = None;
         let failed = match outcome.result {
+            Ok(r) if !emitted && !idempotent => {
+                let (doc, body, stored) = written_response(r);
+                run.response_json = Some(stored);
+                written = Some((doc, body));
+                None
+            }
             Ok(r) => {
                 run.response = Some(into_response_doc(r));
                 None
@@ -506,17 +543,23 @@ impl Engine {
                 Some(failure_doc(&f, run_id))
             }
         };
-        let idempotent = inv.idempotency_key.is_some();
         run.idempotency_key = inv.idempotency_key;
         count_run(v.flow.as_str(), status.as_str());
-        let emitted = !events.is_empty();
         let answer = if emitted || idempotent {
             let answer = failed.unwrap_or_else(|| run.response.clone().unwrap_or(Value::Null));
             self.store().submit_run(run, logs, events).await?;
-            answer
+            Answer::of(answer)
         } else {
             self.store().record_run(&run, logs);
-            failed.unwrap_or_else(|| run.response.take().unwrap_or(Value::Null))
+            match (failed, written) {
+                (Some(doc), _) => Answer::of(doc),
+                (None, Some((doc, body))) => Answer {
+                    doc,
+                    replayed: false,
+                    body_json: Some(body),
+                },
+                (None, None) => Answer::of(run.response.take().unwrap_or(Value::Null)),
+            }
         };
         // Emitted events wait in the outbox: hand them on now (the store
         // announces the user changes it commits itself).
@@ -647,10 +690,32 @@ pub struct Idempotency {
 /// replay of an earlier answer.
 #[derive(Debug, Clone)]
 pub struct Answer {
-    /// The response document.
+    /// The response document (without its `body` when [`Self::body_json`] holds it).
     pub doc: Value,
     /// Replayed from the idempotency record (`Idempotent-Replayed: true`).
     pub replayed: bool,
+    /// The body as JSON text, when it was written once already (a sync
+    /// run's, for its record): the answer sends it as it is.
+    pub body_json: Option<String>,
+}
+
+impl Answer {
+    /// A fresh answer of `doc`, its body in it.
+    pub fn of(doc: Value) -> Self {
+        Self {
+            doc,
+            replayed: false,
+            body_json: None,
+        }
+    }
+
+    /// The body as a value, from [`Self::body_json`] or the document.
+    pub fn body(&self) -> Value {
+        match &self.body_json {
+            Some(text) => serde_json::from_str(text).unwrap_or(Value::Null),
+            None => self.doc.get("body").cloned().unwrap_or(Value::Null),
+        }
+    }
 }
 
 /// The 202 document of a queued run.
@@ -700,8 +765,8 @@ impl Engine {
                 IdempotencyBegin::Started => Some(i.scope),
                 IdempotencyBegin::Done(doc) => {
                     return Ok(Answer {
-                        doc,
                         replayed: true,
+                        ..Answer::of(doc)
                     })
                 }
                 IdempotencyBegin::InFlight => return Err(EngineError::IdempotencyInFlight),
@@ -716,19 +781,20 @@ impl Engine {
             (RunMode::Async, Some(s)) => self
                 .enqueue_idempotent(inv, s.clone(), accepted_doc)
                 .await
-                .map(|(_, doc)| (doc, true)),
-            (RunMode::Async, None) => self.enqueue(inv).await.map(|id| (accepted_doc(id), false)),
-            (RunMode::Sync, _) => self.execute_sync(inv).await.map(|doc| (doc, false)),
+                .map(|(_, doc)| (Answer::of(doc), true)),
+            (RunMode::Async, None) => self
+                .enqueue(inv)
+                .await
+                .map(|id| (Answer::of(accepted_doc(id)), false)),
+            // An idempotent run's answer keeps its body in the document.
+            (RunMode::Sync, _) => self.execute_sync(inv).await.map(|a| (a, false)),
         };
         match outcome {
-            Ok((doc, recorded)) => {
+            Ok((answer, recorded)) => {
                 if let Some(s) = scope.filter(|_| !recorded) {
-                    self.complete_idempotent(s, &doc).await;
+                    self.complete_idempotent(s, &answer.doc).await;
                 }
-                Ok(Answer {
-                    doc,
-                    replayed: false,
-                })
+                Ok(answer)
             }
             Err(e) => {
                 if let Some(s) = scope {

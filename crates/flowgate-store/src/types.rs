@@ -153,6 +153,12 @@ pub struct Run {
     pub response_status: Option<u16>,
     /// The response `{status, headers, body}`.
     pub response: Option<Value>,
+    /// The response as JSON text, when it is not in `response` (which is
+    /// then `None`): the engine sets it on a sync run whose answer it wrote
+    /// once for the caller and the record alike, and the store writes this
+    /// text instead of `response`. Runs read back have `None` here.
+    #[serde(skip)]
+    pub response_json: Option<String>,
     /// Error text of the last failed attempt.
     pub error: Option<String>,
     /// Due time of a schedule run.
@@ -203,6 +209,7 @@ impl Run {
             duration_ms: None,
             response_status: None,
             response: None,
+            response_json: None,
             error: None,
             scheduled_at: None,
             event_id: None,

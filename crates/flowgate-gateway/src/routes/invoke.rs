@@ -115,8 +115,9 @@ async fn read_body(
     Ok(buf)
 }
 
-/// Builds the HTTP response from a stored or fresh `{status, headers, body, problem?}` document.
-fn response_from_doc(mut doc: Value) -> HttpResponse {
+/// Builds the HTTP response from a stored or fresh `{status, headers, body, problem?}`
+/// document, its body from `body_json` when the engine wrote it already.
+fn response_from_doc(mut doc: Value, body_json: Option<String>) -> HttpResponse {
     let status = doc
         .get("status")
         .and_then(Value::as_u64)
@@ -146,6 +147,10 @@ fn response_from_doc(mut doc: Value) -> HttpResponse {
         }
     }
     let problem = doc.get("problem").and_then(Value::as_bool).unwrap_or(false);
+    if let (Some(text), false) = (body_json, problem) {
+        res.content_type("application/json");
+        return res.body(text.into_bytes());
+    }
     let body = doc.get_mut("body").map(Value::take).unwrap_or(Value::Null);
     if problem {
         res.content_type(crate::error::PROBLEM_JSON);
@@ -208,7 +213,7 @@ async fn invoke(
     }
     let mut res = match answer {
         Ok(answer) => {
-            let mut res = response_from_doc(answer.doc);
+            let mut res = response_from_doc(answer.doc, answer.body_json);
             if answer.replayed {
                 res.headers_mut().insert(
                     HeaderName::from_static("idempotent-replayed"),

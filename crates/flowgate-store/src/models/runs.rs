@@ -103,7 +103,10 @@ impl RunRow {
             finished_at: r.finished_at,
             duration_ms: r.duration_ms,
             response_status: r.response_status.map(i32::from),
-            response: r.response.as_ref().map(json_text).transpose()?,
+            response: match &r.response_json {
+                Some(text) => Some(text.clone()),
+                None => r.response.as_ref().map(json_text).transpose()?,
+            },
             error: r.error.clone(),
             scheduled_at: r.scheduled_at,
             event_id: r.event_id.map(|e| e.to_string()),
@@ -175,6 +178,7 @@ impl RunRow {
                 })
                 .transpose()?,
             response,
+            response_json: None,
             error: self.error,
             scheduled_at: self.scheduled_at,
             event_id: self.event_id.as_deref().map(EventId::parse).transpose()?,
