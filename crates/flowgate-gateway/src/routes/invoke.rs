@@ -75,16 +75,36 @@ impl CallHead for Head<'_> {
         self.0.query_string()
     }
     fn header(&self, name: &str) -> Option<&str> {
-        self.0.headers().get(name).and_then(|v| v.to_str().ok())
+        let value = match known_header(name) {
+            Some(h) => self.0.headers().get(&h),
+            None => self.0.headers().get(name),
+        };
+        value.and_then(|v| v.to_str().ok())
     }
     fn has_header(&self, name: &str) -> bool {
-        self.0.headers().contains_key(name)
+        match known_header(name) {
+            Some(h) => self.0.headers().contains_key(&h),
+            None => self.0.headers().contains_key(name),
+        }
     }
     fn for_each_header(&self, visit: &mut dyn FnMut(&str, &[u8])) {
         for (name, value) in self.0.headers() {
             visit(name.as_str(), value.as_bytes());
         }
     }
+}
+
+/// The headers the pipeline reads on every call, as names that need no
+/// parsing (a `&str` is parsed into a header name on every lookup).
+fn known_header(name: &str) -> Option<HeaderName> {
+    use actix_web::http::header;
+    Some(match name {
+        "content-type" => header::CONTENT_TYPE,
+        "authorization" => header::AUTHORIZATION,
+        "x-api-key" => HeaderName::from_static("x-api-key"),
+        "idempotency-key" => HeaderName::from_static("idempotency-key"),
+        _ => return None,
+    })
 }
 
 /// Reads the body, refusing one over `limit` bytes as soon as that is known.
