@@ -570,13 +570,39 @@ impl Engine {
     }
 
     /// Queues an async run durably and returns its id (only after the commit).
+    /// When the queue is empty and a worker slot is free, the run is stored
+    /// already claimed by this node and starts at once (see [`crate::queue::Direct`]).
     pub async fn enqueue(&self, inv: Invocation) -> Result<RunId> {
-        let run = Self::queued_run(inv);
+        let mut run = Self::queued_run(inv);
         let (id, flow) = (run.id, run.flow.to_string());
+        let slot = if self.is_shutting_down() {
+            None
+        } else {
+            self.direct().slot()
+        };
         // Answered only after the commit that holds the run.
-        self.store().submit_enqueue(run).await?;
-        metrics::counter!("flowgate_runs_enqueued_total", "flow" => flow).increment(1);
-        self.wake_workers();
+        match slot {
+            Some(slot) => {
+                let now = flowgate_core::now_ms();
+                let lease_ms = i64::try_from(self.config().lease.as_millis()).unwrap_or(30_000);
+                run.status = RunStatus::Running;
+                run.attempt = 1;
+                run.lease_owner = Some(self.node_id().to_owned());
+                run.lease_expires_at = Some(now + lease_ms);
+                run.started_at = Some(now);
+                self.store().submit_start(run.clone()).await?;
+                metrics::counter!("flowgate_runs_enqueued_total", "flow" => flow).increment(1);
+                if !self.direct().start(run, slot) {
+                    // The workers stopped meanwhile: back to the queue.
+                    crate::queue::release(self, id).await;
+                }
+            }
+            None => {
+                self.store().submit_enqueue(run).await?;
+                metrics::counter!("flowgate_runs_enqueued_total", "flow" => flow).increment(1);
+                self.wake_workers();
+            }
+        }
         Ok(id)
     }
 

@@ -149,6 +149,8 @@ struct Inner {
     node_id: String,
     http: Arc<dyn flowgate_script::HttpClient>,
     wake: tokio::sync::Notify,
+    /// Async runs that start without a claim (see [`queue::Direct`]).
+    direct: queue::Direct,
     schedules_wake: tokio::sync::Notify,
     /// Change notices as applied, for caches outside the engine.
     changes: tokio::sync::broadcast::Sender<flowgate_store::Change>,
@@ -203,6 +205,7 @@ impl Engine {
                 anonymous_rate: config.anonymous_rate.clone(),
             },
         );
+        let direct = queue::Direct::new(config.run_workers);
         Ok(Self {
             inner: Arc::new(Inner {
                 registry: Registry::new(store.clone()),
@@ -218,6 +221,7 @@ impl Engine {
                 node_id,
                 http,
                 wake: tokio::sync::Notify::new(),
+                direct,
                 schedules_wake: tokio::sync::Notify::new(),
                 changes: tokio::sync::broadcast::channel(256).0,
                 listener: std::sync::Mutex::new(None),
@@ -280,6 +284,8 @@ impl Engine {
     }
     /// Wakes idle queue workers (a run was queued).
     pub fn wake_workers(&self) {
+        // Runs were queued: none starts without a claim before them.
+        self.inner.direct.queued();
         // The claim loop is the one waiter. `notify_one` keeps the wake-up
         // when it is busy claiming right now, so a run queued while the loop
         // found nothing is not left for the idle poll.
@@ -288,6 +294,10 @@ impl Engine {
     /// What idle queue workers wait on.
     pub fn wake(&self) -> &tokio::sync::Notify {
         &self.inner.wake
+    }
+    /// The worker slots and the runs that start without a claim.
+    pub(crate) fn direct(&self) -> &queue::Direct {
+        &self.inner.direct
     }
     /// Wakes the event dispatcher (an event was stored).
     pub fn wake_dispatcher(&self) {

@@ -10,9 +10,10 @@ use flowgate_script::RunInput;
 use flowgate_store::Run;
 use serde_json::{json, Value};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::invoke::{emitted_events, run_failed_event, store_outcome};
@@ -24,6 +25,69 @@ const IDLE_POLL: Duration = Duration::from_millis(250);
 const MAX_CLAIMS: usize = 64;
 /// How long shutdown waits for running runs before releasing them.
 const DRAIN: Duration = Duration::from_secs(20);
+
+/// A run started without a claim, and the worker slot it holds.
+type Started = (Run, OwnedSemaphorePermit);
+
+/// Runs that start at once: an async run queued while the queue is empty
+/// and a worker slot is free is stored already claimed by this node
+/// ([`flowgate_store::Store::submit_start`]) and handed to the claim loop's
+/// workers, instead of waiting for the claim loop to wake, claim it in a
+/// commit of its own and only then run it. Queued runs keep their order:
+/// once a run was queued (and the workers woken for it), none starts this
+/// way until a claim submitted after that commit found the queue empty.
+pub(crate) struct Direct {
+    /// The worker slots, shared with the claim loop.
+    slots: Arc<Semaphore>,
+    /// How many times runs were queued so far (counted after their commit).
+    queued: AtomicU64,
+    /// The count a claim that found the queue empty was submitted at
+    /// (`u64::MAX`: none yet): the queue is empty while nothing was queued since.
+    empty_at: AtomicU64,
+    tx: mpsc::UnboundedSender<Started>,
+    rx: std::sync::Mutex<Option<mpsc::UnboundedReceiver<Started>>>,
+}
+
+impl Direct {
+    /// `workers` slots, no run started this way until the claim loop runs.
+    pub(crate) fn new(workers: usize) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        Self {
+            slots: Arc::new(Semaphore::new(workers.max(1))),
+            queued: AtomicU64::new(0),
+            empty_at: AtomicU64::new(u64::MAX),
+            tx,
+            rx: std::sync::Mutex::new(Some(rx)),
+        }
+    }
+
+    /// A free worker slot, when the queue is empty.
+    pub(crate) fn slot(&self) -> Option<OwnedSemaphorePermit> {
+        if self.empty_at.load(Ordering::SeqCst) != self.queued.load(Ordering::SeqCst) {
+            return None;
+        }
+        self.slots.clone().try_acquire_owned().ok()
+    }
+
+    /// Runs were queued (and committed): none may overtake them.
+    pub(crate) fn queued(&self) {
+        self.queued.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Hands a started run to the workers; `false` when they have stopped
+    /// (the caller gives the run back to the queue).
+    pub(crate) fn start(&self, run: Run, slot: OwnedSemaphorePermit) -> bool {
+        self.tx.send((run, slot)).is_ok()
+    }
+}
+
+/// Waits for a started run; never resolves without a receiver.
+async fn next_started(rx: &mut Option<mpsc::UnboundedReceiver<Started>>) -> Option<Started> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
 
 /// Starts the claim loop, the event dispatcher and housekeeping.
 pub fn spawn_workers(engine: Engine, shutdown: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
@@ -56,11 +120,21 @@ async fn sleep_or_shutdown(
 }
 
 async fn claim_loop(engine: Engine, mut shutdown: watch::Receiver<bool>) {
-    let slots = Arc::new(Semaphore::new(engine.config().run_workers.max(1)));
+    let direct = engine.direct();
+    let slots = Arc::clone(&direct.slots);
+    let mut starts = direct.rx.lock().ok().and_then(|mut rx| rx.take());
     let mut running: JoinSet<()> = JoinSet::new();
     // Which run each executing task holds, to release it if shutdown cuts it short.
     let mut held: HashMap<tokio::task::Id, flowgate_core::RunId> = HashMap::new();
     let lease_ms = i64::try_from(engine.config().lease.as_millis()).unwrap_or(30_000);
+    let spawn = |running: &mut JoinSet<()>,
+                 held: &mut HashMap<tokio::task::Id, flowgate_core::RunId>,
+                 run: Run,
+                 permit: OwnedSemaphorePermit| {
+        let id = run.id;
+        let task = running.spawn(execute_claimed(engine.clone(), run, permit));
+        held.insert(task.id(), id);
+    };
     loop {
         while let Some(done) = running.try_join_next_with_id() {
             held.remove(&done.map_or_else(|e| e.id(), |(id, ())| id));
@@ -70,6 +144,10 @@ async fn claim_loop(engine: Engine, mut shutdown: watch::Receiver<bool>) {
         }
         let permit = tokio::select! {
             p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            Some((run, permit)) = next_started(&mut starts) => {
+                spawn(&mut running, &mut held, run, permit);
+                continue;
+            }
             _ = shutdown.changed() => break,
         };
         // Every free slot claims at once: the claims share one group commit,
@@ -88,6 +166,7 @@ async fn claim_loop(engine: Engine, mut shutdown: watch::Receiver<bool>) {
         let owner = engine.node_id().to_owned();
         let started = Instant::now();
         let now = flowgate_core::now_ms();
+        let queued_before = direct.queued.load(Ordering::SeqCst);
         // Through the writer, in arrival order with acknowledgements: neither
         // starves. One read of the due runs for every free slot.
         let claimed = engine
@@ -99,12 +178,31 @@ async fn claim_loop(engine: Engine, mut shutdown: watch::Receiver<bool>) {
             Ok(runs) => {
                 let idle = runs.len() < permits.len();
                 for (run, permit) in runs.into_iter().zip(permits) {
-                    let id = run.id;
-                    let task = running.spawn(execute_claimed(engine.clone(), run, permit));
-                    held.insert(task.id(), id);
+                    spawn(&mut running, &mut held, run, permit);
                 }
-                if idle && sleep_or_shutdown(IDLE_POLL, &mut shutdown, Some(engine.wake())).await {
-                    break;
+                if idle {
+                    // The queue is empty (its free slots are back): runs
+                    // queued from now on may start at once, and those need
+                    // no claim, so the loop stays idle while they come.
+                    direct.empty_at.store(queued_before, Ordering::SeqCst);
+                    let poll = tokio::time::sleep(IDLE_POLL);
+                    tokio::pin!(poll);
+                    let stop = loop {
+                        tokio::select! {
+                            _ = &mut poll => break false,
+                            _ = engine.wake().notified() => break false,
+                            Some((run, permit)) = next_started(&mut starts) => {
+                                spawn(&mut running, &mut held, run, permit);
+                                while let Some(done) = running.try_join_next_with_id() {
+                                    held.remove(&done.map_or_else(|e| e.id(), |(id, ())| id));
+                                }
+                            }
+                            _ = shutdown.changed() => break true,
+                        }
+                    };
+                    if stop {
+                        break;
+                    }
                 }
             }
             Err(e) => {
@@ -115,7 +213,15 @@ async fn claim_loop(engine: Engine, mut shutdown: watch::Receiver<bool>) {
             }
         }
     }
-    // Stop claiming; let running runs finish (each is bounded by its timeout).
+    // Stop claiming and starting; runs started meanwhile go back to the queue.
+    direct.empty_at.store(u64::MAX, Ordering::SeqCst);
+    if let Some(rx) = starts.as_mut() {
+        rx.close();
+        while let Ok((run, _slot)) = rx.try_recv() {
+            release(&engine, run.id).await;
+        }
+    }
+    // Let running runs finish (each is bounded by its timeout).
     let drained = tokio::time::timeout(DRAIN, async {
         while running.join_next().await.is_some() {}
     })
@@ -128,16 +234,21 @@ async fn claim_loop(engine: Engine, mut shutdown: watch::Receiver<bool>) {
             let Some(run_id) = held.remove(&task) else {
                 continue;
             };
-            let owner = engine.node_id().to_owned();
-            // A run whose outcome was recorded meanwhile is no longer ours: `false`.
-            if let Err(e) = engine
-                .store()
-                .call(move |s| s.release_run(run_id, &owner))
-                .await
-            {
-                tracing::warn!(run.id = %run_id, error = %e, "releasing a run failed; its lease will expire");
-            }
+            release(&engine, run_id).await;
         }
+    }
+}
+
+/// Gives a run this node holds back to the queue (shutdown).
+pub(crate) async fn release(engine: &Engine, run_id: flowgate_core::RunId) {
+    let owner = engine.node_id().to_owned();
+    // A run whose outcome was recorded meanwhile is no longer ours: `false`.
+    if let Err(e) = engine
+        .store()
+        .call(move |s| s.release_run(run_id, &owner))
+        .await
+    {
+        tracing::warn!(run.id = %run_id, error = %e, "releasing a run failed; its lease will expire");
     }
 }
 
@@ -787,6 +898,32 @@ impl QueuedInput {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn runs_start_without_a_claim_only_while_the_queue_is_empty() {
+        let d = Direct::new(2);
+        assert!(d.slot().is_none(), "no claim has found the queue empty yet");
+        // A claim submitted when nothing had been queued found it empty.
+        d.empty_at
+            .store(d.queued.load(Ordering::SeqCst), Ordering::SeqCst);
+        let a = d.slot().expect("a free slot");
+        let b = d.slot().expect("another free slot");
+        assert!(d.slot().is_none(), "every slot is taken");
+        drop((a, b));
+        assert!(d.slot().is_some());
+        // A run is queued: none overtakes it until a later claim finds the queue empty.
+        let before = d.queued.load(Ordering::SeqCst);
+        d.queued();
+        assert!(d.slot().is_none());
+        d.empty_at.store(before, Ordering::SeqCst);
+        assert!(
+            d.slot().is_none(),
+            "a claim submitted before that run was queued proves nothing"
+        );
+        d.empty_at
+            .store(d.queued.load(Ordering::SeqCst), Ordering::SeqCst);
+        assert!(d.slot().is_some());
+    }
 
     #[test]
     fn the_top_level_of_a_stored_input_is_read_as_text() {

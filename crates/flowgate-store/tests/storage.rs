@@ -89,6 +89,7 @@ both!(
     recorded_runs_survive_a_refused_record_and_show_their_attempt,
     many_recorded_runs_all_land_with_their_logs,
     queue_lease_expiry_reclaims,
+    a_started_run_is_a_claimed_one,
     queue_retry_release_and_dead,
     attempts_get_a_row_only_when_they_do_not_end_the_run,
     queue_claims_many_oldest_first,
@@ -539,6 +540,45 @@ fn a_run_whose_stored_documents_do_not_parse_is_still_listed(db: &Db) {
     // Reading that one run shows it cannot be read, not a made-up input.
     assert!(s.get_run(ids[1]).is_err());
     assert!(s.get_run(ids[0]).unwrap().is_some());
+}
+
+/// A run queued already started by its worker (`submit_start`) is stored as
+/// a claim would have left it: nobody claims it while its lease holds, its
+/// worker finishes it, and another claims it again once the lease expires.
+fn a_started_run_is_a_claimed_one(db: &Db) {
+    let s = &db.store;
+    let t0 = now_ms();
+    let started = |owner: &str| Run {
+        status: RunStatus::Running,
+        attempt: 1,
+        lease_owner: Some(owner.into()),
+        lease_expires_at: Some(t0 + 1_000),
+        started_at: Some(t0),
+        ..queued("started", t0, 3)
+    };
+    assert!(
+        s.submit_start(queued("started", t0, 3)).wait().is_err(),
+        "a queued run is not a started one"
+    );
+    let a = started("w1");
+    assert_eq!(s.submit_start(a.clone()).wait().ok(), Some(a.id));
+    let stored = s.get_run(a.id).unwrap().unwrap().run;
+    assert_eq!((stored.status, stored.attempt), (RunStatus::Running, 1));
+    assert_eq!(stored.lease_owner.as_deref(), Some("w1"));
+    assert!(s.claim_next("w2", 1_000, t0 + 500).unwrap().is_none());
+    assert!(s
+        .complete_run(a.id, "w1", &ok_outcome(vec![line("done")]))
+        .unwrap());
+    let d = s.get_run(a.id).unwrap().unwrap();
+    assert_eq!((d.run.status, d.run.attempt), (RunStatus::Succeeded, 1));
+    assert_eq!(d.logs.len(), 1);
+
+    // Its worker goes silent: the run is claimed again with attempt 2.
+    let b = started("w1");
+    s.submit_start(b.clone()).wait().unwrap();
+    let again = s.claim_next("w2", 1_000, t0 + 1_500).unwrap().unwrap();
+    assert_eq!((again.id, again.attempt), (b.id, 2));
+    assert!(!s.complete_run(b.id, "w1", &ok_outcome(vec![])).unwrap());
 }
 
 fn queue_lease_expiry_reclaims(db: &Db) {

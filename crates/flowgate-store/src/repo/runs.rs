@@ -534,6 +534,32 @@ impl Store {
         self.submit_enqueue(run.clone()).wait()
     }
 
+    /// Queues a run that starts at once on this node, as a claim would have
+    /// left it (`running`, attempt 1, leased by its worker): durable once the
+    /// returned [`Committed`] resolves `Ok`, and from then on like any claimed
+    /// run (renewed, finished, or claimed again when its lease expires).
+    pub fn submit_start(&self, run: Run) -> Committed<RunId> {
+        let started = run.status == RunStatus::Running
+            && run.attempt == 1
+            && run.lease_owner.is_some()
+            && run.lease_expires_at.is_some()
+            && run.started_at.is_some();
+        if !started {
+            return Committed::failed(StoreError::Invalid(
+                "a started run must be running, attempt 1, leased and started".into(),
+            ));
+        }
+        let row = match RunRow::from_run(&run) {
+            Ok(row) => row,
+            Err(e) => return Committed::failed(e),
+        };
+        let id = run.id;
+        self.submit(move |c| {
+            insert_row_tx(c, &row)?;
+            Ok(id)
+        })
+    }
+
     /// Queues a run through the group-committing writer: the run is durable
     /// (and will reach an end state) once the returned [`Committed`] resolves `Ok`.
     pub fn submit_enqueue(&self, run: Run) -> Committed<RunId> {
