@@ -386,11 +386,8 @@ pub(crate) enum Col<'a> {
 pub(crate) trait InsertRow: 'static {
     /// `INSERT INTO table (a, b, …) VALUES `.
     const INSERT: &'static str;
-    /// Visits the row's values in the order of [`Self::INSERT`]'s columns.
-    fn columns<'a>(
-        &'a self,
-        visit: &mut dyn FnMut(Col<'a>) -> diesel::QueryResult<()>,
-    ) -> diesel::QueryResult<()>;
+    /// The row's values in the order of [`Self::INSERT`]'s columns.
+    fn columns(&self) -> impl Iterator<Item = Col<'_>>;
 }
 
 /// A multi-row `INSERT` of `K` rows whose SQL text depends on `R` and `K`
@@ -427,21 +424,19 @@ where
         out.push_sql(R::INSERT);
         for (i, row) in self.0.iter().enumerate() {
             out.push_sql(if i == 0 { "(" } else { ", (" });
-            let mut first = true;
-            row.columns(&mut |col| {
-                if !first {
+            for (j, col) in row.columns().enumerate() {
+                if j > 0 {
                     out.push_sql(", ");
                 }
-                first = false;
                 match col {
-                    Col::Int(v) => out.push_bind_param::<Integer, _>(v),
-                    Col::IntOpt(v) => out.push_bind_param::<Nullable<Integer>, _>(v),
-                    Col::Big(v) => out.push_bind_param::<BigInt, _>(v),
-                    Col::BigOpt(v) => out.push_bind_param::<Nullable<BigInt>, _>(v),
-                    Col::Text(v) => out.push_bind_param::<Text, _>(v),
-                    Col::TextOpt(v) => out.push_bind_param::<Nullable<Text>, _>(v),
+                    Col::Int(v) => out.push_bind_param::<Integer, _>(v)?,
+                    Col::IntOpt(v) => out.push_bind_param::<Nullable<Integer>, _>(v)?,
+                    Col::Big(v) => out.push_bind_param::<BigInt, _>(v)?,
+                    Col::BigOpt(v) => out.push_bind_param::<Nullable<BigInt>, _>(v)?,
+                    Col::Text(v) => out.push_bind_param::<Text, _>(v)?,
+                    Col::TextOpt(v) => out.push_bind_param::<Nullable<Text>, _>(v)?,
                 }
-            })?;
+            }
             out.push_sql(")");
         }
         Ok(())
@@ -698,31 +693,39 @@ mod tests {
             created_at: 17,
             http_calls: full.then(|| "[]".into()),
         };
-        Rows(&[run("a1", true), run("a2", false)])
-            .execute(&mut sq)
-            .expect("rows");
-        diesel::insert_into(runs::table)
-            .values(&[run("b1", true), run("b2", false)])
-            .execute(&mut sq)
-            .expect("diesel");
-        let got: Vec<RunRow> = runs::table
-            .order(runs::id)
-            .select(RunRow::as_select())
-            .load(&mut sq)
-            .expect("runs");
-        let shown = |r: &RunRow| {
-            format!(
-                "{:?}",
-                RunRow {
-                    id: r.id[1..].into(),
-                    ..r.clone()
-                }
-            )
-        };
-        assert_eq!(got.len(), 4);
-        assert_eq!(shown(&got[0]), shown(&got[2]));
-        assert_eq!(shown(&got[1]), shown(&got[3]));
-
+        // `make`'s rows inserted as `Rows` (ids `a…`) and by diesel (`b…`),
+        // read back in key order and compared pairwise, the key's first
+        // letter left out.
+        macro_rules! same_rows {
+            ($table:ident, $row:ident, $key:ident, $make:expr) => {{
+                let make = $make;
+                Rows(&[make("a1", true), make("a2", false)])
+                    .execute(&mut sq)
+                    .expect("rows");
+                diesel::insert_into($table::table)
+                    .values(&[make("b1", true), make("b2", false)])
+                    .execute(&mut sq)
+                    .expect("diesel");
+                let got: Vec<$row> = $table::table
+                    .order($table::$key)
+                    .select($row::as_select())
+                    .load(&mut sq)
+                    .expect(stringify!($table));
+                let shown = |r: &$row| {
+                    format!(
+                        "{:?}",
+                        $row {
+                            $key: r.$key[1..].into(),
+                            ..r.clone()
+                        }
+                    )
+                };
+                assert_eq!(got.len(), 4);
+                assert_eq!(shown(&got[0]), shown(&got[2]));
+                assert_eq!(shown(&got[1]), shown(&got[3]));
+            }};
+        }
+        same_rows!(runs, RunRow, id, run);
         let entry = |id: &str, full: bool| AuditRow {
             id: id.to_owned(),
             time: 1,
@@ -736,32 +739,8 @@ mod tests {
             duration_ms: 4,
             idempotency_key: full.then(|| "k".into()),
         };
-        Rows(&[entry("a1", true), entry("a2", false)])
-            .execute(&mut sq)
-            .expect("rows");
-        diesel::insert_into(audit::table)
-            .values(&[entry("b1", true), entry("b2", false)])
-            .execute(&mut sq)
-            .expect("diesel");
-        let got: Vec<AuditRow> = audit::table
-            .order(audit::id)
-            .select(AuditRow::as_select())
-            .load(&mut sq)
-            .expect("audit");
-        let shown = |r: &AuditRow| {
-            format!(
-                "{:?}",
-                AuditRow {
-                    id: r.id[1..].into(),
-                    ..r.clone()
-                }
-            )
-        };
-        assert_eq!(got.len(), 4);
-        assert_eq!(shown(&got[0]), shown(&got[2]));
-        assert_eq!(shown(&got[1]), shown(&got[3]));
-
-        let line = |run_id: &str| RunLogRow {
+        same_rows!(audit, AuditRow, id, entry);
+        let line = |run_id: &str, _: bool| RunLogRow {
             run_id: run_id.to_owned(),
             seq: 7,
             time: 8,
@@ -769,26 +748,7 @@ mod tests {
             message: "m".into(),
             attempt: 1,
         };
-        Rows(&[line("a1")]).execute(&mut sq).expect("rows");
-        diesel::insert_into(run_logs::table)
-            .values(&[line("b1")])
-            .execute(&mut sq)
-            .expect("diesel");
-        let got: Vec<RunLogRow> = run_logs::table
-            .order(run_logs::run_id)
-            .select(RunLogRow::as_select())
-            .load(&mut sq)
-            .expect("logs");
-        let shown = |r: &RunLogRow| {
-            format!(
-                "{:?}",
-                RunLogRow {
-                    run_id: r.run_id[1..].into(),
-                    ..r.clone()
-                }
-            )
-        };
-        assert_eq!(shown(&got[0]), shown(&got[1]));
+        same_rows!(run_logs, RunLogRow, run_id, line);
     }
 
     #[test]

@@ -27,12 +27,9 @@ impl crate::conn::InsertRow for AuditRow {
     const INSERT: &'static str = "INSERT INTO audit (id, \"time\", request_id, caller, flow, \
         version, method, path, status, duration_ms, idempotency_key) VALUES ";
 
-    fn columns<'a>(
-        &'a self,
-        visit: &mut dyn FnMut(crate::conn::Col<'a>) -> diesel::QueryResult<()>,
-    ) -> diesel::QueryResult<()> {
+    fn columns(&self) -> impl Iterator<Item = crate::conn::Col<'_>> {
         use crate::conn::Col::*;
-        for col in [
+        [
             Text(&self.id),
             Big(&self.time),
             Text(&self.request_id),
@@ -44,10 +41,8 @@ impl crate::conn::InsertRow for AuditRow {
             Int(&self.status),
             Big(&self.duration_ms),
             TextOpt(&self.idempotency_key),
-        ] {
-            visit(col)?;
-        }
-        Ok(())
+        ]
+        .into_iter()
     }
 }
 

@@ -24,22 +24,17 @@ impl crate::conn::InsertRow for RunLogRow {
     const INSERT: &'static str =
         "INSERT INTO run_logs (run_id, seq, \"time\", level, message, attempt) VALUES ";
 
-    fn columns<'a>(
-        &'a self,
-        visit: &mut dyn FnMut(crate::conn::Col<'a>) -> diesel::QueryResult<()>,
-    ) -> diesel::QueryResult<()> {
+    fn columns(&self) -> impl Iterator<Item = crate::conn::Col<'_>> {
         use crate::conn::Col::*;
-        for col in [
+        [
             Text(&self.run_id),
             Int(&self.seq),
             Big(&self.time),
             Text(&self.level),
             Text(&self.message),
             Int(&self.attempt),
-        ] {
-            visit(col)?;
-        }
-        Ok(())
+        ]
+        .into_iter()
     }
 }
 

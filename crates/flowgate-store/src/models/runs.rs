@@ -46,12 +46,9 @@ impl crate::conn::InsertRow for RunRow {
         finished_at, duration_ms, response_status, response, error, scheduled_at, event_id, \
         idempotency_key, created_at, http_calls) VALUES ";
 
-    fn columns<'a>(
-        &'a self,
-        visit: &mut dyn FnMut(crate::conn::Col<'a>) -> diesel::QueryResult<()>,
-    ) -> diesel::QueryResult<()> {
+    fn columns(&self) -> impl Iterator<Item = crate::conn::Col<'_>> {
         use crate::conn::Col::*;
-        for col in [
+        [
             Text(&self.id),
             Text(&self.flow),
             Int(&self.version),
@@ -74,10 +71,8 @@ impl crate::conn::InsertRow for RunRow {
             TextOpt(&self.idempotency_key),
             Big(&self.created_at),
             TextOpt(&self.http_calls),
-        ] {
-            visit(col)?;
-        }
-        Ok(())
+        ]
+        .into_iter()
     }
 }
 

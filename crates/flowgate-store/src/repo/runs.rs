@@ -549,11 +549,15 @@ impl Store {
                 "a started run must be running, attempt 1, leased and started".into(),
             ));
         }
-        let row = match RunRow::from_run(&run) {
+        self.submit_row(run.id, RunRow::from_run(&run))
+    }
+
+    /// Inserts a run's `row` through the writer, answering `id`.
+    fn submit_row(&self, id: RunId, row: Result<RunRow>) -> Committed<RunId> {
+        let row = match row {
             Ok(row) => row,
             Err(e) => return Committed::failed(e),
         };
-        let id = run.id;
         self.submit(move |c| {
             insert_row_tx(c, &row)?;
             Ok(id)
@@ -563,15 +567,7 @@ impl Store {
     /// Queues a run through the group-committing writer: the run is durable
     /// (and will reach an end state) once the returned [`Committed`] resolves `Ok`.
     pub fn submit_enqueue(&self, run: Run) -> Committed<RunId> {
-        let row = match queued_row(&run) {
-            Ok(row) => row,
-            Err(e) => return Committed::failed(e),
-        };
-        let id = run.id;
-        self.submit(move |c| {
-            insert_row_tx(c, &row)?;
-            Ok(id)
-        })
+        self.submit_row(run.id, queued_row(&run))
     }
 
     /// One run with logs and attempt history, `None` when missing.
