@@ -575,35 +575,52 @@ impl Engine {
     pub async fn enqueue(&self, inv: Invocation) -> Result<RunId> {
         let mut run = Self::queued_run(inv);
         let (id, flow) = (run.id, run.flow.to_string());
-        let slot = if self.is_shutting_down() {
-            None
-        } else {
-            self.direct().slot()
-        };
         // Answered only after the commit that holds the run.
-        match slot {
+        let started = match self.start_now(&mut run) {
             Some(slot) => {
-                let now = flowgate_core::now_ms();
-                let lease_ms = i64::try_from(self.config().lease.as_millis()).unwrap_or(30_000);
-                run.status = RunStatus::Running;
-                run.attempt = 1;
-                run.lease_owner = Some(self.node_id().to_owned());
-                run.lease_expires_at = Some(now + lease_ms);
-                run.started_at = Some(now);
                 self.store().submit_start(run.clone()).await?;
-                metrics::counter!("flowgate_runs_enqueued_total", "flow" => flow).increment(1);
-                if !self.direct().start(run, slot) {
-                    // The workers stopped meanwhile: back to the queue.
-                    crate::queue::release(self, id).await;
-                }
+                Some((run, slot))
             }
             None => {
                 self.store().submit_enqueue(run).await?;
-                metrics::counter!("flowgate_runs_enqueued_total", "flow" => flow).increment(1);
-                self.wake_workers();
+                None
             }
-        }
+        };
+        metrics::counter!("flowgate_runs_enqueued_total", "flow" => flow).increment(1);
+        self.dispatch(started).await;
         Ok(id)
+    }
+
+    /// A worker slot for `run` when it may start at once, the run then set
+    /// as its claim by this node would leave it (`None`: it queues).
+    fn start_now(&self, run: &mut Run) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        if self.is_shutting_down() {
+            return None;
+        }
+        let slot = self.direct().slot()?;
+        let now = flowgate_core::now_ms();
+        let lease_ms = i64::try_from(self.config().lease.as_millis()).unwrap_or(30_000);
+        run.status = RunStatus::Running;
+        run.attempt = 1;
+        run.lease_owner = Some(self.node_id().to_owned());
+        run.lease_expires_at = Some(now + lease_ms);
+        run.started_at = Some(now);
+        Some(slot)
+    }
+
+    /// After the commit that holds `run`: hands it to the workers when it
+    /// started (given back to the queue if they stopped meanwhile), or wakes
+    /// them for it.
+    async fn dispatch(&self, started: Option<(Run, tokio::sync::OwnedSemaphorePermit)>) {
+        match started {
+            Some((run, slot)) => {
+                let id = run.id;
+                if !self.direct().start(run, slot) {
+                    crate::queue::release(self, id).await;
+                }
+            }
+            None => self.wake_workers(),
+        }
     }
 
     /// Queues an async run and stores the acknowledgement `response(run_id)`
@@ -616,14 +633,15 @@ impl Engine {
         scope: String,
         response: impl FnOnce(RunId) -> Value,
     ) -> Result<(RunId, Value)> {
-        let run = Self::queued_run(inv);
+        let mut run = Self::queued_run(inv);
         let (id, flow) = (run.id, run.flow.to_string());
         let doc = response(id);
+        let started = self.start_now(&mut run).map(|slot| (run.clone(), slot));
         self.store()
             .submit_enqueue_with_idempotency(run, scope, &doc)
             .await?;
         metrics::counter!("flowgate_runs_enqueued_total", "flow" => flow).increment(1);
-        self.wake_workers();
+        self.dispatch(started).await;
         Ok((id, doc))
     }
 

@@ -5,7 +5,7 @@
 use serde_json::json;
 
 use flowgate_core::run::{RunStatus, TriggerKind};
-use flowgate_core::{now_ms, FlowName};
+use flowgate_core::{now_ms, FlowName, RunId};
 use flowgate_store::*;
 
 const KEY: [u8; 32] = [7u8; 32];
@@ -50,6 +50,44 @@ fn enqueue_and_acknowledgement_commit_together() {
     bad.attempt = 1;
     assert!(s
         .enqueue_with_idempotency(&bad, "scope", &json!({}))
+        .is_err());
+    assert!(s.get_run(bad.id).unwrap().is_none());
+}
+
+#[test]
+fn a_started_run_and_its_acknowledgement_commit_together() {
+    let (s, _dir) = sqlite();
+    let now = now_ms();
+    s.begin_idempotent("scope", "h", now, DAY_MS).unwrap();
+    let r = Run {
+        status: RunStatus::Running,
+        attempt: 1,
+        lease_owner: Some("node-a".into()),
+        lease_expires_at: Some(now + 30_000),
+        started_at: Some(now),
+        ..run()
+    };
+    let doc = json!({"status": 202, "body": {"run_id": r.id.to_string()}});
+    assert_eq!(s.enqueue_with_idempotency(&r, "scope", &doc).unwrap(), r.id);
+    let stored = s.get_run(r.id).unwrap().expect("the run is stored");
+    assert_eq!(stored.run.status, RunStatus::Running);
+    assert_eq!(stored.run.lease_owner.as_deref(), Some("node-a"));
+    assert_eq!(
+        s.begin_idempotent("scope", "h", now + 1, DAY_MS).unwrap(),
+        IdempotencyBegin::Done(doc)
+    );
+    // Running but not as a first claim leaves it: refused, nothing recorded.
+    s.begin_idempotent("other", "h", now, DAY_MS).unwrap();
+    let bad = Run {
+        lease_owner: None,
+        ..r.clone()
+    };
+    let bad = Run {
+        id: RunId::new(),
+        ..bad
+    };
+    assert!(s
+        .enqueue_with_idempotency(&bad, "other", &json!({}))
         .is_err());
     assert!(s.get_run(bad.id).unwrap().is_none());
 }

@@ -86,6 +86,22 @@ pub(crate) fn queued_row(run: &Run) -> Result<RunRow> {
     RunRow::from_run(run)
 }
 
+/// The row of a run queued already started by its worker, refused unless a
+/// first claim could have left it so: `running`, attempt 1, leased, started.
+pub(crate) fn started_row(run: &Run) -> Result<RunRow> {
+    let started = run.status == RunStatus::Running
+        && run.attempt == 1
+        && run.lease_owner.is_some()
+        && run.lease_expires_at.is_some()
+        && run.started_at.is_some();
+    if !started {
+        return Err(StoreError::Invalid(
+            "a started run must be running, attempt 1, leased and started".into(),
+        ));
+    }
+    RunRow::from_run(run)
+}
+
 /// Inserts a run row plus logs. Its attempt is in the row (see [`last_attempt`]).
 pub(crate) fn insert_run_tx(c: &mut AnyConnection, run: &Run, logs: &[LogLine]) -> Result<()> {
     let row = RunRow::from_run(run)?;
@@ -539,17 +555,7 @@ impl Store {
     /// returned [`Committed`] resolves `Ok`, and from then on like any claimed
     /// run (renewed, finished, or claimed again when its lease expires).
     pub fn submit_start(&self, run: Run) -> Committed<RunId> {
-        let started = run.status == RunStatus::Running
-            && run.attempt == 1
-            && run.lease_owner.is_some()
-            && run.lease_expires_at.is_some()
-            && run.started_at.is_some();
-        if !started {
-            return Committed::failed(StoreError::Invalid(
-                "a started run must be running, attempt 1, leased and started".into(),
-            ));
-        }
-        self.submit_row(run.id, RunRow::from_run(&run))
+        self.submit_row(run.id, started_row(&run))
     }
 
     /// Inserts a run's `row` through the writer, answering `id`.
