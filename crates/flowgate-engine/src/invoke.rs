@@ -576,18 +576,17 @@ impl Engine {
         let mut run = Self::queued_run(inv);
         let (id, flow) = (run.id, run.flow.to_string());
         // Answered only after the commit that holds the run.
-        let started = match self.start_now(&mut run) {
+        match self.start_now(&mut run) {
             Some(slot) => {
-                self.store().submit_start(run.clone()).await?;
-                Some((run, slot))
+                let committed = self.store().submit_start(run.clone());
+                self.start_when_committed(committed, run, slot).await?;
             }
             None => {
                 self.store().submit_enqueue(run).await?;
-                None
+                self.wake_workers();
             }
-        };
+        }
         metrics::counter!("flowgate_runs_enqueued_total", "flow" => flow).increment(1);
-        self.dispatch(started).await;
         Ok(id)
     }
 
@@ -608,19 +607,29 @@ impl Engine {
         Some(slot)
     }
 
-    /// After the commit that holds `run`: hands it to the workers when it
-    /// started (given back to the queue if they stopped meanwhile), or wakes
-    /// them for it.
-    async fn dispatch(&self, started: Option<(Run, tokio::sync::OwnedSemaphorePermit)>) {
-        match started {
-            Some((run, slot)) => {
+    /// Waits for `committed`, the write that holds the started `run`, then
+    /// hands the run to the workers (back to the queue if they stopped
+    /// meanwhile). Both happen in a task of their own, so a caller that stops
+    /// waiting (a client that hung up) cannot leave the run leased by a node
+    /// that will not run it.
+    async fn start_when_committed<T: Send + 'static>(
+        &self,
+        committed: flowgate_store::Committed<T>,
+        run: Run,
+        slot: tokio::sync::OwnedSemaphorePermit,
+    ) -> Result<T> {
+        let engine = self.clone();
+        let handover = tokio::spawn(async move {
+            let out = committed.await;
+            if out.is_ok() {
                 let id = run.id;
-                if !self.direct().start(run, slot) {
-                    crate::queue::release(self, id).await;
+                if !engine.direct().start(run, slot) {
+                    crate::queue::release(&engine, id).await;
                 }
             }
-            None => self.wake_workers(),
-        }
+            out
+        });
+        Ok(handover.await??)
     }
 
     /// Queues an async run and stores the acknowledgement `response(run_id)`
@@ -636,12 +645,21 @@ impl Engine {
         let mut run = Self::queued_run(inv);
         let (id, flow) = (run.id, run.flow.to_string());
         let doc = response(id);
-        let started = self.start_now(&mut run).map(|slot| (run.clone(), slot));
-        self.store()
-            .submit_enqueue_with_idempotency(run, scope, &doc)
-            .await?;
+        match self.start_now(&mut run) {
+            Some(slot) => {
+                let committed =
+                    self.store()
+                        .submit_enqueue_with_idempotency(run.clone(), scope, &doc);
+                self.start_when_committed(committed, run, slot).await?;
+            }
+            None => {
+                self.store()
+                    .submit_enqueue_with_idempotency(run, scope, &doc)
+                    .await?;
+                self.wake_workers();
+            }
+        }
         metrics::counter!("flowgate_runs_enqueued_total", "flow" => flow).increment(1);
-        self.dispatch(started).await;
         Ok((id, doc))
     }
 
