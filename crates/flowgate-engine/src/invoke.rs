@@ -573,21 +573,38 @@ impl Engine {
     /// When the queue is empty and a worker slot is free, the run is stored
     /// already claimed by this node and starts at once (see [`crate::queue::Direct`]).
     pub async fn enqueue(&self, inv: Invocation) -> Result<RunId> {
-        let mut run = Self::queued_run(inv);
+        let run = Self::queued_run(inv);
         let (id, flow) = (run.id, run.flow.to_string());
         // Answered only after the commit that holds the run.
-        match self.start_now(&mut run) {
-            Some(slot) => {
-                let committed = self.store().submit_start(run.clone());
-                self.start_when_committed(committed, run, slot).await?;
-            }
-            None => {
-                self.store().submit_enqueue(run).await?;
-                self.wake_workers();
-            }
-        }
+        let store = self.store();
+        self.store_new_run(run, |r| match r.status {
+            RunStatus::Running => store.submit_start(r),
+            _ => store.submit_enqueue(r),
+        })
+        .await?;
         metrics::counter!("flowgate_runs_enqueued_total", "flow" => flow).increment(1);
         Ok(id)
+    }
+
+    /// Writes a new async run with `submit`, started at once when
+    /// [`Self::start_now`] gives it a worker slot, queued otherwise; after
+    /// the commit the run goes to its worker, or the workers are woken.
+    async fn store_new_run<T: Send + 'static>(
+        &self,
+        mut run: Run,
+        submit: impl FnOnce(Run) -> flowgate_store::Committed<T>,
+    ) -> Result<T> {
+        match self.start_now(&mut run) {
+            Some(slot) => {
+                let committed = submit(run.clone());
+                self.start_when_committed(committed, run, slot).await
+            }
+            None => {
+                let out = submit(run).await?;
+                self.wake_workers();
+                Ok(out)
+            }
+        }
     }
 
     /// A worker slot for `run` when it may start at once, the run then set
@@ -642,23 +659,14 @@ impl Engine {
         scope: String,
         response: impl FnOnce(RunId) -> Value,
     ) -> Result<(RunId, Value)> {
-        let mut run = Self::queued_run(inv);
+        let run = Self::queued_run(inv);
         let (id, flow) = (run.id, run.flow.to_string());
         let doc = response(id);
-        match self.start_now(&mut run) {
-            Some(slot) => {
-                let committed =
-                    self.store()
-                        .submit_enqueue_with_idempotency(run.clone(), scope, &doc);
-                self.start_when_committed(committed, run, slot).await?;
-            }
-            None => {
-                self.store()
-                    .submit_enqueue_with_idempotency(run, scope, &doc)
-                    .await?;
-                self.wake_workers();
-            }
-        }
+        let store = self.store();
+        self.store_new_run(run, |r| {
+            store.submit_enqueue_with_idempotency(r, scope, &doc)
+        })
+        .await?;
         metrics::counter!("flowgate_runs_enqueued_total", "flow" => flow).increment(1);
         Ok((id, doc))
     }

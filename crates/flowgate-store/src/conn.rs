@@ -226,7 +226,19 @@ pub(crate) use batch_insert;
 /// of 16, 4 and 1 rows, whose shapes are fixed so their prepared statements
 /// are cached (a slice of any length is parsed again every time).
 macro_rules! batch_insert_cached {
-    ($conn:expr, $table:expr, $rows:expr) => {{
+    ($conn:expr, $table:expr, $rows:expr) => {
+        $crate::conn::batch_insert_chunked!($conn, $table, $rows, |head| {
+            diesel::insert_into($table).values(head)
+        })
+    };
+}
+pub(crate) use batch_insert_cached;
+
+/// The body of [`batch_insert_cached!`] and [`batch_insert_rows!`]: one
+/// diesel insert on PostgreSQL; on SQLite the statement `|head| …` builds for
+/// fixed chunks of 16, 4 and 1 rows.
+macro_rules! batch_insert_chunked {
+    ($conn:expr, $table:expr, $rows:expr, |$head:ident| $stmt:expr) => {{
         let rows = $rows;
         match $conn {
             $crate::conn::AnyConnection::Postgres(pg) => {
@@ -235,14 +247,14 @@ macro_rules! batch_insert_cached {
             $crate::conn::AnyConnection::Sqlite(sq) => {
                 let mut rest = rows;
                 while !rest.is_empty() {
-                    if let Some((head, tail)) = rest.split_first_chunk::<16>() {
-                        diesel::insert_into($table).values(head).execute(sq)?;
+                    if let Some(($head, tail)) = rest.split_first_chunk::<16>() {
+                        $stmt.execute(sq)?;
                         rest = tail;
-                    } else if let Some((head, tail)) = rest.split_first_chunk::<4>() {
-                        diesel::insert_into($table).values(head).execute(sq)?;
+                    } else if let Some(($head, tail)) = rest.split_first_chunk::<4>() {
+                        $stmt.execute(sq)?;
                         rest = tail;
-                    } else if let Some((head, tail)) = rest.split_first_chunk::<1>() {
-                        diesel::insert_into($table).values(head).execute(sq)?;
+                    } else if let Some(($head, tail)) = rest.split_first_chunk::<1>() {
+                        $stmt.execute(sq)?;
                         rest = tail;
                     }
                 }
@@ -250,7 +262,7 @@ macro_rules! batch_insert_cached {
         }
     }};
 }
-pub(crate) use batch_insert_cached;
+pub(crate) use batch_insert_chunked;
 
 /// A value bound to a [`Fixed`] statement.
 #[derive(Debug, Clone, Copy)]
@@ -322,21 +334,13 @@ impl<S: FixedSql, const N: usize> diesel::query_builder::QueryId for Fixed<'_, S
     const HAS_STATIC_QUERY_ID: bool = true;
 }
 
-impl<DB, S: FixedSql, const N: usize> diesel::query_builder::QueryFragment<DB> for Fixed<'_, S, N>
-where
-    DB: diesel::backend::Backend
-        + diesel::sql_types::HasSqlType<diesel::sql_types::Integer>
-        + diesel::sql_types::HasSqlType<diesel::sql_types::BigInt>
-        + diesel::sql_types::HasSqlType<diesel::sql_types::Text>,
-    i32: diesel::serialize::ToSql<diesel::sql_types::Integer, DB>,
-    i64: diesel::serialize::ToSql<diesel::sql_types::BigInt, DB>,
-    str: diesel::serialize::ToSql<diesel::sql_types::Text, DB>,
+impl<DB: ColBackend, S: FixedSql, const N: usize> diesel::query_builder::QueryFragment<DB>
+    for Fixed<'_, S, N>
 {
     fn walk_ast<'b>(
         &'b self,
         mut out: diesel::query_builder::AstPass<'_, 'b, DB>,
     ) -> diesel::QueryResult<()> {
-        use diesel::sql_types::{BigInt, Integer, Nullable, Text};
         let parts = S::PARTS;
         if parts.len() != N + 1 {
             return Err(diesel::result::Error::QueryBuilderError(
@@ -345,11 +349,14 @@ where
         }
         for (part, bind) in parts.iter().zip(&self.binds) {
             out.push_sql(part);
-            match bind {
-                Bind::Int(v) => out.push_bind_param::<Nullable<Integer>, _>(v)?,
-                Bind::Big(v) => out.push_bind_param::<Nullable<BigInt>, _>(v)?,
-                Bind::Text(v) => out.push_bind_param::<Nullable<Text>, _>(v)?,
-            }
+            DB::push_col(
+                &mut out,
+                match bind {
+                    Bind::Int(v) => Col::IntOpt(v),
+                    Bind::Big(v) => Col::BigOpt(v),
+                    Bind::Text(v) => Col::StrOpt(v),
+                },
+            )?;
         }
         if let Some(last) = parts.last() {
             out.push_sql(last);
@@ -364,7 +371,7 @@ where
 
 impl<C, S, const N: usize> RunQueryDsl<C> for Fixed<'_, S, N> {}
 
-/// A column value of an [`InsertRow`], bound by reference.
+/// A value bound by reference: a column of an [`InsertRow`], or a [`Bind`].
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Col<'a> {
     /// `INTEGER NOT NULL`.
@@ -379,6 +386,46 @@ pub(crate) enum Col<'a> {
     Text(&'a str),
     /// `TEXT`.
     TextOpt(&'a Option<String>),
+    /// `TEXT`, borrowed.
+    StrOpt(&'a Option<&'a str>),
+}
+
+/// A backend that binds every [`Col`]: the bounds [`Fixed`] and [`Rows`]
+/// share, stated once.
+pub(crate) trait ColBackend: diesel::backend::Backend {
+    /// Binds `col` as the next placeholder of `out`.
+    fn push_col<'b>(
+        out: &mut diesel::query_builder::AstPass<'_, 'b, Self>,
+        col: Col<'b>,
+    ) -> diesel::QueryResult<()>;
+}
+
+impl<DB> ColBackend for DB
+where
+    DB: diesel::backend::Backend
+        + diesel::sql_types::HasSqlType<diesel::sql_types::Integer>
+        + diesel::sql_types::HasSqlType<diesel::sql_types::BigInt>
+        + diesel::sql_types::HasSqlType<diesel::sql_types::Text>,
+    i32: diesel::serialize::ToSql<diesel::sql_types::Integer, DB>,
+    i64: diesel::serialize::ToSql<diesel::sql_types::BigInt, DB>,
+    str: diesel::serialize::ToSql<diesel::sql_types::Text, DB>,
+    String: diesel::serialize::ToSql<diesel::sql_types::Text, DB>,
+{
+    fn push_col<'b>(
+        out: &mut diesel::query_builder::AstPass<'_, 'b, Self>,
+        col: Col<'b>,
+    ) -> diesel::QueryResult<()> {
+        use diesel::sql_types::{BigInt, Integer, Nullable, Text};
+        match col {
+            Col::Int(v) => out.push_bind_param::<Integer, _>(v),
+            Col::IntOpt(v) => out.push_bind_param::<Nullable<Integer>, _>(v),
+            Col::Big(v) => out.push_bind_param::<BigInt, _>(v),
+            Col::BigOpt(v) => out.push_bind_param::<Nullable<BigInt>, _>(v),
+            Col::Text(v) => out.push_bind_param::<Text, _>(v),
+            Col::TextOpt(v) => out.push_bind_param::<Nullable<Text>, _>(v),
+            Col::StrOpt(v) => out.push_bind_param::<Nullable<Text>, _>(v),
+        }
+    }
 }
 
 /// A row of a hot table that [`Rows`] inserts: its `INSERT … VALUES ` head
@@ -405,22 +452,13 @@ impl<R: InsertRow, const K: usize> diesel::query_builder::QueryId for Rows<'_, R
     const HAS_STATIC_QUERY_ID: bool = true;
 }
 
-impl<DB, R: InsertRow, const K: usize> diesel::query_builder::QueryFragment<DB> for Rows<'_, R, K>
-where
-    DB: diesel::backend::Backend
-        + diesel::sql_types::HasSqlType<diesel::sql_types::Integer>
-        + diesel::sql_types::HasSqlType<diesel::sql_types::BigInt>
-        + diesel::sql_types::HasSqlType<diesel::sql_types::Text>,
-    i32: diesel::serialize::ToSql<diesel::sql_types::Integer, DB>,
-    i64: diesel::serialize::ToSql<diesel::sql_types::BigInt, DB>,
-    str: diesel::serialize::ToSql<diesel::sql_types::Text, DB>,
-    String: diesel::serialize::ToSql<diesel::sql_types::Text, DB>,
+impl<DB: ColBackend, R: InsertRow, const K: usize> diesel::query_builder::QueryFragment<DB>
+    for Rows<'_, R, K>
 {
     fn walk_ast<'b>(
         &'b self,
         mut out: diesel::query_builder::AstPass<'_, 'b, DB>,
     ) -> diesel::QueryResult<()> {
-        use diesel::sql_types::{BigInt, Integer, Nullable, Text};
         out.push_sql(R::INSERT);
         for (i, row) in self.0.iter().enumerate() {
             out.push_sql(if i == 0 { "(" } else { ", (" });
@@ -428,14 +466,7 @@ where
                 if j > 0 {
                     out.push_sql(", ");
                 }
-                match col {
-                    Col::Int(v) => out.push_bind_param::<Integer, _>(v)?,
-                    Col::IntOpt(v) => out.push_bind_param::<Nullable<Integer>, _>(v)?,
-                    Col::Big(v) => out.push_bind_param::<BigInt, _>(v)?,
-                    Col::BigOpt(v) => out.push_bind_param::<Nullable<BigInt>, _>(v)?,
-                    Col::Text(v) => out.push_bind_param::<Text, _>(v)?,
-                    Col::TextOpt(v) => out.push_bind_param::<Nullable<Text>, _>(v)?,
-                }
+                DB::push_col(&mut out, col)?;
             }
             out.push_sql(")");
         }
@@ -452,29 +483,11 @@ impl<C, R, const K: usize> RunQueryDsl<C> for Rows<'_, R, K> {}
 /// [`batch_insert_cached!`] for the rows of an [`InsertRow`] table: on
 /// SQLite in [`Rows`] statements of 16, 4 and 1 rows.
 macro_rules! batch_insert_rows {
-    ($conn:expr, $table:expr, $rows:expr) => {{
-        let rows = $rows;
-        match $conn {
-            $crate::conn::AnyConnection::Postgres(pg) => {
-                diesel::insert_into($table).values(rows).execute(pg)?;
-            }
-            $crate::conn::AnyConnection::Sqlite(sq) => {
-                let mut rest = rows;
-                while !rest.is_empty() {
-                    if let Some((head, tail)) = rest.split_first_chunk::<16>() {
-                        $crate::conn::Rows(head).execute(sq)?;
-                        rest = tail;
-                    } else if let Some((head, tail)) = rest.split_first_chunk::<4>() {
-                        $crate::conn::Rows(head).execute(sq)?;
-                        rest = tail;
-                    } else if let Some((head, tail)) = rest.split_first_chunk::<1>() {
-                        $crate::conn::Rows(head).execute(sq)?;
-                        rest = tail;
-                    }
-                }
-            }
-        }
-    }};
+    ($conn:expr, $table:expr, $rows:expr) => {
+        $crate::conn::batch_insert_chunked!($conn, $table, $rows, |head| {
+            $crate::conn::Rows(head)
+        })
+    };
 }
 pub(crate) use batch_insert_rows;
 

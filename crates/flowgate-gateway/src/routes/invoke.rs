@@ -36,29 +36,30 @@ pub(crate) const FLOW_ROUTE: &str = "/flows/{flow}{tail:.*}";
 /// Whether `path` is a flow endpoint's (`/flows/` and a name): those are
 /// routed by [`flow_and_tail`], not by a pattern actix could name.
 pub(crate) fn is_flow_path(path: &str) -> bool {
-    path.strip_prefix("/flows/")
-        .is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'))
+    path.strip_prefix("/flows").and_then(split_flow).is_some()
 }
 
-/// `/{flow}{tail}` after the `/flows` prefix: the flow's name (a non-empty
-/// segment) and the rest of the path, both percent-decoded as a route's
-/// parameters would be. `None` when there is no name.
+/// `/{flow}{tail}` after the `/flows` prefix, as sent: the flow's name (a
+/// non-empty segment) and the rest of the path. `None` when there is no name.
+fn split_flow(rest: &str) -> Option<(&str, &str)> {
+    let rest = rest.strip_prefix('/')?;
+    let end = rest.find('/').unwrap_or(rest.len());
+    (end > 0).then(|| rest.split_at(end))
+}
+
+/// [`split_flow`], both parts percent-decoded as a route's parameters would be.
 fn flow_and_tail(rest: &str) -> Option<(String, String)> {
     thread_local! {
         static DECODE: actix_router::Quoter = actix_router::Quoter::new(b"", b"");
     }
-    let rest = rest.strip_prefix('/')?;
-    let end = rest.find('/').unwrap_or(rest.len());
-    if end == 0 {
-        return None;
-    }
+    let (flow, tail) = split_flow(rest)?;
     let decode = |s: &str| {
         DECODE.with(|q| q.requote(s.as_bytes())).map_or_else(
             || s.to_owned(),
             |b| String::from_utf8_lossy(&b).into_owned(),
         )
     };
-    Some((decode(&rest[..end]), decode(&rest[end..])))
+    Some((decode(flow), decode(tail)))
 }
 
 /// The request head as the pipeline reads it.

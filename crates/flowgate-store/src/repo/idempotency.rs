@@ -9,7 +9,7 @@ use flowgate_core::{EpochMs, RunId};
 use crate::conn::AnyConnection;
 use crate::error::{Result, StoreError};
 use crate::models::idempotency::{IdempotencyRow, DONE, IN_FLIGHT};
-use crate::repo::runs::{insert_row_tx, queued_row, started_row};
+use crate::repo::runs::{insert_row_tx, new_run_row};
 use crate::schema::idempotency;
 use crate::types::{IdempotencyBegin, Run};
 use crate::{Committed, Store};
@@ -94,12 +94,7 @@ impl Store {
         response: &Value,
     ) -> Committed<RunId> {
         // Queued, or started at once by its worker (see `Store::submit_start`).
-        let row = if run.status == flowgate_core::run::RunStatus::Running {
-            started_row(&run)
-        } else {
-            queued_row(&run)
-        };
-        let row = match row {
+        let row = match new_run_row(&run) {
             Ok(row) => row,
             Err(e) => return Committed::failed(e),
         };

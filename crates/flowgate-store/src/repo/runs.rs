@@ -86,6 +86,16 @@ pub(crate) fn queued_row(run: &Run) -> Result<RunRow> {
     RunRow::from_run(run)
 }
 
+/// The row of a new run: fresh in the queue ([`queued_row`]) or started by
+/// its worker ([`started_row`]).
+pub(crate) fn new_run_row(run: &Run) -> Result<RunRow> {
+    if run.status == RunStatus::Running {
+        started_row(run)
+    } else {
+        queued_row(run)
+    }
+}
+
 /// The row of a run queued already started by its worker, refused unless a
 /// first claim could have left it so: `running`, attempt 1, leased, started.
 pub(crate) fn started_row(run: &Run) -> Result<RunRow> {
@@ -288,8 +298,8 @@ fn load_run(c: &mut AnyConnection, id: &str) -> Result<Option<Run>> {
 /// `None` when the lease is lost.
 /// Runs on the concrete connection, where diesel caches the prepared
 /// statement by its type (through [`AnyConnection`] it builds the SQL text
-/// again on every call to look the statement up): every outcome and lease
-/// renewal asks it.
+/// again on every call to look the statement up): every retry and release
+/// asks it.
 fn owned_attempt(
     c: &mut AnyConnection,
     id: &str,
