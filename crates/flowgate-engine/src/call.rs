@@ -241,23 +241,20 @@ fn run_request(head: &dyn CallHead, target: &Target, body: RequestBody) -> Resul
         .signature
         .as_ref()
         .map_or("", |s| s.header.as_str());
-    let mut headers = Map::with_capacity(8);
+    let mut headers: Vec<(String, String)> = Vec::with_capacity(8);
     head.for_each_header(&mut |n, value| {
         if HIDDEN_HEADERS.contains(&n) || n == generic_sig {
             return;
         }
         let v = String::from_utf8_lossy(value);
-        // One lookup per header: a repeated one is joined to the first.
-        match headers.entry(n) {
-            serde_json::map::Entry::Occupied(mut e) => {
-                if let Value::String(prev) = e.get_mut() {
-                    prev.push_str(", ");
-                    prev.push_str(&v);
-                }
+        // A repeated header is joined to the first (the count of headers
+        // is bounded by the HTTP server's limit).
+        match headers.iter_mut().find(|(k, _)| k == n) {
+            Some((_, prev)) => {
+                prev.push_str(", ");
+                prev.push_str(&v);
             }
-            serde_json::map::Entry::Vacant(e) => {
-                e.insert(Value::String(v.into_owned()));
-            }
+            None => headers.push((n.to_owned(), v.into_owned())),
         }
     });
     Ok(RunRequest {

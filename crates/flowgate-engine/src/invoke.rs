@@ -5,7 +5,7 @@
 use flowgate_core::event::{Cause, Event};
 use flowgate_core::run::{RunStatus, TriggerKind};
 use flowgate_core::{FlowName, RunId};
-use flowgate_script::{FlowResponse, Host, JsonBody, RunInput, RunOutcome};
+use flowgate_script::{FlowResponse, Host, InputMap, JsonBody, RunInput, RunOutcome, StoredMaps};
 use flowgate_store::Run;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -15,7 +15,7 @@ use crate::registry::LoadedVersion;
 use crate::Engine;
 
 /// The script's `request` map: what the caller sent, as the script sees it.
-#[derive(Debug, Clone, Default, serde::Serialize)]
+#[derive(Debug, Clone, Default)]
 pub struct RunRequest {
     /// HTTP method (`POST` for admin runs).
     pub method: String,
@@ -25,8 +25,9 @@ pub struct RunRequest {
     pub params: serde_json::Map<String, Value>,
     /// Query parameters (the last value wins).
     pub query: std::collections::BTreeMap<String, String>,
-    /// Headers the script may see (repeated ones joined with `, `).
-    pub headers: serde_json::Map<String, Value>,
+    /// Headers the script may see, in arrival order, each name once
+    /// (repeated ones joined with `, `).
+    pub headers: Vec<(String, String)>,
     /// The body.
     pub body: RequestBody,
 }
@@ -47,41 +48,26 @@ impl Default for RequestBody {
     }
 }
 
-impl serde::Serialize for RequestBody {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        match self {
-            Self::Value(v) => v.serialize(s),
-            Self::Json(b) => b.serialize(s),
-        }
-    }
-}
-
 impl RunRequest {
-    /// The script's `request` map, moving the parts (no copy of the body);
-    /// a body kept as JSON text comes apart from the map.
-    fn into_value(self) -> (Value, Option<JsonBody>) {
-        let mut m = serde_json::Map::with_capacity(6);
-        m.insert("method".into(), Value::String(self.method));
-        m.insert("path".into(), Value::String(self.path));
-        m.insert("params".into(), Value::Object(self.params));
-        m.insert(
-            "query".into(),
-            Value::Object(
-                self.query
-                    .into_iter()
-                    .map(|(k, v)| (k, Value::String(v)))
-                    .collect(),
-            ),
+    /// The script's `request` map, written into `m` (the body's parsed
+    /// value taken, its text spliced in).
+    fn write(&self, mut m: InputMap) -> JsonBody {
+        m.str("method", &self.method);
+        m.str("path", &self.path);
+        m.value_map("params", &self.params);
+        m.str_map(
+            "query",
+            self.query.iter().map(|(k, v)| (k.as_str(), v.as_str())),
         );
-        m.insert("headers".into(), Value::Object(self.headers));
-        let body = match self.body {
-            RequestBody::Value(v) => {
-                m.insert("body".into(), v);
-                None
-            }
-            RequestBody::Json(b) => Some(b),
-        };
-        (Value::Object(m), body)
+        m.str_map(
+            "headers",
+            self.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        );
+        match &self.body {
+            RequestBody::Value(v) => m.value("body", v),
+            RequestBody::Json(b) => m.json("body", b),
+        }
+        m.finish()
     }
 
     /// The request of an admin "run now": a `POST` of `body` at the base.
@@ -123,16 +109,12 @@ impl CallerInfo {
         }
     }
 
-    /// The `caller` map (built by hand: this runs on every call).
-    fn to_value(&self) -> Value {
-        let mut m = serde_json::Map::with_capacity(3);
-        m.insert("kind".into(), Value::String(self.kind.to_owned()));
-        m.insert("id".into(), Value::String(self.id.clone()));
-        m.insert(
-            "scopes".into(),
-            Value::Array(self.scopes.iter().cloned().map(Value::String).collect()),
-        );
-        Value::Object(m)
+    /// The `caller` map, written into `m`.
+    fn write(&self, mut m: InputMap) -> JsonBody {
+        m.str("kind", self.kind);
+        m.str("id", &self.id);
+        m.strs("scopes", self.scopes.iter().map(String::as_str));
+        m.finish()
     }
 
     /// The key a sync run's share of the run pool is counted for. Signed
@@ -158,22 +140,20 @@ pub enum TriggerInfo {
 }
 
 impl TriggerInfo {
-    /// The `trigger` map, as its `Serialize` form writes it.
-    fn to_value(&self) -> Value {
-        let mut m = serde_json::Map::with_capacity(2);
-        let kind = match self {
-            Self::Http => "http",
-            Self::Webhook { .. } => "webhook",
-            Self::Admin => "admin",
-        };
-        m.insert("kind".into(), Value::String(kind.into()));
-        if let Self::Webhook { delivery_id } = self {
-            m.insert(
-                "delivery_id".into(),
-                delivery_id.clone().map_or(Value::Null, Value::String),
-            );
+    /// The `trigger` map, as its `Serialize` form writes it, into `m`.
+    fn write(&self, mut m: InputMap) -> JsonBody {
+        match self {
+            Self::Http => m.str("kind", "http"),
+            Self::Admin => m.str("kind", "admin"),
+            Self::Webhook { delivery_id } => {
+                m.str("kind", "webhook");
+                match delivery_id {
+                    Some(id) => m.str("delivery_id", id),
+                    None => m.null("delivery_id"),
+                }
+            }
         }
-        Value::Object(m)
+        m.finish()
     }
 }
 
@@ -195,88 +175,38 @@ pub struct Invocation {
     pub idempotency_key: Option<String>,
 }
 
-/// The maps a script sees of an invocation, converted once.
-struct InputMaps {
-    request: Value,
-    /// `request.body` when it was kept as JSON text.
-    body: Option<JsonBody>,
-    caller: Value,
-    trigger: Value,
-}
-
 impl Invocation {
-    /// The script's maps, taking the request out of the invocation.
-    fn take_maps(&mut self) -> InputMaps {
-        let (request, body) = std::mem::take(&mut self.request).into_value();
-        InputMaps {
-            request,
-            body,
-            caller: self.caller.to_value(),
-            trigger: self.trigger_info.to_value(),
+    /// The script's `request`, `caller` and `trigger` maps, written once
+    /// (the request's body taken out of the invocation): as script values
+    /// built to at most `max_depth` levels when `max_depth` is set, as text
+    /// only otherwise.
+    fn input_maps(&mut self, max_depth: Option<usize>) -> StoredMaps {
+        let map = || max_depth.map_or_else(InputMap::text_only, InputMap::new);
+        let request = std::mem::take(&mut self.request);
+        StoredMaps {
+            request: request.write(map()),
+            caller: self.caller.write(map()),
+            trigger: self.trigger_info.write(map()),
         }
     }
 }
 
-/// A run's stored input: `{request, caller, trigger, request_id}`, what
-/// replays and retries run with again.
-struct RecordInput {
-    /// The document (`null` when `text` holds it).
-    value: Value,
-    /// The document as JSON text, when the body was kept as text: the
-    /// body goes in as it was sent, not serialised again.
-    text: Option<String>,
-}
-
-impl InputMaps {
-    /// The run's stored input, moving the maps in.
-    fn into_record(self, request_id: String) -> RecordInput {
-        if let Some(body) = &self.body {
-            if let Some(text) = self.record_text(body.text(), &request_id) {
-                return RecordInput {
-                    value: Value::Null,
-                    text: Some(text),
-                };
-            }
-        }
-        let mut request = self.request;
-        if let (Some(body), Some(m)) = (&self.body, request.as_object_mut()) {
-            m.insert("body".into(), body.to_value());
-        }
-        let mut m = serde_json::Map::with_capacity(4);
-        m.insert("request".into(), request);
-        m.insert("caller".into(), self.caller);
-        m.insert("trigger".into(), self.trigger);
-        m.insert("request_id".into(), Value::String(request_id));
-        RecordInput {
-            value: Value::Object(m),
-            text: None,
-        }
-    }
-
-    /// The stored input as text, the `request` map (which has no `body`
-    /// key) followed by the body's own text; the same document, key order
-    /// included, as the one [`Self::into_record`] builds otherwise.
-    fn record_text(&self, body: &str, request_id: &str) -> Option<String> {
-        let request = serde_json::to_string(&self.request).ok()?;
-        let request = request.strip_suffix('}')?;
-        let mut out = String::with_capacity(request.len() + body.len() + 256);
-        out.push_str("{\"request\":");
-        out.push_str(request);
-        out.push_str(if request.len() > 1 {
-            ",\"body\":"
-        } else {
-            "\"body\":"
-        });
-        out.push_str(body);
-        out.push_str("},\"caller\":");
-        out.push_str(&serde_json::to_string(&self.caller).ok()?);
-        out.push_str(",\"trigger\":");
-        out.push_str(&serde_json::to_string(&self.trigger).ok()?);
-        out.push_str(",\"request_id\":");
-        out.push_str(&serde_json::to_string(request_id).ok()?);
-        out.push('}');
-        Some(out)
-    }
+/// A run's stored input, `{request, caller, trigger, request_id}` (what
+/// replays and retries run with again), as text: the maps' own texts
+/// spliced in.
+fn record_text(maps: &StoredMaps, request_id: &str) -> String {
+    let parts = [&maps.request, &maps.caller, &maps.trigger];
+    let mut out = String::with_capacity(parts.iter().map(|p| p.text().len()).sum::<usize>() + 96);
+    out.push_str("{\"request\":");
+    out.push_str(maps.request.text());
+    out.push_str(",\"caller\":");
+    out.push_str(maps.caller.text());
+    out.push_str(",\"trigger\":");
+    out.push_str(maps.trigger.text());
+    out.push_str(",\"request_id\":");
+    flowgate_script::input::push_json_string(&mut out, request_id);
+    out.push('}');
+    out
 }
 
 /// Counts a finished run in `flowgate_runs_total`. The labelled handle is
@@ -461,14 +391,13 @@ impl Engine {
         let run_id = RunId::new();
         let started_at = flowgate_core::now_ms();
         let v = inv.version.clone();
-        let maps = inv.take_maps();
+        let max_depth = self.runtime().config().limits.max_value_depth;
+        let maps = inv.input_maps(Some(max_depth));
+        let record = record_text(&maps, &inv.request_id);
         let input = Arc::new(RunInput {
-            body: maps.body,
-            stored: None,
-            request: maps.request,
-            caller: maps.caller,
-            trigger: maps.trigger,
+            stored: Some(maps),
             ctx: Self::ctx_map(&v.flow, v.number, run_id, &inv.request_id, 1),
+            ..RunInput::default()
         });
         let caller_key = inv.caller.share_key();
         let ticket = self.admit_run(&v, caller_key.as_deref()).await?;
@@ -483,13 +412,7 @@ impl Engine {
             .await;
         drop(ticket);
         let mut outcome = outcome?;
-        let input = Arc::try_unwrap(input).unwrap_or_else(|shared| (*shared).clone());
-        let maps = InputMaps {
-            request: input.request,
-            body: input.body,
-            caller: input.caller,
-            trigger: input.trigger,
-        };
+        drop(input);
         let status = if outcome.result.is_ok() {
             RunStatus::Succeeded
         } else {
@@ -507,16 +430,15 @@ impl Engine {
             logs: Vec::new(),
             http_calls: serde_json::to_value(&outcome.http_calls).ok(),
         };
-        let record = maps.into_record(inv.request_id);
         let mut run = Run::finished(
             v.flow.clone(),
             u32::try_from(v.number).unwrap_or(0),
             inv.trigger,
-            record.value,
+            Value::Null,
             started_at,
             &stored,
         );
-        run.input_json = record.text;
+        run.input_json = Some(record);
         run.id = run_id;
         events.extend(run_failed_event(&run, &outcome, status, &cause));
         let idempotent = inv.idempotency_key.is_some();
@@ -673,16 +595,16 @@ impl Engine {
 
     fn queued_run(mut inv: Invocation) -> Run {
         let v = inv.version.clone();
-        let input = inv.take_maps().into_record(inv.request_id);
+        let input = record_text(&inv.input_maps(None), &inv.request_id);
         let mut run = Run::queued(
             v.flow.clone(),
             u32::try_from(v.number).unwrap_or(0),
             inv.trigger,
-            input.value,
+            Value::Null,
             v.manifest().retry.max_attempts,
             flowgate_core::now_ms(),
         );
-        run.input_json = input.text;
+        run.input_json = Some(input);
         run.idempotency_key = inv.idempotency_key;
         run
     }
@@ -936,16 +858,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn hand_built_maps_match_their_serialized_forms() {
+    fn written_maps_match_their_serialized_forms() {
         let caller = CallerInfo {
             kind: "api_key",
             id: "k1".into(),
             scopes: vec!["a:b".into(), "c".into()],
         };
         // Compared as text: key order is part of a stored input.
-        let text = |v: &Value| v.to_string();
+        let text = |b: JsonBody| b.text().to_owned();
         assert_eq!(
-            text(&caller.to_value()),
+            text(caller.write(InputMap::new(16))),
             serde_json::to_string(&caller).unwrap()
         );
         for t in [
@@ -956,7 +878,44 @@ mod tests {
                 delivery_id: Some("msg_1".into()),
             },
         ] {
-            assert_eq!(text(&t.to_value()), serde_json::to_string(&t).unwrap());
+            assert_eq!(
+                text(t.write(InputMap::text_only())),
+                serde_json::to_string(&t).unwrap()
+            );
         }
+    }
+
+    #[test]
+    fn a_stored_input_holds_the_request_as_sent() {
+        let body = JsonBody::parse(br#"{"n": 1, "s": "x"}"#, 16).unwrap();
+        let mut inv_request = RunRequest {
+            method: "POST".into(),
+            path: "/a".into(),
+            query: [("q".to_owned(), "1".to_owned())].into(),
+            headers: vec![("x-one".into(), "a, b".into())],
+            body: RequestBody::Json(body),
+            ..RunRequest::default()
+        };
+        inv_request.params.insert("id".into(), json!(7));
+        let maps = StoredMaps {
+            request: inv_request.write(InputMap::new(16)),
+            caller: CallerInfo {
+                kind: "anonymous",
+                id: "127.0.0.1".into(),
+                scopes: Vec::new(),
+            }
+            .write(InputMap::new(16)),
+            trigger: TriggerInfo::Http.write(InputMap::new(16)),
+        };
+        let text = record_text(&maps, "req\"1");
+        assert_eq!(
+            text,
+            concat!(
+                r#"{"request":{"method":"POST","path":"/a","params":{"id":7},"query":{"q":"1"},"#,
+                r#""headers":{"x-one":"a, b"},"body":{"n": 1, "s": "x"}},"#,
+                r#""caller":{"kind":"anonymous","id":"127.0.0.1","scopes":[]},"#,
+                r#""trigger":{"kind":"http"},"request_id":"req\"1"}"#
+            )
+        );
     }
 }

@@ -80,6 +80,21 @@ impl JsonBody {
         }
     }
 
+    /// Text this process wrote and the value built from the same parts
+    /// ([`crate::input::InputMap`]); `None` when it could not be built.
+    pub(crate) fn prepared(text: String, value: Option<Dynamic>) -> Self {
+        Self {
+            text: text.into_boxed_str(),
+            parsed: parking_lot::Mutex::new(value),
+        }
+    }
+
+    /// The value parsed or built ahead, if no run took it yet.
+    #[cfg(test)]
+    pub(crate) fn take_prepared(&self) -> Option<Dynamic> {
+        self.parsed.lock().take()
+    }
+
     /// The body's JSON text, as sent.
     pub fn text(&self) -> &str {
         &self.text

@@ -17,6 +17,7 @@ pub mod error;
 pub mod fixtures;
 pub mod host;
 pub mod http;
+pub mod input;
 pub mod memory;
 pub mod outcome;
 pub mod overlay;
@@ -33,6 +34,7 @@ pub use host::{Host, HostModule};
 pub use http::{
     HttpClient, HttpError, MockHttp, MockResponse, OutboundRequest, OutboundResponse, ReqwestHttp,
 };
+pub use input::InputMap;
 pub use memory::MemoryRepo;
 pub use outcome::{FlowResponse, HttpCallRecord, RunFailure, RunInput, RunOutcome};
 pub use overlay::{Changes, OverlayRepo};
