@@ -148,7 +148,7 @@ impl Engine {
             Ok(r) => DryRunResponse {
                 status: r.status,
                 headers: r.headers,
-                body: r.body,
+                body: r.body.into_value(),
                 error: None,
             },
             Err(f) => DryRunResponse {

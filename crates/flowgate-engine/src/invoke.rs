@@ -254,7 +254,7 @@ fn into_response_doc(r: FlowResponse) -> Value {
                 .collect(),
         ),
     );
-    m.insert("body".into(), r.body);
+    m.insert("body".into(), r.body.into_value());
     Value::Object(m)
 }
 
@@ -263,23 +263,29 @@ fn into_response_doc(r: FlowResponse) -> Value {
 /// whole stored document as text (the body's text spliced in), the same
 /// document [`into_response_doc`] builds.
 fn written_response(r: FlowResponse) -> (Value, String, String) {
-    // Writing a `Value` cannot fail: its map keys are strings.
-    let text = |v: &Value| serde_json::to_string(v).unwrap_or_else(|_| "null".to_owned());
-    let body = text(&r.body);
+    let body = r.body.into_json();
     let headers: serde_json::Map<String, Value> = r
         .headers
         .into_iter()
         .map(|(k, v)| (k, Value::String(v)))
         .collect();
-    let headers = Value::Object(headers);
-    let stored = format!(
-        "{{\"status\":{},\"headers\":{},\"body\":{body}}}",
-        r.status,
-        text(&headers)
-    );
+    let mut stored = String::with_capacity(body.len() + 48);
+    stored.push_str("{\"status\":");
+    // Writing to a `String` cannot fail.
+    let _ = std::fmt::Write::write_fmt(&mut stored, format_args!("{}", r.status));
+    stored.push_str(",\"headers\":");
+    if headers.is_empty() {
+        stored.push_str("{}");
+    } else {
+        // Writing a map of strings cannot fail.
+        stored.push_str(&serde_json::to_string(&headers).unwrap_or_else(|_| "{}".to_owned()));
+    }
+    stored.push_str(",\"body\":");
+    stored.push_str(&body);
+    stored.push('}');
     let mut doc = serde_json::Map::with_capacity(2);
     doc.insert("status".into(), Value::from(r.status));
-    doc.insert("headers".into(), headers);
+    doc.insert("headers".into(), Value::Object(headers));
     (Value::Object(doc), body, stored)
 }
 

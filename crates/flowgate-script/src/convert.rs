@@ -159,6 +159,101 @@ fn to_json_at(d: &Dynamic, depth: usize, max: usize) -> Result<Value, TooDeep> {
     Ok(Value::String(d.to_string()))
 }
 
+/// Writes a Rhai value as JSON text: the text of [`try_to_json`]'s value,
+/// with no `serde_json::Value` built on the way.
+pub fn try_to_json_text(d: &Dynamic, max_depth: usize) -> Result<String, TooDeep> {
+    let v = AsJson {
+        d,
+        depth: 0,
+        max: max_depth,
+    };
+    // The only error is the depth: map keys are strings.
+    serde_json::to_string(&v).map_err(|_| TooDeep { max: max_depth })
+}
+
+/// A Rhai value serialised as [`to_json_at`] converts it.
+struct AsJson<'a> {
+    d: &'a Dynamic,
+    depth: usize,
+    max: usize,
+}
+
+impl AsJson<'_> {
+    fn nested<'b>(&self, d: &'b Dynamic) -> AsJson<'b> {
+        AsJson {
+            d,
+            depth: self.depth + 1,
+            max: self.max,
+        }
+    }
+}
+
+impl serde::Serialize for AsJson<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{Error, SerializeMap, SerializeSeq};
+        let d = self.d;
+        if d.is_unit() {
+            return s.serialize_unit();
+        }
+        if let Ok(b) = d.as_bool() {
+            return s.serialize_bool(b);
+        }
+        if let Ok(i) = d.as_int() {
+            return s.serialize_i64(i);
+        }
+        if let Ok(f) = d.as_float() {
+            // Not finite: `null`, as `Number::from_f64` gives.
+            return s.serialize_f64(f);
+        }
+        if let Ok(c) = d.as_char() {
+            return s.serialize_char(c);
+        }
+        if let Some(t) = d.read_lock::<rhai::ImmutableString>() {
+            return s.serialize_str(t.as_str());
+        }
+        if d.is_array() || d.is_map() {
+            if self.depth >= self.max {
+                return Err(S::Error::custom("too deep"));
+            }
+            if let Some(a) = d.read_lock::<Array>() {
+                let mut seq = s.serialize_seq(Some(a.len()))?;
+                for x in a.iter() {
+                    seq.serialize_element(&self.nested(x))?;
+                }
+                return seq.end();
+            }
+            if let Some(m) = d.read_lock::<Map>() {
+                let mut out = s.serialize_map(Some(m.len()))?;
+                for (k, x) in m.iter() {
+                    out.serialize_entry(k.as_str(), &self.nested(x))?;
+                }
+                return out.end();
+            }
+        }
+        if d.is_blob() {
+            if let Some(b) = d.read_lock::<rhai::Blob>() {
+                return s.collect_seq(b.iter());
+            }
+        }
+        if d.is_fnptr() {
+            if let Some(f) = d.read_lock::<rhai::FnPtr>() {
+                return s.collect_str(&format_args!("Fn({})", f.fn_name()));
+            }
+        }
+        if d.is_shared() {
+            if let Some(inner) = d.read_lock::<Dynamic>() {
+                return AsJson {
+                    d: &inner,
+                    depth: self.depth,
+                    max: self.max,
+                }
+                .serialize(s);
+            }
+        }
+        s.collect_str(d)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,6 +278,29 @@ mod tests {
             .read_lock::<Map>()
             .is_some_and(|m| m["i"].is_int() && m["f"].is_float()));
         assert_eq!(to_json(&d), v);
+    }
+
+    #[test]
+    fn json_text_is_the_text_of_the_json_value() {
+        let v = json!({"i": 42, "neg": -7, "f": 1.5, "big": 1e300, "n": null, "b": true,
+                        "s": "x\u{1}\"é", "a": [1, 2.5, {"deep": [null]}], "o": {}});
+        let mut d = to_dynamic(&v);
+        if let Some(mut m) = d.write_lock::<Map>() {
+            m.insert("nan".into(), Dynamic::from_float(f64::NAN));
+            m.insert("c".into(), Dynamic::from('x'));
+            m.insert("blob".into(), Dynamic::from_blob(vec![1, 255]));
+            m.insert("shared".into(), Dynamic::from_int(3).into_shared());
+            m.insert("ts".into(), Dynamic::from(rhai::INT::MAX).into_shared());
+        }
+        let text = try_to_json_text(&d, 8).unwrap();
+        assert_eq!(text, serde_json::to_string(&to_json(&d)).unwrap());
+        let mut deep = json!(1);
+        for _ in 0..5 {
+            deep = json!([deep]);
+        }
+        let d = to_dynamic(&deep);
+        assert!(try_to_json_text(&d, 5).is_ok());
+        assert_eq!(try_to_json_text(&d, 4), Err(TooDeep { max: 4 }));
     }
 
     #[test]

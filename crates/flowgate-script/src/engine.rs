@@ -7,10 +7,10 @@ use rhai::{Dynamic, Engine, EvalAltResult, ParseErrorType, Position, Scope, AST}
 use crate::api::{ApiBuilder, ApiEntry};
 use crate::budget;
 use crate::config::SandboxLimits;
-use crate::convert::{to_json, try_to_dynamic, try_to_json};
+use crate::convert::{to_json, try_to_dynamic, try_to_json_text};
 use crate::error::CompileError;
 use crate::host::{self, HostModule, Terminal, TERMINAL_TOKEN};
-use crate::outcome::{FlowResponse, RunFailure, RunInput};
+use crate::outcome::{FlowResponse, ResponseBody, RunFailure, RunInput};
 use flowgate_core::run::LogLevel;
 
 /// Names of the variables every script sees.
@@ -351,7 +351,9 @@ impl ScriptEngine for RhaiEngine {
             Ok(v) => Ok(FlowResponse {
                 status: 200,
                 headers: Default::default(),
-                body: try_to_json(&v, max_depth).map_err(|_| too_deep("the script's value"))?,
+                body: ResponseBody::Json(
+                    try_to_json_text(&v, max_depth).map_err(|_| too_deep("the script's value"))?,
+                ),
             }),
             Err(err) => {
                 let terminal = host::with_ctx(|c| c.terminal.clone()).ok().flatten();

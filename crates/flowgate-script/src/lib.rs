@@ -36,6 +36,6 @@ pub use http::{
 };
 pub use input::InputMap;
 pub use memory::MemoryRepo;
-pub use outcome::{FlowResponse, HttpCallRecord, RunFailure, RunInput, RunOutcome};
+pub use outcome::{FlowResponse, HttpCallRecord, ResponseBody, RunFailure, RunInput, RunOutcome};
 pub use overlay::{Changes, OverlayRepo};
 pub use runtime::{CacheStats, FlowRuntime, FlowVersion, InlineStats};

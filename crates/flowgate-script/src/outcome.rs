@@ -38,7 +38,97 @@ pub struct FlowResponse {
     /// Extra response headers set with `respond(status, body, headers)`.
     pub headers: BTreeMap<String, String>,
     /// JSON body (the script's value).
-    pub body: Value,
+    pub body: ResponseBody,
+}
+
+/// A response body: the JSON text the runtime wrote from the script's
+/// value (a run's answer goes out as it is, with no `serde_json::Value`
+/// built and written again), or a JSON value.
+#[derive(Debug, Clone)]
+pub enum ResponseBody {
+    /// JSON text written by this process.
+    Json(String),
+    /// A JSON value.
+    Value(Value),
+}
+
+impl ResponseBody {
+    /// The body as a JSON value (the text parsed).
+    pub fn to_value(&self) -> Value {
+        match self {
+            // The text was written from a value: it parses.
+            Self::Json(t) => serde_json::from_str(t).unwrap_or(Value::Null),
+            Self::Value(v) => v.clone(),
+        }
+    }
+
+    /// [`Self::to_value`], moving a value out.
+    pub fn into_value(self) -> Value {
+        match self {
+            Self::Value(v) => v,
+            json => json.to_value(),
+        }
+    }
+
+    /// The body as JSON text.
+    pub fn into_json(self) -> String {
+        match self {
+            Self::Json(t) => t,
+            // Writing a `Value` cannot fail: its map keys are strings.
+            Self::Value(v) => serde_json::to_string(&v).unwrap_or_else(|_| "null".to_owned()),
+        }
+    }
+
+    /// The length of the body's JSON text.
+    pub fn json_len(&self) -> usize {
+        match self {
+            Self::Json(t) => t.len(),
+            Self::Value(v) => crate::convert::json_len(v),
+        }
+    }
+}
+
+impl From<Value> for ResponseBody {
+    fn from(v: Value) -> Self {
+        Self::Value(v)
+    }
+}
+
+/// Bodies are equal when their JSON values are.
+impl PartialEq for ResponseBody {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Value(a), Self::Value(b)) => a == b,
+            (a, b) => a.to_value() == b.to_value(),
+        }
+    }
+}
+
+impl PartialEq<Value> for ResponseBody {
+    fn eq(&self, other: &Value) -> bool {
+        match self {
+            Self::Value(v) => v == other,
+            json => json.to_value() == *other,
+        }
+    }
+}
+
+impl Serialize for ResponseBody {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Value(v) => v.serialize(s),
+            json => json.to_value().serialize(s),
+        }
+    }
+}
+
+impl std::fmt::Display for ResponseBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Json(t) => f.write_str(t),
+            Self::Value(v) => write!(f, "{v}"),
+        }
+    }
 }
 
 /// How a run failed.
@@ -202,7 +292,7 @@ impl RunOutcome {
     /// The body the run answers with (problem body on failure).
     pub fn body(&self) -> Value {
         match &self.result {
-            Ok(r) => r.body.clone(),
+            Ok(r) => r.body.to_value(),
             Err(f) => f.problem_body(),
         }
     }

@@ -466,7 +466,7 @@ impl<E: ScriptEngine> FlowRuntime<E> {
         let max_body = cfg.max_response_body_bytes;
         let result = result
             .and_then(|r| {
-                let size = crate::convert::json_len(&r.body);
+                let size = r.body.json_len();
                 if size > max_body {
                     Err(RunFailure::LimitExceeded {
                         limit: "response_size",

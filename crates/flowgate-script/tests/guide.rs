@@ -118,7 +118,7 @@ fn guide_examples_run_as_documented() {
             Some(json_text) => {
                 let want: Value = serde_json::from_str(json_text)
                     .unwrap_or_else(|e| panic!("bad expectation ({e}) in {ctx}"));
-                let got = out.result.as_ref().map(|r| r.body.clone());
+                let got = out.result.as_ref().map(|r| r.body.to_value());
                 assert_eq!(got.as_ref().ok(), Some(&want), "{ctx}");
             }
             None => assert!(out.result.is_ok(), "{ctx}"),

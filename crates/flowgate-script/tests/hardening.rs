@@ -120,7 +120,7 @@ fn input_json_nested_20000_deep_is_a_limit_not_an_abort() {
                 host(),
             )
             .unwrap();
-        assert_eq!(out.result.unwrap().body, json!(1));
+        assert_eq!(out.result.unwrap().body.into_value(), json!(1));
     });
 }
 
@@ -152,7 +152,10 @@ fn scripts_building_20000_deep_values_end_as_limits() {
     assert_eq!(limit(&out), "value_depth");
     // parse_json and to_json still work on ordinary values
     let out = run("let v = parse_json(\"{\\\"a\\\": [1, 2.5, null]}\"); [v.a[0], to_json(#{ b: [1] }), to_json([1, 2])]");
-    assert_eq!(out.result.unwrap().body, json!([1, "{\"b\":[1]}", "[1,2]"]));
+    assert_eq!(
+        out.result.unwrap().body.into_value(),
+        json!([1, "{\"b\":[1]}", "[1,2]"])
+    );
 }
 
 #[test]
@@ -178,7 +181,7 @@ fn memory_retained_across_variables_and_closures_is_bounded() {
     let out = run(&format!(
         "{mb} let a = s + \"1\"; let b = s + \"2\"; a.len() + b.len()"
     ));
-    assert_eq!(out.result.unwrap().body, json!(2_000_002));
+    assert_eq!(out.result.unwrap().body.into_value(), json!(2_000_002));
 }
 
 #[test]
@@ -286,7 +289,7 @@ fn the_run_deadline_wins_over_a_slow_host_call() {
             host_with(Arc::new(MemoryRepo::new()), Arc::new(SlowPartner)),
         )
         .unwrap();
-    let msg = out.result.unwrap().body;
+    let msg = out.result.unwrap().body.into_value();
     assert!(msg.as_str().unwrap().contains("timed out"), "{msg}");
 }
 

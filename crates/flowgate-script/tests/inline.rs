@@ -88,7 +88,7 @@ impl Env {
 
 fn body(o: &RunOutcome) -> Value {
     match &o.result {
-        Ok(r) => r.body.clone(),
+        Ok(r) => r.body.to_value(),
         Err(f) => panic!("run failed: {f:?}"),
     }
 }

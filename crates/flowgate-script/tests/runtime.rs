@@ -73,7 +73,7 @@ impl Env {
     fn value(&self, script: &str) -> Value {
         let o = self.run(script);
         match o.result {
-            Ok(r) => r.body,
+            Ok(r) => r.body.into_value(),
             Err(f) => panic!("run failed: {f:?}\nlogs: {:?}", o.logs),
         }
     }
@@ -107,7 +107,7 @@ fn value_respond_fail_and_json_round_trip() {
         "let b = request.body; #{ i: b.n + 1, f: b.x * 2.0, none: b.none, arr: b.arr, who: caller.id, kind: trigger.kind, attempt: ctx.attempt }",
         input(json!({"n": 41, "x": 1.25, "none": null, "arr": [1, {"a": [true]}]})),
     );
-    let body = out.result.unwrap().body;
+    let body = out.result.unwrap().body.into_value();
     assert_eq!(
         body,
         json!({"i": 42, "f": 2.5, "none": null, "arr": [1, {"a": [true]}], "who": "k1", "kind": "http", "attempt": 1})
@@ -119,7 +119,11 @@ fn value_respond_fail_and_json_round_trip() {
         .result
         .unwrap();
     assert_eq!(
-        (r.status, r.body, r.headers.get("x-thing").cloned()),
+        (
+            r.status,
+            r.body.into_value(),
+            r.headers.get("x-thing").cloned()
+        ),
         (201, json!({"ok": true}), Some("1".into()))
     );
 
@@ -128,7 +132,7 @@ fn value_respond_fail_and_json_round_trip() {
         .run("fn f() { respond(202, 1) } try { f(); } catch (e) { 0 } 5")
         .result
         .unwrap();
-    assert_eq!((r.status, r.body), (202, json!(1)));
+    assert_eq!((r.status, r.body.into_value()), (202, json!(1)));
 
     let f = e.failure("try { fail(409, \"taken\", \"already there\") } catch { } 1");
     assert_eq!(
@@ -276,7 +280,7 @@ fn kv_secrets_events_crypto_base64_time() {
            bad_b64: bad_b64, bad_fmt: bad_fmt }
     "#,
     );
-    let v = o.result.clone().unwrap().body;
+    let v = o.result.clone().unwrap().body.into_value();
     assert_eq!(v["got"], json!({"n": 1, "l": [1, 2]}));
     assert_eq!(v["gone"], Value::Null);
     assert_eq!(v["d"], json!([true, false]));
@@ -454,7 +458,7 @@ fn real_client_refuses_private_addresses_after_dns_unless_allowed() {
     // with allow_private_hosts the same call goes through
     let o = run(true, format!("http://localhost:{port}/x"));
     assert_eq!(
-        o.result.unwrap().body,
+        o.result.unwrap().body.into_value(),
         json!({"status": 200, "headers": {"content-type": "application/json", "content-length": "11", "connection": "close"}, "body": {"ok": true}})
     );
 }
@@ -617,7 +621,7 @@ async fn pool_overload_and_isolation() {
         e.rt.execute(&version("6 * 7"), Arc::new(input(json!(null))), e.host())
             .await
             .unwrap();
-    assert_eq!(ok.result.unwrap().body, json!(42));
+    assert_eq!(ok.result.unwrap().body.into_value(), json!(42));
     assert_eq!(e.rt.pool_in_use(), 0);
 }
 

@@ -52,7 +52,7 @@ fn respond(status: INT, body: Dynamic, headers: Option<Map>) -> RResult<Dynamic>
     let resp = FlowResponse {
         status,
         headers: hs,
-        body: json_of(&body)?,
+        body: json_of(&body)?.into(),
     };
     with_ctx(|c| c.terminal = Some(Terminal::Respond(resp)))?;
     Err(terminate())
