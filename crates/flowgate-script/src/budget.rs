@@ -65,54 +65,53 @@ impl Walker {
             }
             return;
         }
-        // Most values are scalars: done with them before trying each type
-        // that holds more.
-        if d.is_unit() || d.is_int() || d.is_float() || d.is_bool() || d.is_char() {
-            return;
-        }
-        if let Some(s) = d.read_lock::<ImmutableString>() {
-            let len = s.len();
-            if len >= SHARED_STRING_MIN && !self.seen.insert(s.as_ptr() as usize) {
-                return;
+        // One cheap test of the variant before each read: most values are
+        // scalars, counted by their slot alone.
+        if d.is_string() {
+            if let Some(s) = d.read_lock::<ImmutableString>() {
+                let len = s.len();
+                if len >= SHARED_STRING_MIN && !self.seen.insert(s.as_ptr() as usize) {
+                    return;
+                }
+                self.m.bytes += len + SLOT;
             }
-            self.m.bytes += len + SLOT;
-            return;
-        }
-        if let Some(a) = d.read_lock::<Array>() {
-            if depth >= self.max_depth {
-                self.m.too_deep = true;
-                return;
+        } else if d.is_map() {
+            if let Some(map) = d.read_lock::<Map>() {
+                if depth >= self.max_depth {
+                    self.m.too_deep = true;
+                    return;
+                }
+                self.m.bytes += 48;
+                for (k, x) in map.iter() {
+                    self.m.bytes += k.len() + 32;
+                    self.walk(x, depth + 1);
+                }
             }
-            self.m.bytes += 24;
-            for x in a.iter() {
-                self.walk(x, depth + 1);
+        } else if d.is_array() {
+            if let Some(a) = d.read_lock::<Array>() {
+                if depth >= self.max_depth {
+                    self.m.too_deep = true;
+                    return;
+                }
+                self.m.bytes += 24;
+                for x in a.iter() {
+                    self.walk(x, depth + 1);
+                }
             }
-            return;
-        }
-        if let Some(map) = d.read_lock::<Map>() {
-            if depth >= self.max_depth {
-                self.m.too_deep = true;
-                return;
+        } else if d.is_blob() {
+            if let Some(b) = d.read_lock::<Blob>() {
+                self.m.bytes += b.len() + 24;
             }
-            self.m.bytes += 48;
-            for (k, x) in map.iter() {
-                self.m.bytes += k.len() + 32;
-                self.walk(x, depth + 1);
-            }
-            return;
-        }
-        if let Some(b) = d.read_lock::<Blob>() {
-            self.m.bytes += b.len() + 24;
-            return;
-        }
-        if let Some(f) = d.read_lock::<FnPtr>() {
-            if depth >= self.max_depth {
-                self.m.too_deep = true;
-                return;
-            }
-            self.m.bytes += f.fn_name().len() + 32;
-            for x in f.iter_curry() {
-                self.walk(x, depth + 1);
+        } else if d.is_fnptr() {
+            if let Some(f) = d.read_lock::<FnPtr>() {
+                if depth >= self.max_depth {
+                    self.m.too_deep = true;
+                    return;
+                }
+                self.m.bytes += f.fn_name().len() + 32;
+                for x in f.iter_curry() {
+                    self.walk(x, depth + 1);
+                }
             }
         }
     }
