@@ -374,14 +374,14 @@ impl Engine {
         run_id: RunId,
         request_id: &str,
         attempt: u32,
-    ) -> Value {
-        let mut m = serde_json::Map::with_capacity(5);
-        m.insert("flow".into(), Value::String(flow.as_str().to_owned()));
-        m.insert("version".into(), Value::from(version));
-        m.insert("run_id".into(), Value::String(run_id.to_string()));
-        m.insert("request_id".into(), Value::String(request_id.to_owned()));
-        m.insert("attempt".into(), Value::from(attempt));
-        Value::Object(m)
+    ) -> JsonBody {
+        let mut m = InputMap::new(2);
+        m.str("flow", flow.as_str());
+        m.int("version", version);
+        m.str("run_id", &run_id.to_string());
+        m.str("request_id", request_id);
+        m.int("attempt", i64::from(attempt));
+        m.finish()
     }
 
     /// Runs a version now and records the run (with logs, and with its

@@ -69,7 +69,7 @@ fn bench(c: &mut Criterion) {
         request: json!({"method": "POST", "path": "", "params": {}, "query": {}, "headers": {}, "body": body()}),
         caller: json!({"kind": "api_key"}),
         trigger: json!({"kind": "http"}),
-        ctx: json!({"flow": "bench", "version": 1}),
+        ctx: flowgate_script::JsonBody::stored(json!({"flow": "bench", "version": 1}).to_string()),
     };
     let expected = plain_rust(&body());
     let check = rt

@@ -158,6 +158,13 @@ impl Clone for JsonBody {
     }
 }
 
+/// `null`.
+impl Default for JsonBody {
+    fn default() -> Self {
+        Self::stored("null")
+    }
+}
+
 impl PartialEq for JsonBody {
     fn eq(&self, other: &Self) -> bool {
         self.text == other.text

@@ -303,10 +303,10 @@ impl ScriptEngine for RhaiEngine {
         };
         let mut scope = Scope::new();
         for (name, value) in [
-            ("request", &input.request),
-            ("caller", &input.caller),
-            ("trigger", &input.trigger),
-            ("ctx", &input.ctx),
+            ("request", Some(&input.request)),
+            ("caller", Some(&input.caller)),
+            ("trigger", Some(&input.trigger)),
+            ("ctx", None),
         ] {
             let stored = input.stored.as_ref().and_then(|s| match name {
                 "request" => Some(&s.request),
@@ -314,9 +314,10 @@ impl ScriptEngine for RhaiEngine {
                 "trigger" => Some(&s.trigger),
                 _ => None,
             });
-            let mut v = match stored {
-                Some(json) => json.take_dynamic(0, max_depth),
-                None => try_to_dynamic(value, max_depth),
+            let mut v = match (stored, value) {
+                (Some(json), _) => json.take_dynamic(0, max_depth),
+                (None, Some(value)) => try_to_dynamic(value, max_depth),
+                (None, None) => input.ctx.take_dynamic(0, max_depth),
             }
             .map_err(|_| too_deep(name))?;
             if let (Some(body), "request") = (&input.body, name) {

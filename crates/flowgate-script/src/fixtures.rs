@@ -238,13 +238,13 @@ pub fn build_input(manifest: &Manifest, version: i64, fx: &Fixture) -> Result<Ru
         }
         _ => {}
     }
-    let ctx = json!({
-        "flow": manifest.name.as_str(),
-        "version": version,
-        "run_id": RunId::new().to_string(),
-        "request_id": format!("fixture-{}", uuid::Uuid::new_v4()),
-        "attempt": 1,
-    });
+    let mut ctx = crate::input::InputMap::text_only();
+    ctx.str("flow", manifest.name.as_str());
+    ctx.int("version", version);
+    ctx.str("run_id", &RunId::new().to_string());
+    ctx.str("request_id", &format!("fixture-{}", uuid::Uuid::new_v4()));
+    ctx.int("attempt", 1);
+    let ctx = ctx.finish();
     Ok(RunInput {
         body: None,
         stored: None,

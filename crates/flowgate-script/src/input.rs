@@ -82,6 +82,14 @@ impl InputMap {
         self.set(key, || Some(Dynamic::from(ImmutableString::from(value))));
     }
 
+    /// `key: 42`.
+    pub fn int(&mut self, key: &'static str, n: i64) {
+        self.key(key);
+        // Writing to a `String` cannot fail.
+        let _ = std::fmt::Write::write_fmt(&mut self.text, format_args!("{n}"));
+        self.set(key, || Some(Dynamic::from_int(n)));
+    }
+
     /// `key: null` (the script sees `()`).
     pub fn null(&mut self, key: &'static str) {
         self.key(key);

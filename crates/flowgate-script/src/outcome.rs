@@ -22,7 +22,7 @@ pub struct RunInput {
     /// `trigger`: kind, plus `event` or `scheduled_at`.
     pub trigger: Value,
     /// `ctx`: flow, version, run_id, request_id, attempt.
-    pub ctx: Value,
+    pub ctx: JsonBody,
     /// A queued run's `request`, `caller` and `trigger` as stored: when set,
     /// the script reads them from here, and the three fields above (and
     /// `body`) are not used.

@@ -89,7 +89,7 @@ fn guide_examples_run_as_documented() {
                 "body": {"amount": 42, "email": "ann@example.com"}}),
             caller: json!({"kind": "api_key", "id": "k", "scopes": []}),
             trigger: json!({"kind": "http"}),
-            ctx: json!({"flow": "guide", "version": 1, "run_id": "r", "request_id": "q", "attempt": 1}),
+            ctx: flowgate_script::JsonBody::stored(json!({"flow": "guide", "version": 1, "run_id": "r", "request_id": "q", "attempt": 1}).to_string()),
         };
         let out = rt.execute_blocking(&v, input, host).unwrap_or_else(|e| {
             panic!("example at writing-flows.md:{line} does not compile: {e}\n{src}")

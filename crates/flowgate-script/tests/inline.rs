@@ -27,7 +27,10 @@ fn input() -> RunInput {
         request: json!({"method": "POST", "path": "", "params": {}, "query": {}, "headers": {}, "body": {"n": 2}}),
         caller: json!({"kind": "anonymous"}),
         trigger: json!({"kind": "http"}),
-        ctx: json!({"flow": "t", "version": 1, "run_id": "r", "request_id": "q", "attempt": 1}),
+        ctx: flowgate_script::JsonBody::stored(
+            json!({"flow": "t", "version": 1, "run_id": "r", "request_id": "q", "attempt": 1})
+                .to_string(),
+        ),
     }
 }
 

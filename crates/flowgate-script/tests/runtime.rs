@@ -89,7 +89,10 @@ fn input(body: Value) -> RunInput {
         request: json!({"method": "POST", "path": "", "params": {}, "query": {}, "headers": {}, "body": body}),
         caller: json!({"kind": "api_key", "id": "k1", "scopes": []}),
         trigger: json!({"kind": "http"}),
-        ctx: json!({"flow": "t", "version": 1, "run_id": "r", "request_id": "q", "attempt": 1}),
+        ctx: flowgate_script::JsonBody::stored(
+            json!({"flow": "t", "version": 1, "run_id": "r", "request_id": "q", "attempt": 1})
+                .to_string(),
+        ),
     }
 }
 
