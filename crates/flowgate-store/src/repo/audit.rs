@@ -4,7 +4,7 @@ use diesel::prelude::*;
 
 use crate::conn::batch_insert_rows;
 use crate::error::{Result, StoreError};
-use crate::models::audit::AuditRow;
+use crate::models::audit::{id_floor, AuditRow, ID_LAG_MS};
 use crate::repo::flows::page;
 use crate::schema::audit;
 use crate::types::{AuditEntry, AuditFilter, Page};
@@ -58,11 +58,17 @@ impl Store {
         if let Some(s) = filter.status {
             q = q.filter(audit::status.eq(i32::from(s)));
         }
+        // The id range narrows the scan (the primary key), the time
+        // itself decides.
         if let Some(t) = filter.since {
-            q = q.filter(audit::time.ge(t));
+            q = q
+                .filter(audit::id.ge(id_floor(t)))
+                .filter(audit::time.ge(t));
         }
         if let Some(t) = filter.until {
-            q = q.filter(audit::time.lt(t));
+            q = q
+                .filter(audit::id.lt(id_floor(t.saturating_add(ID_LAG_MS))))
+                .filter(audit::time.lt(t));
         }
         if let Some(cur) = cursor {
             let cur = uuid::Uuid::parse_str(cur)

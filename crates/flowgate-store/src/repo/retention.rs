@@ -43,6 +43,9 @@ impl Store {
         let mut c = self.conn()?;
         write_tx(&mut c, |c| {
             let ids: Vec<String> = audit::table
+                .filter(audit::id.lt(crate::models::audit::id_floor(
+                    before.saturating_add(crate::models::audit::ID_LAG_MS),
+                )))
                 .filter(audit::time.lt(before))
                 .select(audit::id)
                 .limit(limit.clamp(1, 10_000) as i64)
