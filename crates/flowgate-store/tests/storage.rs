@@ -1627,7 +1627,10 @@ fn retention_purges_only_old_finished_work(db: &Db) {
     let old = now_ms() - 40 * 86_400_000;
     let mut outcome = ok_outcome(vec![]);
     outcome.finished_at = old;
-    let ancient = Run::finished(flow("r"), 1, TriggerKind::Http, json!({}), old, &outcome);
+    let mut ancient = Run::finished(flow("r"), 1, TriggerKind::Http, json!({}), old, &outcome);
+    // A run's id is made when it starts (a UUIDv7 of that time).
+    ancient.id =
+        RunId(uuid::Builder::from_unix_timestamp_millis(old as u64 - 1, &[7; 10]).into_uuid());
     s.insert_run(&ancient, &[line("old")], &[]).unwrap();
     let recent = Run::finished(
         flow("r"),

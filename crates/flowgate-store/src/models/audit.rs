@@ -93,9 +93,7 @@ impl AuditRow {
 /// (no index of its own on `time`). Entries written before ids carried the
 /// time have ids a little later than their time, never earlier.
 pub fn id_floor(time: i64) -> String {
-    uuid::Builder::from_unix_timestamp_millis(u64::try_from(time.max(0)).unwrap_or(0), &[0; 10])
-        .into_uuid()
-        .to_string()
+    super::uuid_v7_floor(time)
 }
 
 /// How much later than its time an entry written before ids carried the

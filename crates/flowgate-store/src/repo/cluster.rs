@@ -9,11 +9,10 @@ use flowgate_core::EpochMs;
 use crate::conn::{write_tx, AnyConnection};
 use crate::error::Result;
 use crate::models::idempotency::IN_FLIGHT;
+use crate::repo::runs::status_sql;
 use crate::schema::{idempotency, nodes, rate_windows, runs};
 use crate::types::NodeRecord;
 use crate::Store;
-
-const RUNNING: &str = "running";
 
 type NodeRow = (String, String, i64, i64, Option<i64>);
 
@@ -80,7 +79,7 @@ impl Store {
             upsert_node(c, &id, &version, now)?;
             let released = diesel::update(
                 runs::table
-                    .filter(runs::status.eq(RUNNING))
+                    .filter(status_sql::running())
                     .filter(runs::lease_owner.eq(&id))
                     .filter(runs::lease_expires_at.gt(now)),
             )
@@ -137,7 +136,7 @@ impl Store {
             }
             let released = diesel::update(
                 runs::table
-                    .filter(runs::status.eq(RUNNING))
+                    .filter(status_sql::running())
                     .filter(runs::lease_expires_at.gt(now))
                     .filter(runs::lease_owner.eq_any(&gone)),
             )
@@ -199,7 +198,7 @@ impl Store {
     pub fn leased_runs_by_node(&self) -> Result<Vec<(String, u64)>> {
         let mut c = self.conn()?;
         let rows: Vec<(Option<String>, i64)> = runs::table
-            .filter(runs::status.eq(RUNNING))
+            .filter(status_sql::running())
             .group_by(runs::lease_owner)
             .select((runs::lease_owner, diesel::dsl::count_star()))
             .load(&mut *c)?;

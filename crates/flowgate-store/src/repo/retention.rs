@@ -16,12 +16,17 @@ const FINISHED: [&str; 3] = ["succeeded", "failed", "dead"];
 
 impl Store {
     /// Deletes at most `limit` finished runs that ended before `before`, with
-    /// their logs and attempts; returns how many runs were deleted.
+    /// their logs and attempts; returns how many runs were deleted. Only
+    /// runs whose id (made when the run was) is older than `before` are
+    /// looked at: on one clock, every run that ended before it.
     #[tracing::instrument(skip_all, err(level = "debug"))]
     pub fn purge_finished_runs(&self, before: EpochMs, limit: usize) -> Result<usize> {
         let mut c = self.conn()?;
         write_tx(&mut c, |c| {
+            // A run's id carries the time it was made, before it finished:
+            // the id range bounds the scan to runs made before `before`.
             let ids: Vec<String> = runs::table
+                .filter(runs::id.lt(crate::models::uuid_v7_floor(before)))
                 .filter(runs::status.eq_any(FINISHED))
                 .filter(runs::finished_at.lt(before))
                 .select(runs::id)
