@@ -92,6 +92,15 @@ fn nesting(text: &[u8]) -> usize {
     deepest
 }
 
+/// The least UUIDv7, as text, of the millisecond `ms`: every id made at `ms`
+/// or later sorts at or after it (the hyphenated lower-case form sorts as
+/// the bytes do).
+pub fn uuid_v7_floor(ms: i64) -> String {
+    uuid::Builder::from_unix_timestamp_millis(u64::try_from(ms.max(0)).unwrap_or(0), &[0; 10])
+        .into_uuid()
+        .to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,13 +123,4 @@ mod tests {
         assert!(parse_stored(&text).is_ok());
         assert!(parse_stored("[1] x").is_err());
     }
-}
-
-/// The least UUIDv7, as text, of the millisecond `ms`: every id made at `ms`
-/// or later sorts at or after it (the hyphenated lower-case form sorts as
-/// the bytes do).
-pub fn uuid_v7_floor(ms: i64) -> String {
-    uuid::Builder::from_unix_timestamp_millis(u64::try_from(ms.max(0)).unwrap_or(0), &[0; 10])
-        .into_uuid()
-        .to_string()
 }
