@@ -65,8 +65,8 @@ for part in \
   'Engine>::call_flow::{{closure}}|the flow call (body, auth, run, record)' \
   'call::parse_body_now|  parsing the body' \
   'ScriptEngine>::execute|  the script, inline' \
-  'convert::to_dynamic_at|    input to Rhai values' \
-  'convert::to_json_at|    result to JSON' \
+  'Invocation::input_maps|  the input maps written (stored text and Rhai values)' \
+  'convert::try_to_json_text|    the result written as JSON text' \
   'Store>::record_run|  the run record built' \
   'writer::flush_records|the writer: run records inserted' \
   'queue::execute_claimed::{{closure}}|queued runs: claim, script, outcome' \
