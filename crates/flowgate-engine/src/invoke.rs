@@ -375,6 +375,7 @@ impl Engine {
         request_id: &str,
         attempt: u32,
     ) -> JsonBody {
+        // A flat map of scalars: it nests no deeper than any limit allows.
         let mut m = InputMap::new(2);
         m.str("flow", flow.as_str());
         m.int("version", version);

@@ -129,9 +129,10 @@ fn check(bytes: &[u8]) -> Result<(), serde_json::Error> {
     de.end()
 }
 
-/// A queued run's `request`, `caller` and `trigger` maps as the JSON text of
-/// its stored input: the run reads them straight into script values, with
-/// no `serde_json::Value` built on the way.
+/// A run's `request`, `caller` and `trigger` maps as the JSON text of its
+/// stored input: a queued run reads them straight into script values, with
+/// no `serde_json::Value` built on the way; a sync run's come with their
+/// values already built ([`crate::InputMap`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredMaps {
     /// `request`, its body included.

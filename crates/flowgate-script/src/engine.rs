@@ -303,10 +303,9 @@ impl ScriptEngine for RhaiEngine {
         };
         let mut scope = Scope::new();
         for (name, value) in [
-            ("request", Some(&input.request)),
-            ("caller", Some(&input.caller)),
-            ("trigger", Some(&input.trigger)),
-            ("ctx", None),
+            ("request", &input.request),
+            ("caller", &input.caller),
+            ("trigger", &input.trigger),
         ] {
             let stored = input.stored.as_ref().and_then(|s| match name {
                 "request" => Some(&s.request),
@@ -314,10 +313,9 @@ impl ScriptEngine for RhaiEngine {
                 "trigger" => Some(&s.trigger),
                 _ => None,
             });
-            let mut v = match (stored, value) {
-                (Some(json), _) => json.take_dynamic(0, max_depth),
-                (None, Some(value)) => try_to_dynamic(value, max_depth),
-                (None, None) => input.ctx.take_dynamic(0, max_depth),
+            let mut v = match stored {
+                Some(json) => json.take_dynamic(0, max_depth),
+                None => try_to_dynamic(value, max_depth),
             }
             .map_err(|_| too_deep(name))?;
             if let (Some(body), "request") = (&input.body, name) {
@@ -330,6 +328,11 @@ impl ScriptEngine for RhaiEngine {
             }
             scope.push_dynamic(name, v);
         }
+        let ctx = input
+            .ctx
+            .take_dynamic(0, max_depth)
+            .map_err(|_| too_deep("ctx"))?;
+        scope.push_dynamic("ctx", ctx);
         let evaluated = self.engine.eval_ast_with_scope::<Dynamic>(&mut scope, ast);
         if evaluated.is_ok() {
             // What the run still holds at its end counts too (between two

@@ -1,5 +1,5 @@
-//! [`InputMap`]: one of a run's input maps (`request`, `caller`, `trigger`)
-//! written from its parts as JSON text, for the run's stored input, and built
+//! [`InputMap`]: one of a run's input maps (`request`, `caller`, `trigger`,
+//! `ctx`) written from its parts as JSON text, for the run's stored input, and built
 //! into its script value in the same pass, for the run itself. No
 //! `serde_json::Value` is built, converted and freed on the way, and the two
 //! forms cannot disagree: a second run of the same input (or a replay) parses

@@ -23,7 +23,8 @@ pub struct RunInput {
     pub trigger: Value,
     /// `ctx`: flow, version, run_id, request_id, attempt.
     pub ctx: JsonBody,
-    /// A queued run's `request`, `caller` and `trigger` as stored: when set,
+    /// The `request`, `caller` and `trigger` maps as stored (see
+    /// [`StoredMaps`]): when set,
     /// the script reads them from here, and the three fields above (and
     /// `body`) are not used.
     #[serde(skip)]

@@ -48,7 +48,8 @@ impl crate::conn::InsertRow for AuditRow {
 
 impl AuditRow {
     /// The row for an entry, with a fresh id whose timestamp is the
-    /// entry's time (see [`id_floor`]).
+    /// entry's time: a range of times is a range of the primary key, read
+    /// from [`super::uuid_v7_floor`] (no index of its own on `time`).
     pub fn from_entry(e: &AuditEntry) -> Self {
         let random = uuid::Uuid::new_v4();
         let id = uuid::Builder::from_unix_timestamp_millis(
@@ -88,17 +89,10 @@ impl AuditRow {
     }
 }
 
-/// The least id an entry at `time` (ms) or later can have: an entry's id
-/// carries its time, so a range of times is a range of the primary key
-/// (no index of its own on `time`). Entries written before ids carried the
-/// time have ids a little later than their time, never earlier.
-pub fn id_floor(time: i64) -> String {
-    super::uuid_v7_floor(time)
-}
-
 /// How much later than its time an entry written before ids carried the
-/// time may have got its id (the request's duration and the audit writer's
-/// batching): an upper bound on times is widened by this for the id range.
+/// time may have got its id (never earlier: the request's duration and the
+/// audit writer's batching); an upper bound on times is widened by this for
+/// the id range.
 pub const ID_LAG_MS: i64 = 60 * 60 * 1000;
 
 #[cfg(test)]
@@ -122,9 +116,13 @@ mod tests {
                     idempotency_key: None,
                 });
                 // Compared as text, as both databases compare the column.
-                assert!(row.id >= id_floor(time), "{} < floor of {time}", row.id);
                 assert!(
-                    row.id < id_floor(time + 1),
+                    row.id >= crate::models::uuid_v7_floor(time),
+                    "{} < floor of {time}",
+                    row.id
+                );
+                assert!(
+                    row.id < crate::models::uuid_v7_floor(time + 1),
                     "{} ≥ floor of {}",
                     row.id,
                     time + 1

@@ -4,7 +4,8 @@ use diesel::prelude::*;
 
 use crate::conn::batch_insert_rows;
 use crate::error::{Result, StoreError};
-use crate::models::audit::{id_floor, AuditRow, ID_LAG_MS};
+use crate::models::audit::{AuditRow, ID_LAG_MS};
+use crate::models::uuid_v7_floor;
 use crate::repo::flows::page;
 use crate::schema::audit;
 use crate::types::{AuditEntry, AuditFilter, Page};
@@ -62,12 +63,12 @@ impl Store {
         // itself decides.
         if let Some(t) = filter.since {
             q = q
-                .filter(audit::id.ge(id_floor(t)))
+                .filter(audit::id.ge(uuid_v7_floor(t)))
                 .filter(audit::time.ge(t));
         }
         if let Some(t) = filter.until {
             q = q
-                .filter(audit::id.lt(id_floor(t.saturating_add(ID_LAG_MS))))
+                .filter(audit::id.lt(uuid_v7_floor(t.saturating_add(ID_LAG_MS))))
                 .filter(audit::time.lt(t));
         }
         if let Some(cur) = cursor {

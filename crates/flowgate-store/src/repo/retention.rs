@@ -48,7 +48,7 @@ impl Store {
         let mut c = self.conn()?;
         write_tx(&mut c, |c| {
             let ids: Vec<String> = audit::table
-                .filter(audit::id.lt(crate::models::audit::id_floor(
+                .filter(audit::id.lt(crate::models::uuid_v7_floor(
                     before.saturating_add(crate::models::audit::ID_LAG_MS),
                 )))
                 .filter(audit::time.lt(before))

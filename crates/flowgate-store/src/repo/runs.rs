@@ -983,3 +983,71 @@ pub fn run_failed_event(run: &Run, error: &str) -> Event {
         }),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use diesel::sqlite::Sqlite;
+    use diesel_migrations::MigrationHarness;
+
+    /// The query plan SQLite picks for `q` on the migrated schema (its
+    /// parameters unbound: the plan does not depend on them).
+    fn plan<Q>(c: &mut diesel::SqliteConnection, q: &Q) -> Vec<String>
+    where
+        Q: diesel::query_builder::QueryFragment<Sqlite>,
+    {
+        #[derive(diesel::QueryableByName)]
+        struct Step {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            detail: String,
+        }
+        let sql = diesel::debug_query::<Sqlite, _>(q).to_string();
+        let sql = sql.split(" -- binds:").next().unwrap_or(&sql);
+        let steps: Vec<Step> = diesel::sql_query(format!("EXPLAIN QUERY PLAN {sql}"))
+            .load(c)
+            .expect("a plan");
+        steps.into_iter().map(|s| s.detail).collect()
+    }
+
+    #[test]
+    fn status_literals_and_id_ranges_use_the_indexes() {
+        let mut c = diesel::SqliteConnection::establish(":memory:").expect("in-memory SQLite");
+        c.run_pending_migrations(crate::store::SQLITE_MIGRATIONS)
+            .expect("migrations");
+        let by_status = runs::table
+            .filter(runs::status.eq("failed"))
+            .filter(status_sql::unsettled())
+            .order(runs::id.desc())
+            .select(runs::id);
+        let p = plan(&mut c, &by_status);
+        assert!(p.iter().any(|s| s.contains("runs_unsettled")), "{p:?}");
+        let active = runs::table
+            .filter(status_sql::active())
+            .select(runs::flow)
+            .distinct();
+        let p = plan(&mut c, &active);
+        assert!(p.iter().any(|s| s.contains("runs_unsettled")), "{p:?}");
+        let running = runs::table
+            .filter(status_sql::running())
+            .filter(runs::lease_owner.eq("n"))
+            .select(runs::id);
+        let p = plan(&mut c, &running);
+        assert!(p.iter().any(|s| s.contains("runs_lease_due")), "{p:?}");
+        // A bound status cannot prove the index's condition: a full scan.
+        let bound = runs::table
+            .filter(runs::status.eq("failed"))
+            .order(runs::id.desc())
+            .select(runs::id);
+        let p = plan(&mut c, &bound);
+        assert!(!p.iter().any(|s| s.contains("runs_unsettled")), "{p:?}");
+        // Audit time ranges read a range of the primary key.
+        use crate::schema::audit;
+        let since = audit::table
+            .filter(audit::id.ge(crate::models::uuid_v7_floor(1_000)))
+            .filter(audit::time.ge(1_000i64))
+            .order(audit::id.desc())
+            .select(audit::id);
+        let p = plan(&mut c, &since);
+        assert!(p.iter().any(|s| s.contains("PRIMARY KEY")), "{p:?}");
+    }
+}
