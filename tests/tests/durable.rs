@@ -75,24 +75,75 @@ fn all_succeeded(runs: &[Value], n: usize) -> bool {
 
 // ---------------------------------------------------------------- crash test
 
-async fn crash_test(db_url: Option<String>) {
+/// How the crash test's items arrive.
+#[derive(Clone, Copy)]
+enum Ingest {
+    /// Signed webhook deliveries (each with its delivery id: queued with an
+    /// idempotency record).
+    Webhook,
+    /// Plain async calls of a flow that only computes: run inline and
+    /// committed already finished before their 202.
+    Call,
+}
+
+/// Sends item `id` the way `kind` says; its status, body and `Location`.
+async fn ingest(
+    kind: Ingest,
+    client: &reqwest::Client,
+    base: &str,
+    id: &str,
+    body: &Value,
+) -> Result<(u16, Value, Option<String>), reqwest::Error> {
+    match kind {
+        Ingest::Webhook => send_webhook(client, base, "ingest", id, body).await,
+        Ingest::Call => {
+            let res = client
+                .post(format!("{base}/flows/ingest"))
+                .json(body)
+                .send()
+                .await?;
+            let status = res.status().as_u16();
+            let location = res
+                .headers()
+                .get("location")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            let text = res.text().await?;
+            Ok((
+                status,
+                serde_json::from_str(&text).unwrap_or(Value::String(text)),
+                location,
+            ))
+        }
+    }
+}
+
+async fn crash_test(db_url: Option<String>, kind: Ingest) {
     const TOTAL: usize = 300;
     const KILL_AFTER: usize = 120;
-    let mut s = Server::start_with(db_url, &[("FLOWGATE_RUN_LEASE_SECONDS", "2")]).await;
-    put_webhook_secret(&s).await;
-    s.deploy(
-        "ingest",
-        webhook_flow(
-            "ingest",
-            r#"
+    const SCRIPT: &str = r#"
             let n = 0;
             for i in 0..3000 { n += i; }
             log::info("attempt " + ctx.attempt + " seq " + request.body.seq);
             #{ attempt: ctx.attempt, n: n }
-            "#,
-        ),
-    )
-    .await;
+            "#;
+    // Plain calls come without credentials, all from one address.
+    let env = [
+        ("FLOWGATE_RUN_LEASE_SECONDS", "2"),
+        ("FLOWGATE_ANONYMOUS_RATE", "100000/second"),
+    ];
+    let mut s = Server::start_with(db_url, &env).await;
+    let package = match kind {
+        Ingest::Webhook => {
+            put_webhook_secret(&s).await;
+            webhook_flow("ingest", SCRIPT)
+        }
+        Ingest::Call => json!({
+            "flow.toml": "name = \"ingest\"\n\n[[trigger]]\nkind = \"http\"\nmode = \"async\"\n\n[auth]\nmode = \"none\"\n",
+            "main.rhai": SCRIPT,
+        }),
+    };
+    s.deploy("ingest", package).await;
 
     let pid = s.child.id().to_string();
     let acked: Arc<Mutex<Vec<String>>> = Arc::default();
@@ -111,10 +162,10 @@ async fn crash_test(db_url: Option<String>) {
                 pid.clone(),
             );
             async move {
-                let r = send_webhook(
+                let r = ingest(
+                    kind,
                     &client,
                     &base,
-                    "ingest",
                     &format!("msg_{i}"),
                     &json!({"seq": i}),
                 )
@@ -158,10 +209,10 @@ async fn crash_test(db_url: Option<String>) {
     s.kill_and_restart();
     let mut all = acked_before.clone();
     for i in 0..20 {
-        let (st, body, _) = send_webhook(
+        let (st, body, _) = ingest(
+            kind,
             &s.client,
             &s.url,
-            "ingest",
             &format!("after_{i}"),
             &json!({"seq": 10_000 + i}),
         )
@@ -225,7 +276,12 @@ async fn crash_test(db_url: Option<String>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn crash_loses_no_acknowledged_webhook_sqlite() {
-    crash_test(None).await;
+    crash_test(None, Ingest::Webhook).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn crash_loses_no_acknowledged_async_call_sqlite() {
+    crash_test(None, Ingest::Call).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -233,7 +289,16 @@ async fn crash_loses_no_acknowledged_webhook_postgres() {
     let Some(url) = common::fresh_postgres("crash_loses_no_acknowledged_webhook_postgres") else {
         return;
     };
-    crash_test(Some(url)).await;
+    crash_test(Some(url), Ingest::Webhook).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn crash_loses_no_acknowledged_async_call_postgres() {
+    let Some(url) = common::fresh_postgres("crash_loses_no_acknowledged_async_call_postgres")
+    else {
+        return;
+    };
+    crash_test(Some(url), Ingest::Call).await;
 }
 
 // ------------------------------------------------- retries, dead and replay
@@ -660,4 +725,88 @@ async fn sigterm_lets_in_flight_request_finish_and_exits_zero() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert!(status.success(), "exit status {status:?}");
+}
+
+// ------------------------------------------------- async calls run inline
+
+/// A package with one async HTTP trigger and no authentication.
+fn async_flow(name: &str, script: &str) -> Value {
+    json!({
+        "flow.toml": format!(
+            "name = \"{name}\"\n\n[[trigger]]\nkind = \"http\"\nmode = \"async\"\n\n[auth]\nmode = \"none\"\n"
+        ),
+        "main.rhai": script,
+    })
+}
+
+/// POSTs `body` to an async flow; the run id of its 202.
+async fn accepted(s: &Server, flow: &str, body: &Value) -> String {
+    let res = s
+        .client
+        .post(format!("{}/flows/{flow}", s.url))
+        .json(body)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(res.status().as_u16(), 202);
+    let doc: Value = res.json().await.expect("json");
+    doc["run_id"].as_str().expect("run_id").to_owned()
+}
+
+#[tokio::test]
+async fn async_calls_that_only_compute_are_finished_when_acknowledged() {
+    let s = Server::start().await;
+    s.deploy(
+        "quick",
+        async_flow(
+            "quick",
+            r#"log::info("doubled " + request.body.n * 2 + " attempt " + ctx.attempt);
+               #{ doubled: request.body.n * 2 }"#,
+        ),
+    )
+    .await;
+    s.deploy(
+        "counter",
+        async_flow(
+            "counter",
+            r#"let c = kv::get("count");
+               if c == () { c = 0; }
+               kv::set("count", c + 1);
+               log::info("count " + (c + 1) + " attempt " + ctx.attempt);
+               #{ count: c + 1 }"#,
+        ),
+    )
+    .await;
+    // The first call's script is compiled by the worker that runs it.
+    let first = accepted(&s, "quick", &json!({"n": 1})).await;
+    assert_eq!(
+        s.wait_run(&first, Duration::from_secs(10)).await["status"],
+        "succeeded"
+    );
+    // From then on a run that only computes is done before its 202: it is
+    // listed finished, first time, with its logs, the moment the caller has
+    // its id.
+    for n in 2..7 {
+        let id = accepted(&s, "quick", &json!({"n": n})).await;
+        let run = get_run(&s, &id).await;
+        assert_eq!(run["status"], "succeeded", "{run}");
+        assert_eq!(run["attempt"], 1, "{run}");
+        assert_eq!(run["response_status"], 200, "{run}");
+        assert_eq!(
+            log_messages(&run),
+            vec![format!("doubled {} attempt 1", n * 2)]
+        );
+    }
+    // A flow that touches its state gives the inline attempt up before its
+    // first store call: it runs once, on a worker, and counts every call once.
+    for want in 1..=4 {
+        let id = accepted(&s, "counter", &json!({})).await;
+        let run = s.wait_run(&id, Duration::from_secs(10)).await;
+        assert_eq!(run["status"], "succeeded", "{run}");
+        assert_eq!(
+            log_messages(&run),
+            vec![format!("count {want} attempt 1")],
+            "{run}"
+        );
+    }
 }

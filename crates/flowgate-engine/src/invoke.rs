@@ -498,11 +498,97 @@ impl Engine {
         Ok(answer)
     }
 
+    /// Accepts an async flow call and returns its run's id, only after the
+    /// commit that holds the run. The run is first tried right here, inline
+    /// (see [`flowgate_script::FlowRuntime::run_inline`]), within the flow's
+    /// and the caller's share of runs: a run that needs nothing but
+    /// computation and succeeds within the inline budget is committed
+    /// already finished, one write instead of a queued row, its start and
+    /// its outcome. Any other run (one that calls the store or another
+    /// service, fails, or finds no room) is queued as by [`Self::enqueue`]
+    /// and runs from the start on a worker: the attempt given up did nothing
+    /// outside its own memory. Async runs promise no order, so a run done at
+    /// once may finish before older queued ones.
+    pub async fn accept_async(&self, mut inv: Invocation) -> Result<RunId> {
+        if self.is_shutting_down() {
+            return self.enqueue(inv).await;
+        }
+        let v = inv.version.clone();
+        let max_depth = self.runtime().config().limits.max_value_depth;
+        let maps = inv.input_maps(Some(max_depth));
+        let record = record_text(&maps, &inv.request_id);
+        let run_id = RunId::new();
+        let started_at = flowgate_core::now_ms();
+        let input = RunInput {
+            stored: Some(maps),
+            ctx: Self::ctx_map(&v.flow, v.number, run_id, &inv.request_id, 1),
+            ..RunInput::default()
+        };
+        let cause = Cause::root(run_id.to_string());
+        let concurrency = v.manifest().limits.concurrency;
+        let caller_key = inv.caller.share_key();
+        let admitted =
+            self.admission()
+                .try_admit(v.flow.as_str(), caller_key.as_deref(), concurrency);
+        let outcome = match admitted {
+            Ok(_ticket) => {
+                self.runtime()
+                    .run_inline(&v.script, &input, &self.host_for(&v.flow, &cause))
+            }
+            Err(_) => None,
+        };
+        drop(input);
+        let mut outcome = match outcome {
+            Some(o) if o.result.is_ok() => o,
+            _ => return self.enqueue_run(Self::queued_run_with(inv, record)).await,
+        };
+        let events = emitted_events(&v.flow, &outcome, &cause);
+        let logs = std::mem::take(&mut outcome.logs);
+        let stored = flowgate_store::RunOutcome {
+            status: RunStatus::Succeeded,
+            finished_at: flowgate_core::now_ms(),
+            duration_ms: i64::try_from(outcome.duration_ms).unwrap_or(i64::MAX),
+            response_status: Some(outcome.status()),
+            response: None,
+            error: None,
+            logs: Vec::new(),
+            http_calls: serde_json::to_value(&outcome.http_calls).ok(),
+        };
+        let mut run = Run::finished(
+            v.flow.clone(),
+            u32::try_from(v.number).unwrap_or(0),
+            inv.trigger,
+            Value::Null,
+            started_at,
+            &stored,
+        );
+        run.id = run_id;
+        run.max_attempts = v.manifest().retry.max_attempts.max(1);
+        run.input_json = Some(record);
+        run.idempotency_key = inv.idempotency_key;
+        if let Ok(r) = outcome.result {
+            run.response_json = Some(written_response(r).2);
+        }
+        if events.is_empty() {
+            self.store().submit_record(&run, logs).await?;
+        } else {
+            self.store().submit_run(run, logs, events).await?;
+            self.wake_dispatcher();
+        }
+        count_run(v.flow.as_str(), RunStatus::Succeeded.as_str());
+        metrics::counter!("flowgate_runs_enqueued_total", "flow" => v.flow.to_string())
+            .increment(1);
+        Ok(run_id)
+    }
+
     /// Queues an async run durably and returns its id (only after the commit).
     /// When the queue is empty and a worker slot is free, the run is stored
     /// already claimed by this node and starts at once (see [`crate::queue::Direct`]).
     pub async fn enqueue(&self, inv: Invocation) -> Result<RunId> {
-        let run = Self::queued_run(inv);
+        self.enqueue_run(Self::queued_run(inv)).await
+    }
+
+    async fn enqueue_run(&self, run: Run) -> Result<RunId> {
         let (id, flow) = (run.id, run.flow.to_string());
         // Answered only after the commit that holds the run.
         let store = self.store();
@@ -601,8 +687,13 @@ impl Engine {
     }
 
     fn queued_run(mut inv: Invocation) -> Run {
-        let v = inv.version.clone();
         let input = record_text(&inv.input_maps(None), &inv.request_id);
+        Self::queued_run_with(inv, input)
+    }
+
+    /// A queued run of `inv`, whose input maps were already written as `input`.
+    fn queued_run_with(inv: Invocation, input: String) -> Run {
+        let v = inv.version.clone();
         let mut run = Run::queued(
             v.flow.clone(),
             u32::try_from(v.number).unwrap_or(0),
@@ -782,7 +873,7 @@ impl Engine {
                 .await
                 .map(|(_, doc)| (Answer::of(doc), true)),
             (RunMode::Async, None) => self
-                .enqueue(inv)
+                .accept_async(inv)
                 .await
                 .map(|id| (Answer::of(accepted_doc(id)), false)),
             // An idempotent run's answer keeps its body in the document.

@@ -22,4 +22,4 @@ pub use conn::Backend;
 pub use error::{Result, StoreError};
 pub use store::{Store, StoreOptions};
 pub use types::*;
-pub use writer::{Committed, LINGER, MAX_BATCH};
+pub use writer::{Committed, LINGER, MAX_BATCH, URGENT_LINGER};

@@ -40,6 +40,13 @@ pub const MAX_BATCH: usize = 512;
 /// Longest a batch of writes nobody waits for is held open for more writes.
 pub const LINGER: std::time::Duration = std::time::Duration::from_millis(5);
 
+/// Longest a write somebody waits for is held for company while the node is
+/// busy (the last batch held more than one such write). A commit rewrites the last
+/// page of every table and index it touched, so a busy node that committed
+/// each urgent write at once would spend most of its writer on those pages;
+/// an idle node commits a lone urgent write at once.
+pub const URGENT_LINGER: std::time::Duration = std::time::Duration::from_millis(1);
+
 /// A lingering batch commits once it holds this many writes. Every commit
 /// rewrites the last page of each table and index it touched, so the larger
 /// the batch, the fewer bytes each write costs (a sync call's two writes: about
@@ -60,6 +67,9 @@ type WriteFn = Box<dyn FnOnce(std::result::Result<&mut AnyConnection, &StoreErro
 pub(crate) struct RunRecord {
     pub row: crate::models::runs::RunRow,
     pub logs: Vec<crate::models::run_logs::RunLogRow>,
+    /// Told once the commit that holds the record is done (or why the record
+    /// is not in it), when somebody waits for it ([`Writer::record_run_committed`]).
+    pub done: Option<Done>,
 }
 
 enum Job {
@@ -71,19 +81,35 @@ enum Job {
     Barrier(Done),
 }
 
+/// Where a write's result waits for its caller: a future's waker, or a
+/// thread blocked in [`Committed::wait`].
+struct Waiting<T> {
+    value: Option<Result<T>>,
+    waker: Option<Waker>,
+    /// A thread waits on `Slot::ready` (a notification nobody waits for
+    /// would still be a system call).
+    blocked: bool,
+}
+
 struct Slot<T> {
-    state: Mutex<(Option<Result<T>>, Option<Waker>)>,
+    state: Mutex<Waiting<T>>,
     ready: Condvar,
 }
 
 impl<T> Slot<T> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Waiting<T>> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn put(&self, value: Result<T>) {
-        let waker = {
-            let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-            s.0 = Some(value);
-            s.1.take()
+        let (waker, blocked) = {
+            let mut s = self.lock();
+            s.value = Some(value);
+            (s.waker.take(), s.blocked)
         };
-        self.ready.notify_all();
+        if blocked {
+            self.ready.notify_all();
+        }
         if let Some(w) = waker {
             w.wake();
         }
@@ -110,7 +136,11 @@ impl<T> Committed<T> {
     fn pending() -> Self {
         Self {
             slot: Arc::new(Slot {
-                state: Mutex::new((None, None)),
+                state: Mutex::new(Waiting {
+                    value: None,
+                    waker: None,
+                    blocked: false,
+                }),
                 ready: Condvar::new(),
             }),
         }
@@ -122,11 +152,12 @@ impl<T> Committed<T> {
 
     /// Blocks the calling thread until the write committed (blocking code only).
     pub fn wait(self) -> Result<T> {
-        let mut s = self.slot.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut s = self.slot.lock();
         loop {
-            if let Some(v) = s.0.take() {
+            if let Some(v) = s.value.take() {
                 return v;
             }
+            s.blocked = true;
             s = self.slot.ready.wait(s).unwrap_or_else(|p| p.into_inner());
         }
     }
@@ -136,11 +167,13 @@ impl<T> Future for Committed<T> {
     type Output = Result<T>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
-        let mut s = self.slot.state.lock().unwrap_or_else(|p| p.into_inner());
-        match s.0.take() {
+        let mut s = self.slot.lock();
+        match s.value.take() {
             Some(v) => Poll::Ready(v),
             None => {
-                s.1 = Some(cx.waker().clone());
+                if !s.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                    s.waker = Some(cx.waker().clone());
+                }
                 Poll::Pending
             }
         }
@@ -156,6 +189,10 @@ struct Queue {
     /// The writer is holding a batch of lazy writes open: lazy writes join
     /// it without waking the thread.
     lingering: bool,
+    /// The writer waits for a first write. While it commits it is neither
+    /// idle nor lingering and needs no wake-up: it looks at the queue again
+    /// once the commit is done (a wake-up is a system call, paid per write).
+    idle: bool,
     /// The store is gone: drain what is queued, then stop.
     closed: bool,
 }
@@ -197,9 +234,10 @@ impl Writer {
         Ok(Self { shared, pending })
     }
 
-    /// Queues `job`. The thread is woken for a write somebody waits for, for
-    /// the first write of an idle writer and for a full lingering batch; a
-    /// lazy write joining a lingering batch costs no wake-up.
+    /// Queues `job`. The thread is woken for the first write of an idle
+    /// writer, and while it lingers for a write somebody waits for and for a
+    /// full batch; a writer busy committing takes the queue as it is once it
+    /// is done, so writes that arrive meanwhile cost no wake-up.
     fn send(&self, job: Job) -> std::result::Result<(), Job> {
         let mut q = self.shared.lock();
         if q.closed {
@@ -208,7 +246,8 @@ impl Writer {
         let lazy = job.is_lazy();
         q.urgent += usize::from(!lazy);
         q.jobs.push_back(job);
-        let wake = !lazy || !q.lingering || q.jobs.len() >= LINGER_BATCH;
+        let wake =
+            q.idle || (q.lingering && ((!lazy && q.urgent == 1) || q.jobs.len() >= LINGER_BATCH));
         drop(q);
         if wake {
             self.shared.ready.notify_one();
@@ -245,6 +284,31 @@ impl Writer {
             self.pending.fetch_sub(1, Ordering::SeqCst);
             tracing::warn!("a run record was not written: the database writer has stopped");
         }
+    }
+
+    /// Hands a finished run's record to the writer for a caller that waits
+    /// for its commit: it shares the batch's multi-row insert like
+    /// [`Self::record_run`]'s records, but is urgent (see [`URGENT_LINGER`]).
+    pub(crate) fn record_run_committed(&self, mut record: RunRecord) -> Committed<()> {
+        let committed = Committed::pending();
+        let slot = Arc::clone(&committed.slot);
+        record.done = Some(Box::new(move |err: Option<&StoreError>| {
+            slot.put(match err {
+                None => Ok(()),
+                Some(e) => Err(StoreError::Unavailable(format!(
+                    "the run record was not committed: {e}"
+                ))),
+            });
+        }));
+        self.pending.fetch_add(1, Ordering::SeqCst);
+        if let Err(job) = self.send(Job::Record(Box::new(record))) {
+            self.pending.fetch_sub(1, Ordering::SeqCst);
+            drop(job);
+            return Committed::failed(StoreError::Unavailable(
+                "the database writer has stopped".into(),
+            ));
+        }
+        committed
     }
 
     fn enqueue<T: Send + 'static>(
@@ -312,19 +376,34 @@ impl Drop for Writer {
 
 fn run(pool: Pool<Manager>, shared: &Shared, pending: &AtomicUsize) {
     let mut jobs: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+    // The last batch held more than one urgent write: they linger too.
+    let mut busy = false;
     loop {
         let mut q = shared.lock();
         while q.jobs.is_empty() {
             if q.closed {
                 return;
             }
+            q.idle = true;
             q = shared.ready.wait(q).unwrap_or_else(|p| p.into_inner());
+            q.idle = false;
         }
-        // Only lazy writes so far: hold the batch open for company.
-        if q.urgent == 0 && q.jobs.len() < LINGER_BATCH && !q.closed {
+        // Hold the batch open for company: up to `LINGER` while only lazy
+        // writes wait, up to `URGENT_LINGER` once one is urgent on a busy
+        // node; an urgent write on a quiet node commits at once.
+        if (q.urgent == 0 || busy) && q.jobs.len() < LINGER_BATCH && !q.closed {
             q.lingering = true;
-            let until = std::time::Instant::now() + LINGER;
-            while q.urgent == 0 && q.jobs.len() < LINGER_BATCH && !q.closed {
+            let start = std::time::Instant::now();
+            let mut until = start + if q.urgent == 0 { LINGER } else { URGENT_LINGER };
+            let mut urgent_seen = q.urgent > 0;
+            while q.jobs.len() < LINGER_BATCH && !q.closed {
+                if q.urgent > 0 && !urgent_seen {
+                    if !busy {
+                        break;
+                    }
+                    urgent_seen = true;
+                    until = until.min(std::time::Instant::now() + URGENT_LINGER);
+                }
                 let left = until.saturating_duration_since(std::time::Instant::now());
                 if left.is_zero() {
                     break;
@@ -338,7 +417,9 @@ fn run(pool: Pool<Manager>, shared: &Shared, pending: &AtomicUsize) {
         }
         let n = q.jobs.len().min(MAX_BATCH);
         jobs.extend(q.jobs.drain(..n));
-        q.urgent -= jobs.iter().filter(|j| !j.is_lazy()).count();
+        let urgent = jobs.iter().filter(|j| !j.is_lazy()).count();
+        q.urgent -= urgent;
+        busy = urgent > 1;
         drop(q);
         commit_batch(&pool, &mut jobs, pending);
         jobs.clear();
@@ -347,7 +428,11 @@ fn run(pool: Pool<Manager>, shared: &Shared, pending: &AtomicUsize) {
 
 impl Job {
     fn is_lazy(&self) -> bool {
-        matches!(self, Job::Write(_, true) | Job::Record(_))
+        match self {
+            Job::Write(_, lazy) => *lazy,
+            Job::Record(r) => r.done.is_none(),
+            Job::Barrier(_) => false,
+        }
     }
 }
 
@@ -356,7 +441,12 @@ fn fail_all(jobs: &mut Vec<Job>, e: &StoreError, pending: &AtomicUsize) {
     for job in jobs.drain(..) {
         match job {
             Job::Write(w, _) => w(Err(e))(None),
-            Job::Record(_) => lost += 1,
+            Job::Record(r) => {
+                lost += 1;
+                if let Some(d) = r.done {
+                    d(Some(e));
+                }
+            }
             Job::Barrier(d) => d(None),
         }
     }
@@ -376,31 +466,42 @@ fn records_done(n: usize, err: Option<&StoreError>, pending: &AtomicUsize) {
 
 /// Inserts the run records collected so far, together, in a savepoint; when
 /// that fails, one by one, each in its own.
-fn flush_records(conn: &mut AnyConnection, records: &mut Vec<RunRecord>) {
+fn flush_records(conn: &mut AnyConnection, records: &mut Vec<RunRecord>, done: &mut Vec<Done>) {
     if records.is_empty() {
         return;
     }
     // Moved into one slice per table: a multi-row insert takes them as they are.
     let mut counts = Vec::with_capacity(records.len());
     let mut rows = Vec::with_capacity(records.len());
+    let mut waiters = Vec::with_capacity(records.len());
     let mut logs = Vec::new();
     for r in records.drain(..) {
         counts.push(r.logs.len());
         rows.push(r.row);
         logs.extend(r.logs);
+        waiters.push(r.done);
     }
     let together =
         crate::conn::in_savepoint(conn, |c| crate::repo::runs::insert_runs_tx(c, &rows, &logs));
-    if together.is_err() {
-        let mut rest = logs.as_slice();
-        for (row, n) in rows.iter().zip(counts) {
-            let (own, tail) = rest.split_at(n.min(rest.len()));
-            rest = tail;
-            let alone = crate::conn::in_savepoint(conn, |c| {
-                crate::repo::runs::insert_runs_tx(c, std::slice::from_ref(row), own)
-            });
-            if let Err(e) = alone {
+    if together.is_ok() {
+        done.extend(waiters.into_iter().flatten());
+        return;
+    }
+    let mut rest = logs.as_slice();
+    for ((row, n), waiter) in rows.iter().zip(counts).zip(waiters) {
+        let (own, tail) = rest.split_at(n.min(rest.len()));
+        rest = tail;
+        let alone = crate::conn::in_savepoint(conn, |c| {
+            crate::repo::runs::insert_runs_tx(c, std::slice::from_ref(row), own)
+        });
+        match (alone, waiter) {
+            (Ok(()), Some(w)) => done.push(w),
+            (Ok(()), None) => {}
+            (Err(e), waiter) => {
                 tracing::warn!(error = %e, run.id = %row.id, "a run record was not written");
+                if let Some(w) = waiter {
+                    done.push(Box::new(move |_| w(Some(&e))));
+                }
             }
         }
     }
@@ -441,16 +542,16 @@ fn commit_batch(pool: &Pool<Manager>, jobs: &mut Vec<Job>, pending: &AtomicUsize
                 n_records += 1;
             }
             Job::Write(w, _) => {
-                flush_records(&mut conn, &mut records);
+                flush_records(&mut conn, &mut records, &mut done);
                 done.push(w(Ok(&mut *conn)));
             }
             Job::Barrier(d) => {
-                flush_records(&mut conn, &mut records);
+                flush_records(&mut conn, &mut records, &mut done);
                 done.push(d);
             }
         }
     }
-    flush_records(&mut conn, &mut records);
+    flush_records(&mut conn, &mut records, &mut done);
     let committed = AnyConnection::commit_transaction(&mut *conn).map_err(StoreError::from);
     if let Err(e) = &committed {
         tracing::error!(error = %e, writes = n, "group commit failed; its writes are refused");

@@ -109,6 +109,7 @@ both!(
     console_sessions_bounded_ended_and_shared,
     run_http_calls_are_kept,
     group_commit_isolates_refused_writes_and_acks_after_commit,
+    committed_records_resolve_after_their_commit_and_report_a_refusal,
     gone_nodes_release_their_leases,
     change_notices_reach_every_listener,
 );
@@ -158,6 +159,43 @@ fn recorded_runs_survive_a_refused_record_and_show_their_attempt(db: &Db) {
         "the refused record changed nothing"
     );
     assert!(kept.logs.is_empty());
+}
+
+/// Records somebody waits for (async runs done before their 202) share the
+/// batch's insert too; each one's `Committed` resolves after the commit that
+/// holds it, with an error for the one the database refused, the others
+/// readable from any connection by then.
+fn committed_records_resolve_after_their_commit_and_report_a_refusal(db: &Db) {
+    let s = &db.store;
+    let run = |i: i32| {
+        Run::finished(
+            flow("acked"),
+            1,
+            TriggerKind::Http,
+            json!({"i": i}),
+            now_ms(),
+            &ok_outcome(vec![]),
+        )
+    };
+    let first = run(0);
+    s.insert_run(&first, &[], &[]).unwrap();
+    let (b, c) = (run(1), run(2));
+    let waits = [
+        s.submit_record(&b, vec![line("b")]),
+        s.submit_record(&first, vec![line("dup")]),
+        s.submit_record(&c, vec![]),
+    ];
+    s.record_run(&run(3), vec![]);
+    let results: Vec<bool> = waits.into_iter().map(|w| w.wait().is_ok()).collect();
+    assert_eq!(results, [true, false, true]);
+    let d = s.get_run(b.id).unwrap().expect("b was committed");
+    assert_eq!(d.run.input, json!({"i": 1}));
+    assert_eq!(d.logs.len(), 1);
+    assert!(s.get_run(c.id).unwrap().is_some(), "c was committed");
+    assert!(
+        s.get_run(first.id).unwrap().unwrap().logs.is_empty(),
+        "the refused record changed nothing"
+    );
 }
 
 /// A batch of records goes in statements of 16, 4 and 1 rows on SQLite:

@@ -228,7 +228,11 @@ fn run_record(run: &Run, logs: Vec<LogLine>) -> Result<RunRecord> {
             attempt,
         })
         .collect();
-    Ok(RunRecord { row, logs })
+    Ok(RunRecord {
+        row,
+        logs,
+        done: None,
+    })
 }
 
 fn append_logs_tx(
@@ -578,6 +582,18 @@ impl Store {
         match run_record(run, logs) {
             Ok(record) => self.inner.writer.record_run(record),
             Err(e) => tracing::warn!(error = %e, run.id = %run.id, "a run record was not written"),
+        }
+    }
+
+    /// Records a finished run (that emitted no events) durably: like
+    /// [`Self::record_run`] it shares its batch's multi-row insert, but the
+    /// returned [`Committed`] resolves once the commit that holds it is done,
+    /// and the batch lingers for company only while the node is busy
+    /// ([`crate::URGENT_LINGER`]).
+    pub fn submit_record(&self, run: &Run, logs: Vec<LogLine>) -> Committed<()> {
+        match run_record(run, logs) {
+            Ok(record) => self.inner.writer.record_run_committed(record),
+            Err(e) => Committed::failed(e),
         }
     }
 
