@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Async acknowledgements while a backlog drains (`make bench-backlog`).
 
-Starts Flowgate with the benchmark's async transform on a fresh SQLite database
+Starts Flowgate with the benchmark's queued async transform (`transform-queued`:
+it reads its state first, so no run finishes before its 202) on a fresh SQLite database
 (server on one core, wrk on another), fills the queue with wrk at 64 connections
 for BENCH_FILL_SECS (3), then posts on one connection for BENCH_SECS (3) while
 the node drains the backlog. Prints the queue's length once a second and the
@@ -37,8 +38,8 @@ def main():
     bench.require_tools()
     if not os.access(bench.FLOWGATE, os.X_OK):
         sys.exit(f"{bench.FLOWGATE} is missing: build it first (make build-release)")
-    server = bench.start_flowgate("backlog", ["transform-async"])
-    url = server.url + "/flows/transform-async"
+    server = bench.start_flowgate("backlog", ["transform-queued"])
+    url = server.url + "/flows/transform-queued"
     try:
         fill = bench.wrk(url, None, FILL_SECS, conns=64)
         start = queued(server.db)

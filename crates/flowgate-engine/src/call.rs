@@ -144,8 +144,8 @@ fn invalid_idempotency_key() -> EngineError {
 /// How a JSON body without an input schema is kept for its run.
 #[derive(Clone, Copy)]
 enum KeepJson {
-    /// Parsed into script values now (a sync run takes them), nested at
-    /// most this deep.
+    /// Parsed into script values now (a run tried at once takes them),
+    /// nested at most this deep.
     Parsed { max_depth: usize },
     /// Checked and kept as text (a queued run parses its stored input).
     Checked,
@@ -342,11 +342,16 @@ impl Engine {
         }
 
         let ct = head.header("content-type").map(str::to_owned);
-        let keep = match target.endpoint.mode {
-            flowgate_core::manifest::RunMode::Sync => KeepJson::Parsed {
+        // A sync run takes the parsed values, and so does an async one that
+        // is tried inline before its 202 (one without an idempotency record,
+        // see `Engine::accept_async`); a queued run parses its stored input.
+        let queued = target.endpoint.mode == flowgate_core::manifest::RunMode::Async
+            && (delivery_id.is_some() || head.has_header("idempotency-key"));
+        let keep = match queued {
+            false => KeepJson::Parsed {
                 max_depth: self.runtime().config().limits.max_value_depth,
             },
-            flowgate_core::manifest::RunMode::Async => KeepJson::Checked,
+            true => KeepJson::Checked,
         };
         let (body, body_bytes) = if body_bytes.len() <= INLINE_PARSE_BYTES {
             (
