@@ -102,18 +102,7 @@ async fn ingest(
                 .json(body)
                 .send()
                 .await?;
-            let status = res.status().as_u16();
-            let location = res
-                .headers()
-                .get("location")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned);
-            let text = res.text().await?;
-            Ok((
-                status,
-                serde_json::from_str(&text).unwrap_or(Value::String(text)),
-                location,
-            ))
+            common::answer_of(res).await
         }
     }
 }

@@ -353,6 +353,40 @@ pub fn run_failed_event(
     )
 }
 
+/// The stored form of a run of `v` that just ended with `outcome` (its
+/// response and logs are added by the caller): id and start time as given,
+/// its input the stored text `input`.
+fn finished_run(
+    v: &crate::LoadedVersion,
+    trigger: TriggerKind,
+    (id, started_at): (RunId, i64),
+    status: RunStatus,
+    outcome: &RunOutcome,
+    input: String,
+) -> Run {
+    let stored = flowgate_store::RunOutcome {
+        status,
+        finished_at: flowgate_core::now_ms(),
+        duration_ms: i64::try_from(outcome.duration_ms).unwrap_or(i64::MAX),
+        response_status: Some(outcome.status()),
+        response: None,
+        error: None,
+        logs: Vec::new(),
+        http_calls: serde_json::to_value(&outcome.http_calls).ok(),
+    };
+    let mut run = Run::finished(
+        v.flow.clone(),
+        u32::try_from(v.number).unwrap_or(0),
+        trigger,
+        Value::Null,
+        started_at,
+        &stored,
+    );
+    run.id = id;
+    run.input_json = Some(input);
+    run
+}
+
 impl Engine {
     /// The host a run of `flow` uses: the store for users, kv and secrets and
     /// the real HTTP client. User events the run causes carry `cause`.
@@ -427,26 +461,14 @@ impl Engine {
         };
         let mut events = emitted_events(&v.flow, &outcome, &cause);
         let logs = std::mem::take(&mut outcome.logs);
-        let stored = flowgate_store::RunOutcome {
-            status,
-            finished_at: flowgate_core::now_ms(),
-            duration_ms: i64::try_from(outcome.duration_ms).unwrap_or(i64::MAX),
-            response_status: Some(outcome.status()),
-            response: None,
-            error: None,
-            logs: Vec::new(),
-            http_calls: serde_json::to_value(&outcome.http_calls).ok(),
-        };
-        let mut run = Run::finished(
-            v.flow.clone(),
-            u32::try_from(v.number).unwrap_or(0),
+        let mut run = finished_run(
+            &v,
             inv.trigger,
-            Value::Null,
-            started_at,
-            &stored,
+            (run_id, started_at),
+            status,
+            &outcome,
+            record,
         );
-        run.input_json = Some(record);
-        run.id = run_id;
         events.extend(run_failed_event(&run, &outcome, status, &cause));
         let idempotent = inv.idempotency_key.is_some();
         let emitted = !events.is_empty();
@@ -544,27 +566,16 @@ impl Engine {
         };
         let events = emitted_events(&v.flow, &outcome, &cause);
         let logs = std::mem::take(&mut outcome.logs);
-        let stored = flowgate_store::RunOutcome {
-            status: RunStatus::Succeeded,
-            finished_at: flowgate_core::now_ms(),
-            duration_ms: i64::try_from(outcome.duration_ms).unwrap_or(i64::MAX),
-            response_status: Some(outcome.status()),
-            response: None,
-            error: None,
-            logs: Vec::new(),
-            http_calls: serde_json::to_value(&outcome.http_calls).ok(),
-        };
-        let mut run = Run::finished(
-            v.flow.clone(),
-            u32::try_from(v.number).unwrap_or(0),
+        let status = RunStatus::Succeeded;
+        let mut run = finished_run(
+            &v,
             inv.trigger,
-            Value::Null,
-            started_at,
-            &stored,
+            (run_id, started_at),
+            status,
+            &outcome,
+            record,
         );
-        run.id = run_id;
         run.max_attempts = v.manifest().retry.max_attempts.max(1);
-        run.input_json = Some(record);
         run.idempotency_key = inv.idempotency_key;
         if let Ok(r) = outcome.result {
             run.response_json = Some(written_response(r).2);

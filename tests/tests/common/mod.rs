@@ -719,6 +719,13 @@ pub async fn send_webhook(
         .body(raw)
         .send()
         .await?;
+    answer_of(res).await
+}
+
+/// A response's status, body (JSON, or the text as a string) and `Location`.
+pub async fn answer_of(
+    res: reqwest::Response,
+) -> Result<(u16, serde_json::Value, Option<String>), reqwest::Error> {
     let status = res.status().as_u16();
     let location = res
         .headers()
