@@ -347,11 +347,12 @@ impl Engine {
         // see `Engine::accept_async`); a queued run parses its stored input.
         let queued = target.endpoint.mode == flowgate_core::manifest::RunMode::Async
             && (delivery_id.is_some() || head.has_header("idempotency-key"));
-        let keep = match queued {
-            false => KeepJson::Parsed {
+        let keep = if queued {
+            KeepJson::Checked
+        } else {
+            KeepJson::Parsed {
                 max_depth: self.runtime().config().limits.max_value_depth,
-            },
-            true => KeepJson::Checked,
+            }
         };
         let (body, body_bytes) = if body_bytes.len() <= INLINE_PARSE_BYTES {
             (

@@ -586,7 +586,7 @@ impl Engine {
             self.store().submit_run(run, logs, events).await?;
             self.wake_dispatcher();
         }
-        count_run(v.flow.as_str(), RunStatus::Succeeded.as_str());
+        count_run(v.flow.as_str(), status.as_str());
         metrics::counter!("flowgate_runs_enqueued_total", "flow" => v.flow.to_string())
             .increment(1);
         Ok(run_id)

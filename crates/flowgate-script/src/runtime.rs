@@ -308,7 +308,7 @@ impl<E: ScriptEngine> FlowRuntime<E> {
         input: Arc<RunInput>,
         host: Host,
     ) -> Result<RunOutcome, RuntimeError> {
-        if let Some(outcome) = self.try_inline(version, &input, &host) {
+        if let Some(outcome) = self.run_inline(version, &input, &host) {
             return Ok(outcome);
         }
         let wait = self.inner.config.queue_wait;
@@ -337,23 +337,12 @@ impl<E: ScriptEngine> FlowRuntime<E> {
     }
 
     /// Runs a compiled version on the calling thread only if it finishes
-    /// there, as the inline attempt of [`FlowRuntime::execute`] does: `None`
-    /// when the run must go elsewhere (not compiled yet, a small stack, no
-    /// free slot, a host call that may block, the inline budget spent). A run
-    /// that gave up has done nothing outside its own memory, so the caller
-    /// may run it again from the start anywhere.
+    /// there (the inline attempt of [`FlowRuntime::execute`]): `None` when the
+    /// run must go elsewhere (not compiled yet, a small stack, no free slot, a
+    /// host call that may block, the inline budget spent). A run that gave up
+    /// has done nothing outside its own memory, so the caller may run it again
+    /// from the start anywhere.
     pub fn run_inline(
-        &self,
-        version: &FlowVersion,
-        input: &RunInput,
-        host: &Host,
-    ) -> Option<RunOutcome> {
-        self.try_inline(version, input, host)
-    }
-
-    /// The inline attempt of [`FlowRuntime::execute`]: `None` when the run must
-    /// go to the pool (not compiled yet, a small stack, no free slot, or it gave up).
-    fn try_inline(
         &self,
         version: &FlowVersion,
         input: &RunInput,

@@ -301,9 +301,8 @@ impl Writer {
             });
         }));
         self.pending.fetch_add(1, Ordering::SeqCst);
-        if let Err(job) = self.send(Job::Record(Box::new(record))) {
+        if self.send(Job::Record(Box::new(record))).is_err() {
             self.pending.fetch_sub(1, Ordering::SeqCst);
-            drop(job);
             return Committed::failed(StoreError::Unavailable(
                 "the database writer has stopped".into(),
             ));
@@ -393,8 +392,8 @@ fn run(pool: Pool<Manager>, shared: &Shared, pending: &AtomicUsize) {
         // node; an urgent write on a quiet node commits at once.
         if (q.urgent == 0 || busy) && q.jobs.len() < LINGER_BATCH && !q.closed {
             q.lingering = true;
-            let start = std::time::Instant::now();
-            let mut until = start + if q.urgent == 0 { LINGER } else { URGENT_LINGER };
+            let mut until =
+                std::time::Instant::now() + if q.urgent == 0 { LINGER } else { URGENT_LINGER };
             let mut urgent_seen = q.urgent > 0;
             while q.jobs.len() < LINGER_BATCH && !q.closed {
                 if q.urgent > 0 && !urgent_seen {

@@ -118,16 +118,7 @@ both!(
 /// run id already stored) must not take the others of its batch with it.
 fn recorded_runs_survive_a_refused_record_and_show_their_attempt(db: &Db) {
     let s = &db.store;
-    let run = |i: i32| {
-        Run::finished(
-            flow("rec"),
-            1,
-            TriggerKind::Http,
-            json!({"i": i}),
-            now_ms(),
-            &ok_outcome(vec![]),
-        )
-    };
+    let run = |i: i32| finished_http_run("rec", i);
     let first = run(0);
     s.insert_run(&first, &[], &[]).unwrap();
     let mut again = first.clone();
@@ -167,16 +158,7 @@ fn recorded_runs_survive_a_refused_record_and_show_their_attempt(db: &Db) {
 /// readable from any connection by then.
 fn committed_records_resolve_after_their_commit_and_report_a_refusal(db: &Db) {
     let s = &db.store;
-    let run = |i: i32| {
-        Run::finished(
-            flow("acked"),
-            1,
-            TriggerKind::Http,
-            json!({"i": i}),
-            now_ms(),
-            &ok_outcome(vec![]),
-        )
-    };
+    let run = |i: i32| finished_http_run("acked", i);
     let first = run(0);
     s.insert_run(&first, &[], &[]).unwrap();
     let (b, c) = (run(1), run(2));
@@ -203,18 +185,7 @@ fn committed_records_resolve_after_their_commit_and_report_a_refusal(db: &Db) {
 /// with its own logs.
 fn many_recorded_runs_all_land_with_their_logs(db: &Db) {
     let s = &db.store;
-    let runs: Vec<Run> = (0..23)
-        .map(|i| {
-            Run::finished(
-                flow("many"),
-                1,
-                TriggerKind::Http,
-                json!({"i": i}),
-                now_ms(),
-                &ok_outcome(vec![]),
-            )
-        })
-        .collect();
+    let runs: Vec<Run> = (0..23).map(|i| finished_http_run("many", i)).collect();
     for (i, r) in runs.iter().enumerate() {
         s.record_run(r, vec![line(&format!("a{i}")), line(&format!("b{i}"))]);
     }
@@ -246,6 +217,18 @@ fn line(msg: &str) -> LogLine {
         level: LogLevel::Info,
         message: msg.into(),
     }
+}
+
+/// A succeeded HTTP run of `name` whose input is `{"i": i}`.
+fn finished_http_run(name: &str, i: i32) -> Run {
+    Run::finished(
+        flow(name),
+        1,
+        TriggerKind::Http,
+        json!({"i": i}),
+        now_ms(),
+        &ok_outcome(vec![]),
+    )
 }
 
 fn ok_outcome(logs: Vec<LogLine>) -> RunOutcome {
