@@ -43,31 +43,55 @@ pub struct RateDecision {
 }
 
 impl RateDecision {
-    /// `RateLimit-Policy`, `RateLimit` and, when refused, `Retry-After`.
-    pub fn headers(&self) -> Vec<(String, String)> {
-        let mut h = vec![
-            policy_header(self.policy, self.quota, self.window_secs),
-            (
-                "RateLimit".to_owned(),
-                format!(
-                    "\"{}\";r={};t={}",
-                    self.policy, self.remaining, self.reset_secs
-                ),
+    /// `RateLimit-Policy`, `RateLimit` and, when refused, `Retry-After`,
+    /// named in lower case as they go out.
+    pub fn headers(&self) -> Vec<(&'static str, String)> {
+        let mut h = Vec::with_capacity(3);
+        h.push(policy_header(self.policy, self.quota, self.window_secs));
+        h.push((
+            "ratelimit",
+            quoted_fields(
+                self.policy,
+                ("r", u64::from(self.remaining)),
+                ("t", self.reset_secs),
             ),
-        ];
+        ));
         if let Some(s) = self.retry_after_secs {
-            h.push(("Retry-After".to_owned(), s.to_string()));
+            h.push(("retry-after", itoa::Buffer::new().format(s).to_owned()));
         }
         h
     }
 }
 
-/// The `RateLimit-Policy` header of a policy, e.g. `"flow";q=600;w=60`.
-pub fn policy_header(policy: &str, quota: u32, window_secs: u32) -> (String, String) {
+/// The `RateLimit-Policy` header of a policy, e.g. `"flow";q=600;w=60`
+/// (its name in lower case).
+pub fn policy_header(policy: &str, quota: u32, window_secs: u32) -> (&'static str, String) {
     (
-        "RateLimit-Policy".to_owned(),
-        format!("\"{policy}\";q={quota};w={window_secs}"),
+        "ratelimit-policy",
+        quoted_fields(
+            policy,
+            ("q", u64::from(quota)),
+            ("w", u64::from(window_secs)),
+        ),
     )
+}
+
+/// `"<policy>";<a>=<n>;<b>=<m>`, written straight into one string (these
+/// headers go out on every answer of a rate-limited flow).
+fn quoted_fields(policy: &str, (a, n): (&str, u64), (b, m): (&str, u64)) -> String {
+    let mut digits = itoa::Buffer::new();
+    let mut out = String::with_capacity(policy.len() + 32);
+    out.push('"');
+    out.push_str(policy);
+    out.push_str("\";");
+    out.push_str(a);
+    out.push('=');
+    out.push_str(digits.format(n));
+    out.push(';');
+    out.push_str(b);
+    out.push('=');
+    out.push_str(digits.format(m));
+    out
 }
 
 /// Most callers (or addresses) one limiter tracks at once. Past this the
@@ -462,12 +486,9 @@ mod tests {
         let ra = d.retry_after_secs.unwrap();
         assert!((5..=6).contains(&ra), "{ra}");
         let h = d.headers();
-        assert_eq!(
-            h[0],
-            ("RateLimit-Policy".into(), "\"flow\";q=10;w=60".into())
-        );
+        assert_eq!(h[0], ("ratelimit-policy", "\"flow\";q=10;w=60".to_owned()));
         assert!(h[1].1.starts_with("\"flow\";r=0;t="), "{:?}", h[1]);
-        assert_eq!(h[2].0, "Retry-After");
+        assert_eq!(h[2].0, "retry-after");
         assert_eq!(h[2].1, ra.to_string());
         // Another caller, and the same caller on another flow, are unaffected.
         assert!(rl.check("f", &s, None, "api_key:b").allowed);
@@ -481,11 +502,8 @@ mod tests {
         assert_eq!(
             d.headers(),
             vec![
-                (
-                    "RateLimit-Policy".to_string(),
-                    "\"flow\";q=600;w=60".to_string()
-                ),
-                ("RateLimit".to_string(), "\"flow\";r=599;t=1".to_string()),
+                ("ratelimit-policy", "\"flow\";q=600;w=60".to_string()),
+                ("ratelimit", "\"flow\";r=599;t=1".to_string()),
             ]
         );
         let d = rl.check("f", &spec("600/minute"), None, "c");

@@ -84,7 +84,7 @@ pub struct CallNotes {
     pub caller: Option<String>,
     /// Headers every answer carries (the flow's `RateLimit-Policy` and
     /// `RateLimit`, or the anonymous limit's on a refusal).
-    pub headers: Vec<(String, String)>,
+    pub headers: Vec<(&'static str, String)>,
 }
 
 /// The endpoint a call resolved to.
@@ -195,7 +195,13 @@ fn parse_body_now(
             Err(_) => return Err(not_utf8()),
         }
     };
-    if let Some(schema) = &version.input_schema {
+    // `is_valid` stops at the first problem and builds no messages; only an
+    // invalid body pays for the list of every violation.
+    if let Some(schema) = version
+        .input_schema
+        .as_ref()
+        .filter(|s| !s.is_valid(&value))
+    {
         let errors: Vec<Value> = schema
             .iter_errors(&value)
             .take(100)

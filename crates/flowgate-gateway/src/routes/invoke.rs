@@ -246,11 +246,8 @@ async fn invoke(
         Err(e) => actix_web::ResponseError::error_response(&e),
     };
     for (k, v) in notes.headers {
-        if let (Ok(k), Ok(v)) = (
-            HeaderName::try_from(k.as_str()),
-            HeaderValue::try_from(v.as_str()),
-        ) {
-            res.headers_mut().insert(k, v);
+        if let Ok(v) = HeaderValue::try_from(v) {
+            res.headers_mut().insert(HeaderName::from_static(k), v);
         }
     }
     Ok(res)
