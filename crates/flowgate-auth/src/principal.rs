@@ -72,7 +72,7 @@ impl Principal {
 
     /// A stable key for per-caller state (rate limits, idempotency): `kind:id`.
     pub fn caller_key(&self) -> String {
-        format!("{}:{}", self.kind.as_str(), self.id)
+        [self.kind.as_str(), ":", &self.id].concat()
     }
 }
 

@@ -120,7 +120,7 @@ impl CallerInfo {
     /// The key a sync run's share of the run pool is counted for. Signed
     /// webhooks have no caller of their own (the flow's share applies).
     pub fn share_key(&self) -> Option<String> {
-        (self.kind != "signature").then(|| format!("{}:{}", self.kind, self.id))
+        (self.kind != "signature").then(|| [self.kind, ":", &self.id].concat())
     }
 }
 
@@ -810,6 +810,19 @@ impl Answer {
         }
     }
 
+    /// The 202 of a run queued (or done) without an idempotency record: its
+    /// small body written straight as text.
+    fn accepted(run_id: RunId) -> Self {
+        Self {
+            doc: json!({
+                "status": 202,
+                "headers": {"location": format!("/admin/v1/runs/{run_id}")},
+            }),
+            replayed: false,
+            body_json: Some(format!(r#"{{"run_id":"{run_id}"}}"#)),
+        }
+    }
+
     /// The body as a value, from [`Self::body_json`] or the document.
     pub fn body(&self) -> Value {
         match &self.body_json {
@@ -886,7 +899,7 @@ impl Engine {
             (RunMode::Async, None) => self
                 .accept_async(inv)
                 .await
-                .map(|id| (Answer::of(accepted_doc(id)), false)),
+                .map(|id| (Answer::accepted(id), false)),
             // An idempotent run's answer keeps its body in the document.
             (RunMode::Sync, _) => self.execute_sync(inv).await.map(|a| (a, false)),
         };
