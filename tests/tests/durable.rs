@@ -772,6 +772,8 @@ async fn async_calls_that_only_compute_are_finished_when_acknowledged() {
         s.wait_run(&first, Duration::from_secs(10)).await["status"],
         "succeeded"
     );
+    let metric = "flowgate_runs_enqueued_total";
+    let queued_before = s.metric(metric, &["flow=\"quick\""]).await;
     // From then on a run that only computes is done before its 202: it is
     // listed finished, first time, with its logs, the moment the caller has
     // its id.
@@ -798,4 +800,11 @@ async fn async_calls_that_only_compute_are_finished_when_acknowledged() {
             "{run}"
         );
     }
+    // Only the runs that went through the queue count as enqueued.
+    assert_eq!(
+        s.metric(metric, &["flow=\"quick\""]).await,
+        queued_before,
+        "runs done before their 202 were never queued"
+    );
+    assert_eq!(s.metric(metric, &["flow=\"counter\""]).await, Some(4.0));
 }

@@ -80,14 +80,7 @@ async fn metrics_count_requests_by_route_and_status_and_cache_use() {
     let text = s.metrics().await;
     // One sample per label set, counted on every call (the handles are kept
     // per thread; each call must still count).
-    let sample = |name: &str, labels: &[&str]| -> Option<f64> {
-        text.lines()
-            .find(|l| {
-                l.starts_with(&format!("{name}{{")) && labels.iter().all(|want| l.contains(want))
-            })
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
-    };
+    let sample = |name: &str, labels: &[&str]| common::metric_sample(&text, name, labels);
     let flow_route = "route=\"/flows/{flow}{tail:.*}\"";
     assert_eq!(
         sample(

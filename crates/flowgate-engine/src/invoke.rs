@@ -586,9 +586,9 @@ impl Engine {
             self.store().submit_run(run, logs, events).await?;
             self.wake_dispatcher();
         }
+        // Done, never queued: counted in `flowgate_runs_total` and
+        // `flowgate_script_inline_runs_total`, not as enqueued.
         count_run(v.flow.as_str(), status.as_str());
-        metrics::counter!("flowgate_runs_enqueued_total", "flow" => v.flow.to_string())
-            .increment(1);
         Ok(run_id)
     }
 

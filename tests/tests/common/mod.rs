@@ -148,6 +148,12 @@ impl Server {
         self.client.get(format!("{}{}", self.url, path))
     }
 
+    /// The value of the first sample of `name` in `GET /metrics` whose
+    /// labels include every one of `labels` (each written `key="value"`).
+    pub async fn metric(&self, name: &str, labels: &[&str]) -> Option<f64> {
+        metric_sample(&self.metrics().await, name, labels)
+    }
+
     /// The text of `GET /metrics`.
     pub async fn metrics(&self) -> String {
         self.get("/metrics")
@@ -738,4 +744,13 @@ pub async fn answer_of(
         serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
         location,
     ))
+}
+
+/// The value of the first sample of `name` in a metrics text whose labels
+/// include every one of `labels` (each written `key="value"`).
+pub fn metric_sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(&format!("{name}{{")) && labels.iter().all(|want| l.contains(want)))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
 }
