@@ -808,3 +808,108 @@ async fn async_calls_that_only_compute_are_finished_when_acknowledged() {
     );
     assert_eq!(s.metric(metric, &["flow=\"counter\""]).await, Some(4.0));
 }
+
+#[tokio::test]
+async fn async_runs_of_callers_that_hung_up_still_run_once() {
+    let s = Server::start().await;
+    // It touches its state, so it never finishes inline: each accepted call
+    // starts on a worker at once (a free slot, an empty queue) or queues.
+    s.deploy(
+        "tally",
+        async_flow(
+            "tally",
+            r#"kv::set("run-" + ctx.run_id, ctx.attempt);
+               log::info("ran attempt " + ctx.attempt);
+               #{}"#,
+        ),
+    )
+    .await;
+    let addr = s.url.trim_start_matches("http://").to_owned();
+    let body = r#"{"n":1}"#;
+    let request = format!(
+        "POST /flows/tally HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    // Callers that hang up at every moment around their commit: before it,
+    // while it is in flight, after the 202 was written.
+    let callers: Vec<_> = (0..24u64)
+        .map(|i| {
+            let (addr, request) = (addr.clone(), request.clone());
+            tokio::spawn(async move {
+                use tokio::io::AsyncWriteExt;
+                let mut c = tokio::net::TcpStream::connect(addr).await.expect("connect");
+                c.write_all(request.as_bytes()).await.expect("write");
+                tokio::time::sleep(Duration::from_micros(i * 500)).await;
+                drop(c);
+            })
+        })
+        .collect();
+    for c in callers {
+        c.await.expect("caller");
+    }
+    // A caller that waits is answered as ever.
+    let last = accepted(&s, "tally", &json!({"n": 2})).await;
+    assert_eq!(
+        s.wait_run(&last, Duration::from_secs(10)).await["status"],
+        "succeeded"
+    );
+    // Every run that was committed ran, once, on its first attempt: none is
+    // left leased by a node that does not run it (it would wait for its
+    // lease, 30 s, and run again as attempt 2).
+    let runs = wait_runs(&s, "tally", Duration::from_secs(10), |r| {
+        r.iter().all(|x| x["status"] == "succeeded")
+    })
+    .await;
+    assert!(runs.len() >= 2, "{runs:?}");
+    for r in &runs {
+        let run = get_run(&s, r["id"].as_str().expect("id")).await;
+        assert_eq!(run["status"], "succeeded", "{run}");
+        assert_eq!(run["attempt"], 1, "{run}");
+        assert_eq!(log_messages(&run), vec!["ran attempt 1"], "{run}");
+    }
+}
+
+#[tokio::test]
+async fn sigterm_lets_a_just_started_async_run_finish() {
+    let mut s = Server::start().await;
+    // Busy for 2.5 s: it gives its inline attempt up and starts on a worker
+    // at once (the queue is empty), leased by this node.
+    let mut pkg = async_flow("slow-async", SLOW);
+    pkg["flow.toml"] = json!(format!(
+        "{}\n[limits]\ntimeout_ms = 20000\n",
+        pkg["flow.toml"].as_str().expect("toml")
+    ));
+    s.deploy("slow-async", pkg).await;
+    let id = accepted(&s, "slow-async", &json!({})).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let pid = s.child.id().to_string();
+    let st = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill -TERM");
+    assert!(st.success());
+    // Shutdown waits for the running run (up to its drain time) and exits 0.
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = s.child.try_wait().expect("try_wait") {
+            break status;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(40),
+            "the server did not exit after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(status.success(), "exit status {status:?}");
+    assert!(
+        start.elapsed() >= Duration::from_millis(1500),
+        "the node stopped before its run could finish"
+    );
+    // The run finished before the node left: recorded succeeded, on its
+    // first and only attempt, nothing left for the next start to run again.
+    s.kill_and_restart();
+    let run = get_run(&s, &id).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(run["attempt"], 1, "{run}");
+    assert_eq!(run["response_body"]["slow"], true, "{run}");
+}
