@@ -13,6 +13,11 @@ use std::time::Instant;
 use crate::middleware::current_request_id;
 use crate::AppState;
 
+/// A header looked up by name on every audited call: a static name is not
+/// parsed (and copied) again each time.
+const IDEMPOTENCY_KEY: actix_web::http::header::HeaderName =
+    actix_web::http::header::HeaderName::from_static("idempotency-key");
+
 #[derive(Clone, Default)]
 struct AuditCtx {
     caller: Option<String>,
@@ -74,7 +79,7 @@ pub async fn audit_log(
     let path = prefix_chars(req.path(), 1024).to_owned();
     let idempotency_key = req
         .headers()
-        .get("idempotency-key")
+        .get(IDEMPOTENCY_KEY)
         .and_then(|v| v.to_str().ok())
         .map(|s| prefix_chars(s, 255).to_owned());
     let state = req.app_data::<web::Data<AppState>>().cloned();

@@ -6,13 +6,14 @@ use actix_web::http::header::{HeaderName, HeaderValue, CONTENT_TYPE};
 use actix_web::middleware::Next;
 use actix_web::{Error, ResponseError};
 use futures_util::FutureExt;
+use std::borrow::Cow;
 use std::panic::AssertUnwindSafe;
 use std::time::Instant;
 
 use crate::error::ApiError;
 
 /// Header carrying the request id.
-pub const REQUEST_ID: &str = "x-request-id";
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 tokio::task_local! {
     static CURRENT_REQUEST_ID: String;
@@ -66,7 +67,10 @@ pub async fn request_context(
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
     let method = method_label(req.method());
-    let scoped_id = id.clone();
+    // Written back on the answer; the accepted id is visible ASCII, so it is
+    // a header value as it stands.
+    let id_header = HeaderValue::try_from(id.as_str()).ok();
+    let flow_call = crate::routes::invoke::is_flow_path(req.path());
     let fut = async move {
         match AssertUnwindSafe(next.call(req)).catch_unwind().await {
             Ok(Ok(res)) => Ok(res.map_into_boxed_body()),
@@ -78,7 +82,7 @@ pub async fn request_context(
                     .or_else(|| panic.downcast_ref::<String>().cloned())
                     .unwrap_or_else(|| "unknown panic".into());
                 let err = ApiError::internal(format!("handler panicked: {msg}"))
-                    .with_request_id(scoped_id);
+                    .with_request_id(current_request_id());
                 metrics::counter!("flowgate_http_panics_total").increment(1);
                 Err(Error::from(err))
             }
@@ -123,19 +127,17 @@ pub async fn request_context(
         }
         res = ServiceResponse::new(req, new);
     }
-    if let (Ok(name), Ok(value)) = (
-        HeaderName::try_from(REQUEST_ID),
-        HeaderValue::try_from(id.as_str()),
-    ) {
-        res.headers_mut().insert(name, value);
+    if let Some(value) = id_header {
+        res.headers_mut().insert(REQUEST_ID, value);
     }
-    let route = res.request().match_pattern().unwrap_or_else(|| {
-        if crate::routes::invoke::is_flow_path(res.request().path()) {
-            crate::routes::invoke::FLOW_ROUTE.to_owned()
-        } else {
-            "unmatched".to_owned()
-        }
-    });
+    // Flow endpoints are the scope's default service: no pattern of their own.
+    let route: Cow<'static, str> = if flow_call {
+        Cow::Borrowed(crate::routes::invoke::FLOW_ROUTE)
+    } else {
+        res.request()
+            .match_pattern()
+            .map_or(Cow::Borrowed("unmatched"), Cow::Owned)
+    };
     let status = res.status().as_u16();
     let elapsed = started.elapsed().as_secs_f64();
     tracing::debug!(request_id = %id, http.method = %method, http.route = %route, http.status = %status, duration_ms = (elapsed * 1000.0) as u64, "request");
@@ -148,17 +150,18 @@ pub async fn request_context(
 /// thread, not once per request. The combinations are bounded: methods are
 /// [`method_label`]'s, routes the server's patterns (or `unmatched`), statuses
 /// three digits.
-fn record_request(method: &'static str, route: String, status: u16, elapsed: f64) {
+fn record_request(method: &'static str, route: Cow<'static, str>, status: u16, elapsed: f64) {
     type Handles = (metrics::Counter, metrics::Histogram);
+    type Key = (&'static str, Cow<'static, str>, u16);
     thread_local! {
-        static HANDLES: std::cell::RefCell<std::collections::HashMap<(&'static str, String, u16), Handles>> =
+        static HANDLES: std::cell::RefCell<std::collections::HashMap<Key, Handles>> =
             std::cell::RefCell::default();
     }
     HANDLES.with_borrow_mut(|handles| {
         let (count, latency) = handles
             .entry((method, route, status))
             .or_insert_with_key(|(method, route, status)| {
-                let (route, status) = (route.clone(), status.to_string());
+                let (route, status) = (route.to_string(), status.to_string());
                 (
                     metrics::counter!("flowgate_http_requests_total", "method" => *method, "route" => route.clone(), "status" => status.clone()),
                     metrics::histogram!("flowgate_http_request_duration_seconds", "method" => *method, "route" => route, "status" => status),

@@ -103,7 +103,7 @@ pub fn client_ip(req: &HttpRequest, state: &AppState) -> IpAddr {
         .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
     let forwarded = req
         .headers()
-        .get_all("x-forwarded-for")
+        .get_all(actix_web::http::header::X_FORWARDED_FOR)
         .filter_map(|v| v.to_str().ok());
     state.engine.security().client_ip(peer, forwarded)
 }
