@@ -27,6 +27,10 @@ pub mod sessions;
 pub mod users;
 
 pub use error::{EngineError, Result};
+/// A thread that serves many requests runs a hub so that the database
+/// writer's wake-ups of its waiting requests cost one system call per commit,
+/// not one per request (see [`flowgate_store::WakeHub`]).
+pub use flowgate_store::{wake_hub, WakeHub};
 pub use registry::{LiveState, LoadedVersion, Registry, VersionStatus};
 
 use flowgate_script::{FlowRuntime, RuntimeConfig};

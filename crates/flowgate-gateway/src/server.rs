@@ -146,6 +146,11 @@ pub async fn serve(
                     |()| AppConfig::default(),
                 ));
             fn_service(|io: TcpStream| async move {
+                // The worker's requests that wait for a commit are woken
+                // through one task of its own (started with its first connection).
+                if let Some(hub) = flowgate_engine::wake_hub() {
+                    actix_web::rt::spawn(hub);
+                }
                 let _ = io.set_nodelay(true);
                 let peer = io.peer_addr().ok();
                 Ok::<_, actix_http::error::DispatchError>((

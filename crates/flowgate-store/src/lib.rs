@@ -15,6 +15,7 @@ mod repo;
 mod schema;
 mod store;
 mod types;
+mod wake;
 mod writer;
 
 pub use changes::{Change, ChangeListener, ListenOptions};
@@ -22,4 +23,5 @@ pub use conn::Backend;
 pub use error::{Result, StoreError};
 pub use store::{Store, StoreOptions};
 pub use types::*;
+pub use wake::{wake_hub, WakeHub};
 pub use writer::{Committed, LINGER, MAX_BATCH, URGENT_LINGER};

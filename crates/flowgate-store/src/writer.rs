@@ -33,6 +33,7 @@ use diesel::r2d2::Pool;
 
 use crate::conn::{AnyConnection, Manager};
 use crate::error::{Result, StoreError};
+use crate::wake::Hub;
 
 /// Most writes committed in one transaction.
 pub const MAX_BATCH: usize = 512;
@@ -86,6 +87,9 @@ enum Job {
 struct Waiting<T> {
     value: Option<Result<T>>,
     waker: Option<Waker>,
+    /// The hub of the thread `waker` waits on, when one runs there: the
+    /// wake-up goes through it (see [`crate::wake`]).
+    hub: Option<Arc<Hub>>,
     /// A thread waits on `Slot::ready` (a notification nobody waits for
     /// would still be a system call).
     blocked: bool,
@@ -102,16 +106,18 @@ impl<T> Slot<T> {
     }
 
     fn put(&self, value: Result<T>) {
-        let (waker, blocked) = {
+        let (waker, hub, blocked) = {
             let mut s = self.lock();
             s.value = Some(value);
-            (s.waker.take(), s.blocked)
+            (s.waker.take(), s.hub.take(), s.blocked)
         };
         if blocked {
             self.ready.notify_all();
         }
-        if let Some(w) = waker {
-            w.wake();
+        match (waker, hub) {
+            (Some(w), Some(hub)) => hub.wake(w),
+            (Some(w), None) => w.wake(),
+            (None, _) => {}
         }
     }
 }
@@ -139,6 +145,7 @@ impl<T> Committed<T> {
                 state: Mutex::new(Waiting {
                     value: None,
                     waker: None,
+                    hub: None,
                     blocked: false,
                 }),
                 ready: Condvar::new(),
@@ -173,6 +180,7 @@ impl<T> Future for Committed<T> {
             None => {
                 if !s.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
                     s.waker = Some(cx.waker().clone());
+                    s.hub = Hub::current();
                 }
                 Poll::Pending
             }
@@ -578,4 +586,95 @@ fn begin(conn: &mut AnyConnection) -> Result<()> {
         AnyConnection::Postgres(c) => AnsiTransactionManager::begin_transaction(c)?,
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use std::task::Wake;
+
+    /// A waker that counts its wake-ups.
+    #[derive(Default)]
+    struct Count(AtomicUsize);
+
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    impl Count {
+        fn get(&self) -> usize {
+            self.0.load(Ordering::SeqCst)
+        }
+    }
+
+    fn poll<F: Future + Unpin>(f: &mut F, w: &Arc<Count>) -> Poll<F::Output> {
+        let waker = Waker::from(Arc::clone(w));
+        Pin::new(f).poll(&mut Context::from_waker(&waker))
+    }
+
+    /// Puts `v` into the write's slot from another thread, as the writer does.
+    fn commit_elsewhere(c: &Committed<u32>, v: u32) {
+        let slot = Arc::clone(&c.slot);
+        std::thread::spawn(move || slot.put(Ok(v)))
+            .join()
+            .expect("writer thread");
+    }
+
+    #[test]
+    fn commits_wake_the_waiters_of_a_hub_thread_through_one_hub_wake_up() {
+        let mut hub = crate::wake_hub().expect("no hub runs on this thread yet");
+        assert!(crate::wake_hub().is_none(), "one hub per thread");
+        let hub_task = Arc::new(Count::default());
+        assert!(poll(&mut hub, &hub_task).is_pending());
+
+        let (a, b) = (Arc::new(Count::default()), Arc::new(Count::default()));
+        let (mut first, mut second) = (Committed::<u32>::pending(), Committed::<u32>::pending());
+        assert!(poll(&mut first, &a).is_pending());
+        assert!(poll(&mut second, &b).is_pending());
+        commit_elsewhere(&first, 1);
+        commit_elsewhere(&second, 2);
+        // The writer woke the hub once for both; the waiters wait for it.
+        assert_eq!(hub_task.get(), 1);
+        assert_eq!((a.get(), b.get()), (0, 0));
+        assert!(poll(&mut hub, &hub_task).is_pending());
+        assert_eq!((a.get(), b.get()), (1, 1));
+        assert!(matches!(poll(&mut first, &a), Poll::Ready(Ok(1))));
+        assert!(matches!(poll(&mut second, &b), Poll::Ready(Ok(2))));
+
+        // A write still waited for when the hub ends is woken all the same,
+        // and so is one awaited after; the thread may start a hub again.
+        let (c, d) = (Arc::new(Count::default()), Arc::new(Count::default()));
+        let mut third = Committed::<u32>::pending();
+        assert!(poll(&mut third, &c).is_pending());
+        commit_elsewhere(&third, 3);
+        assert_eq!(hub_task.get(), 2);
+        drop(hub);
+        assert_eq!(
+            c.get(),
+            1,
+            "the hub's held wake-ups are delivered when it ends"
+        );
+        let mut fourth = Committed::<u32>::pending();
+        assert!(poll(&mut fourth, &d).is_pending());
+        commit_elsewhere(&fourth, 4);
+        assert_eq!(
+            d.get(),
+            1,
+            "without a hub the writer wakes the waiter itself"
+        );
+        assert!(crate::wake_hub().is_some());
+    }
+
+    #[test]
+    fn waiters_on_threads_without_a_hub_are_woken_by_the_writer() {
+        let w = Arc::new(Count::default());
+        let mut c = Committed::<u32>::pending();
+        assert!(poll(&mut c, &w).is_pending());
+        commit_elsewhere(&c, 7);
+        assert_eq!(w.get(), 1);
+        assert!(matches!(poll(&mut c, &w), Poll::Ready(Ok(7))));
+    }
 }
