@@ -672,6 +672,30 @@ async fn events_fan_out_dedupe_and_outbox() {
 
 // -------------------------------------------------------- graceful shutdown
 
+/// Sends the server SIGTERM.
+fn sigterm(s: &Server) {
+    let st = std::process::Command::new("kill")
+        .args(["-TERM", &s.child.id().to_string()])
+        .status()
+        .expect("kill -TERM");
+    assert!(st.success());
+}
+
+/// The server's exit status, once it has exited (within 40 s).
+async fn exit_status(s: &mut Server) -> std::process::ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = s.child.try_wait().expect("try_wait") {
+            return status;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(40),
+            "the server did not exit after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test]
 async fn sigterm_lets_in_flight_request_finish_and_exits_zero() {
     let mut s = Server::start().await;
@@ -690,29 +714,14 @@ async fn sigterm_lets_in_flight_request_finish_and_exits_zero() {
         })
     };
     tokio::time::sleep(Duration::from_millis(800)).await;
-    let pid = s.child.id().to_string();
-    let st = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill -TERM");
-    assert!(st.success());
+    sigterm(&s);
     let (st, body) = call
         .await
         .expect("join")
         .expect("the in-flight request failed");
     assert_eq!(st, 200, "{body}");
     assert_eq!(body["slow"], true);
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = s.child.try_wait().expect("try_wait") {
-            break status;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(40),
-            "the server did not exit after SIGTERM"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let status = exit_status(&mut s).await;
     assert!(status.success(), "exit status {status:?}");
 }
 
@@ -882,24 +891,10 @@ async fn sigterm_lets_a_just_started_async_run_finish() {
     s.deploy("slow-async", pkg).await;
     let id = accepted(&s, "slow-async", &json!({})).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let pid = s.child.id().to_string();
-    let st = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill -TERM");
-    assert!(st.success());
+    sigterm(&s);
     // Shutdown waits for the running run (up to its drain time) and exits 0.
     let start = Instant::now();
-    let status = loop {
-        if let Some(status) = s.child.try_wait().expect("try_wait") {
-            break status;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(40),
-            "the server did not exit after SIGTERM"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let status = exit_status(&mut s).await;
     assert!(status.success(), "exit status {status:?}");
     assert!(
         start.elapsed() >= Duration::from_millis(1500),
