@@ -110,7 +110,15 @@ async fn metrics_count_requests_by_route_and_status_and_cache_use() {
         text.contains("flowgate_http_request_duration_seconds_bucket"),
         "{text}"
     );
-    assert!(text.contains("flowgate_script_cache_hits_total"), "{text}");
+    // Publishing compiles the script once; each of the three calls runs the
+    // cached compile inline, each counted (from whichever thread ran it).
+    for (name, want) in [
+        ("flowgate_script_cache_misses_total", 1.0),
+        ("flowgate_script_cache_hits_total", 3.0),
+        ("flowgate_script_inline_runs_total", 3.0),
+    ] {
+        assert_eq!(sample(name, &[]), Some(want), "{name}: {text}");
+    }
     assert!(text.contains("flowgate_queue_runs"), "{text}");
 }
 

@@ -33,7 +33,11 @@ impl AuditWriter {
 
     /// Queues one entry (never blocks).
     pub fn record(&self, entry: AuditEntry) {
-        metrics::gauge!("flowgate_audit_pending").increment(1.0);
+        thread_local! {
+            // One per request: a handle per thread, not a registry lookup each.
+            static PENDING: metrics::Gauge = metrics::gauge!("flowgate_audit_pending");
+        }
+        PENDING.with(|g| g.increment(1.0));
         if self.tx.send(Msg::Entry(Box::new(entry))).is_err() {
             tracing::error!("audit writer is gone; entry dropped");
         }

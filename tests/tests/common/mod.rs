@@ -749,8 +749,12 @@ pub async fn answer_of(
 /// The value of the first sample of `name` in a metrics text whose labels
 /// include every one of `labels` (each written `key="value"`).
 pub fn metric_sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    let (labelled, bare) = (format!("{name}{{"), format!("{name} "));
     text.lines()
-        .find(|l| l.starts_with(&format!("{name}{{")) && labels.iter().all(|want| l.contains(want)))
+        .find(|l| {
+            (l.starts_with(&labelled) || l.starts_with(&bare))
+                && labels.iter().all(|want| l.contains(want))
+        })
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
 }
