@@ -908,3 +908,42 @@ async fn sigterm_lets_a_just_started_async_run_finish() {
     assert_eq!(run["attempt"], 1, "{run}");
     assert_eq!(run["response_body"]["slow"], true, "{run}");
 }
+
+#[tokio::test]
+async fn an_async_run_that_fails_inline_is_recorded_as_its_first_attempt() {
+    let s = Server::start().await;
+    let mut pkg = async_flow(
+        "fails-once",
+        r#"log::info("try " + ctx.attempt + " of " + ctx.run_id); throw "no";"#,
+    );
+    pkg["flow.toml"] = json!(format!(
+        "{}\n[retry]\nmax_attempts = 1\n",
+        pkg["flow.toml"].as_str().expect("toml")
+    ));
+    s.deploy("fails-once", pkg).await;
+    // The first call's script is compiled by the worker that runs it.
+    let first = accepted(&s, "fails-once", &json!({})).await;
+    assert_eq!(
+        s.wait_run(&first, Duration::from_secs(10)).await["status"],
+        "dead"
+    );
+    // From then on the inline attempt is the run's first: it is recorded
+    // with its log and error by the time the 202 arrives, and the script
+    // does not run a second time.
+    let id = accepted(&s, "fails-once", &json!({})).await;
+    let run = get_run(&s, &id).await;
+    assert_eq!(run["status"], "dead", "{run}");
+    assert_eq!(run["attempt"], 1, "{run}");
+    let logs = log_messages(&run);
+    assert_eq!(logs.len(), 2, "its log line and its error, once: {run}");
+    assert_eq!(logs[0], format!("try 1 of {id}"), "{run}");
+    assert!(logs[1].starts_with("no (line 1"), "{run}");
+    assert!(
+        run["error"].as_str().is_some_and(|e| e.starts_with("no")),
+        "{run}"
+    );
+    let attempts = run["attempts"].as_array().cloned().unwrap_or_default();
+    assert_eq!(attempts.len(), 1, "{run}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(get_run(&s, &id).await["attempt"], 1, "it never ran again");
+}

@@ -526,10 +526,11 @@ impl Engine {
     /// and the caller's share of runs: a run that needs nothing but
     /// computation and succeeds within the inline budget is committed
     /// already finished, one write instead of a queued row, its start and
-    /// its outcome. Any other run (one that calls the store or another
-    /// service, fails, or finds no room) is queued as by [`Self::enqueue`]
-    /// and runs from the start on a worker: the attempt given up did nothing
-    /// outside its own memory. Async runs promise no order, so a run done at
+    /// its outcome. A run that fails inline is recorded as its first attempt
+    /// (`record_failed_inline`). Any other run (one that calls the
+    /// store or another service, or finds no room) is queued as by
+    /// [`Self::enqueue`] and runs from the start on a worker: the attempt
+    /// given up did nothing outside its own memory. Async runs promise no order, so a run done at
     /// once may finish before older queued ones.
     pub async fn accept_async(&self, mut inv: Invocation) -> Result<RunId> {
         if self.is_shutting_down() {
@@ -562,7 +563,12 @@ impl Engine {
         drop(input);
         let mut outcome = match outcome {
             Some(o) if o.result.is_ok() => o,
-            _ => return self.enqueue_run(Self::queued_run_with(inv, record)).await,
+            Some(failed) => {
+                return self
+                    .record_failed_inline(inv, record, (run_id, started_at), failed, &cause)
+                    .await
+            }
+            None => return self.enqueue_run(Self::queued_run_with(inv, record)).await,
         };
         let events = emitted_events(&v.flow, &outcome, &cause);
         let logs = std::mem::take(&mut outcome.logs);
@@ -589,6 +595,36 @@ impl Engine {
         // Done, never queued: counted in `flowgate_runs_total` and
         // `flowgate_script_inline_runs_total`, not as enqueued.
         count_run(v.flow.as_str(), status.as_str());
+        Ok(run_id)
+    }
+
+    /// An async run whose inline attempt failed: stored as its first attempt,
+    /// started by this node, then that attempt's outcome as a worker would
+    /// record it (failed, queued again after its backoff, or dead). Answered
+    /// once both have committed; a crash between the two leaves the run
+    /// leased, and it runs again when the lease expires.
+    async fn record_failed_inline(
+        &self,
+        inv: Invocation,
+        record: String,
+        (run_id, started_at): (RunId, i64),
+        outcome: flowgate_script::RunOutcome,
+        cause: &Cause,
+    ) -> Result<RunId> {
+        let v = inv.version.clone();
+        let mut run = Self::queued_run_with(inv, record);
+        run.id = run_id;
+        self.lease_first_attempt(&mut run, started_at);
+        self.store().submit_start(run.clone()).await?;
+        let (committed, stores_events) =
+            crate::queue::submit_outcome(self, &run, self.node_id(), &v, &outcome, cause);
+        let recorded = committed.await;
+        if stores_events {
+            self.wake_dispatcher();
+        }
+        if !matches!(recorded, Ok(true)) {
+            tracing::warn!(run.id = %run_id, "the outcome of a failed inline attempt was not recorded; the run is retried after its lease expires");
+        }
         Ok(run_id)
     }
 
@@ -640,14 +676,19 @@ impl Engine {
             return None;
         }
         let slot = self.direct().slot()?;
-        let now = flowgate_core::now_ms();
+        self.lease_first_attempt(run, flowgate_core::now_ms());
+        Some(slot)
+    }
+
+    /// Sets `run` as a claim by this node at `now` would leave it: running
+    /// its first attempt, leased.
+    fn lease_first_attempt(&self, run: &mut Run, now: i64) {
         let lease_ms = i64::try_from(self.config().lease.as_millis()).unwrap_or(30_000);
         run.status = RunStatus::Running;
         run.attempt = 1;
         run.lease_owner = Some(self.node_id().to_owned());
         run.lease_expires_at = Some(now + lease_ms);
         run.started_at = Some(now);
-        Some(slot)
     }
 
     /// Waits for `committed`, the write that holds the started `run`, then

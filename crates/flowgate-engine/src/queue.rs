@@ -376,40 +376,8 @@ async fn finish_claimed(engine: &Engine, run: Run, owner: &str, slot: OwnedSemap
             return;
         }
     };
-    let o = owner.to_owned();
-    let flow = run.flow.to_string();
-    // Only an outcome that stored events has anything for the dispatcher (the
-    // store announces the user changes it commits itself).
-    let stores_events = outcome.result.is_err() || !outcome.events.is_empty();
-    let committed = match &outcome.result {
-        Ok(_) => {
-            let stored = store_outcome(&outcome, RunStatus::Succeeded);
-            let events = emitted_events(&run.flow, &outcome, &cause);
-            crate::invoke::count_run(run.flow.as_str(), "succeeded");
-            engine.store().submit_finish(id, o, stored, events)
-        }
-        Err(f) if !f.is_retryable() => {
-            let stored = store_outcome(&outcome, RunStatus::Failed);
-            crate::invoke::count_run(run.flow.as_str(), "failed");
-            engine.store().submit_finish(id, o, stored, Vec::new())
-        }
-        Err(_) if run.attempt < run.max_attempts => {
-            let delay = jittered(version.manifest().retry.base_delay_ms(run.attempt + 1));
-            let stored = store_outcome(&outcome, RunStatus::Queued);
-            metrics::counter!("flowgate_runs_retried_total", "flow" => flow).increment(1);
-            let at = flowgate_core::now_ms() + delay;
-            let error = stored.error.clone().unwrap_or_default();
-            engine.store().submit_retry(id, o, at, error, stored.logs)
-        }
-        Err(_) => {
-            let stored = store_outcome(&outcome, RunStatus::Dead);
-            let events: Vec<Event> = run_failed_event(&run, &outcome, RunStatus::Dead, &cause)
-                .into_iter()
-                .collect();
-            crate::invoke::count_run(run.flow.as_str(), "dead");
-            engine.store().submit_finish(id, o, stored, events)
-        }
-    };
+    let (committed, stores_events) =
+        submit_outcome(engine, &run, owner, &version, &outcome, &cause);
     drop(slot);
     let result = committed.await;
     if stores_events {
@@ -424,6 +392,56 @@ async fn finish_claimed(engine: &Engine, run: Run, owner: &str, slot: OwnedSemap
             tracing::error!(run.id = %id, error = %e, "recording a run's outcome failed; it will be retried after its lease expires")
         }
     }
+}
+
+/// Submits the outcome of an attempt of `run` (leased by `owner`): succeeded,
+/// failed for good, queued again after its backoff, or dead with a
+/// `flow.run_failed` event. Returns the write (`false` once it commits when
+/// the lease was no longer `owner`'s) and whether it stores events for the
+/// dispatcher.
+pub(crate) fn submit_outcome(
+    engine: &Engine,
+    run: &Run,
+    owner: &str,
+    version: &crate::LoadedVersion,
+    outcome: &flowgate_script::RunOutcome,
+    cause: &Cause,
+) -> (flowgate_store::Committed<bool>, bool) {
+    let (id, o) = (run.id, owner.to_owned());
+    // Only an outcome that stored events has anything for the dispatcher (the
+    // store announces the user changes it commits itself).
+    let stores_events = outcome.result.is_err() || !outcome.events.is_empty();
+    let committed = match &outcome.result {
+        Ok(_) => {
+            let stored = store_outcome(outcome, RunStatus::Succeeded);
+            let events = emitted_events(&run.flow, outcome, cause);
+            crate::invoke::count_run(run.flow.as_str(), "succeeded");
+            engine.store().submit_finish(id, o, stored, events)
+        }
+        Err(f) if !f.is_retryable() => {
+            let stored = store_outcome(outcome, RunStatus::Failed);
+            crate::invoke::count_run(run.flow.as_str(), "failed");
+            engine.store().submit_finish(id, o, stored, Vec::new())
+        }
+        Err(_) if run.attempt < run.max_attempts => {
+            let delay = jittered(version.manifest().retry.base_delay_ms(run.attempt + 1));
+            let stored = store_outcome(outcome, RunStatus::Queued);
+            metrics::counter!("flowgate_runs_retried_total", "flow" => run.flow.to_string())
+                .increment(1);
+            let at = flowgate_core::now_ms() + delay;
+            let error = stored.error.clone().unwrap_or_default();
+            engine.store().submit_retry(id, o, at, error, stored.logs)
+        }
+        Err(_) => {
+            let stored = store_outcome(outcome, RunStatus::Dead);
+            let events: Vec<Event> = run_failed_event(run, outcome, RunStatus::Dead, cause)
+                .into_iter()
+                .collect();
+            crate::invoke::count_run(run.flow.as_str(), "dead");
+            engine.store().submit_finish(id, o, stored, events)
+        }
+    };
+    (committed, stores_events)
 }
 
 /// Ends a run that an event chain deeper than `max_depth` triggered, without
