@@ -527,10 +527,10 @@ impl Engine {
     /// computation and succeeds within the inline budget is committed
     /// already finished, one write instead of a queued row, its start and
     /// its outcome. A run that fails inline is recorded as its first attempt
-    /// (`record_failed_inline`). Any other run (one that calls the
-    /// store or another service, or finds no room) is queued as by
-    /// [`Self::enqueue`] and runs from the start on a worker: the attempt
-    /// given up did nothing outside its own memory. Async runs promise no order, so a run done at
+    /// (`record_failed_inline`). Any other run (one that calls the store or
+    /// another service, or finds no room) is queued as by [`Self::enqueue`]
+    /// and runs from the start on a worker: the attempt given up did nothing
+    /// outside its own memory. Async runs promise no order, so a run done at
     /// once may finish before older queued ones.
     pub async fn accept_async(&self, mut inv: Invocation) -> Result<RunId> {
         if self.is_shutting_down() {

@@ -2,10 +2,10 @@
 //!
 //! A task that awaits a [`crate::Committed`] is woken by the writer thread
 //! once its write committed. Waking a task of another thread's runtime from
-//! outside costs that runtime a system call each time (the HTTP workers' runtimes
-//! write their event fd on every remote wake-up, even while busy), and a batch
-//! holds the writes of many waiting requests: at one asynchronous call per
-//! write, one such call per request.
+//! outside costs a system call each time (the HTTP workers' runtimes write
+//! their event fd on every remote wake-up, even while busy). A commit holds
+//! the writes of many waiting requests, so waking each of them directly
+//! costs one system call per request.
 //!
 //! A thread that runs many such tasks (an HTTP worker) runs a [`WakeHub`]
 //! on its runtime. A write awaited on that thread leaves its task's waker
