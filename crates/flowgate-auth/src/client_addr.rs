@@ -174,7 +174,30 @@ pub fn bucket(ip: IpAddr) -> IpAddr {
 
 /// The text of [`bucket`]: `192.0.2.7` or `2001:db8:1:2::/64`.
 pub fn bucket_label(ip: IpAddr) -> String {
-    match bucket(ip) {
+    thread_local! {
+        // The address this thread labelled last: a connection's calls come
+        // from one address, and formatting it costs more than the copy.
+        static LAST: std::cell::RefCell<Option<(IpAddr, String)>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    let ip = bucket(ip);
+    LAST.with(|last| {
+        let Ok(mut last) = last.try_borrow_mut() else {
+            return label_of(ip);
+        };
+        match &*last {
+            Some((seen, label)) if *seen == ip => label.clone(),
+            _ => {
+                let label = label_of(ip);
+                *last = Some((ip, label.clone()));
+                label
+            }
+        }
+    })
+}
+
+fn label_of(bucketed: IpAddr) -> String {
+    match bucketed {
         IpAddr::V6(a) => format!("{a}/64"),
         v4 => v4.to_string(),
     }
@@ -267,5 +290,15 @@ mod tests {
         );
         assert_eq!(bucket_label(ip("192.0.2.1")), "192.0.2.1");
         assert_eq!(bucket_label(ip("::ffff:192.0.2.1")), "192.0.2.1");
+        // The thread's last label is reused for the same address only.
+        for (addr, label) in [
+            ("192.0.2.2", "192.0.2.2"),
+            ("192.0.2.2", "192.0.2.2"),
+            ("2001:db8:1:2::9", "2001:db8:1:2::/64"),
+            ("2001:db8:1:3::9", "2001:db8:1:3::/64"),
+            ("192.0.2.1", "192.0.2.1"),
+        ] {
+            assert_eq!(bucket_label(ip(addr)), label);
+        }
     }
 }

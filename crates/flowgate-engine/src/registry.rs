@@ -12,8 +12,10 @@ use flowgate_core::FlowName;
 use flowgate_script::FlowVersion;
 use flowgate_store::Store;
 use serde_json::Value;
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::error::{EngineError, Result};
 
@@ -21,6 +23,34 @@ use crate::error::{EngineError, Result};
 pub const LIVE_POINTER_TTL: Duration = Duration::from_secs(2);
 /// How long a version's status (retired) may take to be seen here from another node.
 pub const VERSION_TTL: Duration = Duration::from_secs(5);
+
+/// How long a thread keeps its own copy of a resolved version before it asks
+/// the shared caches again. Any invalidation on this node (a local change, a
+/// change notice, the fallback check) drops these copies at once; only when a
+/// notice is lost does this add to [`LIVE_POINTER_TTL`].
+const FRONT_TTL: Duration = Duration::from_millis(250);
+/// Resolved versions a thread keeps (the flows it served last).
+const FRONT_SLOTS: usize = 32;
+
+/// Tells registries apart in the per-thread copies (tests run several engines
+/// on one thread).
+static NEXT_REGISTRY: AtomicU64 = AtomicU64::new(1);
+
+/// One thread's copy of what [`Registry::resolve`] answered.
+struct FrontEntry {
+    registry: u64,
+    generation: u64,
+    flow: FlowName,
+    pinned: Option<i64>,
+    until: Instant,
+    version: Arc<LoadedVersion>,
+}
+
+thread_local! {
+    /// A warm call resolves its flow here, without the shared caches' hashing
+    /// and bookkeeping (two lookups per call otherwise).
+    static FRONT: RefCell<Vec<FrontEntry>> = const { RefCell::new(Vec::new()) };
+}
 
 /// Status of a version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -201,6 +231,10 @@ pub struct Registry {
     /// anew (every few seconds for every scheduled flow otherwise).
     contents: moka::sync::Cache<String, Arc<LoadedVersion>>,
     live: moka::sync::Cache<FlowName, LiveState>,
+    /// This registry among others in the per-thread copies.
+    id: u64,
+    /// Bumped by every invalidation: per-thread copies made before are void.
+    generation: Arc<AtomicU64>,
 }
 
 impl Registry {
@@ -218,7 +252,55 @@ impl Registry {
                 .max_capacity(100_000)
                 .time_to_live(LIVE_POINTER_TTL)
                 .build(),
+            id: NEXT_REGISTRY.fetch_add(1, Ordering::Relaxed),
+            generation: Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    /// This thread's copy of a resolved version, if it is still valid.
+    fn front_get(&self, flow: &FlowName, pinned: Option<i64>) -> Option<Arc<LoadedVersion>> {
+        let generation = self.generation.load(Ordering::Acquire);
+        FRONT.with(|front| {
+            let front = front.try_borrow().ok()?;
+            let e = front
+                .iter()
+                .find(|e| e.registry == self.id && e.pinned == pinned && e.flow == *flow)?;
+            (e.generation == generation && e.until > Instant::now()).then(|| Arc::clone(&e.version))
+        })
+    }
+
+    /// Keeps a resolved version on this thread; `generation` is the one read
+    /// before resolving, so a change made meanwhile voids the copy.
+    fn front_put(
+        &self,
+        flow: &FlowName,
+        pinned: Option<i64>,
+        generation: u64,
+        version: &Arc<LoadedVersion>,
+    ) {
+        FRONT.with(|front| {
+            let Ok(mut front) = front.try_borrow_mut() else {
+                return;
+            };
+            let now = Instant::now();
+            let current = self.generation.load(Ordering::Acquire);
+            front.retain(|e| {
+                e.until > now
+                    && !(e.registry == self.id
+                        && (e.generation != current || (e.pinned == pinned && e.flow == *flow)))
+            });
+            if front.len() >= FRONT_SLOTS {
+                front.remove(0);
+            }
+            front.push(FrontEntry {
+                registry: self.id,
+                generation,
+                flow: flow.clone(),
+                pinned,
+                until: now + FRONT_TTL,
+                version: Arc::clone(version),
+            });
+        });
     }
 
     /// The live state of a flow (cached).
@@ -308,6 +390,10 @@ impl Registry {
         flow: &FlowName,
         pinned: Option<i64>,
     ) -> Result<Arc<LoadedVersion>> {
+        if let Some(v) = self.front_get(flow, pinned) {
+            return Ok(v);
+        }
+        let generation = self.generation.load(Ordering::Acquire);
         let state = self.live_state(flow).await?;
         let number = match (state, pinned) {
             (LiveState::Unknown, _) => {
@@ -332,7 +418,10 @@ impl Registry {
             )));
         };
         match v.status {
-            VersionStatus::Published => Ok(v),
+            VersionStatus::Published => {
+                self.front_put(flow, pinned, generation, &v);
+                Ok(v)
+            }
             VersionStatus::Retired => Err(EngineError::Gone(format!("version {number} of flow `{flow}` is retired"))),
             VersionStatus::Draft => Err(EngineError::NotFound(format!(
                 "version {number} of flow `{flow}` is a draft and cannot be called until it is published"
@@ -345,6 +434,9 @@ impl Registry {
         self.live.invalidate_all();
         self.versions.invalidate_all();
         self.contents.invalidate_all();
+        // After the shared caches: a copy made from what they held before
+        // carries the old generation.
+        self.generation.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Forgets everything cached about a flow (after publish, rollback, retire, disable).
@@ -355,6 +447,7 @@ impl Registry {
             .versions
             .invalidate_entries_if(move |(f, _), _| *f == flow);
         self.versions.run_pending_tasks();
+        self.generation.fetch_add(1, Ordering::AcqRel);
     }
 }
 
@@ -420,5 +513,67 @@ mod tests {
             .version(&name, n + 1)
             .await
             .is_ok_and(|v| v.is_none()));
+    }
+
+    /// A thread's own copy of a resolved version never outlives a change made
+    /// on this node: after a publish the next call on the same thread runs the
+    /// new version, also when the old one was resolved just before.
+    #[tokio::test]
+    async fn a_publish_replaces_the_version_this_thread_resolved() {
+        let engine = crate::queries::memory_engine();
+        let store = engine.store().clone();
+        let name = FlowName::parse("front").unwrap_or_else(|e| panic!("name: {e}"));
+        store
+            .create_flow(&name)
+            .unwrap_or_else(|e| panic!("flow: {e}"));
+        let mut numbers = Vec::new();
+        for body in ["#{ v: 1 }", "#{ v: 2 }"] {
+            let files: BTreeMap<String, String> = [
+                ("flow.toml".to_owned(), MANIFEST.to_owned()),
+                ("main.rhai".to_owned(), body.to_owned()),
+            ]
+            .into();
+            let sha = FlowPackage {
+                files: files.clone(),
+            }
+            .sha256();
+            let info = store
+                .insert_version(&name, &files, &sha)
+                .unwrap_or_else(|e| panic!("version: {e}"));
+            numbers.push(info.version);
+        }
+        let registry = engine.registry();
+        let live = |n: u32| {
+            store
+                .publish_version(&name, n)
+                .unwrap_or_else(|e| panic!("publish: {e}"));
+            registry.invalidate(&name);
+        };
+        let resolved = || async {
+            registry
+                .resolve(&name, None)
+                .await
+                .unwrap_or_else(|e| panic!("resolve: {e}"))
+                .number
+        };
+        live(numbers[0]);
+        assert_eq!(resolved().await, i64::from(numbers[0]));
+        assert_eq!(resolved().await, i64::from(numbers[0]), "a warm resolve");
+        live(numbers[1]);
+        assert_eq!(resolved().await, i64::from(numbers[1]));
+        // Another registry on this thread has copies of its own.
+        let other = crate::queries::memory_engine();
+        assert!(other.registry().resolve(&name, None).await.is_err());
+        assert_eq!(resolved().await, i64::from(numbers[1]));
+        store
+            .publish_version(&name, numbers[0])
+            .unwrap_or_else(|e| panic!("publish: {e}"));
+        assert_eq!(
+            resolved().await,
+            i64::from(numbers[1]),
+            "no invalidation yet: the caches still hold v2"
+        );
+        registry.invalidate_all();
+        assert_eq!(resolved().await, i64::from(numbers[0]));
     }
 }

@@ -3,6 +3,8 @@
 
 use flowgate_core::run::LogLevel;
 use flowgate_core::{FlowName, FlowPackage, Manifest};
+use std::any::Any;
+use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,6 +21,27 @@ thread_local! {
     // (and an allocation) per increment.
     static CACHE_HITS: metrics::Counter = metrics::counter!("flowgate_script_cache_hits_total");
     static INLINE_RUNS: metrics::Counter = metrics::counter!("flowgate_script_inline_runs_total");
+    /// The compiles this thread ran inline last, so a warm call finds its
+    /// script without the shared cache's hashing and bookkeeping.
+    static FRONT: RefCell<Vec<FrontEntry>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Compiles a thread keeps in [`FRONT`].
+const FRONT_SLOTS: usize = 16;
+/// A thread's copy asks the shared cache again after this many hits: the
+/// shared cache keeps seeing the script as used, and a script it evicted is
+/// let go here too.
+const FRONT_RECHECK: u32 = 64;
+
+/// Tells runtimes apart in [`FRONT`] (tests run several on one thread).
+static NEXT_RUNTIME: AtomicU64 = AtomicU64::new(1);
+
+struct FrontEntry {
+    runtime: u64,
+    sha256: String,
+    hits: u32,
+    /// An `Entry<E::Compiled>` of that runtime.
+    entry: Box<dyn Any>,
 }
 
 /// One immutable flow version as the runtime runs it.
@@ -160,6 +183,8 @@ impl Threads {
 }
 
 struct Inner<E: ScriptEngine> {
+    /// This runtime among others in [`FRONT`].
+    id: u64,
     engine: E,
     cache: moka::sync::Cache<String, Entry<E::Compiled>>,
     pool: Arc<Semaphore>,
@@ -207,6 +232,7 @@ impl<E: ScriptEngine> FlowRuntime<E> {
             .build();
         Self {
             inner: Arc::new(Inner {
+                id: NEXT_RUNTIME.fetch_add(1, Ordering::Relaxed),
                 engine,
                 cache,
                 pool: Arc::new(Semaphore::new(config.pool_size.max(1))),
@@ -258,6 +284,43 @@ impl<E: ScriptEngine> FlowRuntime<E> {
             },
         );
         Ok(compiled)
+    }
+
+    /// The cached compile of a script, from this thread's copies or the shared
+    /// cache (then copied here); `None` when it is not compiled.
+    fn cached(&self, sha256: &str) -> Option<Entry<E::Compiled>> {
+        let id = self.inner.id;
+        let found = FRONT.with(|front| {
+            let mut front = front.try_borrow_mut().ok()?;
+            let at = front
+                .iter()
+                .position(|f| f.runtime == id && f.sha256 == sha256)?;
+            let f = &mut front[at];
+            f.hits += 1;
+            if f.hits >= FRONT_RECHECK {
+                front.remove(at);
+                return None;
+            }
+            f.entry.downcast_ref::<Entry<E::Compiled>>().cloned()
+        });
+        if found.is_some() {
+            return found;
+        }
+        let entry = self.inner.cache.get(sha256)?;
+        FRONT.with(|front| {
+            if let Ok(mut front) = front.try_borrow_mut() {
+                if front.len() >= FRONT_SLOTS {
+                    front.remove(0);
+                }
+                front.push(FrontEntry {
+                    runtime: id,
+                    sha256: sha256.to_owned(),
+                    hits: 0,
+                    entry: Box::new(entry.clone()),
+                });
+            }
+        });
+        Some(entry)
     }
 
     /// Counts a run served by a cached compile.
@@ -363,7 +426,7 @@ impl<E: ScriptEngine> FlowRuntime<E> {
         }
         // A hit is counted once the run finished inline; one that moves is
         // counted by the pool's compile.
-        let entry = self.inner.cache.get(&version.sha256)?;
+        let entry = self.cached(&version.sha256)?;
         let now = flowgate_core::now_ms().max(0).unsigned_abs();
         if entry.pool_only_until.load(Ordering::Relaxed) > now {
             return None;

@@ -213,3 +213,43 @@ fn no_inline_budget_keeps_every_run_on_the_pool() {
         }
     );
 }
+
+/// Two runtimes on one thread (a thread keeps its last compiles) do not share
+/// them: the second compiles the same script itself, with its own engine, and
+/// both keep counting every warm run, also past the point where a thread asks
+/// the shared cache again.
+#[test]
+fn runtimes_on_one_thread_keep_their_own_compiles() {
+    let a = Env::new(RuntimeConfig::default());
+    let b = Env::new(RuntimeConfig::default());
+    let v = version("#{ twice: request.body.n * 2 }");
+    async fn runs(e: &Env, v: &FlowVersion, times: usize) {
+        for _ in 0..times {
+            let o = e.rt.execute(v, Arc::new(input()), e.host()).await.unwrap();
+            assert_eq!(body(&o), json!({"twice": 4}));
+        }
+    }
+    std::thread::scope(|s| {
+        std::thread::Builder::new()
+            .stack_size(RUN_STACK_BYTES)
+            .spawn_scoped(s, || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async {
+                    runs(&a, &v, 3).await;
+                    runs(&b, &v, 2).await;
+                    runs(&a, &v, 200).await;
+                });
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+    });
+    let (ca, cb) = (a.rt.cache_stats(), b.rt.cache_stats());
+    assert_eq!((ca.misses, ca.hits), (1, 202));
+    assert_eq!((cb.misses, cb.hits), (1, 1));
+    assert_eq!(a.rt.inline_stats().finished, 202);
+    assert_eq!(b.rt.inline_stats().finished, 1);
+}
