@@ -6,7 +6,7 @@ mod common;
 
 use common::{http_flow, Server};
 use reqwest::Method;
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -120,6 +120,51 @@ async fn metrics_count_requests_by_route_and_status_and_cache_use() {
         assert_eq!(sample(name, &[]), Some(want), "{name}: {text}");
     }
     assert!(text.contains("flowgate_queue_runs"), "{text}");
+}
+
+/// A script is handed only what it reads once it is compiled (the first
+/// call compiles it; the later ones run it inline): every call still sees
+/// the same values, whether it reads a key of `request`, `ctx`, or the
+/// other maps through a closure, and one that reads nothing of them too.
+#[tokio::test]
+async fn scripts_see_what_they_read_on_every_call() {
+    let s = Server::start().await;
+    let script = r#"
+        let kinds = [caller.kind].map(|k| k + "/" + trigger.kind);
+        #{ n: request.body.n, tag: request.headers["x-tag"], q: request.query.q,
+           flow: ctx.flow, attempt: ctx.attempt, kinds: kinds }
+    "#;
+    s.deploy("part", http_flow("part", script, "")).await;
+    s.deploy("whole", http_flow("whole", "request.keys().len()", ""))
+        .await;
+    s.deploy("none", http_flow("none", "#{ x: 1 }", "")).await;
+    for i in 0..4 {
+        let res = s
+            .request(Method::POST, "/flows/part?q=v")
+            .header("x-tag", format!("t{i}"))
+            .json(&json!({"n": i}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status().as_u16(), 200);
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(
+            body,
+            json!({"n": i, "tag": format!("t{i}"), "q": "v", "flow": "part", "attempt": 1,
+                   "kinds": ["anonymous/http"]}),
+            "call {i}"
+        );
+        for (flow, want) in [("whole", json!(6)), ("none", json!({"x": 1}))] {
+            let res = s
+                .request(Method::POST, &format!("/flows/{flow}"))
+                .json(&json!({}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status().as_u16(), 200);
+            assert_eq!(res.json::<Value>().await.unwrap(), want, "{flow}, call {i}");
+        }
+    }
 }
 
 #[tokio::test]

@@ -85,6 +85,7 @@ impl Engine {
             sha256: parsed.package.sha256(),
             manifest: Arc::new(parsed.manifest.clone()),
             package: Arc::new(parsed.package.clone()),
+            reads: Arc::default(),
         };
         if let Err(e) = self.runtime().compile(&version) {
             return Err(EngineError::invalid_at(

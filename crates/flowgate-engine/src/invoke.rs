@@ -5,7 +5,9 @@
 use flowgate_core::event::{Cause, Event};
 use flowgate_core::run::{RunStatus, TriggerKind};
 use flowgate_core::{FlowName, RunId};
-use flowgate_script::{FlowResponse, Host, InputMap, JsonBody, RunInput, RunOutcome, StoredMaps};
+use flowgate_script::{
+    FlowResponse, Host, InputMap, InputReads, JsonBody, RunInput, RunOutcome, StoredMaps,
+};
 use flowgate_store::Run;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -180,13 +182,21 @@ impl Invocation {
     /// (the request's body taken out of the invocation): as script values
     /// built to at most `max_depth` levels when `max_depth` is set, as text
     /// only otherwise.
-    fn input_maps(&mut self, max_depth: Option<usize>) -> StoredMaps {
-        let map = || max_depth.map_or_else(InputMap::text_only, InputMap::new);
+    /// Only what the script reads is built as values (see [`InputReads`]).
+    fn input_maps(&mut self, max_depth: Option<usize>, reads: InputReads) -> StoredMaps {
+        let map = |name: &str| match max_depth {
+            Some(d) if reads.variable(name) => InputMap::new(d),
+            _ => InputMap::text_only(),
+        };
         let request = std::mem::take(&mut self.request);
+        let request_map = match max_depth {
+            Some(d) if reads.variable("request") => InputMap::request(d, reads),
+            _ => InputMap::text_only(),
+        };
         StoredMaps {
-            request: request.write(map()),
-            caller: self.caller.write(map()),
-            trigger: self.trigger_info.write(map()),
+            request: request.write(request_map),
+            caller: self.caller.write(map("caller")),
+            trigger: self.trigger_info.write(map("trigger")),
         }
     }
 }
@@ -401,6 +411,22 @@ impl Engine {
         }
     }
 
+    /// The script's `ctx` map when it reads it (an empty body otherwise).
+    pub(crate) fn ctx_if_read(
+        reads: InputReads,
+        flow: &FlowName,
+        version: i64,
+        run_id: RunId,
+        request_id: &str,
+        attempt: u32,
+    ) -> JsonBody {
+        if reads.variable("ctx") {
+            Self::ctx_map(flow, version, run_id, request_id, attempt)
+        } else {
+            JsonBody::default()
+        }
+    }
+
     /// The script's `ctx` map.
     pub fn ctx_map(
         flow: &FlowName,
@@ -433,11 +459,13 @@ impl Engine {
         let started_at = flowgate_core::now_ms();
         let v = inv.version.clone();
         let max_depth = self.runtime().config().limits.max_value_depth;
-        let maps = inv.input_maps(Some(max_depth));
+        let reads = v.script.reads();
+        let maps = inv.input_maps(Some(max_depth), reads);
         let record = record_text(&maps, &inv.request_id);
         let input = Arc::new(RunInput {
             stored: Some(maps),
-            ctx: Self::ctx_map(&v.flow, v.number, run_id, &inv.request_id, 1),
+            ctx: Self::ctx_if_read(reads, &v.flow, v.number, run_id, &inv.request_id, 1),
+            reads,
             ..RunInput::default()
         });
         let caller_key = inv.caller.share_key();
@@ -538,13 +566,15 @@ impl Engine {
         }
         let v = inv.version.clone();
         let max_depth = self.runtime().config().limits.max_value_depth;
-        let maps = inv.input_maps(Some(max_depth));
+        let reads = v.script.reads();
+        let maps = inv.input_maps(Some(max_depth), reads);
         let record = record_text(&maps, &inv.request_id);
         let run_id = RunId::new();
         let started_at = flowgate_core::now_ms();
         let input = RunInput {
             stored: Some(maps),
-            ctx: Self::ctx_map(&v.flow, v.number, run_id, &inv.request_id, 1),
+            ctx: Self::ctx_if_read(reads, &v.flow, v.number, run_id, &inv.request_id, 1),
+            reads,
             ..RunInput::default()
         };
         let cause = Cause::root(run_id.to_string());
@@ -739,7 +769,7 @@ impl Engine {
     }
 
     fn queued_run(mut inv: Invocation) -> Run {
-        let input = record_text(&inv.input_maps(None), &inv.request_id);
+        let input = record_text(&inv.input_maps(None, InputReads::NONE), &inv.request_id);
         Self::queued_run_with(inv, input)
     }
 

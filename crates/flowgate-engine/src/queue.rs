@@ -341,14 +341,17 @@ async fn finish_claimed(engine: &Engine, run: Run, owner: &str, slot: OwnedSemap
         stop_chain(engine, &run, owner, &cause, max_depth).await;
         return;
     }
+    let reads = version.script.reads();
     let run_input = RunInput {
-        ctx: Engine::ctx_map(
+        ctx: Engine::ctx_if_read(
+            reads,
             &run.flow,
             i64::from(run.version),
             id,
             &input.request_id,
             run.attempt,
         ),
+        reads,
         ..input.maps
     };
     // Queued runs wait for their flow's share instead of failing; the lease

@@ -201,6 +201,7 @@ pub fn load_version(
             sha256,
             manifest: Arc::new(parsed.manifest),
             package: Arc::new(parsed.package),
+            reads: Arc::default(),
         },
         input_schema,
         output_schema,

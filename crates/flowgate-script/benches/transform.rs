@@ -70,6 +70,7 @@ fn bench(c: &mut Criterion) {
         caller: json!({"kind": "api_key"}),
         trigger: json!({"kind": "http"}),
         ctx: flowgate_script::JsonBody::stored(json!({"flow": "bench", "version": 1}).to_string()),
+        reads: Default::default(),
     };
     let expected = plain_rust(&body());
     let check = rt

@@ -11,6 +11,7 @@ use crate::convert::{to_json, try_to_dynamic, try_to_json_text};
 use crate::error::CompileError;
 use crate::host::{self, HostModule, Terminal, TERMINAL_TOKEN};
 use crate::outcome::{FlowResponse, ResponseBody, RunFailure, RunInput};
+use crate::reads::InputReads;
 use flowgate_core::run::LogLevel;
 
 /// Names of the variables every script sees.
@@ -25,6 +26,11 @@ pub trait ScriptEngine: Send + Sync + 'static {
     type Compiled: Send + Sync + 'static;
     /// Compiles `source` (named `file` in errors).
     fn compile(&self, file: &str, source: &str) -> Result<Self::Compiled, CompileError>;
+    /// What a compiled script reads of its input ([`RunInput::reads`]); all of
+    /// it unless the engine knows better.
+    fn reads(&self, _compiled: &Self::Compiled) -> InputReads {
+        InputReads::ALL
+    }
     /// Runs a compiled script with the given input; `timeout_ms` names the limit in errors.
     fn execute(
         &self,
@@ -289,6 +295,10 @@ impl ScriptEngine for RhaiEngine {
             .map_err(|e| compile_error(file, &e, &self.limits))
     }
 
+    fn reads(&self, ast: &AST) -> InputReads {
+        InputReads::of(ast)
+    }
+
     fn execute(
         &self,
         ast: &AST,
@@ -307,6 +317,10 @@ impl ScriptEngine for RhaiEngine {
             ("caller", &input.caller),
             ("trigger", &input.trigger),
         ] {
+            if !input.reads.variable(name) {
+                scope.push_dynamic(name, Dynamic::UNIT);
+                continue;
+            }
             let stored = input.stored.as_ref().and_then(|s| match name {
                 "request" => Some(&s.request),
                 "caller" => Some(&s.caller),
@@ -328,10 +342,14 @@ impl ScriptEngine for RhaiEngine {
             }
             scope.push_dynamic(name, v);
         }
-        let ctx = input
-            .ctx
-            .take_dynamic(0, max_depth)
-            .map_err(|_| too_deep("ctx"))?;
+        let ctx = if input.reads.variable("ctx") {
+            input
+                .ctx
+                .take_dynamic(0, max_depth)
+                .map_err(|_| too_deep("ctx"))?
+        } else {
+            Dynamic::UNIT
+        };
         scope.push_dynamic("ctx", ctx);
         let evaluated = self.engine.eval_ast_with_scope::<Dynamic>(&mut scope, ast);
         if evaluated.is_ok() {

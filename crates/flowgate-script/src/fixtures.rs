@@ -252,6 +252,7 @@ pub fn build_input(manifest: &Manifest, version: i64, fx: &Fixture) -> Result<Ru
         caller,
         trigger,
         ctx,
+        reads: crate::InputReads::ALL,
     })
 }
 

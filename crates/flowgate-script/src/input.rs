@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use crate::body::JsonBody;
 use crate::convert::to_dynamic_at;
+use crate::reads::InputReads;
 
 /// A top-level input map being written: keys in the order they are added
 /// (a key is added once), values at depth 1 (as
@@ -22,6 +23,9 @@ pub struct InputMap {
     /// Whether some part could not be built (nested too deeply): the run
     /// then parses the text and fails on the depth limit as it would have.
     incomplete: bool,
+    /// For the `request` map: the keys its script reads (the others are
+    /// written as text only).
+    request_reads: Option<InputReads>,
 }
 
 impl InputMap {
@@ -29,6 +33,15 @@ impl InputMap {
     /// arrays nest at most `max_depth` levels.
     pub fn new(max_depth: usize) -> Self {
         Self::with(Some(Map::new()), max_depth)
+    }
+
+    /// The `request` map, built as [`Self::new`] with only the keys the
+    /// script reads (all of them in its text).
+    pub fn request(max_depth: usize, reads: InputReads) -> Self {
+        Self {
+            request_reads: Some(reads),
+            ..Self::new(max_depth)
+        }
     }
 
     /// A map written as text only (a queued run's input: it parses the text
@@ -45,6 +58,7 @@ impl InputMap {
             value,
             max_depth,
             incomplete: max_depth == 0,
+            request_reads: None,
         }
     }
 
@@ -60,6 +74,9 @@ impl InputMap {
     }
 
     fn set(&mut self, key: &'static str, v: impl FnOnce() -> Option<Dynamic>) {
+        if self.request_reads.is_some_and(|r| !r.request_key(key)) {
+            return;
+        }
         if let Some(m) = &mut self.value {
             match v() {
                 Some(v) => {
@@ -312,5 +329,23 @@ mod tests {
         assert_eq!(out.text(), r#"{"body":{"n":1}}"#);
         assert!(built(&out).is_none());
         assert!(body.take_prepared().is_some());
+    }
+
+    #[test]
+    fn a_request_map_builds_the_keys_its_script_reads_and_writes_them_all() {
+        let write = |mut m: InputMap| {
+            m.str("method", "POST");
+            m.str_map("headers", [("x-tag", "t")]);
+            m.value("body", &json!({"n": 1}));
+            m.finish()
+        };
+        let all = write(InputMap::new(16));
+        let reads = crate::reads::tests::reads("request.body.n + request.method");
+        let some = write(InputMap::request(16, reads));
+        assert_eq!(some.text(), all.text(), "the stored text is whole");
+        let value = to_json(&built(&some).expect("built"));
+        assert_eq!(value, json!({"method": "POST", "body": {"n": 1}}));
+        let none = write(InputMap::request(16, crate::InputReads::NONE));
+        assert_eq!(to_json(&built(&none).expect("built")), json!({}));
     }
 }

@@ -22,6 +22,7 @@ pub mod memory;
 pub mod outcome;
 pub mod overlay;
 pub mod package_dir;
+pub mod reads;
 pub mod redact;
 pub mod runtime;
 
@@ -38,4 +39,5 @@ pub use input::InputMap;
 pub use memory::MemoryRepo;
 pub use outcome::{FlowResponse, HttpCallRecord, ResponseBody, RunFailure, RunInput, RunOutcome};
 pub use overlay::{Changes, OverlayRepo};
+pub use reads::InputReads;
 pub use runtime::{CacheStats, FlowRuntime, FlowVersion, InlineStats};

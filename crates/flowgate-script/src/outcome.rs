@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
 use crate::body::{JsonBody, StoredMaps};
+use crate::reads::InputReads;
 
 /// The maps a script sees (SPEC §4): `request`, `caller`, `trigger`, `ctx`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -29,6 +30,11 @@ pub struct RunInput {
     /// `body`) are not used.
     #[serde(skip)]
     pub stored: Option<StoredMaps>,
+    /// What the script reads of the above ([`crate::FlowVersion::reads`]):
+    /// a variable it never names is `()`, and a `request` key it never reads
+    /// may be missing from the maps built for it (never from their text).
+    #[serde(skip)]
+    pub reads: InputReads,
 }
 
 /// A successful flow response.

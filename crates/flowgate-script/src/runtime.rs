@@ -6,7 +6,7 @@ use flowgate_core::{FlowName, FlowPackage, Manifest};
 use std::any::Any;
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 
@@ -15,6 +15,7 @@ use crate::engine::{RhaiEngine, ScriptEngine};
 use crate::error::{CompileError, RuntimeError};
 use crate::host::{self, Host, RunContext};
 use crate::outcome::{RunFailure, RunInput, RunOutcome};
+use crate::reads::InputReads;
 
 thread_local! {
     // Counted on every call: a handle per thread, not a registry lookup
@@ -57,6 +58,9 @@ pub struct FlowVersion {
     pub manifest: Arc<Manifest>,
     /// The package files.
     pub package: Arc<FlowPackage>,
+    /// What the script reads of its input, known once it compiled
+    /// (shared by the clones of this version).
+    pub reads: Arc<OnceLock<InputReads>>,
 }
 
 impl FlowVersion {
@@ -68,6 +72,19 @@ impl FlowVersion {
             sha256: package.sha256(),
             manifest: Arc::new(manifest),
             package: Arc::new(package),
+            reads: Arc::default(),
+        }
+    }
+
+    /// What the script reads of its input ([`RunInput::reads`]): all of it
+    /// until this version (or another of the same content) compiled.
+    pub fn reads(&self) -> InputReads {
+        self.reads.get().copied().unwrap_or(InputReads::ALL)
+    }
+
+    fn learn_reads(&self, reads: InputReads) {
+        if self.reads.get().is_none() {
+            let _ = self.reads.set(reads);
         }
     }
 }
@@ -97,6 +114,7 @@ pub struct InlineStats {
 
 struct Entry<C> {
     compiled: Arc<C>,
+    reads: InputReads,
     bytes: u32,
     /// Until when (ms since the epoch) this script runs on the pool only: set
     /// when an inline run of it gave up.
@@ -107,6 +125,7 @@ impl<C> Clone for Entry<C> {
     fn clone(&self) -> Self {
         Self {
             compiled: Arc::clone(&self.compiled),
+            reads: self.reads,
             bytes: self.bytes,
             pool_only_until: Arc::clone(&self.pool_only_until),
         }
@@ -260,6 +279,7 @@ impl<E: ScriptEngine> FlowRuntime<E> {
     pub fn compile(&self, version: &FlowVersion) -> Result<Arc<E::Compiled>, CompileError> {
         if let Some(e) = self.inner.cache.get(&version.sha256) {
             self.count_hit();
+            version.learn_reads(e.reads);
             return Ok(e.compiled);
         }
         self.inner.misses.fetch_add(1, Ordering::Relaxed);
@@ -275,10 +295,13 @@ impl<E: ScriptEngine> FlowRuntime<E> {
                 message: "the script file is missing from the package".into(),
             })?;
         let compiled = Arc::new(self.inner.engine.compile(file, source)?);
+        let reads = self.inner.engine.reads(&compiled);
+        version.learn_reads(reads);
         self.inner.cache.insert(
             version.sha256.clone(),
             Entry {
                 compiled: Arc::clone(&compiled),
+                reads,
                 bytes: u32::try_from(source.len().max(1)).unwrap_or(u32::MAX),
                 pool_only_until: Arc::new(AtomicU64::new(0)),
             },
@@ -427,6 +450,7 @@ impl<E: ScriptEngine> FlowRuntime<E> {
         // A hit is counted once the run finished inline; one that moves is
         // counted by the pool's compile.
         let entry = self.cached(&version.sha256)?;
+        version.learn_reads(entry.reads);
         let now = flowgate_core::now_ms().max(0).unsigned_abs();
         if entry.pool_only_until.load(Ordering::Relaxed) > now {
             return None;

@@ -90,7 +90,8 @@ fn guide_examples_run_as_documented() {
             caller: json!({"kind": "api_key", "id": "k", "scopes": []}),
             trigger: json!({"kind": "http"}),
             ctx: flowgate_script::JsonBody::stored(json!({"flow": "guide", "version": 1, "run_id": "r", "request_id": "q", "attempt": 1}).to_string()),
-        };
+        reads: Default::default(),
+};
         let out = rt.execute_blocking(&v, input, host).unwrap_or_else(|e| {
             panic!("example at writing-flows.md:{line} does not compile: {e}\n{src}")
         });

@@ -31,6 +31,7 @@ fn input() -> RunInput {
             json!({"flow": "t", "version": 1, "run_id": "r", "request_id": "q", "attempt": 1})
                 .to_string(),
         ),
+        reads: Default::default(),
     }
 }
 

@@ -93,6 +93,7 @@ fn input(body: Value) -> RunInput {
             json!({"flow": "t", "version": 1, "run_id": "r", "request_id": "q", "attempt": 1})
                 .to_string(),
         ),
+        reads: Default::default(),
     }
 }
 
