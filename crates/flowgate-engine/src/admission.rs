@@ -42,10 +42,37 @@ pub enum Refusal {
     },
 }
 
+/// Runs held under one key, and the key itself, shared with their tickets
+/// (a ticket taken while others hold the key allocates nothing).
+struct Held {
+    key: Arc<str>,
+    runs: usize,
+}
+
 #[derive(Default)]
 struct Counts {
-    flows: HashMap<String, usize>,
-    callers: HashMap<String, usize>,
+    flows: HashMap<Arc<str>, Held>,
+    callers: HashMap<Arc<str>, Held>,
+}
+
+fn held(map: &HashMap<Arc<str>, Held>, key: &str) -> usize {
+    map.get(key).map_or(0, |h| h.runs)
+}
+
+fn take(map: &mut HashMap<Arc<str>, Held>, key: &str) -> Arc<str> {
+    if let Some(h) = map.get_mut(key) {
+        h.runs += 1;
+        return Arc::clone(&h.key);
+    }
+    let key: Arc<str> = key.into();
+    map.insert(
+        Arc::clone(&key),
+        Held {
+            key: Arc::clone(&key),
+            runs: 1,
+        },
+    );
+    key
 }
 
 struct Inner {
@@ -64,8 +91,8 @@ pub struct Admission {
 /// Held while a run executes; gives its share back when dropped.
 pub struct Ticket {
     inner: Arc<Inner>,
-    flow: String,
-    caller: Option<String>,
+    flow: Arc<str>,
+    caller: Option<Arc<str>>,
 }
 
 /// The counters stay consistent under a panic elsewhere (each update is one
@@ -117,23 +144,21 @@ impl Admission {
         let flow_limit = self.flow_limit(concurrency);
         let mut c = lock(&self.inner.counts);
         if let Some(k) = caller {
-            if c.callers.get(k).copied().unwrap_or(0) >= self.inner.caller_cap {
+            if held(&c.callers, k) >= self.inner.caller_cap {
                 return Err(Refusal::Caller {
                     limit: self.inner.caller_cap,
                 });
             }
         }
-        if c.flows.get(flow).copied().unwrap_or(0) >= flow_limit {
+        if held(&c.flows, flow) >= flow_limit {
             return Err(Refusal::Flow { limit: flow_limit });
         }
-        *c.flows.entry(flow.to_owned()).or_insert(0) += 1;
-        if let Some(k) = caller {
-            *c.callers.entry(k.to_owned()).or_insert(0) += 1;
-        }
+        let flow = take(&mut c.flows, flow);
+        let caller = caller.map(|k| take(&mut c.callers, k));
         Ok(Ticket {
             inner: Arc::clone(&self.inner),
-            flow: flow.to_owned(),
-            caller: caller.map(str::to_owned),
+            flow,
+            caller,
         })
     }
 
@@ -175,7 +200,11 @@ impl Admission {
 
     /// Runs currently admitted.
     pub fn running(&self) -> usize {
-        lock(&self.inner.counts).flows.values().sum()
+        lock(&self.inner.counts)
+            .flows
+            .values()
+            .map(|h| h.runs)
+            .sum()
     }
 }
 
@@ -228,10 +257,10 @@ impl crate::Engine {
     }
 }
 
-fn release(map: &mut HashMap<String, usize>, key: &str) {
-    if let Some(n) = map.get_mut(key) {
-        *n = n.saturating_sub(1);
-        if *n == 0 {
+fn release(map: &mut HashMap<Arc<str>, Held>, key: &str) {
+    if let Some(h) = map.get_mut(key) {
+        h.runs = h.runs.saturating_sub(1);
+        if h.runs == 0 {
             map.remove(key);
         }
     }
