@@ -134,7 +134,14 @@ impl Engine {
                 .caller
                 .unwrap_or_else(|| json!({"kind": "admin", "id": "dry-run", "scopes": []})),
             trigger,
-            ctx: Engine::ctx_map(&flow, number, run_id, &run_id.to_string(), 1),
+            ctx: Engine::ctx_map(
+                flowgate_script::InputReads::ALL,
+                &flow,
+                number,
+                run_id,
+                &run_id.to_string(),
+                1,
+            ),
             reads: flowgate_script::InputReads::ALL,
         };
         let ticket = self.admit_run(&version, None).await?;

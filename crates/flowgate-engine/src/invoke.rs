@@ -411,8 +411,8 @@ impl Engine {
         }
     }
 
-    /// The script's `ctx` map when it reads it (an empty body otherwise).
-    pub(crate) fn ctx_if_read(
+    /// The script's `ctx` map, when it reads it (an empty body otherwise).
+    pub fn ctx_map(
         reads: InputReads,
         flow: &FlowName,
         version: i64,
@@ -420,21 +420,9 @@ impl Engine {
         request_id: &str,
         attempt: u32,
     ) -> JsonBody {
-        if reads.variable("ctx") {
-            Self::ctx_map(flow, version, run_id, request_id, attempt)
-        } else {
-            JsonBody::default()
+        if !reads.variable("ctx") {
+            return JsonBody::default();
         }
-    }
-
-    /// The script's `ctx` map.
-    pub fn ctx_map(
-        flow: &FlowName,
-        version: i64,
-        run_id: RunId,
-        request_id: &str,
-        attempt: u32,
-    ) -> JsonBody {
         // A flat map of scalars: it nests no deeper than any limit allows.
         let mut m = InputMap::new(2);
         m.str("flow", flow.as_str());
@@ -464,7 +452,7 @@ impl Engine {
         let record = record_text(&maps, &inv.request_id);
         let input = Arc::new(RunInput {
             stored: Some(maps),
-            ctx: Self::ctx_if_read(reads, &v.flow, v.number, run_id, &inv.request_id, 1),
+            ctx: Self::ctx_map(reads, &v.flow, v.number, run_id, &inv.request_id, 1),
             reads,
             ..RunInput::default()
         });
@@ -573,7 +561,7 @@ impl Engine {
         let started_at = flowgate_core::now_ms();
         let input = RunInput {
             stored: Some(maps),
-            ctx: Self::ctx_if_read(reads, &v.flow, v.number, run_id, &inv.request_id, 1),
+            ctx: Self::ctx_map(reads, &v.flow, v.number, run_id, &inv.request_id, 1),
             reads,
             ..RunInput::default()
         };

@@ -343,7 +343,7 @@ async fn finish_claimed(engine: &Engine, run: Run, owner: &str, slot: OwnedSemap
     }
     let reads = version.script.reads();
     let run_input = RunInput {
-        ctx: Engine::ctx_if_read(
+        ctx: Engine::ctx_map(
             reads,
             &run.flow,
             i64::from(run.version),

@@ -459,20 +459,20 @@ mod tests {
 
     const MANIFEST: &str = "name = \"reg\"\n[[trigger]]\nkind = \"http\"\nmethod = \"POST\"\n\n[auth]\nmode = \"none\"\n";
 
-    /// A version whose cached copy expired (here: was invalidated) is not
-    /// loaded and compiled again when only its status changed, yet callers
-    /// see the new status at once.
-    #[tokio::test]
-    async fn a_status_change_reuses_the_loaded_package_and_shows_the_new_status() {
-        let engine = crate::queries::memory_engine();
-        let store = engine.store().clone();
-        let name = FlowName::parse("reg").unwrap_or_else(|e| panic!("name: {e}"));
+    /// Creates the flow `name` in `store`.
+    fn flow(store: &Store, name: &str) -> FlowName {
+        let name = FlowName::parse(name).unwrap_or_else(|e| panic!("name: {e}"));
         store
             .create_flow(&name)
             .unwrap_or_else(|e| panic!("flow: {e}"));
+        name
+    }
+
+    /// Stores a draft version of `name` running `script`: its number and hash.
+    fn draft(store: &Store, name: &FlowName, script: &str) -> (u32, String) {
         let files: BTreeMap<String, String> = [
             ("flow.toml".to_owned(), MANIFEST.to_owned()),
-            ("main.rhai".to_owned(), "#{ ok: true }".to_owned()),
+            ("main.rhai".to_owned(), script.to_owned()),
         ]
         .into();
         let sha = FlowPackage {
@@ -480,9 +480,21 @@ mod tests {
         }
         .sha256();
         let info = store
-            .insert_version(&name, &files, &sha)
+            .insert_version(name, &files, &sha)
             .unwrap_or_else(|e| panic!("version: {e}"));
-        let n = i64::from(info.version);
+        (info.version, sha)
+    }
+
+    /// A version whose cached copy expired (here: was invalidated) is not
+    /// loaded and compiled again when only its status changed, yet callers
+    /// see the new status at once.
+    #[tokio::test]
+    async fn a_status_change_reuses_the_loaded_package_and_shows_the_new_status() {
+        let engine = crate::queries::memory_engine();
+        let store = engine.store().clone();
+        let name = flow(&store, "reg");
+        let (number, sha) = draft(&store, &name, "#{ ok: true }");
+        let n = i64::from(number);
         let registry = engine.registry();
 
         let draft = registry
@@ -497,7 +509,7 @@ mod tests {
         ));
 
         store
-            .publish_version(&name, info.version)
+            .publish_version(&name, number)
             .unwrap_or_else(|e| panic!("publish: {e}"));
         registry.invalidate(&name);
         let live = registry
@@ -523,26 +535,8 @@ mod tests {
     async fn a_publish_replaces_the_version_this_thread_resolved() {
         let engine = crate::queries::memory_engine();
         let store = engine.store().clone();
-        let name = FlowName::parse("front").unwrap_or_else(|e| panic!("name: {e}"));
-        store
-            .create_flow(&name)
-            .unwrap_or_else(|e| panic!("flow: {e}"));
-        let mut numbers = Vec::new();
-        for body in ["#{ v: 1 }", "#{ v: 2 }"] {
-            let files: BTreeMap<String, String> = [
-                ("flow.toml".to_owned(), MANIFEST.to_owned()),
-                ("main.rhai".to_owned(), body.to_owned()),
-            ]
-            .into();
-            let sha = FlowPackage {
-                files: files.clone(),
-            }
-            .sha256();
-            let info = store
-                .insert_version(&name, &files, &sha)
-                .unwrap_or_else(|e| panic!("version: {e}"));
-            numbers.push(info.version);
-        }
+        let name = flow(&store, "reg");
+        let numbers = ["#{ v: 1 }", "#{ v: 2 }"].map(|script| draft(&store, &name, script).0);
         let registry = engine.registry();
         let live = |n: u32| {
             store

@@ -62,32 +62,41 @@ impl Env {
     /// bytes of stack, as an HTTP worker would.
     fn runs(&self, script: &str, times: usize, stack: usize) -> Vec<RunOutcome> {
         let v = version(script);
-        std::thread::scope(|s| {
-            std::thread::Builder::new()
-                .stack_size(stack)
-                .spawn_scoped(s, || {
-                    let rt = tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                        .unwrap();
-                    rt.block_on(async {
-                        let mut out = Vec::new();
-                        for _ in 0..times {
-                            out.push(
-                                self.rt
-                                    .execute(&v, Arc::new(input()), self.host())
-                                    .await
-                                    .unwrap(),
-                            );
-                        }
-                        out
-                    })
-                })
-                .unwrap()
-                .join()
-                .unwrap()
+        on_worker(stack, || async {
+            let mut out = Vec::new();
+            for _ in 0..times {
+                out.push(
+                    self.rt
+                        .execute(&v, Arc::new(input()), self.host())
+                        .await
+                        .unwrap(),
+                );
+            }
+            out
         })
     }
+}
+
+/// Runs the future `f` makes on a thread of its own with `stack` bytes of
+/// stack and a current-thread runtime, as an HTTP worker runs calls.
+fn on_worker<T: Send, F: std::future::Future<Output = T>>(
+    stack: usize,
+    f: impl FnOnce() -> F + Send,
+) -> T {
+    std::thread::scope(|s| {
+        std::thread::Builder::new()
+            .stack_size(stack)
+            .spawn_scoped(s, || {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap()
+                    .block_on(f())
+            })
+            .unwrap()
+            .join()
+            .unwrap()
+    })
 }
 
 fn body(o: &RunOutcome) -> Value {
@@ -230,23 +239,10 @@ fn runtimes_on_one_thread_keep_their_own_compiles() {
             assert_eq!(body(&o), json!({"twice": 4}));
         }
     }
-    std::thread::scope(|s| {
-        std::thread::Builder::new()
-            .stack_size(RUN_STACK_BYTES)
-            .spawn_scoped(s, || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap();
-                rt.block_on(async {
-                    runs(&a, &v, 3).await;
-                    runs(&b, &v, 2).await;
-                    runs(&a, &v, 200).await;
-                });
-            })
-            .unwrap()
-            .join()
-            .unwrap();
+    on_worker(RUN_STACK_BYTES, || async {
+        runs(&a, &v, 3).await;
+        runs(&b, &v, 2).await;
+        runs(&a, &v, 200).await;
     });
     let (ca, cb) = (a.rt.cache_stats(), b.rt.cache_stats());
     assert_eq!((ca.misses, ca.hits), (1, 202));
