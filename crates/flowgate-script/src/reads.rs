@@ -58,38 +58,46 @@ impl InputReads {
     /// What `ast` reads.
     pub fn of(ast: &AST) -> Self {
         let mut reads = Self::NONE;
-        ast.walk(&mut |path| {
-            let Some(node) = path.last() else {
-                return true;
-            };
-            match node {
-                rhai::ASTNode::Expr(Expr::Variable(v, ..)) if v.2.is_empty() => {
-                    reads.0 |= match v.1.as_str() {
-                        "request" => request_part(path),
-                        "caller" => CALLER,
-                        "trigger" => TRIGGER,
-                        "ctx" => CTX,
-                        _ => 0,
-                    };
-                }
-                // Variables a closure captures are named here too.
-                rhai::ASTNode::Stmt(Stmt::Share(vars)) => {
-                    for (ident, _) in vars.iter() {
-                        reads.0 |= match ident.name.as_str() {
-                            "request" => ALL_REQUEST,
-                            "caller" => CALLER,
-                            "trigger" => TRIGGER,
-                            "ctx" => CTX,
-                            _ => 0,
-                        };
-                    }
-                }
-                _ => {}
-            }
-            reads != Self::ALL
-        });
+        ast.walk(&mut |path| visit(path, &mut reads));
         reads
     }
+}
+
+/// Adds what the node at the end of `path` reads; `false` once everything is.
+fn visit(path: &[rhai::ASTNode<'_>], reads: &mut InputReads) -> bool {
+    let Some(node) = path.last() else {
+        return true;
+    };
+    match node {
+        rhai::ASTNode::Expr(Expr::Variable(v, ..)) if v.2.is_empty() => {
+            reads.0 |= match v.1.as_str() {
+                "request" => request_part(path),
+                "caller" => CALLER,
+                "trigger" => TRIGGER,
+                "ctx" => CTX,
+                _ => 0,
+            };
+        }
+        // Variables a closure captures are named here too.
+        rhai::ASTNode::Stmt(Stmt::Share(vars)) => {
+            for (ident, _) in vars.iter() {
+                reads.0 |= match ident.name.as_str() {
+                    "request" => ALL_REQUEST,
+                    "caller" => CALLER,
+                    "trigger" => TRIGGER,
+                    "ctx" => CTX,
+                    _ => 0,
+                };
+            }
+        }
+        // Rhai's walk does not enter the value of `break value`.
+        rhai::ASTNode::Stmt(Stmt::BreakLoop(Some(value), ..)) => {
+            let mut inner = path.to_vec();
+            value.walk(&mut inner, &mut |p| visit(p, reads));
+        }
+        _ => {}
+    }
+    *reads != InputReads::ALL
 }
 
 /// The bits of `request` read where `path` (ending at a `request` variable)
@@ -187,6 +195,14 @@ pub(crate) mod tests {
         );
         assert_eq!(vars(reads("let f = || ctx.attempt; f.call()")), ["ctx"]);
         assert_eq!(vars(reads("if true { #{ a: [caller] } }")), ["caller"]);
+        assert_eq!(
+            vars(reads("let c = loop { break ctx.attempt; }; c")),
+            ["ctx"]
+        );
+        assert_eq!(
+            keys(reads("while true { break request.query; }")),
+            ["query"]
+        );
         // A function's parameter of the same name counts too (a harmless overcount).
         assert_eq!(vars(reads("fn f(ctx) { ctx } f(1)")), ["ctx"]);
     }
