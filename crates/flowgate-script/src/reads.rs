@@ -20,6 +20,18 @@ const TRIGGER: u16 = 1 << 7;
 const CTX: u16 = 1 << 8;
 const ALL_REQUEST: u16 = (1 << 6) - 1;
 
+/// The bits of the input variable `name` (all of `request`'s keys for
+/// `request`); 0 for any other name.
+fn variable_bits(name: &str) -> u16 {
+    match name {
+        "request" => ALL_REQUEST,
+        "caller" => CALLER,
+        "trigger" => TRIGGER,
+        "ctx" => CTX,
+        _ => 0,
+    }
+}
+
 /// What a script reads of its input (see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InputReads(u16);
@@ -36,15 +48,11 @@ impl InputReads {
     /// Nothing.
     pub const NONE: Self = Self(0);
 
-    /// Whether the script reads the variable `name`.
+    /// Whether the script reads the variable `name` (true for names that are
+    /// not input variables).
     pub fn variable(self, name: &str) -> bool {
-        match name {
-            "request" => self.0 & ALL_REQUEST != 0,
-            "caller" => self.0 & CALLER != 0,
-            "trigger" => self.0 & TRIGGER != 0,
-            "ctx" => self.0 & CTX != 0,
-            _ => true,
-        }
+        let bits = variable_bits(name);
+        bits == 0 || self.0 & bits != 0
     }
 
     /// Whether the script reads `request.<key>` (true for keys it does not know).
@@ -72,22 +80,13 @@ fn visit(path: &[rhai::ASTNode<'_>], reads: &mut InputReads) -> bool {
         rhai::ASTNode::Expr(Expr::Variable(v, ..)) if v.2.is_empty() => {
             reads.0 |= match v.1.as_str() {
                 "request" => request_part(path),
-                "caller" => CALLER,
-                "trigger" => TRIGGER,
-                "ctx" => CTX,
-                _ => 0,
+                other => variable_bits(other),
             };
         }
         // Variables a closure captures are named here too.
         rhai::ASTNode::Stmt(Stmt::Share(vars)) => {
             for (ident, _) in vars.iter() {
-                reads.0 |= match ident.name.as_str() {
-                    "request" => ALL_REQUEST,
-                    "caller" => CALLER,
-                    "trigger" => TRIGGER,
-                    "ctx" => CTX,
-                    _ => 0,
-                };
+                reads.0 |= variable_bits(&ident.name);
             }
         }
         // Rhai's walk does not enter the value of `break value`.
